@@ -1,0 +1,317 @@
+"""The pipeline every method shares: capture, score, differentiate, weigh and finish.
+
+A method is a subclass that states only its rule, `weigh(evidence) -> (B, K, *spatial)`, and
+whether that rule needs gradients. Everything else happens here, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from camkit.capture import capture
+from camkit.errors import CamkitWarning
+from camkit.explanation import Explanation
+from camkit.layers import LayerSpec, find_spatial_layer, resolve_layers, unwrap
+from camkit.maps import Fuse, fuse, normalise, rectify, upsample, warn_constant
+from camkit.targets import OutputSelector, Score, Targets, score_targets, select_output
+
+Reshape = Callable[[Tensor], Tensor]
+
+_REGISTRY: dict[str, type[Explainer]] = {}
+METHODS: Mapping[str, type[Explainer]] = MappingProxyType(_REGISTRY)
+"""Method name -> class, e.g. ``METHODS["gradcam++"] is GradCAMPlusPlus``."""
+
+E = TypeVar("E", bound="type[Explainer]")
+
+
+def register(name: str) -> Callable[[E], E]:
+    """Class decorator: make a method available as `METHODS[name]` and `explain(method=name)`.
+
+    Example:
+        >>> import camkit
+        >>> @camkit.register("activation-sum")
+        ... class ActivationSum(camkit.Explainer):
+        ...     needs_gradients = False
+        ...     def weigh(self, evidence):
+        ...         return evidence.activations.sum(dim=1, keepdim=True)
+        >>> camkit.METHODS["activation-sum"] is ActivationSum
+        True
+    """
+
+    def add(cls: E) -> E:
+        if name in _REGISTRY:
+            raise ValueError(f"a method named {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return add
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What a method's rule sees for one layer (float32, or float64 for a float64 model).
+
+    Attributes:
+        layer: the layer's dotted name.
+        activations: A, (B, C, *spatial).
+        gradients: dS/dA for each of the K scores, (B, K, C, *spatial); None without gradients.
+        targets: (B, K) class indices, or None when the scores come from a function.
+        logits: the model's (B, classes) scores when targets are class indices, else None.
+
+    Example:
+        >>> import torch
+        >>> Evidence("layer4", torch.ones(1, 2, 3, 3), None, None, None).spatial
+        (2, 3)
+    """
+
+    layer: str
+    activations: Tensor
+    gradients: Tensor | None
+    targets: Tensor | None
+    logits: Tensor | None
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        """The spatial dimensions of `activations` (2, 3, ...)."""
+        return tuple(range(2, self.activations.dim()))
+
+
+def differentiate(scores: Tensor, activations: Sequence[Tensor]) -> list[Tensor]:
+    """dS/dA for every score at once: one (B, K, *A.shape[1:]) tensor per activation.
+
+    K scores per input take one vectorised backward pass (`is_grads_batched`), not K passes.
+    Inputs of a batch are independent, so the gradient of the batch sum is each input's gradient.
+    """
+    if not scores.requires_grad:
+        raise ValueError(
+            "the scores to explain do not depend on the explained layer (no gradient path): a "
+            "target function must return scores computed from the model's output, not detached "
+            "or integer values"
+        )
+    k = scores.shape[1]
+    if k == 1:
+        grads = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
+        grads = tuple(None if g is None else g.unsqueeze(1) for g in grads)
+    else:
+        one_hot = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None, :]
+        grads = torch.autograd.grad(
+            scores,
+            activations,
+            grad_outputs=one_hot.expand(k, *scores.shape),
+            is_grads_batched=True,
+            allow_unused=True,
+        )
+        grads = tuple(None if g is None else g.movedim(0, 1) for g in grads)
+    return [
+        a.new_zeros(a.shape[0], k, *a.shape[1:]) if g is None else g
+        for a, g in zip(activations, grads, strict=True)
+    ]
+
+
+def _detached(value: Any) -> Any:
+    """The model's output without its graph, so a kept result keeps no activations alive."""
+    if isinstance(value, Tensor):
+        return value.detach()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = dataclasses.fields(value)
+        return dataclasses.replace(
+            value, **{f.name: _detached(getattr(value, f.name)) for f in fields if f.init}
+        )
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_detached(v) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_detached(v) for v in value)
+    if isinstance(value, dict):
+        return type(value)((k, _detached(v)) for k, v in value.items())
+    return value
+
+
+def _check_input(x: object) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"expected a float tensor (B, C, *spatial), got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"expected a floating-point input, got {x.dtype}: convert it, e.g. x.float() / 255 "
+            "followed by the model's normalisation"
+        )
+    if x.dim() not in (3, 4, 5):
+        raise ValueError(
+            f"expected a batch (B, C, L), (B, C, H, W) or (B, C, D, H, W), got shape "
+            f"{tuple(x.shape)}"
+            + (": add a batch dimension with x.unsqueeze(0)" if x.dim() < 3 else "")
+        )
+
+
+def _check_device(model: nn.Module, x: Tensor) -> None:
+    devices = {t.device for t in (*model.parameters(), *model.buffers())}
+    if len(devices) == 1 and (device := devices.pop()) != x.device:
+        raise ValueError(
+            f"the input is on {x.device} but the model is on {device}: move one of them, e.g. "
+            f"x.to('{device}')"
+        )
+
+
+class Explainer:
+    """Base of every method: `Method(model, layer=None)(x, targets=None) -> Explanation`.
+
+    Subclasses set `needs_gradients` and implement `weigh`. Construction options:
+
+    Args:
+        model: any `nn.Module`; `DataParallel` wrappers are looked through.
+        layer: a dotted name (``"layer4"``, ``"features.28"``), a module of `model`, a list of
+            those (maps are fused), or None for the last layer whose output is (B, C, *spatial).
+        output: which part of a tuple/dict/dataclass output holds the class scores: a key, an
+            index or a callable (None: a tensor, ``.logits``, ``["out"]`` or the first element).
+        reshape: turns a layer's output into (B, C, *spatial), e.g. for (B, N, C) token outputs.
+        fuse: how maps of several layers combine: ``"mean"``, ``"max"`` or ``"product"``.
+
+    Example (a new method is only its rule; here HiResCAM, ``sum_k g * A``):
+        >>> import torch, camkit
+        >>> class HiRes(camkit.Explainer):
+        ...     def weigh(self, evidence):
+        ...         return (evidence.gradients * evidence.activations[:, None]).sum(dim=2)
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> HiRes(net)(torch.rand(2, 3, 16, 16), targets=camkit.TopK(2)).maps.shape
+        torch.Size([2, 2, 16, 16])
+    """
+
+    name: ClassVar[str] = ""
+    needs_gradients: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = None,
+        *,
+        output: OutputSelector = None,
+        reshape: Reshape | None = None,
+        fuse: Fuse = "mean",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if fuse not in ("mean", "max", "product"):
+            raise ValueError(f"fuse must be 'mean', 'max' or 'product', got {fuse!r}")
+        self.model = unwrap(model)
+        self.output = output
+        self.reshape = reshape
+        self.fuse: Fuse = fuse
+        self._layers = None if layer is None else resolve_layers(self.model, layer)
+        self._found: dict[int, list[tuple[str, nn.Module]]] = {}  # input rank -> automatic layer
+
+    def weigh(self, evidence: Evidence) -> Tensor:
+        """The method's rule: (B, K, *spatial) weighted evidence, before ReLU."""
+        raise NotImplementedError
+
+    def __call__(
+        self, x: Tensor, targets: Targets = None, *, score: Score = "logit"
+    ) -> Explanation:
+        """Explain `targets` of the batch `x`; see `camkit.explain` for the forms of `targets`."""
+        _check_input(x)
+        _check_device(self.model, x)
+        if self.model.training:
+            warnings.warn(
+                "the model is in training mode: dropout and batch statistics make maps random and "
+                "couple the inputs of a batch; call model.eval() first",
+                CamkitWarning,
+                stacklevel=2,
+            )
+        layers = self._layers_for(x)
+        with (
+            self._recording(),
+            capture(layers, x.shape[0], differentiable=self.needs_gradients) as got,
+        ):
+            outputs = self.model(x)
+            indices, scores = score_targets(
+                outputs, targets, score=score, output=self.output, batch_size=x.shape[0]
+            )
+            missing = [name for name, _ in layers if name not in got]
+            if missing:
+                raise ValueError(f"layer(s) {missing} did not run in the model's forward pass")
+            activations = [got[name] for name, _ in layers]
+            gradients = (
+                differentiate(scores, activations)
+                if self.needs_gradients
+                else [None] * len(activations)
+            )
+        outputs = _detached(outputs)
+        logits = None if indices is None else select_output(outputs, self.output).float()
+        with torch.no_grad():
+            raw = tuple(
+                rectify(self.weigh(self._evidence(name, a, g, indices, logits, x)), name)
+                for (name, _), a, g in zip(layers, activations, gradients, strict=True)
+            )
+            maps = fuse([normalise(upsample(r, x.shape[2:])) for r in raw], self.fuse).float()
+        warn_constant(maps, self.name)
+        return Explanation(
+            maps=maps,
+            raw=raw,
+            targets=indices,
+            scores=scores.detach().float(),
+            outputs=outputs,
+            layers=tuple(name for name, _ in layers),
+            method=self.name,
+        )
+
+    def _recording(self) -> contextlib.AbstractContextManager[None]:
+        if not self.needs_gradients:
+            return torch.inference_mode()
+        stack = contextlib.ExitStack()
+        # Works inside the caller's inference_mode / no_grad: capture() switches recording on at
+        # the first hooked layer, and leaving no_grad() restores the caller's mode.
+        stack.enter_context(torch.inference_mode(False))
+        stack.enter_context(torch.no_grad())
+        return stack
+
+    def _layers_for(self, x: Tensor) -> list[tuple[str, nn.Module]]:
+        if self._layers is not None:
+            return self._layers
+        if x.dim() not in self._found:
+            self._found[x.dim()] = resolve_layers(self.model, find_spatial_layer(self.model, x))
+        return self._found[x.dim()]
+
+    def _evidence(
+        self,
+        name: str,
+        activations: Tensor,
+        gradients: Tensor | None,
+        targets: Tensor | None,
+        logits: Tensor | None,
+        x: Tensor,
+    ) -> Evidence:
+        if self.reshape is not None:
+            activations = self.reshape(activations)
+            if gradients is not None:
+                flat = self.reshape(gradients.flatten(0, 1))
+                gradients = flat.unflatten(0, gradients.shape[:2])
+        if activations.dim() != x.dim():
+            raise ValueError(
+                f"layer {name!r} outputs shape {tuple(activations.shape)}, not (B, C, *spatial) "
+                f"with the input's {x.dim() - 2} spatial dimension(s) {tuple(x.shape[2:])}: "
+                "choose a layer with spatial output (layer=None picks the last one), or pass "
+                "reshape= to turn token outputs (B, N, C) into (B, C, H, W)"
+            )
+        # Weigh in float32 at least: squares and cubes of half-precision gradients underflow.
+        dtype = torch.promote_types(activations.dtype, torch.float32)
+        return Evidence(
+            layer=name,
+            activations=activations.detach().to(dtype),
+            gradients=None if gradients is None else gradients.to(dtype),
+            targets=targets,
+            logits=logits,
+        )
+
+
+def channel_sum(weights: Tensor, activations: Tensor) -> Tensor:
+    """sum_k w_k^c A^k: (B, K, C) weights and (B, C, *spatial) activations -> (B, K, *spatial)."""
+    return torch.einsum("bkc,bc...->bk...", weights, activations)

@@ -1,0 +1,164 @@
+"""Step 2 of the pipeline: turn the model's output into the (B, K) scores to explain."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class TopK:
+    """Explain each image's `k` highest-scoring classes, best first.
+
+    Example:
+        >>> import torch, camkit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 10)).eval()
+        >>> camkit.GradCAM(net)(torch.rand(2, 3, 16, 16), targets=camkit.TopK(3)).maps.shape
+        torch.Size([2, 3, 16, 16])
+    """
+
+    k: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
+            raise ValueError(f"TopK needs a positive whole number of classes, got {self.k!r}")
+
+
+ScoreFunction = Callable[[Any], Tensor]
+Targets = int | Sequence[int] | Tensor | TopK | ScoreFunction | None
+OutputSelector = str | int | Callable[[Any], Tensor] | None
+Score = Literal["logit", "softmax"]
+
+
+def select_output(outputs: Any, selector: OutputSelector = None) -> Tensor:
+    """The tensor of class scores inside a model's output.
+
+    `selector` is a key (dicts), an index (tuples) or a callable; None picks a plain tensor, the
+    ``logits`` field or key (HuggingFace style), the ``"out"`` key (torchvision segmentation), or
+    the first element of a tuple.
+
+    Example:
+        >>> import torch
+        >>> select_output({"logits": torch.zeros(2, 5), "aux": 0}).shape
+        torch.Size([2, 5])
+    """
+    if callable(selector):
+        chosen = selector(outputs)
+    elif selector is not None:
+        chosen = outputs[selector]
+    elif isinstance(outputs, Tensor):
+        chosen = outputs
+    elif isinstance(outputs, Mapping):
+        key = next((k for k in ("logits", "out") if k in outputs), None)
+        if key is None:
+            raise TypeError(
+                f"the model returns a mapping with keys {list(outputs)}; say which holds the class "
+                "scores with output='key' (or output=callable)"
+            )
+        chosen = outputs[key]
+    elif isinstance(getattr(outputs, "logits", None), Tensor):
+        chosen = outputs.logits
+    elif isinstance(outputs, (tuple, list)) and outputs:
+        chosen = outputs[0]
+    else:
+        raise TypeError(
+            f"cannot find the class scores in a model output of type {type(outputs).__name__}; "
+            "pass output=callable that returns the (B, classes) tensor"
+        )
+    if not isinstance(chosen, Tensor):
+        raise TypeError(
+            f"the selected model output is {type(chosen).__name__}, not a tensor of class scores; "
+            "pass output=... to pick the (B, classes) tensor"
+        )
+    return chosen
+
+
+def _class_indices(targets: Targets, logits: Tensor) -> Tensor:
+    """(B, K) long tensor of class indices on the logits' device, validated."""
+    batch, classes = logits.shape
+    if isinstance(targets, TopK):
+        if targets.k > classes:
+            raise ValueError(
+                f"TopK({targets.k}) asks for more classes than the {classes} there are"
+            )
+        return logits.detach().topk(targets.k, dim=1).indices
+    if targets is None:
+        return logits.detach().argmax(dim=1, keepdim=True)
+    if isinstance(targets, bool):
+        raise TypeError("targets=True/False is ambiguous: give a class index")
+    if isinstance(targets, int):
+        indices = torch.full((batch, 1), targets, dtype=torch.long, device=logits.device)
+    else:
+        indices = torch.as_tensor(targets, device=logits.device)
+        if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
+            raise TypeError(
+                f"class targets must be whole numbers, got a {indices.dtype} tensor; "
+                "use a LongTensor of class indices"
+            )
+        if indices.dim() == 1:
+            indices = indices[:, None]
+        if indices.dim() != 2 or indices.shape[0] != batch:
+            raise ValueError(
+                f"got targets of shape {tuple(indices.shape)} for a batch of {batch} input(s): "
+                f"give one class per input ({batch} ints), a single int for all, a ({batch}, K) "
+                "tensor for K classes per input, or camkit.TopK(k)"
+            )
+        indices = indices.long()
+    bad = (indices < 0) | (indices >= classes)
+    if bool(bad.any()):
+        raise ValueError(
+            f"target class {int(indices[bad][0])} is out of range: the model has {classes} "
+            f"classes, so valid targets are 0 to {classes - 1}"
+        )
+    return indices
+
+
+def score_targets(
+    outputs: Any,
+    targets: Targets,
+    *,
+    score: Score = "logit",
+    output: OutputSelector = None,
+    batch_size: int,
+) -> tuple[Tensor | None, Tensor]:
+    """The class indices (B, K) (None for a score function) and the scores (B, K) to explain.
+
+    Scores keep their graph so they can be differentiated.
+
+    Example:
+        >>> import torch
+        >>> indices, scores = score_targets(torch.tensor([[0.0, 2.0, 1.0]]), None, batch_size=1)
+        >>> indices.tolist(), scores.tolist()
+        ([[1]], [[2.0]])
+    """
+    if score not in ("logit", "softmax"):
+        raise ValueError(f"score must be 'logit' or 'softmax', got {score!r}")
+    if callable(targets) and not isinstance(targets, (Tensor, TopK)):
+        scores = targets(outputs if output is None else select_output(outputs, output))
+        if not isinstance(scores, Tensor):
+            raise TypeError(f"the target function returned {type(scores).__name__}, not a tensor")
+        if scores.dim() == 1:
+            scores = scores[:, None]
+        if scores.dim() != 2 or scores.shape[0] != batch_size:
+            raise ValueError(
+                f"the target function returned shape {tuple(scores.shape)}; expected "
+                f"({batch_size},) or ({batch_size}, K): one score (or K scores) per input"
+            )
+        return None, scores
+    logits = select_output(outputs, output)
+    if logits.dim() != 2 or logits.shape[0] != batch_size:
+        raise ValueError(
+            f"class targets need the model's scores as (B, classes) = ({batch_size}, N), but the "
+            f"output has shape {tuple(logits.shape)}; for segmentation or detection outputs pass "
+            "targets=callable(outputs) -> (B, K) scores"
+        )
+    indices = _class_indices(targets, logits)
+    if score == "softmax":
+        logits = logits.softmax(dim=1)
+    return indices, logits.gather(1, indices)
