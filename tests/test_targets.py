@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from camkit.targets import TopK, score_targets, select_output
+
+LOGITS = torch.tensor([[0.0, 3.0, 1.0, 2.0], [5.0, -1.0, 4.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    ("targets", "expected"),
+    [
+        (None, [[1], [0]]),
+        (2, [[2], [2]]),
+        ([3, 1], [[3], [1]]),
+        ((3, 1), [[3], [1]]),
+        (torch.tensor([3, 1]), [[3], [1]]),
+        (torch.tensor([[0, 1], [2, 3]]), [[0, 1], [2, 3]]),
+        ([[0, 1], [2, 3]], [[0, 1], [2, 3]]),
+        (TopK(2), [[1, 3], [0, 2]]),
+    ],
+)
+def test_target_forms(targets, expected) -> None:
+    indices, scores = score_targets(LOGITS, targets, batch_size=2)
+    assert indices.tolist() == expected and indices.dtype == torch.long
+    assert scores.tolist() == LOGITS.gather(1, torch.tensor(expected)).tolist()
+
+
+def test_softmax_scores() -> None:
+    _, scores = score_targets(LOGITS, [1, 0], score="softmax", batch_size=2)
+    torch.testing.assert_close(scores[:, 0], LOGITS.softmax(1)[[0, 1], [1, 0]])
+
+
+@pytest.mark.parametrize(
+    ("targets", "error", "pattern"),
+    [
+        (4, ValueError, "target class 4 is out of range: .* 4 classes, .* 0 to 3"),
+        ([0, -1], ValueError, "target class -1 is out of range"),
+        ([1.0, 2.0], TypeError, "whole numbers, got a torch.float32"),
+        (True, TypeError, "ambiguous"),
+        ([1, 2, 3], ValueError, "shape \\(3, 1\\) for a batch of 2"),
+        (TopK(5), ValueError, "TopK\\(5\\) asks for more classes than the 4"),
+    ],
+)
+def test_bad_targets(targets, error, pattern) -> None:
+    with pytest.raises(error, match=pattern):
+        score_targets(LOGITS, targets, batch_size=2)
+
+
+def test_bad_topk_and_score_names() -> None:
+    with pytest.raises(ValueError, match="positive whole number"):
+        TopK(0)
+    with pytest.raises(ValueError, match="'logit' or 'softmax'"):
+        score_targets(LOGITS, None, score="probability", batch_size=2)  # type: ignore[arg-type]
+
+
+def test_score_function() -> None:
+    indices, scores = score_targets(LOGITS, lambda out: out[:, 1] - out[:, 0], batch_size=2)
+    assert indices is None and scores.tolist() == [[3.0], [-6.0]]
+    with pytest.raises(TypeError, match="returned list"):
+        score_targets(LOGITS, lambda out: [1, 2], batch_size=2)
+
+
+def test_output_selection() -> None:
+    class WithLogits:
+        logits = LOGITS
+
+    assert select_output(WithLogits()) is LOGITS
+    assert select_output({"out": LOGITS}) is LOGITS
+    assert select_output((LOGITS, 0)) is LOGITS
+    assert select_output({"a": 0, "b": LOGITS}, "b") is LOGITS
+    assert select_output((0, LOGITS), 1) is LOGITS
+    assert select_output([LOGITS], lambda out: out[0]) is LOGITS
+    with pytest.raises(TypeError, match="pass output=callable"):
+        select_output(42)
+    with pytest.raises(TypeError, match="is int, not a tensor"):
+        select_output((0, LOGITS))
