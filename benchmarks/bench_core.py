@@ -230,7 +230,8 @@ def main() -> None:
 
     def goal(text: str, value: float, bound: float, at_least: bool = False) -> None:
         met = value >= bound if at_least else value <= bound
-        print(f"- {text}: {value:.2f} ({'met' if met else 'NOT met'}, goal {'>=' if at_least else '<='} {bound})")
+        sign = ">=" if at_least else "<="
+        print(f"- {text}: {value:.2f} ({'met' if met else 'NOT met'}, goal {sign} {bound})")
 
     print("\nGoals:")
     for method in ("Grad-CAM", "Grad-CAM++"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 
@@ -34,3 +35,31 @@ def tiny() -> nn.Module:
 @pytest.fixture
 def images() -> torch.Tensor:
     return torch.randn(3, 3, 12, 10, generator=torch.Generator().manual_seed(1))
+
+
+# (constructor, automatic layer, an earlier layer): five families with random weights.
+ARCHITECTURES = {
+    "resnet18": (torchvision.models.resnet18, "layer4", "layer3"),
+    # VGG: every convolution is followed by ReLU(inplace=True); "features.18" is such a conv.
+    "vgg11": (torchvision.models.vgg11, "features", "features.18"),
+    "densenet121": (torchvision.models.densenet121, "features", "features.denseblock3"),
+    "mobilenet_v3_small": (torchvision.models.mobilenet_v3_small, "features", "features.8"),
+    "efficientnet_b0": (torchvision.models.efficientnet_b0, "features", "features.5"),
+}
+
+
+@pytest.fixture(scope="session")
+def zoo() -> dict[str, nn.Module]:
+    models = {}
+    for name, (build, _, _) in ARCHITECTURES.items():
+        torch.manual_seed(0)
+        # float64, so that comparisons test the formulas, not float32 rounding.
+        models[name] = build(num_classes=10).double().eval()
+    return models
+
+
+@pytest.fixture(scope="session")
+def zoo_input() -> torch.Tensor:
+    return torch.randn(
+        2, 3, 96, 80, generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )

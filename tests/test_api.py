@@ -42,7 +42,9 @@ def test_bad_inputs(images) -> None:
         camkit.GradCAM(model)(images[0, 0])
     with pytest.raises(ValueError, match=r"first dimension is not the batch size 3"):
         camkit.GradCAM(model, layer="3")(images[0])  # (C, H, W): one image without its batch
-    with pytest.raises(ValueError, match=r"layer '5' outputs shape \(3, 16\), not \(B, C, \*spatial"):
+    with pytest.raises(
+        ValueError, match=r"layer '5' outputs shape \(3, 16\), not \(B, C, \*spatial"
+    ):
         camkit.GradCAM(model, layer="5")(images)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         camkit.GradCAM(lambda x: x)  # type: ignore[arg-type]

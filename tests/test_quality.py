@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 import camkit
 
@@ -29,6 +30,7 @@ def test_ruff(args: list[str]) -> None:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_docstring_examples_run(module: str) -> None:
+    torch.manual_seed(0)  # examples build random networks: make them the same every run
     outcome = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert outcome.failed == 0
 

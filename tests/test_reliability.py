@@ -326,8 +326,20 @@ def test_token_model_with_reshape(method) -> None:
     result = camkit.explain(model, x, method, layer="blocks.0", reshape=vit_grid)
     assert result.raw[0].shape == (2, 1, 4, 3) and result.maps.shape == (2, 1, 16, 12)
     assert float(result.maps.amax()) == 1.0
-    with pytest.raises(ValueError, match=r"outputs shape \(2, 13, 16\).*reshape="):
-        camkit.explain(model, x, method, layer="blocks.0")
+    # Without reshape=, the grid (4 x 3 after a class token) is recognised from the input.
+    automatic = camkit.explain(model, x, method, layer="blocks.0")
+    torch.testing.assert_close(automatic.maps, result.maps)
+    # A layout that is not a token grid of the input is an error that names reshape=.
+    with pytest.raises(ValueError, match=r"outputs shape \(2, 5\).*reshape="):
+        camkit.explain(model, x, method, layer="head")
+
+
+def test_automatic_layer_of_a_token_model_reaches_the_class_token() -> None:
+    model = TinyViT().eval()
+    result = camkit.GradCAM(model)(torch.rand(2, 3, 16, 12))
+    # blocks.1's output only feeds the score through the class token: its grid tokens have no
+    # gradient, so the last layer whose grid tokens reach the score is blocks.0.
+    assert result.layers == ("blocks.0",) and float(result.maps.amax()) == 1.0
 
 
 # 11. Non-square inputs, other sizes than training, 1-D and 3-D inputs.

@@ -22,13 +22,13 @@ LOGITS = torch.tensor([[0.0, 3.0, 1.0, 2.0], [5.0, -1.0, 4.0, 0.0]])
     ],
 )
 def test_target_forms(targets, expected) -> None:
-    indices, scores = score_targets(LOGITS, targets, batch_size=2)
+    indices, scores, _ = score_targets(LOGITS, targets, batch_size=2)
     assert indices.tolist() == expected and indices.dtype == torch.long
     assert scores.tolist() == LOGITS.gather(1, torch.tensor(expected)).tolist()
 
 
 def test_softmax_scores() -> None:
-    _, scores = score_targets(LOGITS, [1, 0], score="softmax", batch_size=2)
+    _, scores, _ = score_targets(LOGITS, [1, 0], score="softmax", batch_size=2)
     torch.testing.assert_close(scores[:, 0], LOGITS.softmax(1)[[0, 1], [1, 0]])
 
 
@@ -56,7 +56,7 @@ def test_bad_topk_and_score_names() -> None:
 
 
 def test_score_function() -> None:
-    indices, scores = score_targets(LOGITS, lambda out: out[:, 1] - out[:, 0], batch_size=2)
+    indices, scores, _ = score_targets(LOGITS, lambda out: out[:, 1] - out[:, 0], batch_size=2)
     assert indices is None and scores.tolist() == [[3.0], [-6.0]]
     with pytest.raises(TypeError, match="returned list"):
         score_targets(LOGITS, lambda out: [1, 2], batch_size=2)

@@ -1,22 +1,56 @@
 """camkit: class activation maps for PyTorch models (CAM, Grad-CAM, Grad-CAM++, ...)."""
 
 from camkit.api import explain
+from camkit.augment import Augmented
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
-from camkit.methods import CAM, METHODS, Evidence, Explainer, GradCAM, GradCAMPlusPlus, register
-from camkit.targets import TopK
+from camkit.methods import (
+    CAM,
+    METHODS,
+    AblationCAM,
+    EigenCAM,
+    EigenGradCAM,
+    Evidence,
+    Explainer,
+    GradCAM,
+    GradCAMElementWise,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    SmoothGradCAMPlusPlus,
+    XGradCAM,
+    register,
+)
+from camkit.overlay import grid, overlay
+from camkit.smoothing import Noise
+from camkit.targets import Contrast, TopK
 
 __all__ = [
     "CAM",
     "METHODS",
+    "AblationCAM",
+    "Augmented",
     "CamkitWarning",
+    "Contrast",
+    "EigenCAM",
+    "EigenGradCAM",
     "Evidence",
     "Explainer",
     "Explanation",
     "GradCAM",
+    "GradCAMElementWise",
     "GradCAMPlusPlus",
+    "HiResCAM",
+    "LayerCAM",
+    "Noise",
+    "ScoreCAM",
+    "SmoothGradCAMPlusPlus",
     "TopK",
+    "XGradCAM",
     "explain",
+    "grid",
+    "overlay",
     "register",
 ]
 __version__ = "0.1.0"

@@ -19,8 +19,9 @@ class Explanation:
             float64 model).
         targets: (B, K) class indices explained, or None when targets was a score function.
         scores: float32 (B, K), the explained scalars (logits, or probabilities with
-            ``score="softmax"``).
-        outputs: the model's output for the batch, detached.
+            ``score="softmax"``; with noise smoothing, their mean over the copies).
+        outputs: the model's output for the batch, detached (with noise smoothing: the mean over
+            the copies when the output is a tensor, else the copies' outputs, copy-major).
         layers: dotted names of the layers used.
         method: the method's registered name.
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from camkit.targets import select_output
 
 LayerSpec = str | nn.Module | Sequence[str | nn.Module] | None
 
@@ -82,12 +85,71 @@ def resolve_layers(model: nn.Module, layer: LayerSpec) -> list[tuple[str, nn.Mod
     return resolved
 
 
-def find_spatial_layer(model: nn.Module, x: Tensor) -> str:
+def _is_global_pool(module: nn.Module, output: Tensor) -> bool:
+    # A parameter-free module with a 1 x 1 output: pooling, however it is written (an exported
+    # graph has no AdaptiveAvgPool2d, only a module that computes a mean).
+    return all(size == 1 for size in output.shape[2:]) and next(module.parameters(), None) is None
+
+
+def _grid(tokens: int, height: int, width: int) -> tuple[int, int] | None:
+    """(h, w) with h * w == tokens and the input's aspect ratio (one stride for both axes)."""
+    if tokens < 1:
+        return None
+    stride = math.sqrt(height * width / tokens)
+    h, w = max(1, round(height / stride)), max(1, round(width / stride))
+    return (h, w) if h * w == tokens else None
+
+
+def _is_grid(size: Sequence[int], height: int, width: int) -> bool:
+    h, w = size
+    if h < 1 or w < 1 or h > height or w > width:
+        return False
+    return abs(height / h - width / w) <= 0.15 * max(height / h, width / w)
+
+
+def to_spatial(t: Tensor, input_spatial: Sequence[int]) -> Tensor | None:
+    """(B, N, C) tokens or (B, h, w, C) channels-last as (B, C, h, w); None for other layouts.
+
+    Tokens form a grid with the input's aspect ratio, after up to two leading tokens (class,
+    distillation) that are dropped. Only 2-D inputs have such layouts.
+
+    Example:
+        >>> import torch
+        >>> to_spatial(torch.zeros(2, 1 + 14 * 14, 768), (224, 224)).shape  # ViT-B/16
+        torch.Size([2, 768, 14, 14])
+        >>> to_spatial(torch.zeros(2, 7, 7, 768), (224, 224)).shape  # Swin stage output
+        torch.Size([2, 768, 7, 7])
+        >>> to_spatial(torch.zeros(2, 512, 7, 7), (224, 224)) is None  # already (B, C, h, w)
+        True
+    """
+    if len(input_spatial) != 2:
+        return None
+    height, width = input_spatial
+    if t.dim() == 3:
+        for leading in (0, 1, 2):
+            grid = _grid(t.shape[1] - leading, height, width)
+            if grid is not None:
+                return t[:, leading:].transpose(1, 2).unflatten(2, grid)
+        return None
+    if (
+        t.dim() == 4
+        and _is_grid(t.shape[1:3], height, width)
+        and not _is_grid(t.shape[2:4], height, width)
+    ):
+        return t.permute(0, 3, 1, 2)
+    return None
+
+
+def find_spatial_layer(model: nn.Module, x: Tensor, output: object = None) -> str:
     """The last layer, in execution order, whose output is (B, C, *spatial) like the input.
 
     Runs one forward pass of the first input under `torch.inference_mode`. Containers count too,
     so for a torchvision ResNet this is ``"layer4"`` rather than its last ReLU. Layers that run
-    more than once per forward pass (shared activations) and adaptive pooling are skipped.
+    more than once per forward pass (shared activations), adaptive pooling and parameter-free
+    global pooling are skipped. When the last such output is a token sequence (B, N, C) (a
+    vision transformer), the choice is the last token layer whose grid tokens still reach the
+    top class's score: one more forward and backward pass of the first input decides (after the
+    last block, only the class token counts, and its map would be blank).
 
     Example:
         >>> import torch
@@ -96,36 +158,75 @@ def find_spatial_layer(model: nn.Module, x: Tensor) -> str:
         >>> find_spatial_layer(net, torch.rand(1, 3, 8, 8))
         '1'
     """
-    finished: list[str] = []
+    spatial_size = tuple(x.shape[2:])
+    finished: list[tuple[str, bool]] = []  # (name, is a token layout)
     runs: dict[str, int] = {}
 
     def recorder(name: str, module: nn.Module):
-        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+        def hook(_module: nn.Module, _inputs: object, out: object) -> None:
             runs[name] = runs.get(name, 0) + 1
+            if not isinstance(out, Tensor):
+                return
             if (
-                isinstance(output, Tensor)
-                and output.dim() == x.dim()
+                out.dim() == x.dim()
                 and not isinstance(module, _RESAMPLERS)
+                and not _is_global_pool(module, out)
             ):
-                finished.append(name)
+                finished.append((name, False))
+            elif out.dim() == 3 and to_spatial(out, spatial_size) is not None:
+                finished.append((name, True))
 
         return hook
 
-    handles = [
-        module.register_forward_hook(recorder(name, module))
-        for name, module in model.named_modules()
-        if name
-    ]
+    modules = dict(model.named_modules())
+    handles = [m.register_forward_hook(recorder(n, m)) for n, m in modules.items() if n]
     try:
         with torch.inference_mode():
             model(x[:1])
     finally:
         for handle in handles:
             handle.remove()
-    candidates = [name for name in finished if runs[name] == 1]
+    candidates = [(name, tokens) for name, tokens in finished if runs[name] == 1]
     if not candidates:
         raise ValueError(
             f"found no layer in {type(model).__name__} whose output has the input's layout "
             f"(B, C, *spatial) with {x.dim() - 2} spatial dimension(s); pass layer=... explicitly"
         )
-    return candidates[-1]
+    if not candidates[-1][1]:
+        return candidates[-1][0]
+    token_layers = [name for name, tokens in candidates if tokens]
+    reached = _layers_reaching_the_score(model, x[:1], [modules[n] for n in token_layers], output)
+    chosen = [name for name, ok in zip(token_layers, reached, strict=True) if ok]
+    if chosen:
+        return chosen[-1]
+    raise ValueError(
+        f"no token layer of {type(model).__name__} has a gradient path to its top score; pass "
+        "layer=... explicitly"
+    )
+
+
+def _layers_reaching_the_score(
+    model: nn.Module, x: Tensor, layers: list[nn.Module], output: object
+) -> list[bool]:
+    """For each layer: does the top class's score depend on its grid tokens?"""
+    kept: list[Tensor] = []
+
+    def keep(_module: nn.Module, _inputs: object, out: Tensor) -> Tensor:
+        kept.append(out)
+        return out.clone()  # later in-place ops must not touch what is differentiated
+
+    handles = [layer.register_forward_hook(keep) for layer in layers]
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            probe = x.detach().clone().requires_grad_()  # a graph even with frozen parameters
+            logits = select_output(model(probe), output)  # type: ignore[arg-type]
+            grads = torch.autograd.grad(logits.max(), kept, allow_unused=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    spatial_size = tuple(x.shape[2:])
+    reached = []
+    for grad in grads:
+        grid = None if grad is None else to_spatial(grad, spatial_size)
+        reached.append(grid is not None and bool(grid.abs().sum() > 0))
+    return reached

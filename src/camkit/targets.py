@@ -30,6 +30,31 @@ class TopK:
             raise ValueError(f"TopK needs a positive whole number of classes, got {self.k!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Contrast:
+    """Why `target` rather than `foil`: explains the score difference ``S_target - S_foil``.
+
+    Each is a class index for every input, or one index per input. Use it as ``targets=``;
+    ``output=`` of the method picks the class scores from structured outputs first.
+
+    Example:
+        >>> import torch
+        >>> Contrast(2, [0, 1])(torch.tensor([[1.0, 0.0, 5.0], [0.0, 3.0, 4.0]])).tolist()
+        [[4.0], [1.0]]
+    """
+
+    target: int | Sequence[int] | Tensor
+    foil: int | Sequence[int] | Tensor
+
+    def __call__(self, outputs: Any) -> Tensor:
+        logits = select_output(outputs)
+
+        def pick(classes: int | Sequence[int] | Tensor) -> Tensor:
+            return logits.gather(1, _class_indices(classes, logits))
+
+        return pick(self.target) - pick(self.foil)
+
+
 ScoreFunction = Callable[[Any], Tensor]
 Targets = int | Sequence[int] | Tensor | TopK | ScoreFunction | None
 OutputSelector = str | int | Callable[[Any], Tensor] | None
@@ -119,6 +144,44 @@ def _class_indices(targets: Targets, logits: Tensor) -> Tensor:
     return indices
 
 
+def _checked_scores(scores: object, rows: int) -> Tensor:
+    if not isinstance(scores, Tensor):
+        raise TypeError(f"the target function returned {type(scores).__name__}, not a tensor")
+    if scores.dim() == 1:
+        scores = scores[:, None]
+    if scores.dim() != 2 or scores.shape[0] != rows:
+        raise ValueError(
+            f"the target function returned shape {tuple(scores.shape)}; expected "
+            f"({rows},) or ({rows}, K): one score (or K scores) per input"
+        )
+    return scores
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    """Scores the explained targets on the outputs of any batch built from the explained rows.
+
+    Forward-only methods (Score-CAM, Ablation-CAM) run the model on masked or ablated copies of
+    the rows and score each copy for its row's targets with this.
+    """
+
+    function: ScoreFunction | None
+    indices: Tensor | None  # (rows, K) class indices of each explained row
+    score: Score
+    output: OutputSelector
+
+    def __call__(self, outputs: Any, rows: Tensor) -> Tensor:
+        """(M, K) scores from the outputs of M inputs, input i derived from row ``rows[i]``."""
+        if self.function is not None:
+            chosen = outputs if self.output is None else select_output(outputs, self.output)
+            return _checked_scores(self.function(chosen), len(rows))
+        assert self.indices is not None
+        logits = select_output(outputs, self.output)
+        if self.score == "softmax":
+            logits = logits.softmax(dim=1)
+        return logits.gather(1, self.indices[rows])
+
+
 def score_targets(
     outputs: Any,
     targets: Targets,
@@ -126,39 +189,34 @@ def score_targets(
     score: Score = "logit",
     output: OutputSelector = None,
     batch_size: int,
-) -> tuple[Tensor | None, Tensor]:
-    """The class indices (B, K) (None for a score function) and the scores (B, K) to explain.
+    copies: int = 1,
+) -> tuple[Tensor | None, Tensor, Scorer]:
+    """Class indices (B, K) (None for a score function), scores (copies * B, K), and a `Scorer`.
 
-    Scores keep their graph so they can be differentiated.
+    With ``copies > 1`` the outputs are those of `copies` stacked copies of the batch (noisy
+    copies, for smoothing); predicted and top-k classes come from the copies' mean scores, so every
+    copy explains the same classes. Scores keep their graph so they can be differentiated.
 
     Example:
         >>> import torch
-        >>> indices, scores = score_targets(torch.tensor([[0.0, 2.0, 1.0]]), None, batch_size=1)
+        >>> indices, scores, _ = score_targets(torch.tensor([[0.0, 2.0, 1.0]]), None, batch_size=1)
         >>> indices.tolist(), scores.tolist()
         ([[1]], [[2.0]])
     """
     if score not in ("logit", "softmax"):
         raise ValueError(f"score must be 'logit' or 'softmax', got {score!r}")
+    rows = batch_size * copies
     if callable(targets) and not isinstance(targets, (Tensor, TopK)):
-        scores = targets(outputs if output is None else select_output(outputs, output))
-        if not isinstance(scores, Tensor):
-            raise TypeError(f"the target function returned {type(scores).__name__}, not a tensor")
-        if scores.dim() == 1:
-            scores = scores[:, None]
-        if scores.dim() != 2 or scores.shape[0] != batch_size:
-            raise ValueError(
-                f"the target function returned shape {tuple(scores.shape)}; expected "
-                f"({batch_size},) or ({batch_size}, K): one score (or K scores) per input"
-            )
-        return None, scores
+        scorer = Scorer(targets, None, score, output)
+        return None, scorer(outputs, torch.arange(rows)), scorer
     logits = select_output(outputs, output)
-    if logits.dim() != 2 or logits.shape[0] != batch_size:
+    if logits.dim() != 2 or logits.shape[0] != rows:
         raise ValueError(
-            f"class targets need the model's scores as (B, classes) = ({batch_size}, N), but the "
+            f"class targets need the model's scores as (B, classes) = ({rows}, N), but the "
             f"output has shape {tuple(logits.shape)}; for segmentation or detection outputs pass "
             "targets=callable(outputs) -> (B, K) scores"
         )
-    indices = _class_indices(targets, logits)
-    if score == "softmax":
-        logits = logits.softmax(dim=1)
-    return indices, logits.gather(1, indices)
+    indices = _class_indices(targets, logits.detach().unflatten(0, (copies, batch_size)).mean(0))
+    row_indices = indices.repeat(copies, 1)
+    scorer = Scorer(None, row_indices, score, output)
+    return indices, scorer(outputs, torch.arange(rows, device=indices.device)), scorer

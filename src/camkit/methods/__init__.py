@@ -2,6 +2,33 @@
 
 from camkit.methods.base import METHODS, Evidence, Explainer, register
 from camkit.methods.cam import CAM
-from camkit.methods.gradient import GradCAM, GradCAMPlusPlus
+from camkit.methods.eigen import EigenCAM, EigenGradCAM
+from camkit.methods.gradient import (
+    GradCAM,
+    GradCAMElementWise,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    SmoothGradCAMPlusPlus,
+    XGradCAM,
+)
+from camkit.methods.perturbation import AblationCAM, ScoreCAM
 
-__all__ = ["CAM", "METHODS", "Evidence", "Explainer", "GradCAM", "GradCAMPlusPlus", "register"]
+__all__ = [
+    "CAM",
+    "METHODS",
+    "AblationCAM",
+    "EigenCAM",
+    "EigenGradCAM",
+    "Evidence",
+    "Explainer",
+    "GradCAM",
+    "GradCAMElementWise",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "LayerCAM",
+    "ScoreCAM",
+    "SmoothGradCAMPlusPlus",
+    "XGradCAM",
+    "register",
+]

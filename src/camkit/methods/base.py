@@ -19,9 +19,17 @@ from torch import Tensor, nn
 from camkit.capture import capture
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
-from camkit.layers import LayerSpec, find_spatial_layer, resolve_layers, unwrap
+from camkit.layers import LayerSpec, find_spatial_layer, resolve_layers, to_spatial, unwrap
 from camkit.maps import Fuse, fuse, normalise, rectify, upsample, warn_constant
-from camkit.targets import OutputSelector, Score, Targets, score_targets, select_output
+from camkit.smoothing import Noise
+from camkit.targets import (
+    OutputSelector,
+    Score,
+    Scorer,
+    Targets,
+    score_targets,
+    select_output,
+)
 
 Reshape = Callable[[Tensor], Tensor]
 
@@ -60,12 +68,19 @@ def register(name: str) -> Callable[[E], E]:
 class Evidence:
     """What a method's rule sees for one layer (float32, or float64 for a float64 model).
 
+    Rows are the explained inputs; with ``copies > 1`` (noise smoothing) they are `copies`
+    stacked copies of the batch, copy-major, and the pipeline averages the rule's maps over them.
+
     Attributes:
         layer: the layer's dotted name.
-        activations: A, (B, C, *spatial).
-        gradients: dS/dA for each of the K scores, (B, K, C, *spatial); None without gradients.
+        activations: A, (rows, C, *spatial).
+        gradients: dS/dA for each of the K scores, (rows, K, C, *spatial); None without gradients.
         targets: (B, K) class indices, or None when the scores come from a function.
-        logits: the model's (B, classes) scores when targets are class indices, else None.
+        logits: the model's (rows, classes) scores when targets are class indices, else None.
+        scores: the explained scores (rows, K), detached.
+        inputs: the model's input rows, (rows, C_in, *input_spatial).
+        scorer: scores the targets on the outputs of other batches built from the rows.
+        copies: how many copies of the batch the rows hold.
 
     Example:
         >>> import torch
@@ -78,6 +93,10 @@ class Evidence:
     gradients: Tensor | None
     targets: Tensor | None
     logits: Tensor | None
+    scores: Tensor | None = None
+    inputs: Tensor | None = None
+    scorer: Scorer | None = None
+    copies: int = 1
 
     @property
     def spatial(self) -> tuple[int, ...]:
@@ -171,8 +190,12 @@ class Explainer:
             those (maps are fused), or None for the last layer whose output is (B, C, *spatial).
         output: which part of a tuple/dict/dataclass output holds the class scores: a key, an
             index or a callable (None: a tensor, ``.logits``, ``["out"]`` or the first element).
-        reshape: turns a layer's output into (B, C, *spatial), e.g. for (B, N, C) token outputs.
+        reshape: turns a layer's output into (B, C, *spatial). None: (B, N, C) token outputs
+            (with a class or other leading tokens) and channels-last (B, h, w, C) outputs are
+            recognised from the input's shape.
         fuse: how maps of several layers combine: ``"mean"``, ``"max"`` or ``"product"``.
+        smooth: `camkit.Noise(copies, sigma)` averages the maps of noisy copies of each input
+            (SmoothGrad), all copies in one batch.
 
     Example (a new method is only its rule; here HiResCAM, ``sum_k g * A``):
         >>> import torch, camkit
@@ -197,6 +220,7 @@ class Explainer:
         output: OutputSelector = None,
         reshape: Reshape | None = None,
         fuse: Fuse = "mean",
+        smooth: Noise | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -206,11 +230,12 @@ class Explainer:
         self.output = output
         self.reshape = reshape
         self.fuse: Fuse = fuse
+        self.smooth = smooth
         self._layers = None if layer is None else resolve_layers(self.model, layer)
         self._found: dict[int, list[tuple[str, nn.Module]]] = {}  # input rank -> automatic layer
 
     def weigh(self, evidence: Evidence) -> Tensor:
-        """The method's rule: (B, K, *spatial) weighted evidence, before ReLU."""
+        """The method's rule: (rows, K, *spatial) weighted evidence, before ReLU."""
         raise NotImplementedError
 
     def __call__(
@@ -227,13 +252,16 @@ class Explainer:
                 stacklevel=2,
             )
         layers = self._layers_for(x)
+        batch = x.shape[0]
+        copies = 1 if self.smooth is None else self.smooth.copies
+        rows = x if self.smooth is None else self.smooth.expand(x)
         with (
             self._recording(),
-            capture(layers, x.shape[0], differentiable=self.needs_gradients) as got,
+            capture(layers, rows.shape[0], differentiable=self.needs_gradients) as got,
         ):
-            outputs = self.model(x)
-            indices, scores = score_targets(
-                outputs, targets, score=score, output=self.output, batch_size=x.shape[0]
+            outputs = self.model(rows)
+            indices, scores, scorer = score_targets(
+                outputs, targets, score=score, output=self.output, batch_size=batch, copies=copies
             )
             missing = [name for name, _ in layers if name not in got]
             if missing:
@@ -247,17 +275,20 @@ class Explainer:
         outputs = _detached(outputs)
         logits = None if indices is None else select_output(outputs, self.output).float()
         with torch.no_grad():
-            raw = tuple(
-                rectify(self.weigh(self._evidence(name, a, g, indices, logits, x)), name)
-                for (name, _), a, g in zip(layers, activations, gradients, strict=True)
-            )
+            raw = []
+            for (name, _), a, g in zip(layers, activations, gradients, strict=True):
+                evidence = self._evidence(name, a, g, indices, logits, scores, rows, scorer, copies)
+                weighted = self.weigh(evidence)  # (copies * B, K, *spatial)
+                raw.append(rectify(weighted.unflatten(0, (copies, batch)).mean(dim=0), name))
             maps = fuse([normalise(upsample(r, x.shape[2:])) for r in raw], self.fuse).float()
         warn_constant(maps, self.name)
+        if copies > 1 and isinstance(outputs, Tensor):
+            outputs = outputs.unflatten(0, (copies, batch)).mean(dim=0)
         return Explanation(
             maps=maps,
-            raw=raw,
+            raw=tuple(raw),
             targets=indices,
-            scores=scores.detach().float(),
+            scores=scores.detach().float().unflatten(0, (copies, batch)).mean(dim=0),
             outputs=outputs,
             layers=tuple(name for name, _ in layers),
             method=self.name,
@@ -277,8 +308,15 @@ class Explainer:
         if self._layers is not None:
             return self._layers
         if x.dim() not in self._found:
-            self._found[x.dim()] = resolve_layers(self.model, find_spatial_layer(self.model, x))
+            name = find_spatial_layer(self.model, x, self.output)
+            self._found[x.dim()] = resolve_layers(self.model, name)
         return self._found[x.dim()]
+
+    def _spatial(self, t: Tensor, x: Tensor) -> Tensor:
+        if self.reshape is not None:
+            return self.reshape(t)
+        converted = to_spatial(t, tuple(x.shape[2:]))
+        return t if converted is None else converted
 
     def _evidence(
         self,
@@ -287,19 +325,20 @@ class Explainer:
         gradients: Tensor | None,
         targets: Tensor | None,
         logits: Tensor | None,
+        scores: Tensor,
         x: Tensor,
+        scorer: Scorer,
+        copies: int,
     ) -> Evidence:
-        if self.reshape is not None:
-            activations = self.reshape(activations)
-            if gradients is not None:
-                flat = self.reshape(gradients.flatten(0, 1))
-                gradients = flat.unflatten(0, gradients.shape[:2])
+        activations = self._spatial(activations, x)
+        if gradients is not None:
+            gradients = self._spatial(gradients.flatten(0, 1), x).unflatten(0, gradients.shape[:2])
         if activations.dim() != x.dim():
             raise ValueError(
                 f"layer {name!r} outputs shape {tuple(activations.shape)}, not (B, C, *spatial) "
                 f"with the input's {x.dim() - 2} spatial dimension(s) {tuple(x.shape[2:])}: "
                 "choose a layer with spatial output (layer=None picks the last one), or pass "
-                "reshape= to turn token outputs (B, N, C) into (B, C, H, W)"
+                "reshape= to turn its output into (B, C, *spatial)"
             )
         # Weigh in float32 at least: squares and cubes of half-precision gradients underflow.
         dtype = torch.promote_types(activations.dtype, torch.float32)
@@ -309,6 +348,10 @@ class Explainer:
             gradients=None if gradients is None else gradients.to(dtype),
             targets=targets,
             logits=logits,
+            scores=scores.detach().to(dtype),
+            inputs=x,
+            scorer=scorer,
+            copies=copies,
         )
 
 

@@ -1,17 +1,24 @@
-"""Grad-CAM and Grad-CAM++: channel weights from the gradient of the score."""
+"""Gradient rules: channel (or location) weights from dS/dA, the gradient of the score."""
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from camkit.layers import LayerSpec
 from camkit.methods.base import Evidence, Explainer, channel_sum, register
+from camkit.smoothing import Noise
 
 
 def _gradients(evidence: Evidence) -> tuple[Tensor, tuple[int, ...]]:
-    """dS/dA (B, K, C, *spatial) and its spatial dimensions."""
+    """dS/dA (rows, K, C, *spatial) and its spatial dimensions."""
     assert evidence.gradients is not None  # the base computes them for needs_gradients methods
     return evidence.gradients, tuple(d + 1 for d in evidence.spatial)
+
+
+def _per_target(activations: Tensor) -> Tensor:
+    """(rows, C, *spatial) -> (rows, 1, C, *spatial), to broadcast against gradients."""
+    return activations.unsqueeze(1)
 
 
 @register("gradcam")
@@ -30,6 +37,23 @@ class GradCAM(Explainer):
     def weigh(self, evidence: Evidence) -> Tensor:
         gradients, spatial = _gradients(evidence)
         return channel_sum(gradients.mean(dim=spatial), evidence.activations)
+
+
+def plus_plus_weights(d1: Tensor, d2: Tensor, d3: Tensor, total: Tensor) -> Tensor:
+    """Grad-CAM++ channel weights (rows, K, C) from the first three derivatives of the score.
+
+    ``alpha = d2 / (2 d2 + total * d3)`` (0 where the denominator is 0) and
+    ``w = sum_ij alpha * ReLU(d1)``; `total` is ``sum_ab A_ab`` shaped (rows, 1, C, 1, ...).
+    """
+    denominator = 2 * d2 + total * d3
+    defined = denominator != 0
+    alpha = torch.where(defined, d2 / torch.where(defined, denominator, 1.0), 0.0)
+    return (alpha * d1.clamp_min(0)).flatten(3).sum(dim=3)
+
+
+def _channel_totals(evidence: Evidence, activations: Tensor) -> Tensor:
+    """sum_ab A_ab per channel, shaped (rows, 1, C, 1, ...) to broadcast against gradients."""
+    return _per_target(activations.sum(dim=evidence.spatial, keepdim=True))
 
 
 @register("gradcam++")
@@ -51,11 +75,137 @@ class GradCAMPlusPlus(Explainer):
     """
 
     def weigh(self, evidence: Evidence) -> Tensor:
-        g, spatial = _gradients(evidence)
+        g, _ = _gradients(evidence)
         g2 = g.square()
-        # sum_ab A_ab per channel, shaped (B, 1, C, 1, ...) to broadcast against g.
-        total = evidence.activations.sum(dim=evidence.spatial, keepdim=True).unsqueeze(1)
-        denominator = 2 * g2 + total * g2 * g
-        defined = denominator != 0
-        alpha = torch.where(defined, g2 / torch.where(defined, denominator, 1.0), 0.0)
-        return channel_sum((alpha * g.clamp_min(0)).sum(dim=spatial), evidence.activations)
+        totals = _channel_totals(evidence, evidence.activations)
+        return channel_sum(plus_plus_weights(g, g2, g2 * g, totals), evidence.activations)
+
+
+@register("smoothgradcam++")
+class SmoothGradCAMPlusPlus(Explainer):
+    """Smooth Grad-CAM++ (Omeiza et al. 2019): Grad-CAM++ with derivatives averaged over noise.
+
+    ``d_p = mean over copies of g^p`` (p = 1, 2, 3) replace g, g^2, g^3 in Grad-CAM++'s weights,
+    and the map is ``sum_k w_k mean(A^k)``. All `copies` noisy copies (noise std `sigma` times
+    each input's value range) go through the model as one batch; ``copies=1, sigma=0`` is
+    Grad-CAM++. torchcam's version takes A from one extra clean pass instead of the mean.
+
+    Example:
+        >>> import torch, camkit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> explain = camkit.SmoothGradCAMPlusPlus(net, copies=4, sigma=0.1, seed=0)
+        >>> explain(torch.rand(2, 3, 16, 16)).maps.shape
+        torch.Size([2, 1, 16, 16])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = None,
+        *,
+        copies: int = 8,
+        sigma: float = 0.15,
+        seed: int | None = None,
+        **options,
+    ) -> None:
+        super().__init__(model, layer, smooth=Noise(copies, sigma, seed), **options)
+
+    def weigh(self, evidence: Evidence) -> Tensor:
+        g, _ = _gradients(evidence)
+        copies = evidence.copies
+
+        def mean(t: Tensor) -> Tensor:
+            return t.unflatten(0, (copies, -1)).mean(dim=0)
+
+        g2 = g.square()
+        totals = _channel_totals(evidence, mean(evidence.activations))
+        weights = plus_plus_weights(mean(g), mean(g2), mean(g2 * g), totals)
+        # One weight per input, applied to every copy: the pipeline's mean over the copies then
+        # gives sum_k w_k mean(A^k).
+        return channel_sum(weights.repeat(copies, 1, 1), evidence.activations)
+
+
+@register("hirescam")
+class HiResCAM(Explainer):
+    """HiResCAM (Draelos & Carin 2020): ``sum_k g^k * A^k``, element-wise, no spatial averaging.
+
+    On a GAP + linear head it equals CAM; unlike Grad-CAM it cannot show regions that the
+    averaging of gradients would credit to the wrong place.
+
+    Example:
+        >>> import torch, camkit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> camkit.HiResCAM(net)(torch.rand(1, 3, 16, 16)).raw[0].shape
+        torch.Size([1, 1, 14, 14])
+    """
+
+    def weigh(self, evidence: Evidence) -> Tensor:
+        g, _ = _gradients(evidence)
+        return (g * _per_target(evidence.activations)).sum(dim=2)
+
+
+@register("gradcam-elementwise")
+class GradCAMElementWise(Explainer):
+    """Element-wise Grad-CAM (as in pytorch-grad-cam): ``sum_k ReLU(g^k * A^k)``.
+
+    Example:
+        >>> import torch, camkit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> camkit.GradCAMElementWise(net)(torch.rand(1, 3, 16, 16)).maps.shape
+        torch.Size([1, 1, 16, 16])
+    """
+
+    def weigh(self, evidence: Evidence) -> Tensor:
+        g, _ = _gradients(evidence)
+        return (g * _per_target(evidence.activations)).clamp_min(0).sum(dim=2)
+
+
+@register("xgradcam")
+class XGradCAM(Explainer):
+    """XGrad-CAM (Fu et al. 2020): ``w_k = sum_ij A^k_ij g^k_ij / sum_ij A^k_ij``.
+
+    A channel whose activations sum to 0 gets weight 0; pytorch-grad-cam adds 1e-7 to the
+    denominator instead.
+
+    Example:
+        >>> import torch, camkit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> camkit.XGradCAM(net)(torch.rand(1, 3, 16, 16)).maps.shape
+        torch.Size([1, 1, 16, 16])
+    """
+
+    def weigh(self, evidence: Evidence) -> Tensor:
+        g, spatial = _gradients(evidence)
+        a = _per_target(evidence.activations)
+        totals = a.sum(dim=spatial)  # (rows, 1, C)
+        defined = totals != 0
+        weights = torch.where(
+            defined, (g * a).sum(dim=spatial) / torch.where(defined, totals, 1.0), 0.0
+        )
+        return channel_sum(weights, evidence.activations)
+
+
+@register("layercam")
+class LayerCAM(Explainer):
+    """LayerCAM (Jiang et al. 2021): ``sum_k ReLU(g^k) * A^k``; several layers fuse well.
+
+    Example (two layers, fused by their mean as LayerCAM's paper does with its maps):
+        >>> import torch, camkit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> camkit.LayerCAM(net, layer=["0", "1"])(torch.rand(1, 3, 16, 16)).layers
+        ('0', '1')
+    """
+
+    def weigh(self, evidence: Evidence) -> Tensor:
+        g, _ = _gradients(evidence)
+        return (g.clamp_min(0) * _per_target(evidence.activations)).sum(dim=2)

@@ -1,0 +1,81 @@
+"""EigenCAM and EigenGradCAM: the first principal component of the layer's evidence."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from camkit.methods.base import Evidence, Explainer, register
+from camkit.methods.gradient import _gradients, _per_target
+
+
+def first_component(evidence: Tensor) -> Tensor:
+    """Projection of (N, C, *spatial) evidence on its first principal direction: (N, *spatial).
+
+    Each of the N samples is a matrix of positions x channels, centred over positions; the
+    economy SVD runs batched on the device. A principal direction's sign is arbitrary, so the
+    projection is signed to correlate positively with the channel sum ``sum_k evidence^k``:
+    maps are never inverted at random.
+
+    Example:
+        >>> import torch
+        >>> a = torch.zeros(1, 2, 2, 2)
+        >>> a[0, :, 0, 0] = 3.0  # one bright location
+        >>> first_component(a).argmax().item()
+        0
+    """
+    matrix = evidence.flatten(2).transpose(1, 2)  # (N, positions, C)
+    centred = matrix - matrix.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    projection = (centred @ vh[:, 0, :, None])[..., 0]  # (N, positions)
+    reference = evidence.sum(dim=1).flatten(1)
+    agreement = (
+        (projection - projection.mean(dim=1, keepdim=True))
+        * (reference - reference.mean(dim=1, keepdim=True))
+    ).sum(dim=1)
+    sign = torch.where(agreement < 0, -1.0, 1.0).to(projection.dtype)
+    return (projection * sign[:, None]).reshape(evidence.shape[0], *evidence.shape[2:])
+
+
+@register("eigencam")
+class EigenCAM(Explainer):
+    """EigenCAM (Muhammad & Yeasin 2020): first principal component of A; class-agnostic.
+
+    No gradient: one forward pass. Every target of an input gets the same map.
+
+    Example:
+        >>> import torch, camkit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> camkit.EigenCAM(net)(torch.rand(2, 3, 16, 16), targets=camkit.TopK(2)).maps.shape
+        torch.Size([2, 2, 16, 16])
+    """
+
+    needs_gradients = False
+
+    def weigh(self, evidence: Evidence) -> Tensor:
+        assert evidence.scores is not None
+        component = first_component(evidence.activations).unsqueeze(1)
+        return component.expand(-1, evidence.scores.shape[1], *component.shape[2:])
+
+
+@register("eigengradcam")
+class EigenGradCAM(Explainer):
+    """EigenGradCAM: first principal component of ``g * A`` per target (class-specific).
+
+    Signed to correlate positively with ``sum_k g^k * A^k`` (the HiResCAM map).
+
+    Example:
+        >>> import torch, camkit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> camkit.EigenGradCAM(net)(torch.rand(2, 3, 16, 16)).maps.shape
+        torch.Size([2, 1, 16, 16])
+    """
+
+    def weigh(self, evidence: Evidence) -> Tensor:
+        g, _ = _gradients(evidence)
+        product = g * _per_target(evidence.activations)  # (rows, K, C, *spatial)
+        return first_component(product.flatten(0, 1)).unflatten(0, product.shape[:2])

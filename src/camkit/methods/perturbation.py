@@ -1,0 +1,156 @@
+"""Forward-only methods that perturb and re-run the model: Score-CAM and Ablation-CAM.
+
+Their cost is the perturbed forward passes their definitions need; both run them as plain
+batches under `torch.inference_mode`, across channels and inputs at once, with at most
+`batch_size` perturbed rows per forward pass (the memory cap).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from camkit.layers import LayerSpec
+from camkit.maps import normalise, upsample
+from camkit.methods.base import Evidence, Explainer, register
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive whole number, got {batch_size!r}")
+    return batch_size
+
+
+@register("scorecam")
+class ScoreCAM(Explainer):
+    """Score-CAM (Wang et al. 2020): channel weights from the scores of the input masked by each
+    upsampled, min-max normalised channel; ``w = softmax over channels of those scores``.
+
+    One forward pass per (input, channel): ``batch_size`` masked inputs per pass bounds memory.
+    ``channels=N`` keeps only each input's N channels of highest mean activation (about C/N
+    times faster). The score is the explained one (the logit by default), as in pytorch-grad-cam;
+    the paper uses the softmax probability (``score="softmax"``) and no softmax over channels.
+
+    Example:
+        >>> import torch, camkit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> camkit.ScoreCAM(net, batch_size=4)(torch.rand(2, 3, 16, 16)).maps.shape
+        torch.Size([2, 1, 16, 16])
+    """
+
+    needs_gradients = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = None,
+        *,
+        batch_size: int = 64,
+        channels: int | None = None,
+        **options,
+    ) -> None:
+        super().__init__(model, layer, **options)
+        self.batch_size = _check_batch_size(batch_size)
+        if channels is not None and (not isinstance(channels, int) or channels < 1):
+            raise ValueError(f"channels must be a positive whole number or None, got {channels!r}")
+        self.channels = channels
+
+    def weigh(self, evidence: Evidence) -> Tensor:
+        a, x, scorer = evidence.activations, evidence.inputs, evidence.scorer
+        assert x is not None and scorer is not None
+        rows, count = a.shape[:2]
+        if self.channels is not None and self.channels < count:
+            chosen = a.flatten(2).mean(dim=2).topk(self.channels, dim=1).indices
+        else:
+            chosen = torch.arange(count, device=a.device).expand(rows, count)
+        row_of = torch.arange(rows, device=a.device).repeat_interleave(chosen.shape[1])
+        channel_of = chosen.flatten()
+        scores = []
+        with torch.inference_mode():
+            for start in range(0, len(row_of), self.batch_size):
+                r = row_of[start : start + self.batch_size]
+                c = channel_of[start : start + self.batch_size]
+                masks = normalise(upsample(a[r, c].unsqueeze(1), x.shape[2:]))  # (m, 1, *S)
+                masked = x[r] * masks.to(x.dtype)
+                scores.append(scorer(self.model(masked), r).to(a.dtype))
+        weights = torch.cat(scores).unflatten(0, chosen.shape).softmax(dim=1)  # (rows, N, K)
+        selected = a.gather(
+            1,
+            chosen.reshape(*chosen.shape, *[1] * (a.dim() - 2)).expand(*chosen.shape, *a.shape[2:]),
+        )
+        return torch.einsum("rnk,rn...->rk...", weights, selected)
+
+
+@register("ablationcam")
+class AblationCAM(Explainer):
+    """Ablation-CAM (Desai & Ramaswamy 2020): ``w_k = (y - y_k) / y``, the relative drop of the
+    score y when channel k of the layer is zeroed (0 where y is 0).
+
+    The network runs once up to the layer per chunk of channels; from the layer on it runs on a
+    batch of ablated copies (at most ``batch_size`` rows), so the layer must be the output of a
+    whole block: a later skip connection from before the layer cannot take the larger batch.
+
+    Example:
+        >>> import torch, camkit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> camkit.AblationCAM(net)(torch.rand(2, 3, 16, 16)).maps.shape
+        torch.Size([2, 1, 16, 16])
+    """
+
+    needs_gradients = False
+
+    def __init__(
+        self, model: nn.Module, layer: LayerSpec = None, *, batch_size: int = 1024, **options
+    ) -> None:
+        super().__init__(model, layer, **options)
+        self.batch_size = _check_batch_size(batch_size)
+
+    def weigh(self, evidence: Evidence) -> Tensor:
+        a, x, scorer, original = (
+            evidence.activations,
+            evidence.inputs,
+            evidence.scorer,
+            evidence.scores,
+        )
+        assert x is not None and scorer is not None and original is not None
+        rows, count = a.shape[:2]
+        per_pass = max(1, self.batch_size // rows)  # channels ablated per forward pass
+        module = self.model.get_submodule(evidence.layer)
+        drops = []
+        for start in range(0, count, per_pass):
+            channels = torch.arange(start, min(start + per_pass, count), device=a.device)
+            keep = torch.ones(len(channels), count, device=a.device)
+            keep[torch.arange(len(channels)), channels] = 0.0
+
+            def ablate(_module: nn.Module, _inputs: object, out: Tensor, keep=keep) -> Tensor:
+                # (rows, C, ...) or channels-last (rows, ..., C) -> (copies * rows, ...)
+                axis = 1 if out.shape[1] == count else out.dim() - 1
+                shape = [1] * (out.dim() + 1)
+                shape[0], shape[axis + 1] = len(keep), count
+                mask = keep.to(out.dtype).reshape(shape)
+                return (out.unsqueeze(0) * mask).flatten(0, 1)
+
+            handle = module.register_forward_hook(ablate)
+            try:
+                with torch.inference_mode():
+                    outputs = self.model(x)
+            except RuntimeError as error:
+                raise ValueError(
+                    f"Ablation-CAM runs the network after layer {evidence.layer!r} on a batch of "
+                    "ablated copies, and the network combines that layer's output with tensors "
+                    "from before it (a skip connection?): choose the output of a whole block, "
+                    f"e.g. 'layer4' ({str(error).splitlines()[0]})"
+                ) from error
+            finally:
+                handle.remove()
+            ablated_rows = torch.arange(rows, device=a.device).repeat(len(channels))
+            ablated = scorer(outputs, ablated_rows).to(a.dtype).unflatten(0, (len(channels), rows))
+            drops.append(original.unsqueeze(0) - ablated)  # (chunk, rows, K)
+        drop = torch.cat(drops).permute(1, 2, 0)  # (rows, K, C)
+        y = original.unsqueeze(2)
+        weights = torch.where(y != 0, drop / torch.where(y != 0, y, 1.0), 0.0)
+        return torch.einsum("rkc,rc...->rk...", weights, a)

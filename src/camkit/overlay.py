@@ -1,0 +1,143 @@
+"""Pictures of maps: colour maps, blending over the image, and labelled grids (needs Pillow)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+
+def _clip(t: Tensor) -> Tensor:
+    return t.clamp(0.0, 1.0)
+
+
+# Colour maps written as formulas of the value v in [0, 1]; any matplotlib name also works when
+# matplotlib is installed.
+_FORMULAS = {
+    "jet": lambda v: torch.stack(
+        [
+            _clip(1.5 - (4 * v - 3).abs()),
+            _clip(1.5 - (4 * v - 2).abs()),
+            _clip(1.5 - (4 * v - 1).abs()),
+        ]
+    ),
+    "hot": lambda v: torch.stack([_clip(3 * v), _clip(3 * v - 1), _clip(3 * v - 2)]),
+    "gray": lambda v: torch.stack([v, v, v]),
+}
+
+
+def colourise(values: Tensor, colormap: str = "jet") -> Tensor:
+    """(H, W) values in [0, 1] -> (3, H, W) RGB in [0, 1].
+
+    Example:
+        >>> colourise(torch.tensor([[0.0, 1.0]]), "hot")[:, 0, 1].tolist()
+        [1.0, 1.0, 1.0]
+    """
+    values = values.float().clamp(0, 1)
+    if colormap in _FORMULAS:
+        return _FORMULAS[colormap](values)
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError(
+            f"unknown colormap {colormap!r}: built in are {', '.join(_FORMULAS)}; install "
+            "matplotlib for its colour maps"
+        ) from None
+    if colormap not in matplotlib.colormaps:
+        raise ValueError(
+            f"unknown colormap {colormap!r}; built in: {', '.join(_FORMULAS)}, or a matplotlib name"
+        )
+    table = torch.tensor(matplotlib.colormaps[colormap].resampled(256)(range(256)))[:, :3]
+    indices = (values * 255).round().long()
+    return table.to(values)[indices].permute(2, 0, 1)
+
+
+def to_tensor(image: Image.Image | Tensor) -> Tensor:
+    """A PIL image or a (C, H, W) / (H, W) tensor as float (3, H, W) in [0, 1]."""
+    if isinstance(image, Image.Image):
+        data = torch.frombuffer(bytearray(image.convert("RGB").tobytes()), dtype=torch.uint8)
+        return data.view(image.height, image.width, 3).permute(2, 0, 1).float() / 255
+    tensor = image.detach().float()
+    if tensor.dim() == 2:
+        tensor = tensor[None]
+    if tensor.dim() != 3 or tensor.shape[0] not in (1, 3):
+        raise ValueError(
+            f"expected an image (3, H, W), (1, H, W) or (H, W), got {tuple(image.shape)}"
+        )
+    return tensor.expand(3, -1, -1).clamp(0, 1)
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    """(3, H, W) float in [0, 1] -> PIL RGB image."""
+    data = (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu()
+    return Image.frombytes("RGB", (data.shape[1], data.shape[0]), bytes(data.contiguous().view(-1)))
+
+
+def overlay(
+    image: Image.Image | Tensor, map: Tensor, colormap: str = "jet", alpha: float = 0.5
+) -> Image.Image:
+    """Blend a map over its image: ``(1 - alpha) * image + alpha * colour(map)``.
+
+    `map` is (H, W) or (1, H, W) in [0, 1], resized (bilinear) to the image if needed.
+
+    Example:
+        >>> import torch
+        >>> picture = overlay(torch.rand(3, 32, 40), torch.rand(8, 10), alpha=0.4)
+        >>> picture.size, picture.mode
+        ((40, 32), 'RGB')
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    base = to_tensor(image)
+    values = map.detach().float().cpu()
+    values = values.reshape(values.shape[-2:]) if values.dim() == 3 else values
+    if values.dim() != 2:
+        raise ValueError(f"expected a map (H, W) or (1, H, W), got {tuple(map.shape)}")
+    if values.shape != base.shape[1:]:
+        values = F.interpolate(
+            values[None, None], size=base.shape[1:], mode="bilinear", align_corners=False
+        )[0, 0]
+    return to_pil((1 - alpha) * base.cpu() + alpha * colourise(values, colormap))
+
+
+def grid(
+    rows: Sequence[Sequence[Image.Image]],
+    column_titles: Sequence[str] = (),
+    row_titles: Sequence[str] = (),
+    tile: int = 160,
+) -> Image.Image:
+    """Pictures in rows, each scaled to `tile` pixels high, with a title per column and row.
+
+    Example:
+        >>> from PIL import Image
+        >>> pictures = [[Image.new("RGB", (96, 96))] * 3] * 2
+        >>> grid(pictures, ["image", "gradcam", "cam"], ["star 9.1", "disc 2.0"]).size
+        (496, 378)
+    """
+    font = ImageFont.load_default()
+    scaled = [[p.resize((round(p.width * tile / p.height), tile)) for p in row] for row in rows]
+    widths = [
+        max(row[c].width for row in scaled if c < len(row)) for c in range(max(map(len, scaled)))
+    ]
+    pad, line = 4, 14
+    head = line + pad if column_titles else 0
+    row_height = tile + (line if row_titles else 0) + pad
+    canvas = Image.new(
+        "RGB",
+        (sum(widths) + pad * (len(widths) + 1), head + row_height * len(scaled) + pad),
+        "white",
+    )
+    draw = ImageDraw.Draw(canvas)
+    for c, title in enumerate(column_titles):
+        draw.text((pad + sum(widths[:c]) + pad * c, pad), title, fill="black", font=font)
+    for r, row in enumerate(scaled):
+        top = head + pad + r * row_height
+        if r < len(row_titles):
+            draw.text((pad, top), row_titles[r], fill="black", font=font)
+            top += line
+        for c, picture in enumerate(row):
+            canvas.paste(picture, (pad + sum(widths[:c]) + pad * c, top))
+    return canvas

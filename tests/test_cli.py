@@ -1,0 +1,189 @@
+"""End-to-end: the `camkit` command in a temporary folder, as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from conftest import gap_net
+from PIL import Image
+
+from camkit.data import CLASSES
+from camkit.overlay import to_pil
+
+
+def camkit_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "camkit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    folder = tmp_path_factory.mktemp("default")
+    return camkit_command("explain", cwd=folder), folder / "camkit-out"
+
+
+def test_default_run_explains_the_bundled_samples(default_run) -> None:
+    result, out = default_run
+    assert result.returncode == 0, result.stderr
+    assert "wrote 30 files for 6 input(s)" in result.stdout  # 3 overlays, grid, JSON each
+    for name in CLASSES:
+        for method in ("gradcam", "gradcam++", "cam"):
+            with Image.open(out / f"{name}_{method}.png") as picture:
+                assert picture.size == (96, 96) and picture.mode == "RGB"
+        with Image.open(out / f"{name}_grid.png") as picture:
+            assert picture.width > 4 * 96
+        summary = json.loads((out / f"{name}.json").read_text())
+        assert set(summary) == {
+            "image",
+            "model",
+            "input_size",
+            "layers",
+            "predictions",
+            "targets",
+            "methods",
+            "files",
+        }
+        assert summary["model"] == "shapes" and summary["input_size"] == [96, 96]
+        assert summary["layers"] == ["features"]
+        assert summary["predictions"][0]["name"] == name  # the bundled model gets them right
+        assert summary["targets"][0]["name"] == name
+        probabilities = [p["probability"] for p in summary["predictions"]]
+        assert probabilities == sorted(probabilities, reverse=True) and probabilities[0] > 0.5
+        assert summary["files"]["overlays"]["gradcam"] == [f"{name}_gradcam.png"]
+        assert summary["files"]["grid"] == f"{name}_grid.png"
+
+
+def write_image(path: Path, size: tuple[int, int] = (40, 56)) -> Path:
+    torch.manual_seed(0)
+    to_pil(torch.rand(3, *size)).save(path)
+    return path
+
+
+def test_bad_inputs_are_reported_and_the_rest_is_written(tmp_path) -> None:
+    good = write_image(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_text("not an image")
+    result = camkit_command(
+        "explain",
+        str(good),
+        "missing.png",
+        "broken.png",
+        "--methods",
+        "gradcam",
+        "--out",
+        "o",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "missing.png: no such file" in result.stderr
+    assert "broken.png: not a readable image" in result.stderr
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {
+        "good_gradcam.png",
+        "good_grid.png",
+        "good.json",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "resnet5O"], "unknown model 'resnet5O' (did you mean resnet50"),
+        (["--methods", "gradcam,spotcam"], "unknown method 'spotcam'; valid: cam, gradcam"),
+        (
+            ["--layer", "feature"],
+            "no layer named 'feature' in ShapesNet; closest names: 'features'",
+        ),
+        (["--target", "hexagon"], "unknown target class 'hexagon'; valid: disc, square"),
+        (["--weights", "nope", "--model", "resnet18"], "neither a file nor one of resnet18's"),
+    ],
+)
+def test_usage_errors_exit_2_and_name_the_choices(tmp_path, args, message) -> None:
+    result = camkit_command("explain", *args, "--out", "o", cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_torchvision_model_with_a_local_checkpoint_and_top_k(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=4)  # a fine-tuned head: 4 classes
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "ckpt.pth")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    write_image(folder / "a.png", (60, 90))
+    write_image(folder / "b.jpg", (90, 60))
+    result = camkit_command(
+        "explain",
+        "images",
+        "--model",
+        "resnet18",
+        "--weights",
+        "ckpt.pth",
+        "--top",
+        "2",
+        "--out",
+        "o",
+        "--colormap",
+        "hot",
+        "--alpha",
+        "0.7",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "o" / "a.json").read_text())
+    assert summary["input_size"] == [256, 384]  # shorter side 256: ResNet-18's preprocessing
+    assert [t["class"] for t in summary["targets"]] == [
+        p["class"] for p in summary["predictions"][:2]
+    ]
+    assert len(summary["predictions"]) == 4 and summary["layers"] == ["layer4"]
+    with Image.open(tmp_path / "o" / "b_gradcam++_2.png") as picture:
+        assert picture.size == (256, 384)
+
+
+def test_exported_program_file_and_torchscript_refusal(tmp_path) -> None:
+    model = gap_net()
+    x = torch.rand(2, 3, 32, 32)
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, tmp_path / "net.pt2")
+    torch.jit.script(model).save(tmp_path / "net.pt")
+    write_image(tmp_path / "img.png", (32, 32))
+
+    result = camkit_command("explain", "img.png", "--model", "net.pt2", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "o" / "img.json").read_text())
+    assert summary["layers"] == ["3"] and summary["methods"] == ["gradcam", "gradcam++"]
+
+    refused = camkit_command("explain", "img.png", "--model", "net.pt", cwd=tmp_path)
+    assert refused.returncode == 2 and "TorchScript" in refused.stderr
+    assert "torch.export" in refused.stderr
+
+
+def test_a_method_that_does_not_apply_fails_alone(tmp_path) -> None:
+    write_image(tmp_path / "img.png", (64, 64))
+    result = camkit_command(
+        "explain",
+        "img.png",
+        "--model",
+        "mobilenet_v3_small",
+        "--methods",
+        "cam,gradcam",
+        "--out",
+        "o",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "cam: CAM needs" in result.stderr and "camkit.GradCAM" in result.stderr
+    assert (tmp_path / "o" / "img_gradcam.png").exists()
+    assert not (tmp_path / "o" / "img_cam.png").exists()
