@@ -14,10 +14,7 @@ tensors return to the system); on CUDA with `torch.cuda.max_memory_allocated`.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -25,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 import torchvision
+from common import cpu_peak_mib, goal, layer4_limit, peak_in_subprocess
 from torch import Tensor, nn
 
 import camkit
@@ -47,19 +45,7 @@ def make_setup(batch: int, device: str) -> Setup:
 
 
 def limit(s: Setup) -> Callable[[], object]:
-    """The least work a gradient method needs: a forward pass and dS/dA for the predicted class."""
-
-    def run() -> object:
-        kept: dict[str, Tensor] = {}
-        handle = s.model.layer4.register_forward_hook(lambda m, i, o: kept.__setitem__("A", o))
-        try:
-            logits = s.model(s.x)
-        finally:
-            handle.remove()
-        scores = logits.gather(1, logits.argmax(dim=1, keepdim=True))
-        return torch.autograd.grad(scores.sum(), kept["A"])
-
-    return run
+    return layer4_limit(s.model, s.x)
 
 
 def forward_no_grad(s: Setup) -> Callable[[], object]:
@@ -144,42 +130,18 @@ def synchronise(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def peak_memory_mib(case: str, setup: Setup, device: str) -> float:
     """Peak memory a call adds above what was allocated before it, in MiB (call warmed up first)."""
     run = CASES[case](setup)
+    if not device.startswith("cuda"):
+        return cpu_peak_mib(run)
     run()
-    if device.startswith("cuda"):
-        synchronise(device)
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        run()
-        synchronise(device)
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # resets the peak resident set size (VmHWM)
+    synchronise(device)
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
     run()
-    return (_status_kib("VmHWM") - before) / 1024
-
-
-def cpu_peak_in_subprocess(case: str, batch: int) -> float:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    out = subprocess.run(
-        [sys.executable, __file__, "--memory-case", case, "--batch", str(batch)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+    synchronise(device)
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
 def main() -> None:
@@ -211,7 +173,10 @@ def main() -> None:
     if args.device.startswith("cuda"):
         peak = {name: peak_memory_mib(name, setup, args.device) for name in runs}
     else:
-        peak = {name: cpu_peak_in_subprocess(name, args.batch) for name in runs}
+        peak = {
+            name: peak_in_subprocess(__file__, ["--memory-case", name, "--batch", str(args.batch)])
+            for name in runs
+        }
 
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(
@@ -227,11 +192,6 @@ def main() -> None:
             f"{median[name] / median[FORWARD]:.2f} | {peak[name]:.0f} | "
             f"{peak[name] / peak[LIMIT]:.2f} |"
         )
-
-    def goal(text: str, value: float, bound: float, at_least: bool = False) -> None:
-        met = value >= bound if at_least else value <= bound
-        sign = ">=" if at_least else "<="
-        print(f"- {text}: {value:.2f} ({'met' if met else 'NOT met'}, goal {sign} {bound})")
 
     print("\nGoals:")
     for method in ("Grad-CAM", "Grad-CAM++"):

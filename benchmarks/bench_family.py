@@ -22,35 +22,19 @@ cap. The top-64 Score-CAM's maps are compared with the full method's.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable
 
 import torch
 import torchvision
+from common import cpu_peak_mib, goal, layer4_limit, peak_in_subprocess
 from torch import Tensor, nn
 
 import camkit
 
 Case = Callable[[nn.Module, Tensor], Callable[[], object]]
-
-
-def limit(model: nn.Module, x: Tensor) -> Callable[[], object]:
-    def run() -> object:
-        kept: dict[str, Tensor] = {}
-        handle = model.layer4.register_forward_hook(lambda m, i, o: kept.__setitem__("A", o))
-        try:
-            logits = model(x)
-        finally:
-            handle.remove()
-        scores = logits.gather(1, logits.argmax(dim=1, keepdim=True))
-        return torch.autograd.grad(scores.sum(), kept["A"])
-
-    return run
 
 
 def masked_passes(
@@ -108,7 +92,7 @@ def torchcam_lib(name: str, **options: object) -> Case:
 
 
 GRADIENT: dict[str, Case] = {
-    "limit: forward + autograd.grad to layer4": limit,
+    "limit: forward + autograd.grad to layer4": layer4_limit,
     "camkit Grad-CAM": ours("gradcam"),
     "camkit HiResCAM": ours("hirescam"),
     "camkit Grad-CAM element-wise": ours("gradcam-elementwise"),
@@ -170,36 +154,14 @@ def timed(cases: dict[str, Case], table: str, rounds: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
-
-
 def peak_mib(case: str) -> float:
     """Peak resident memory a (warmed-up) call adds, in a fresh subprocess."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    out = subprocess.run(
-        [sys.executable, __file__, "--memory-case", case],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+    return peak_in_subprocess(__file__, ["--memory-case", case])
 
 
 def measure_memory(case: str) -> None:
     model, x = setting("forward-only")
-    run = MEMORY[case](model, x)
-    run()
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")
-    run()
-    print((_status_kib("VmHWM") - before) / 1024)
+    print(cpu_peak_mib(MEMORY[case](model, x)))
 
 
 def top_channel_difference() -> tuple[float, float]:
@@ -243,11 +205,6 @@ def main() -> None:
         f"\nScore-CAM with the top 64 of 512 channels vs all: mean |difference| of the "
         f"normalised maps {difference:.3f}, correlation {correlation:.3f}"
     )
-
-    def goal(text: str, value: float, bound: float, at_least: bool = False) -> None:
-        met = value >= bound if at_least else value <= bound
-        sign = ">=" if at_least else "<="
-        print(f"- {text}: {value:.2f} ({'met' if met else 'NOT met'}, goal {sign} {bound})")
 
     print("\nGoals:")
     for name in GRADIENT:
