@@ -187,3 +187,21 @@ def test_a_method_that_does_not_apply_fails_alone(tmp_path) -> None:
     assert "cam: CAM needs" in result.stderr and "camkit.GradCAM" in result.stderr
     assert (tmp_path / "o" / "img_gradcam.png").exists()
     assert not (tmp_path / "o" / "img_cam.png").exists()
+
+
+def test_bundled_model_weights_from_a_file_or_random(tmp_path) -> None:
+    from camkit.models import ShapesNet
+
+    torch.manual_seed(0)
+    torch.save(ShapesNet().state_dict(), tmp_path / "mine.pt")
+    (tmp_path / "bad.pt").write_bytes(b"")
+    shipped = camkit_command("explain", "--methods", "cam", "--out", "a", cwd=tmp_path)
+    mine = camkit_command(
+        "explain", "--weights", "mine.pt", "--methods", "cam", "--out", "b", cwd=tmp_path
+    )
+    assert shipped.returncode == 0 and mine.returncode == 0, mine.stderr
+    first = json.loads((tmp_path / "a" / "star.json").read_text())["predictions"][0]
+    second = json.loads((tmp_path / "b" / "star.json").read_text())["predictions"][0]
+    assert first["name"] == "star" and second["score"] != first["score"]
+    wrong = camkit_command("explain", "--weights", "nothing.pt", "--out", "c", cwd=tmp_path)
+    assert wrong.returncode == 2 and "give a state-dict file" in wrong.stderr

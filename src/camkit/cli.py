@@ -158,6 +158,17 @@ def load_model(name: str, weights: str | None) -> LoadedModel:
         from camkit.models import load_shapes_model
 
         model = load_shapes_model(pretrained=weights != "random")
+        if weights not in (None, "DEFAULT", "random"):
+            if not Path(weights).is_file():
+                raise UsageError(
+                    f"--weights {weights!r} for the bundled model: give a state-dict file, "
+                    "DEFAULT (the shipped weights) or random (untrained)"
+                )
+            try:
+                model.load_state_dict(_load_state(Path(weights)))
+            except RuntimeError as error:
+                first = str(error).strip().splitlines()[0]
+                raise UsageError(f"{weights} does not fit the bundled model: {first}") from None
         return LoadedModel(BUNDLED, model, None, None, None, model.classes)
     if Path(name).suffix in (".pt", ".pt2", ".pth", ".ts") or Path(name).is_file():
         if not Path(name).is_file():
@@ -392,7 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--weights",
         help="torchvision models: a state-dict/checkpoint file (offline), DEFAULT or a weights "
-        "name (downloads); none = random weights. 'random' for the bundled model: untrained",
+        "name (downloads); none = random weights. Bundled model: DEFAULT (shipped), a file, or "
+        "'random' (untrained)",
     )
     explain.add_argument(
         "--methods",
