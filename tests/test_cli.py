@@ -205,3 +205,6 @@ def test_bundled_model_weights_from_a_file_or_random(tmp_path) -> None:
     assert first["name"] == "star" and second["score"] != first["score"]
     wrong = camkit_command("explain", "--weights", "nothing.pt", "--out", "c", cwd=tmp_path)
     assert wrong.returncode == 2 and "give a state-dict file" in wrong.stderr
+    broken = camkit_command("explain", "--weights", "bad.pt", "--out", "d", cwd=tmp_path)
+    assert broken.returncode == 2 and "bad.pt is not a readable PyTorch checkpoint" in broken.stderr
+    assert len(broken.stderr.strip().splitlines()) == 1

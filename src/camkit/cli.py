@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import pickle
 import sys
 import warnings
 import zipfile
@@ -26,7 +27,7 @@ from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
 from camkit.layers import resolve_layers
 from camkit.methods import METHODS
-from camkit.overlay import grid, overlay, to_tensor
+from camkit.overlay import grid, overlay, to_pil, to_tensor
 from camkit.targets import TopK
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -69,13 +70,25 @@ class LoadedModel:
 
 
 def _load_state(path: Path) -> dict[str, Tensor]:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise UsageError(f"{path} is not a readable PyTorch checkpoint ({error})") from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
     if not isinstance(checkpoint, dict):
         raise UsageError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
     return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
+def _load_into(model: nn.Module, state: dict[str, Tensor], source: str, target: str) -> None:
+    """Load a state dict; a mismatch is a usage error naming the first problem."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise UsageError(f"{source} does not fit {target}: {first}") from None
 
 
 def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
@@ -111,11 +124,7 @@ def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
         if mismatched and len(set(mismatched.values())) == 1:  # a fine-tuned head
             classes = None
             model = torchvision.models.get_model(name, num_classes=next(iter(mismatched.values())))
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as error:
-            first = str(error).strip().splitlines()[0]
-            raise UsageError(f"{weights} does not fit {name}: {first}") from None
+        _load_into(model, state, weights, name)
     else:
         try:
             chosen = known[weights] if weights != "DEFAULT" else default
@@ -164,11 +173,7 @@ def load_model(name: str, weights: str | None) -> LoadedModel:
                     f"--weights {weights!r} for the bundled model: give a state-dict file, "
                     "DEFAULT (the shipped weights) or random (untrained)"
                 )
-            try:
-                model.load_state_dict(_load_state(Path(weights)))
-            except RuntimeError as error:
-                first = str(error).strip().splitlines()[0]
-                raise UsageError(f"{weights} does not fit the bundled model: {first}") from None
+            _load_into(model, _load_state(Path(weights)), weights, "the bundled model")
         return LoadedModel(BUNDLED, model, None, None, None, model.classes)
     if Path(name).suffix in (".pt", ".pt2", ".pth", ".ts") or Path(name).is_file():
         if not Path(name).is_file():
@@ -252,7 +257,7 @@ def _write(
     for b, item in enumerate(items):
         k_count = first.maps.shape[1]
         files: dict[str, list[str]] = {}
-        rows = [[_thumb(item.picture)] for _ in range(k_count)]
+        rows = [[to_pil(item.picture)] for _ in range(k_count)]
         for method, result in results.items():
             for k in range(k_count):
                 picture = overlay(item.picture, result.maps[b, k], colormap=colormap, alpha=alpha)
@@ -290,10 +295,6 @@ def _write(
         json_path.write_text(json.dumps(summary, indent=2) + "\n")
         written.append(json_path)
     return written
-
-
-def _thumb(picture: Tensor) -> Image.Image:
-    return overlay(picture, torch.zeros(picture.shape[1:]), alpha=0.0)
 
 
 def _predictions(logits: Tensor, loaded: LoadedModel, top: int = 5) -> list[dict[str, object]]:
