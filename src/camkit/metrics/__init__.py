@@ -1,0 +1,54 @@
+"""How good is a map? Faithfulness, localisation and sanity metrics from the literature.
+
+Every metric takes maps as a (B, *spatial) tensor or straight from an `Explanation` (one target
+per input), runs batched on the inputs' device, and returns a small result object whose fields
+are per-input tensors and whose properties are the published summary figures.
+"""
+
+from camkit.metrics.confidence import Confidence, confidence, win_rate
+from camkit.metrics.curves import Curve, auc, blur, deletion, insertion
+from camkit.metrics.localisation import (
+    BoxAccuracy,
+    Pointing,
+    box_accuracy,
+    box_iou,
+    boxes_to_masks,
+    default_thresholds,
+    energy_pointing_game,
+    largest_component,
+    map_boxes,
+    masks_to_boxes,
+    pointing_game,
+)
+from camkit.metrics.road import Road, impute, road
+from camkit.metrics.sanity import Sanity, cascade_steps, cascading_randomisation, spearman, ssim
+
+__all__ = [
+    "BoxAccuracy",
+    "Confidence",
+    "Curve",
+    "Pointing",
+    "Road",
+    "Sanity",
+    "auc",
+    "blur",
+    "box_accuracy",
+    "box_iou",
+    "boxes_to_masks",
+    "cascade_steps",
+    "cascading_randomisation",
+    "confidence",
+    "default_thresholds",
+    "deletion",
+    "energy_pointing_game",
+    "impute",
+    "insertion",
+    "largest_component",
+    "map_boxes",
+    "masks_to_boxes",
+    "pointing_game",
+    "road",
+    "spearman",
+    "ssim",
+    "win_rate",
+]

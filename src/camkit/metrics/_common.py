@@ -1,0 +1,117 @@
+"""What every metric needs: maps and targets from an `Explanation` or tensors, batched scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from camkit.explanation import Explanation
+from camkit.targets import OutputSelector, select_output
+
+Maps = Tensor | Explanation
+Score = Literal["softmax", "logit"]
+
+
+def as_maps(maps: Maps, spatial: Sequence[int] | None = None) -> Tensor:
+    """(B, *spatial) float maps from an Explanation (one target) or a tensor.
+
+    A tensor may carry a singleton target axis, (B, 1, *spatial); `spatial`, when known (the
+    input's), is checked so a map of the wrong size is an error, never a silent resize.
+    """
+    if isinstance(maps, Explanation):
+        if maps.maps.shape[1] != 1:
+            raise ValueError(
+                f"the explanation has {maps.maps.shape[1]} targets per input; metrics take one: "
+                "pass explanation.maps[:, k] for target k"
+            )
+        maps = maps.maps[:, 0]
+    if not isinstance(maps, Tensor):
+        raise TypeError(f"maps must be a tensor or an Explanation, not {type(maps).__name__}")
+    if spatial is not None:
+        spatial = tuple(spatial)
+        if maps.dim() == len(spatial) + 2 and maps.shape[1] == 1:
+            maps = maps[:, 0]
+        if tuple(maps.shape[1:]) != spatial:
+            raise ValueError(
+                f"maps of shape {tuple(maps.shape)} do not match the inputs' spatial size "
+                f"{spatial}: give (B, {', '.join(map(str, spatial))}) maps at the input's size "
+                "(Explanation.maps are)"
+            )
+    if not maps.is_floating_point():
+        maps = maps.float()
+    return maps
+
+
+def as_targets(
+    targets: Tensor | Sequence[int] | int | None, maps: Maps, rows: int
+) -> Tensor | None:
+    """(B,) class indices: given, else the explanation's, else None (the caller decides)."""
+    if targets is None and isinstance(maps, Explanation) and maps.targets is not None:
+        return maps.targets[:, 0]
+    if targets is None:
+        return None
+    device = maps.maps.device if isinstance(maps, Explanation) else maps.device
+    chosen = torch.as_tensor(targets, dtype=torch.long, device=device).reshape(-1)
+    if chosen.numel() == 1:
+        chosen = chosen.expand(rows)
+    if chosen.numel() != rows:
+        raise ValueError(f"{chosen.numel()} targets for {rows} inputs: give one class per input")
+    return chosen
+
+
+class Scores:
+    """Class scores of a model for batches of inputs, in chunks, without recording a graph.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+        >>> Scores(net, batch_size=2)(torch.rand(5, 1, 2, 2)).shape
+        torch.Size([5, 3])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Callable[[Tensor], object],
+        *,
+        score: Score = "softmax",
+        output: OutputSelector = None,
+        batch_size: int = 256,
+    ) -> None:
+        if score not in ("softmax", "logit"):
+            raise ValueError(f"score must be 'softmax' or 'logit', not {score!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        self.model, self.score, self.output, self.batch_size = model, score, output, batch_size
+
+    def __call__(self, inputs: Tensor) -> Tensor:
+        """(N, classes) probabilities (or logits) for (N, C, *spatial) inputs."""
+        return torch.cat([self.chunk(inputs[i : i + self.batch_size]) for i in self.starts(inputs)])
+
+    def starts(self, inputs: Tensor) -> range:
+        return range(0, inputs.shape[0], self.batch_size)
+
+    @torch.no_grad()
+    def chunk(self, inputs: Tensor) -> Tensor:
+        logits = select_output(self.model(inputs), self.output).detach()
+        if logits.dim() != 2:
+            raise ValueError(
+                f"the model's class scores have shape {tuple(logits.shape)}; metrics need "
+                "(B, classes): pass output=callable to pick them"
+            )
+        return logits.float().softmax(dim=1) if self.score == "softmax" else logits.float()
+
+
+def pick(scores: Tensor, targets: Tensor) -> Tensor:
+    """scores[i, targets[i]] for every row."""
+    return scores.gather(1, targets.to(scores.device)[:, None])[:, 0]
+
+
+def relevance_ranks(maps: Tensor) -> Tensor:
+    """(B, P) rank of each pixel by relevance, 0 = most relevant; ties keep pixel order."""
+    order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return ranks

@@ -1,0 +1,110 @@
+"""Average Drop, Increase in Confidence and Win % (Chattopadhay et al., Grad-CAM++, 2018).
+
+The model sees the input masked by the map, ``baseline + (x - baseline) * map`` (``baseline=0``
+is the paper's ``x * map``; on normalised inputs 0 is the data mean). With Y the class score on the
+input and O on the masked input, Average Drop = mean of max(0, Y - O) / Y, Increase in Confidence
+= share of inputs with O > Y, both in %.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from camkit.metrics._common import Maps, Score, Scores, as_maps, as_targets, pick
+from camkit.targets import OutputSelector
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """Scores of the explained class on each input (`base`) and on the map-masked input (`masked`).
+
+    Example:
+        >>> import torch
+        >>> result = Confidence(base=torch.tensor([0.5, 0.4]), masked=torch.tensor([0.25, 0.6]))
+        >>> result.average_drop, result.increase_in_confidence, result.drop
+        (25.0, 50.0, tensor([ 0.5000, -0.5000]))
+    """
+
+    base: Tensor
+    masked: Tensor
+
+    @property
+    def drop(self) -> Tensor:
+        """(B,) signed relative change (Y - O) / Y: positive when masking lowers the score."""
+        return (self.base - self.masked) / self.base
+
+    @property
+    def average_drop(self) -> float:
+        """Average Drop %, lower is better."""
+        return float(self.drop.clamp_min(0).mean() * 100)
+
+    @property
+    def increase_in_confidence(self) -> float:
+        """Increase in Confidence %: share of inputs scored higher when masked; higher is better."""
+        return float((self.masked > self.base).float().mean() * 100)
+
+
+def confidence(
+    model: nn.Module,
+    x: Tensor,
+    maps: Maps,
+    targets: Tensor | Sequence[int] | int | None = None,
+    *,
+    baseline: float | Tensor = 0.0,
+    base: Tensor | None = None,
+    score: Score = "softmax",
+    output: OutputSelector = None,
+    batch_size: int = 256,
+) -> Confidence:
+    """Score the explained class on `x` and on `x` masked by each map (one batched pass).
+
+    Args:
+        model: the classifier the maps explain.
+        x: (B, C, *spatial) inputs, as the model takes them.
+        maps: (B, *spatial) maps in [0, 1], or an Explanation with one target per input.
+        targets: (B,) classes; default the explanation's, else the predicted class.
+        baseline: what a map value of 0 turns a pixel into (a scalar or a tensor broadcast to x).
+        base: (B, classes) scores of `x` already computed (reuses that forward pass).
+        score: "softmax" (probabilities, as in the paper) or "logit".
+
+    Example:
+        >>> import torch, camkit
+        >>> from camkit.metrics import confidence
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+        ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+        >>> x = torch.rand(2, 3, 8, 8)
+        >>> result = confidence(net, x, camkit.GradCAM(net)(x))
+        >>> 0 <= result.average_drop <= 100, result.masked.shape
+        (True, torch.Size([2]))
+    """
+    weights = as_maps(maps, x.shape[2:]).to(x.dtype)
+    scores = Scores(model, score=score, output=output, batch_size=batch_size)
+    clean = scores(x) if base is None else base.float()
+    chosen = as_targets(targets, maps, x.shape[0])
+    chosen = clean.argmax(dim=1) if chosen is None else chosen
+    masked_inputs = baseline + (x - baseline) * weights[:, None]
+    return Confidence(base=pick(clean, chosen), masked=pick(scores(masked_inputs), chosen))
+
+
+def win_rate(a: Confidence | Tensor, b: Confidence | Tensor) -> float:
+    """Win % of method A over B: share of inputs where A's relative drop is smaller than B's.
+
+    Compared on the signed drop (Y - O) / Y, so when both raise the score the larger rise wins;
+    ties are no win for either side.
+
+    Example:
+        >>> import torch
+        >>> win_rate(torch.tensor([0.1, 0.5, 0.2, 0.3]), torch.tensor([0.2, 0.4, 0.2, 0.9]))
+        50.0
+    """
+    drop_a = a.drop if isinstance(a, Confidence) else a
+    drop_b = b.drop if isinstance(b, Confidence) else b
+    if drop_a.shape != drop_b.shape:
+        raise ValueError(
+            f"win rate compares the same inputs: drops of shape {tuple(drop_a.shape)} and "
+            f"{tuple(drop_b.shape)}"
+        )
+    return float((drop_a < drop_b.to(drop_a.device)).float().mean() * 100)

@@ -1,0 +1,316 @@
+"""Does the map point at the object? Pointing game, energy pointing game, box localisation.
+
+- Pointing game (Zhang et al., 2016): a hit when the map's maximum lies within `tolerance`
+  pixels of the object; accuracy = hits / all, averaged over classes.
+- Energy pointing game (Wang et al., Score-CAM, 2020): the share of the map's mass in the box.
+- Weakly supervised localisation (Zhou et al., CAM, 2016): keep the pixels above a share of the
+  map's maximum, box the largest connected component (8-connected), correct when its IoU with the
+  ground-truth box is at least 0.5. MaxBoxAcc (Choe et al., 2020) is the best accuracy over a
+  sweep of thresholds.
+
+Boxes are (x0, y0, x1, y1) in pixels, the ends exclusive. Everything runs batched on the maps'
+device: connected components by label propagation along whole rows and columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from camkit.metrics._common import Maps, as_maps
+
+
+def boxes_to_masks(boxes: Tensor, size: Sequence[int]) -> Tensor:
+    """(B, H, W) bool masks of (B, 4) boxes (x0, y0, x1, y1; ends exclusive).
+
+    Example:
+        >>> import torch
+        >>> boxes_to_masks(torch.tensor([[1, 0, 3, 1]]), (2, 4)).int().tolist()
+        [[[0, 1, 1, 0], [0, 0, 0, 0]]]
+    """
+    height, width = size
+    ys = torch.arange(height, device=boxes.device)[None, :, None]
+    xs = torch.arange(width, device=boxes.device)[None, None, :]
+    x0, y0, x1, y1 = (boxes[:, i, None, None] for i in range(4))
+    return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+
+
+def masks_to_boxes(masks: Tensor) -> Tensor:
+    """(B, 4) tight boxes around (B, H, W) bool masks; an empty mask gives (0, 0, 0, 0).
+
+    Example:
+        >>> import torch
+        >>> mask = torch.zeros(1, 4, 5, dtype=torch.bool)
+        >>> mask[0, 1:3, 2:4] = True
+        >>> masks_to_boxes(mask).tolist()
+        [[2, 1, 4, 3]]
+    """
+    rows, cols = masks.any(dim=2), masks.any(dim=1)  # (B, H), (B, W)
+
+    def span(present: Tensor) -> tuple[Tensor, Tensor]:
+        index = torch.arange(present.shape[1], device=present.device).expand_as(present)
+        first = torch.where(present, index, present.shape[1]).amin(dim=1)
+        last = torch.where(present, index + 1, 0).amax(dim=1)
+        empty = ~present.any(dim=1)
+        return first.masked_fill(empty, 0), last
+
+    x0, x1 = span(cols)
+    y0, y1 = span(rows)
+    return torch.stack([x0, y0, x1, y1], dim=1)
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """(B,) intersection over union of paired (B, 4) boxes.
+
+    Example:
+        >>> import torch
+        >>> box_iou(torch.tensor([[0, 0, 2, 2]]), torch.tensor([[1, 0, 3, 2]]))  # 2 / (4 + 4 - 2)
+        tensor([0.3333])
+    """
+    a, b = a.float(), b.float().to(a.device)
+    width = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp_min(0)
+    height = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp_min(0)
+    inter = width * height
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a + area_b - inter
+    return torch.where(union > 0, inter / union.clamp_min(1e-12), 0.0)
+
+
+def _run_max(labels: Tensor, foreground: Tensor) -> Tensor:
+    """Each foreground pixel takes the largest label of its run along the last axis."""
+    starts = foreground.clone()
+    starts[..., 1:] &= ~foreground[..., :-1]
+    runs = starts.flatten().cumsum(0, dtype=torch.int32).view_as(labels).long() * foreground
+    best = torch.zeros(int(runs.max()) + 1, dtype=labels.dtype, device=labels.device)
+    best.scatter_reduce_(0, runs.flatten(), labels.flatten(), "amax")
+    return best[runs]  # run 0 is the background: its labels are 0
+
+
+def _spread(labels: Tensor, foreground: Tensor) -> Tensor:
+    """One round of label propagation: whole rows and columns at once, then the diagonals, then
+    a jump to the label held by the pixel a label is named after (pointer jumping)."""
+    spread = _run_max(labels, foreground)
+    across = _run_max(spread.transpose(1, 2).contiguous(), foreground.transpose(1, 2).contiguous())
+    spread = F.max_pool2d(across.transpose(1, 2)[:, None], 3, stride=1, padding=1)[:, 0]
+    spread = torch.where(foreground, spread, 0.0)
+    flat = spread.flatten(1)
+    jumped = flat.gather(1, (flat.long() - 1).clamp_min(0)).view_as(spread)
+    return torch.where(foreground, torch.maximum(spread, jumped), 0.0)
+
+
+def largest_component(foreground: Tensor) -> Tensor:
+    """(B, H, W) bool: the largest 8-connected component of each foreground mask.
+
+    Every component ends up labelled with the largest pixel index it holds; ties in size go to
+    the component holding the later pixel in row-major order.
+
+    Example:
+        >>> import torch
+        >>> mask = torch.tensor([[[1, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 1]]], dtype=torch.bool)
+        >>> largest_component(mask).int().tolist()
+        [[[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]]]
+    """
+    batch, height, width = foreground.shape
+    pixels = height * width
+    dtype = torch.float32 if pixels < 2**24 else torch.float64  # labels must be exact
+    index = torch.arange(1, pixels + 1, device=foreground.device, dtype=dtype)
+    labels = torch.where(foreground, index.view(1, height, width), 0.0)
+    active = torch.arange(batch, device=foreground.device)
+    while active.numel():  # only the masks whose labels still change
+        current = labels[active]
+        spread = _spread(current, foreground[active])
+        labels[active] = spread
+        active = active[(spread != current).flatten(1).any(dim=1)]
+    flat = labels.flatten(1).long()
+    sizes = torch.zeros(batch, pixels + 1, device=flat.device, dtype=torch.long)
+    sizes.scatter_add_(1, flat, torch.ones_like(flat))
+    sizes[:, 0] = 0
+    best = pixels - sizes.flip(1).argmax(dim=1)  # the largest label among equal sizes
+    return (flat == best[:, None]).view(batch, height, width) & foreground
+
+
+def _regions(regions: Tensor, size: Sequence[int]) -> Tensor:
+    """Masks from (B, H, W) masks or (B, 4) boxes."""
+    if regions.dim() == 2 and regions.shape[1] == 4 and tuple(size) != (4,):
+        return boxes_to_masks(regions, size)
+    if tuple(regions.shape[1:]) != tuple(size):
+        raise ValueError(
+            f"ground truth of shape {tuple(regions.shape)} does not fit maps of spatial size "
+            f"{tuple(size)}: give (B, *spatial) masks or (B, 4) boxes"
+        )
+    return regions.bool()
+
+
+@dataclass(frozen=True)
+class Pointing:
+    """Hits (B,) of the pointing game and the classes (B,) they count towards.
+
+    Example:
+        >>> import torch
+        >>> result = Pointing(torch.tensor([True, False, True]), torch.tensor([0, 0, 1]))
+        >>> result.accuracy, result.per_class
+        (0.75, {0: 0.5, 1: 1.0})
+    """
+
+    hits: Tensor
+    classes: Tensor
+
+    @property
+    def per_class(self) -> dict[int, float]:
+        return {
+            int(c): float(self.hits[self.classes == c].float().mean())
+            for c in self.classes.unique()
+        }
+
+    @property
+    def accuracy(self) -> float:
+        """hits / (hits + misses) per class, averaged over the classes present."""
+        per_class = self.per_class
+        return sum(per_class.values()) / len(per_class)
+
+
+def pointing_game(
+    maps: Maps,
+    regions: Tensor,
+    classes: Tensor | Sequence[int] | None = None,
+    *,
+    tolerance: float = 15.0,
+) -> Pointing:
+    """Pointing game: is each map's maximum within `tolerance` pixels of its object?
+
+    Args:
+        maps: (B, H, W) maps, or an Explanation with one target per input.
+        regions: (B, H, W) object masks or (B, 4) boxes.
+        classes: (B,) the class of each input, for the per-class average (default: the
+            explanation's targets, else one class).
+        tolerance: in pixels (15 in Zhang et al. on 224-pixel images).
+
+    Example:
+        >>> import torch
+        >>> maps = torch.zeros(2, 8, 8)
+        >>> maps[0, 1, 1] = maps[1, 7, 7] = 1.0
+        >>> boxes = torch.tensor([[0, 0, 3, 3], [0, 0, 3, 3]])
+        >>> pointing_game(maps, boxes, tolerance=2).hits.tolist()
+        [True, False]
+    """
+    values = as_maps(maps)
+    if values.dim() != 3:
+        raise ValueError(f"the pointing game takes (B, H, W) maps, not shape {tuple(values.shape)}")
+    masks = _regions(regions.to(values.device), values.shape[1:])
+    width = values.shape[2]
+    peak = values.flatten(1).argmax(dim=1)
+    py, px = peak // width, peak % width
+    ys, xs = torch.meshgrid(
+        torch.arange(values.shape[1], device=values.device),
+        torch.arange(width, device=values.device),
+        indexing="ij",
+    )
+    distance2 = (ys[None] - py[:, None, None]) ** 2 + (xs[None] - px[:, None, None]) ** 2
+    nearest = torch.where(masks, distance2, torch.iinfo(distance2.dtype).max).flatten(1).amin(1)
+    hits = nearest <= tolerance**2
+    if classes is None and not isinstance(maps, Tensor) and maps.targets is not None:
+        classes = maps.targets[:, 0]
+    chosen = torch.zeros_like(peak) if classes is None else torch.as_tensor(classes).to(peak)
+    return Pointing(hits, chosen)
+
+
+def energy_pointing_game(maps: Maps, regions: Tensor) -> Tensor:
+    """(B,) share of each map's mass inside its box (or mask); 0 for an all-zero map.
+
+    Example:
+        >>> import torch
+        >>> maps = torch.tensor([[[1.0, 3.0], [0.0, 0.0]]])
+        >>> energy_pointing_game(maps, torch.tensor([[1, 0, 2, 2]])).tolist()
+        [0.75]
+    """
+    values = as_maps(maps)
+    masks = _regions(regions.to(values.device), values.shape[1:])
+    total = values.flatten(1).sum(dim=1)
+    inside = (values * masks).flatten(1).sum(dim=1)
+    return torch.where(total > 0, inside / total.clamp_min(1e-12), 0.0)
+
+
+def map_boxes(maps: Maps, threshold: float) -> Tensor:
+    """(B, 4) box around the largest component of pixels >= `threshold` x the map's maximum.
+
+    Example:
+        >>> import torch
+        >>> maps = torch.tensor([[[0.1, 0.9, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 0.0]]])
+        >>> map_boxes(maps, 0.2).tolist()
+        [[0, 0, 2, 3]]
+    """
+    values = as_maps(maps)
+    peak = values.flatten(1).amax(dim=1).view(-1, *[1] * (values.dim() - 1))
+    return masks_to_boxes(largest_component(values >= threshold * peak))
+
+
+@dataclass(frozen=True)
+class BoxAccuracy:
+    """Localisation accuracy (T,) at each threshold (T,) with IoU >= `iou`.
+
+    Example:
+        >>> import torch
+        >>> result = BoxAccuracy(torch.tensor([0.1, 0.5]), torch.tensor([0.4, 0.7]), 0.5)
+        >>> result.max_box_accuracy, result.best_threshold
+        (0.699999988079071, 0.5)
+    """
+
+    thresholds: Tensor
+    accuracy: Tensor
+    iou: float
+
+    @property
+    def max_box_accuracy(self) -> float:
+        """MaxBoxAcc: the best accuracy over the thresholds."""
+        return float(self.accuracy.max())
+
+    @property
+    def best_threshold(self) -> float:
+        return float(self.thresholds[self.accuracy.argmax()])
+
+
+def box_accuracy(
+    maps: Maps,
+    boxes: Tensor,
+    thresholds: float | Sequence[float] | Tensor = 0.2,
+    *,
+    iou: float = 0.5,
+) -> BoxAccuracy:
+    """Share of maps whose box (largest component above a threshold) has IoU >= `iou` with `boxes`.
+
+    One threshold gives the CAM paper's protocol (0.2 of the maximum; Grad-CAM used 0.15); a
+    sweep gives MaxBoxAcc (`default_thresholds()`).
+
+    Example:
+        >>> import torch
+        >>> maps = torch.zeros(2, 8, 8)
+        >>> maps[:, 2:5, 2:5] = 1.0
+        >>> truth = torch.tensor([[2, 2, 5, 5], [0, 0, 8, 8]])
+        >>> box_accuracy(maps, truth).accuracy.tolist()
+        [0.5]
+    """
+    values = as_maps(maps)
+    sweep = torch.as_tensor(thresholds, dtype=values.dtype, device=values.device).reshape(-1)
+    truth = boxes.to(values.device)
+    if truth.shape != (values.shape[0], 4):
+        raise ValueError(f"boxes must be (B, 4) = ({values.shape[0]}, 4), not {tuple(truth.shape)}")
+    accuracy = torch.stack(
+        [(box_iou(map_boxes(values, float(t)), truth) >= iou).float().mean() for t in sweep]
+    )
+    return BoxAccuracy(sweep, accuracy, iou)
+
+
+def default_thresholds(step: float = 0.05) -> Tensor:
+    """Thresholds step, 2 step, ... < 1 for MaxBoxAcc (Choe et al. sweep 0.01 steps).
+
+    Example:
+        >>> default_thresholds(0.25).tolist()
+        [0.25, 0.5, 0.75]
+    """
+    count = round(1 / step)
+    return torch.arange(1, count) / count
