@@ -35,11 +35,13 @@ def test_docstring_examples_run(module: str) -> None:
     assert outcome.failed == 0
 
 
-def test_every_public_name_has_a_runnable_example() -> None:
+@pytest.mark.parametrize("package", ["camkit", "camkit.metrics"])
+def test_every_public_name_has_a_runnable_example(package: str) -> None:
     finder = doctest.DocTestFinder()
-    for name in camkit.__all__:
-        obj = getattr(camkit, name)
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        obj = getattr(module, name)
         if name == "METHODS":
             continue  # a mapping, documented with its definition
         examples = [t for t in finder.find(obj, name) if t.examples]
-        assert examples, f"camkit.{name} has no runnable example in its docstring"
+        assert examples, f"{package}.{name} has no runnable example in its docstring"

@@ -72,8 +72,8 @@ def blur(x: Tensor, kernel: int = 11, sigma: float = 5.0) -> Tensor:
     weights = torch.exp(-(offsets**2) / (2 * sigma**2))
     weights = weights / weights.sum()
     channels = x.shape[1]
-    # Separable: rows, then columns; reflected borders keep the image's mean brightness.
-    padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    # Separable: rows, then columns; replicated borders keep the edges from darkening.
+    padded = F.pad(x, (radius, radius, radius, radius), mode="replicate")
     rows = F.conv2d(padded, weights.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
     return F.conv2d(rows, weights.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 

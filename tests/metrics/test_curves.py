@@ -1,0 +1,95 @@
+"""Deletion and insertion: exact curves and areas on a 2x2 image scored by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from pixel_model import PixelScore
+
+import camkit
+from camkit.metrics import Curve, auc, blur, deletion, insertion
+
+WEIGHTS = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+MAP = torch.tensor([[[0.1, 0.9], [0.5, 0.3]]])  # relevance order: pixel 1, 2, 3, 0
+
+
+def test_deletion_by_hand() -> None:
+    model = PixelScore(WEIGHTS)
+    curve = deletion(model, torch.ones(1, 1, 2, 2), MAP, 0, steps=2, score="logit")
+    # step 1 deletes pixels 1 and 2 (weights 2 and 3): 10 -> 5; step 2 deletes the rest
+    assert curve.scores.tolist() == [[10.0, 5.0, 0.0]]
+    assert curve.fractions.tolist() == [0.0, 0.5, 1.0]
+    assert curve.auc.tolist() == [5.0]  # 0.5 * (10 + 5) / 2 + 0.5 * (5 + 0) / 2
+
+
+def test_insertion_by_hand() -> None:
+    model = PixelScore(WEIGHTS)
+    start = torch.zeros(1, 1, 2, 2)
+    curve = insertion(model, torch.ones(1, 1, 2, 2), MAP, 0, steps=4, start=start, score="logit")
+    assert curve.scores.tolist() == [[0.0, 2.0, 5.0, 9.0, 10.0]]  # pixels 1, 2, 3, then 0
+    assert curve.auc.item() == pytest.approx((0 + 2 * 2 + 2 * 5 + 2 * 9 + 10) / 2 / 4)
+
+
+def test_uneven_steps_fill_and_ties() -> None:
+    model = PixelScore(WEIGHTS)
+    flat = torch.ones(1, 2, 2)  # all tied: pixels are taken in raster order
+    curve = deletion(model, torch.ones(1, 1, 2, 2), flat, 0, steps=3, fill=0.5, score="logit")
+    assert curve.fractions.tolist() == [0.0, 0.25, 0.5, 1.0]  # 4 * i // 3 pixels: 0, 1, 2, 4
+    assert curve.scores.tolist() == [[10.0, 9.5, 8.5, 5.0]]
+
+
+def test_fill_per_channel() -> None:
+    model = PixelScore(torch.ones(2, 2, 2))
+    x = torch.zeros(1, 2, 2, 2)
+    curve = deletion(model, x, MAP, 0, steps=1, fill=torch.tensor([1.0, 2.0]), score="logit")
+    assert curve.scores.tolist() == [[0.0, 12.0]]  # 4 pixels * (1 + 2)
+
+
+def test_auc_by_hand() -> None:
+    assert auc(torch.tensor([[1.0, 0.0, 0.0]])).tolist() == [0.25]
+    uneven = auc(torch.tensor([1.0, 1.0, 0.0]), torch.tensor([0.0, 0.5, 1.0]))
+    assert uneven.item() == pytest.approx(0.75)
+    assert Curve(torch.tensor([[1.0, 1.0]]), torch.tensor([0.0, 1.0])).mean_auc == 1.0
+
+
+def test_blur_is_the_normalised_gaussian() -> None:
+    delta = torch.zeros(1, 1, 21, 21)
+    delta[0, 0, 10, 10] = 1.0
+    blurred = blur(delta, kernel=11, sigma=5.0)
+    weights = [math.exp(-(d**2) / 50) for d in range(-5, 6)]
+    total = sum(weights)
+    assert blurred[0, 0, 10, 10].item() == pytest.approx((1 / total) ** 2)
+    assert blurred[0, 0, 10, 13].item() == pytest.approx(weights[8] / total**2)
+    assert blurred.sum().item() == pytest.approx(1.0)
+
+
+def test_every_step_is_one_batched_row_and_the_known_end_is_reused() -> None:
+    model = PixelScore(WEIGHTS)
+    x = torch.rand(3, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    base = torch.softmax(model(x), dim=1)
+    model.rows = 0
+    deletion(model, x, MAP.expand(3, 2, 2), 0, steps=4, base=base)
+    assert model.rows == 3 * 4  # step 0 is the clean input, not scored again
+    model.rows = 0
+    insertion(model, x, MAP.expand(3, 2, 2), 0, steps=4, base=base)
+    assert model.rows == 3 * 4
+
+
+def test_chunking_does_not_change_the_curves(tiny, images) -> None:
+    explanation = camkit.GradCAM(tiny)(images)
+    whole = deletion(tiny, images, explanation, steps=6, batch_size=256)
+    chunked = deletion(tiny, images, explanation, steps=6, batch_size=4)
+    assert torch.allclose(whole.scores, chunked.scores, atol=1e-6)
+    inserted = insertion(tiny, images, explanation, steps=6, batch_size=5)
+    with torch.no_grad():
+        probabilities = tiny(images).softmax(dim=1)
+    targets = explanation.targets[:, 0]
+    assert torch.allclose(inserted.scores[:, -1], probabilities[torch.arange(3), targets])
+    assert torch.allclose(whole.scores[:, 0], probabilities[torch.arange(3), targets])
+
+
+def test_bad_steps_are_refused() -> None:
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        deletion(PixelScore(WEIGHTS), torch.ones(1, 1, 2, 2), MAP, steps=0)

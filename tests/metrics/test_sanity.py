@@ -1,0 +1,109 @@
+"""Spearman, SSIM and cascading randomisation: hand values, and a method that must fail."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import gap_net
+
+import camkit
+from camkit.metrics import Sanity, cascade_steps, cascading_randomisation, spearman, ssim
+
+C1, C2 = 0.01**2, 0.03**2
+
+
+def test_spearman_by_hand() -> None:
+    a = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 1.0, 2.0], [1.0, 2.0, 3.0, 4.0]])
+    b = torch.tensor([[1.0, 3.0, 2.0, 4.0], [0.0, 1.0, 1.0, 2.0], [4.0, 3.0, 2.0, 1.0]])
+    # 1 - 6 * 2 / (4 * 15) = 0.8; with ties: ranks (.5, .5, 2, 3) and (0, 1.5, 1.5, 3) -> 3.75/4.5
+    assert spearman(a, b).tolist() == pytest.approx([0.8, 3.75 / 4.5, -1.0])
+
+
+def test_spearman_of_a_constant_map_is_zero_and_maps_may_be_volumes() -> None:
+    assert spearman(torch.zeros(1, 2, 3), torch.rand(1, 2, 3)).tolist() == [0.0]
+    volume = torch.rand(2, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+    assert spearman(volume, 2 * volume + 1).tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_ssim_by_hand() -> None:
+    # Constant maps 1 and 0: (2 * 1 * 0 + C1) / (1 + 0 + C1) times C2 / C2.
+    assert ssim(torch.ones(1, 5, 5), torch.zeros(1, 5, 5)).item() == pytest.approx(C1 / (1 + C1))
+    # A uniform 2x2 window on opposite checkerboards: means .5, variances .25, covariance -.25.
+    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    expected = (2 * 0.25 + C1) * (-0.5 + C2) / ((0.5 + C1) * (0.5 + C2))
+    assert ssim(x, 1 - x, window=2, sigma=None).item() == pytest.approx(expected)
+    maps = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(1))
+    assert ssim(maps, maps).tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert ssim(maps[:, 0], maps[:, 0]).tolist() == pytest.approx([1.0, 1.0, 1.0])  # 1-D
+
+
+def test_ssim_averages_the_windows() -> None:
+    # A 3-wide uniform window on a 1-D map of 4: two positions, each computed by hand.
+    x = torch.tensor([[0.0, 0.0, 0.0, 3.0]])
+    y = torch.zeros(1, 4)
+
+    def index(mean_x: float, var_x: float) -> float:
+        return (C1 / (mean_x**2 + C1)) * (C2 / (var_x + C2))
+
+    expected = (index(0.0, 0.0) + index(1.0, 2.0)) / 2  # window (0, 0, 3): mean 1, variance 2
+    assert ssim(x, y, window=3, sigma=None).item() == pytest.approx(expected)
+
+
+def test_cascade_steps_go_from_the_output_down() -> None:
+    assert cascade_steps(gap_net()) == ["6", "2", "0"]
+    from camkit.models import ShapesNet
+
+    steps = cascade_steps(ShapesNet())
+    assert steps[0] == "classifier" and steps[-1] == "features.0" and len(steps) == 8
+
+
+class InputPicture(camkit.Explainer):
+    """A 'method' that shows the input's brightness: it ignores the model entirely."""
+
+    needs_gradients = False
+
+    def weigh(self, evidence: camkit.Evidence) -> torch.Tensor:
+        targets = evidence.scores.shape[1]
+        return evidence.inputs.mean(dim=1, keepdim=True).expand(-1, targets, -1, -1)
+
+
+def test_a_map_of_the_input_fails_and_grad_cam_passes(images) -> None:
+    model = gap_net(seed=3)
+    control = cascading_randomisation(model, images, InputPicture, targets=[0, 1, 2], layer="0")
+    assert control.steps == ["6", "2", "0"]
+    assert torch.allclose(control.spearman, torch.ones(3, 3))  # unchanged by any randomisation
+    assert torch.allclose(control.ssim, torch.ones(3, 3))
+    gradcam = cascading_randomisation(model, images, "gradcam", targets=[0, 1, 2])
+    assert bool((gradcam.mean_spearman < 0.9).all())
+
+
+def test_the_model_and_the_global_random_state_are_untouched(images) -> None:
+    model = gap_net(seed=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = torch.random.get_rng_state()
+    first = cascading_randomisation(model, images, "gradcam", seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    again = cascading_randomisation(model, images, "gradcam", seed=7)
+    assert torch.equal(first.spearman, again.spearman)
+    other = cascading_randomisation(model, images, "gradcam", seed=8)
+    assert not torch.equal(first.spearman, other.spearman)
+
+
+def test_the_original_explanation_fixes_layer_and_targets(images) -> None:
+    model = gap_net(seed=5)
+    original = camkit.GradCAM(model, layer="1")(images, targets=[4, 3, 2])
+    result = cascading_randomisation(model, images, "gradcam", original=original, steps=["6"])
+    assert result.steps == ["6"] and result.spearman.shape == (1, 3)
+    with pytest.raises(ValueError, match="give the targets they explain"):
+        cascading_randomisation(model, images, "gradcam", original=original.maps)
+    with pytest.raises(ValueError, match="no module named 'head'"):
+        cascading_randomisation(model, images, "gradcam", steps=["head"])
+    with pytest.raises(ValueError, match=r"unknown method 'gradcam\+\+\+'"):
+        cascading_randomisation(model, images, "gradcam+++")
+
+
+def test_summary_means() -> None:
+    result = Sanity(["a", "b"], torch.tensor([[0.5, 0.7], [0.1, 0.3]]), torch.ones(2, 2))
+    assert result.mean_spearman.tolist() == pytest.approx([0.6, 0.2])
+    assert result.mean_ssim.tolist() == [1.0, 1.0]
