@@ -7,6 +7,7 @@ are per-input tensors and whose properties are the published summary figures.
 
 from camkit.metrics.confidence import Confidence, confidence, win_rate
 from camkit.metrics.curves import Curve, auc, blur, deletion, insertion
+from camkit.metrics.imputation import Road, impute, road
 from camkit.metrics.localisation import (
     BoxAccuracy,
     Pointing,
@@ -20,7 +21,6 @@ from camkit.metrics.localisation import (
     masks_to_boxes,
     pointing_game,
 )
-from camkit.metrics.road import Road, impute, road
 from camkit.metrics.sanity import Sanity, cascade_steps, cascading_randomisation, spearman, ssim
 
 __all__ = [

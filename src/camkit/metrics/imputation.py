@@ -21,7 +21,21 @@ from torch import Tensor, nn
 from camkit.metrics._common import Maps, Score, Scores, as_maps, as_targets, pick, relevance_ranks
 from camkit.targets import OutputSelector
 
-_NEIGHBOURS = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
+
+def neighbour_sum(v: Tensor) -> Tensor:
+    """Weighted sum of the 8 neighbours (1/6 direct, 1/12 diagonal; 0 outside the image).
+
+    Shifted additions: on a CPU several times faster than the equivalent depthwise convolution.
+
+    Example:
+        >>> import torch
+        >>> neighbour_sum(torch.ones(1, 1, 3, 3))[0, 0].tolist()[0]  # a corner has 3 neighbours
+        [0.4166666865348816, 0.6666666865348816, 0.4166666865348816]
+    """
+    p = F.pad(v, (1, 1, 1, 1))
+    direct = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+    diagonal = p[..., :-2, :-2] + p[..., :-2, 2:] + p[..., 2:, :-2] + p[..., 2:, 2:]
+    return direct / 6 + diagonal / 12
 
 
 def impute(
@@ -51,24 +65,35 @@ def impute(
     if x.dim() != 4:
         raise ValueError(f"impute takes (B, C, H, W) images, not shape {tuple(x.shape)}")
     unknown = removed.reshape(x.shape[0], 1, *x.shape[2:]).to(x.dtype)
-    channels = x.shape[1]
-    kernel = _NEIGHBOURS.to(x).expand(channels, 1, 3, 3)
+    solution = _harmonic(x, unknown, tolerance, max_iterations)
+    if noise:
+        shape, device = solution.shape, solution.device
+        solution = solution + noise * torch.randn(shape, generator=generator, device=device).to(x)
+    return torch.where(unknown.bool(), solution, x)
 
-    def neighbour_sum(v: Tensor) -> Tensor:
-        return F.conv2d(v, kernel, padding=1, groups=channels)
 
+def _harmonic(x: Tensor, unknown: Tensor, tolerance: float, max_iterations: int) -> Tensor:
+    """Solve for the unknown pixels by conjugate gradients, one system per (image, channel),
+    starting from the solution of the same problem at half the resolution (cascadic multigrid):
+    the coarse solution already has the smooth shape, so few fine iterations remain."""
     degree = neighbour_sum(torch.ones_like(x[:1]))  # weight of the neighbours inside the image
 
     def system(v: Tensor) -> Tensor:  # symmetric positive (semi-)definite on the removed pixels
         return unknown * (degree * v - neighbour_sum(unknown * v))
 
     rhs = unknown * neighbour_sum((1 - unknown) * x)
-    solution = rhs / degree
+    if min(x.shape[2:]) >= 8 and bool(unknown.any()):
+        known = F.avg_pool2d(1 - unknown, 2, ceil_mode=True)
+        coarse_x = F.avg_pool2d((1 - unknown) * x, 2, ceil_mode=True) / known.clamp_min(1e-6)
+        coarse = _harmonic(coarse_x, (known == 0).to(x.dtype), tolerance, max_iterations)
+        solution = unknown * F.interpolate(coarse, size=x.shape[2:], mode="bilinear")
+    else:
+        solution = rhs / degree
     residual = rhs - system(solution)
     direction = residual
     energy = residual.square().sum(dim=(2, 3), keepdim=True)
     limit = tolerance**2 * unknown.sum(dim=(2, 3), keepdim=True).clamp_min(1)
-    for _ in range(max_iterations):  # conjugate gradients, one system per (image, channel)
+    for _ in range(max_iterations):
         if bool((energy <= limit).all()):
             break
         product = system(direction)
@@ -77,15 +102,10 @@ def impute(
         solution = solution + step * direction
         residual = residual - step * product
         new_energy = residual.square().sum(dim=(2, 3), keepdim=True)
-        direction = (
-            residual
-            + torch.where(energy > 0, new_energy / energy.clamp_min(1e-30), 0.0) * direction
-        )
+        ratio = torch.where(energy > 0, new_energy / energy.clamp_min(1e-30), 0.0)
+        direction = residual + ratio * direction
         energy = new_energy
-    if noise:
-        shape, device = solution.shape, solution.device
-        solution = solution + noise * torch.randn(shape, generator=generator, device=device).to(x)
-    return torch.where(unknown.bool(), solution, x)
+    return solution
 
 
 @dataclass(frozen=True)
