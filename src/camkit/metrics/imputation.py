@@ -10,7 +10,7 @@ on the input's device (the original uses a sparse direct solver on the CPU).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,8 +78,8 @@ def _harmonic(x: Tensor, unknown: Tensor, tolerance: float, max_iterations: int)
     the coarse solution already has the smooth shape, so few fine iterations remain."""
     degree = neighbour_sum(torch.ones_like(x[:1]))  # weight of the neighbours inside the image
 
-    def system(v: Tensor) -> Tensor:  # symmetric positive (semi-)definite on the removed pixels
-        return unknown * (degree * v - neighbour_sum(unknown * v))
+    def system(v: Tensor, mask: Tensor) -> Tensor:  # symmetric positive semi-definite on mask
+        return mask * (degree * v - neighbour_sum(mask * v))
 
     rhs = unknown * neighbour_sum((1 - unknown) * x)
     if min(x.shape[2:]) >= 8 and bool(unknown.any()):
@@ -89,22 +89,45 @@ def _harmonic(x: Tensor, unknown: Tensor, tolerance: float, max_iterations: int)
         solution = unknown * F.interpolate(coarse, size=x.shape[2:], mode="bilinear")
     else:
         solution = rhs / degree
-    residual = rhs - system(solution)
+    return _conjugate_gradients(system, rhs, solution, unknown, tolerance, max_iterations)
+
+
+def _conjugate_gradients(
+    system: Callable[[Tensor, Tensor], Tensor],
+    rhs: Tensor,
+    guess: Tensor,
+    unknown: Tensor,
+    tolerance: float,
+    max_iterations: int,
+) -> Tensor:
+    """Batched CG for one system per (image, channel); images that have converged leave the
+    batch (every 8 iterations), so an easy image does not wait for the hardest one."""
+    solution = guess.clone()
+    active = torch.arange(rhs.shape[0], device=rhs.device)
+    x, b, mask = guess, rhs, unknown
+    residual = b - system(x, mask)
     direction = residual
     energy = residual.square().sum(dim=(2, 3), keepdim=True)
-    limit = tolerance**2 * unknown.sum(dim=(2, 3), keepdim=True).clamp_min(1)
-    for _ in range(max_iterations):
-        if bool((energy <= limit).all()):
-            break
-        product = system(direction)
+    limit = tolerance**2 * mask.sum(dim=(2, 3), keepdim=True).clamp_min(1)
+    for iteration in range(max_iterations + 1):
+        done = (energy <= limit).flatten(1).all(dim=1)
+        if iteration % 8 == 0 or iteration == max_iterations or bool(done.all()):
+            solution[active[done]] = x[done]
+            keep = ~done
+            if not bool(keep.any()) or iteration == max_iterations:
+                break
+            active, x, mask, residual = active[keep], x[keep], mask[keep], residual[keep]
+            direction, energy, limit = direction[keep], energy[keep], limit[keep]
+        product = system(direction, mask)
         curvature = (direction * product).sum(dim=(2, 3), keepdim=True)
         step = torch.where(curvature > 0, energy / curvature.clamp_min(1e-30), 0.0)
-        solution = solution + step * direction
+        x = x + step * direction
         residual = residual - step * product
         new_energy = residual.square().sum(dim=(2, 3), keepdim=True)
         ratio = torch.where(energy > 0, new_energy / energy.clamp_min(1e-30), 0.0)
         direction = residual + ratio * direction
         energy = new_energy
+    solution[active] = x  # whatever max_iterations left unconverged
     return solution
 
 
@@ -187,13 +210,13 @@ def road(
     pixels = ranks.shape[1]
     counts = (shares * pixels / 100).round().long()
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    rows = torch.cartesian_prod(
-        torch.arange(x.shape[0], device=x.device), torch.arange(len(shares), device=x.device)
-    )
+    # Share-major rows: a chunk holds similar holes, which take similar numbers of iterations.
+    shares_index = torch.arange(len(shares), device=x.device)
+    rows = torch.cartesian_prod(shares_index, torch.arange(x.shape[0], device=x.device))
     result = torch.empty(x.shape[0], len(shares), device=x.device)
     correct = torch.empty(x.shape[0], len(shares), dtype=torch.bool, device=x.device)
     for start in scores.starts(rows):
-        image, share = rows[start : start + scores.batch_size].unbind(1)
+        share, image = rows[start : start + scores.batch_size].unbind(1)
         removed = (ranks[image] < counts[share, None]).view(-1, *x.shape[2:])
         probabilities = scores.chunk(impute(x[image], removed, noise=noise, generator=generator))
         result[image, share] = pick(probabilities, chosen[image])
