@@ -178,7 +178,7 @@ def evaluate(
         >>> batch = Batch(data["image"], data["label"], data["mask"])
         >>> report = evaluate(load_shapes_model(), [batch], ["gradcam"], ["drop", "pointing"])
         >>> sorted(report.rows["gradcam"])
-        ['Avg drop %', 'Increase %', 'Pointing %', 'Seconds']
+        ['Avg drop %', 'Explain s', 'Increase %', 'Pointing %']
     """
     settings = settings or Settings()
     unknown = [m for m in methods if m not in METHODS] + [m for m in chosen if m not in METRICS]
