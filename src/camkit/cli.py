@@ -448,11 +448,21 @@ def _folder_dataset(folder: Path, loaded: LoadedModel) -> list[tuple[Path, int]]
     return items
 
 
+def _shorter_side(path: Path) -> int:
+    try:
+        with Image.open(path) as image:
+            return min(image.size)
+    except (UnidentifiedImageError, OSError):
+        raise UsageError(
+            f"{path} is not a readable image; give the input size with --size"
+        ) from None
+
+
 def _folder_batches(
     args: argparse.Namespace, loaded: LoadedModel, fail: Callable[[str], None]
 ) -> tuple[int, Iterator[Batch]]:
     items = _folder_dataset(Path(args.data), loaded)[: args.limit]
-    side = args.size or loaded.size or 224
+    side = args.size or loaded.size or _shorter_side(items[0][0])
 
     def batches() -> Iterator[Batch]:
         for start in range(0, len(items), args.batch_size):
@@ -691,7 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--size",
         type=int,
-        help="square input side (default: 96 for shapes, the model's preprocessing, else 224)",
+        help="square input side (default: 96 for the benchmark; for a folder the model's "
+        "preprocessing, else the first image's shorter side)",
     )
     evaluate.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
     evaluate.add_argument(

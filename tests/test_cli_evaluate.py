@@ -1,0 +1,106 @@
+"""`camkit evaluate`: the bundled benchmark and a user's folder, run in-process."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from camkit.cli import main
+from camkit.data import CLASSES, ShapesDataset
+from camkit.overlay import to_pil
+
+QUICK = ["--steps", "4", "--sanity-images", "2", "--batch-size", "3"]
+
+
+def test_bundled_benchmark_writes_table_files_and_plots(tmp_path, capsys) -> None:
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--limit", "4", "--methods", "gradcam,cam", "--out", str(out), *QUICK])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert printed.out.startswith("| Method | Avg drop % ↓ |")
+    assert "evaluating [" in printed.err  # the progress bar
+    table = (out / "results.md").read_text()
+    assert table in printed.out
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["method"] for r in rows] == ["gradcam", "cam"]
+    assert set(rows[0]) >= {"Avg drop %", "Deletion AUC", "ROAD LeRF acc", "Pointing %",
+                            "MaxBoxAcc %", "Sanity rho"}  # fmt: skip
+    report = json.loads((out / "results.json").read_text())
+    assert report["info"]["images"] == 4 and report["info"]["input_size"] == [96, 96]
+    assert report["info"]["pointing_tolerance_px"] == pytest.approx(15 * 96 / 224)
+    assert report["info"]["command"].startswith("camkit evaluate --limit 4")
+    assert len(report["curves"]["gradcam"]["deletion"]) == 5
+    for name in ("deletion", "insertion", "road_morf", "road_lerf", "sanity_spearman",
+                 "sanity_ssim"):  # fmt: skip
+        with Image.open(out / f"{name}.png") as plot:
+            assert plot.size == (760, 440)
+
+
+def _folder(root: Path, masks: bool) -> Path:
+    data = ShapesDataset(6, size=64, seed=3)
+    for index in range(len(data)):
+        item = data[index]
+        folder = root / CLASSES[int(item["label"])]
+        folder.mkdir(parents=True, exist_ok=True)
+        to_pil(item["image"]).save(folder / f"{index}.png")
+        if masks:
+            to_pil(item["mask"][None].float().expand(3, -1, -1)).save(folder / f"{index}.mask.png")
+    return root
+
+
+def test_a_class_per_folder_dataset_with_masks(tmp_path, capsys) -> None:
+    root = _folder(tmp_path / "data", masks=True)
+    (root / CLASSES[0] / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--data", str(root), "--methods", "gradcam", "--out", str(out), *QUICK]
+    code = main([*args, "--metrics", "drop,pointing"])
+    printed = capsys.readouterr()
+    assert code == 1  # the broken image is reported, the others are evaluated
+    assert "broken.png: not a readable image" in printed.err
+    report = json.loads((out / "results.json").read_text())
+    assert report["info"]["images"] == 6 and report["info"]["input_size"] == [64, 64]
+    assert report["rows"]["gradcam"]["Pointing %"] > 50  # labels follow the model's class names
+    assert "Deletion AUC" not in report["rows"]["gradcam"]
+
+
+def test_a_folder_without_masks_skips_localisation(tmp_path, capsys) -> None:
+    root = _folder(tmp_path / "data", masks=False)
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--data", str(root), "--methods", "cam", "--metrics", "drop",
+                 "--out", str(out), *QUICK])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert main(["evaluate", "--data", str(root), "--methods", "cam", "--out", str(out),
+                 "--metrics", "", *QUICK, "--sanity-images", "0"]) == 0  # fmt: skip
+    report = json.loads((out / "results.json").read_text())
+    assert "pointing" not in report["info"]["metrics"]
+    assert "Avg drop %" in report["rows"]["cam"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "nowhere"], "--data 'nowhere': use 'shapes'"),
+        (["--metrics", "aopc"], "unknown metric 'aopc'; valid: drop, deletion"),
+        (["--methods", "gradcam+"], "unknown method 'gradcam+'"),
+        (["--limit", "0"], "--limit must be at least 1"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, capsys, args, message) -> None:
+    assert main(["evaluate", "--out", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "results.md").exists()
+
+
+def test_classes_beyond_the_model_are_a_usage_error(tmp_path, capsys) -> None:
+    root = tmp_path / "data"
+    for index in range(8):  # 8 unknown class names: numbered 0..7, the model has 6 outputs
+        (root / f"class{index}").mkdir(parents=True)
+        to_pil(torch.rand(3, 32, 32)).save(root / f"class{index}" / "a.png")
+    code = main(["evaluate", "--data", str(root), "--methods", "cam", "--out", str(tmp_path)])
+    assert code == 2
+    assert "does not exist in a model with 6 outputs" in capsys.readouterr().err
