@@ -329,8 +329,8 @@ def _report(
         "steps": settings.steps,
         "road_percentages": list(settings.percentages),
         "pointing_tolerance_px": settings.pointing_tolerance(size) if size else None,
-        "box_thresholds": settings.thresholds.tolist(),
-        "box_best_threshold": best_thresholds,
+        "box_thresholds": [round(t, 4) for t in settings.thresholds.tolist()],
+        "box_best_threshold": {m: round(t, 4) for m, t in best_thresholds.items()},
         "sanity_images": min(settings.sanity_images, images),
         "fill": torch.as_tensor(settings.fill).tolist(),
     }

@@ -1,0 +1,60 @@
+"""The `camkit` command: `camkit explain` (overlays, grids and JSON for image files, any model)
+and `camkit evaluate` (faithfulness, localisation and sanity metrics for every method).
+
+Exit codes: 0 everything was written; 1 some inputs or methods failed (the rest was written);
+2 the command itself is wrong (unknown model, method, layer or option): nothing was written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from camkit.cli import evaluate, explain
+from camkit.cli.common import UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; each command module adds its own subcommand and options."""
+    parser = argparse.ArgumentParser(
+        prog="camkit", description="Class activation maps for PyTorch classifiers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    explain.add_parser(commands)
+    evaluate.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     main(["explain", "--out", out, "--methods", "gradcam"])
+        camkit: wrote ...
+        0
+    """
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    minimum = {"batch_size": 1, "top": 1, "limit": 1, "steps": 1, "sanity_images": 0}
+    for option, least in minimum.items():
+        value = getattr(args, option, None)
+        if value is not None and value < least:
+            flag = "--" + option.replace("_", "-")
+            print(f"camkit: error: {flag} must be at least {least}", file=sys.stderr)
+            return 2
+    with warnings.catch_warnings():
+        # One line per warning, like the errors (restored when the command returns).
+        warnings.showwarning = _show_warning
+        try:
+            return args.run(args)
+        except UsageError as error:
+            print(f"camkit: error: {error}", file=sys.stderr)
+            return 2
+
+
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    print(f"camkit: warning: {message}", file=sys.stderr)

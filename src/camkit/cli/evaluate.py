@@ -1,0 +1,310 @@
+"""`camkit evaluate`: every metric for every method on a dataset; table, files and plots."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from camkit.cli.common import (
+    BUNDLED,
+    IMAGE_SUFFIXES,
+    LoadedModel,
+    Progress,
+    UsageError,
+    check_device,
+    load_model,
+    parse_layer,
+    parse_methods,
+)
+from camkit.evaluation import METRICS, NEEDS_REGIONS, Batch, Report, Settings, evaluate
+from camkit.methods import METHODS
+from camkit.overlay import to_tensor
+from camkit.plot import line_chart
+from camkit.targets import select_output
+
+SHAPES_SEED = 31337  # the held-out split of the bundled benchmark (training used other seeds)
+MASK_SUFFIX = ".mask.png"
+
+
+def _square(loaded: LoadedModel, image: Image.Image, side: int, nearest: bool = False) -> Tensor:
+    """Resize the shorter side to `side` and crop the centre square: (C, side, side) in [0, 1]."""
+    picture = to_tensor(image)
+    height, width = picture.shape[1:]
+    scale = side / min(height, width)
+    size = (max(side, round(height * scale)), max(side, round(width * scale)))
+    if nearest:
+        picture = F.interpolate(picture[None], size=size, mode="nearest")[0]
+    else:
+        picture = F.interpolate(
+            picture[None], size=size, mode="bilinear", align_corners=False, antialias=True
+        )[0].clamp(0, 1)
+    top, left = (size[0] - side) // 2, (size[1] - side) // 2
+    return picture[:, top : top + side, left : left + side]
+
+
+def _folder_dataset(folder: Path, loaded: LoadedModel) -> list[tuple[Path, int]]:
+    """(image, class) pairs of a class-per-subfolder tree; classes match the model's names
+    when they all appear among them, else they are numbered in sorted order (ImageFolder)."""
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise UsageError(f"{folder} has no class subfolders: expected {folder}/<class>/<image>")
+    known = list(loaded.classes or [])
+    by_name = all(name in known for name in classes)
+    items = []
+    for number, name in enumerate(classes):
+        label = known.index(name) if by_name else number
+        for path in sorted((folder / name).rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.endswith(MASK_SUFFIX):
+                items.append((path, label))
+    if not items:
+        raise UsageError(f"no images in the class subfolders of {folder}")
+    return items
+
+
+def _shorter_side(path: Path) -> int:
+    try:
+        with Image.open(path) as image:
+            return min(image.size)
+    except (UnidentifiedImageError, OSError):
+        raise UsageError(
+            f"{path} is not a readable image; give the input size with --size"
+        ) from None
+
+
+def _folder_batches(
+    args: argparse.Namespace, loaded: LoadedModel, fail: Callable[[str], None]
+) -> tuple[int, Iterator[Batch]]:
+    items = _folder_dataset(Path(args.data), loaded)[: args.limit]
+    side = args.size or loaded.size or _shorter_side(items[0][0])
+
+    def batches() -> Iterator[Batch]:
+        for start in range(0, len(items), args.batch_size):
+            inputs, labels, masks = [], [], []
+            for path, label in items[start : start + args.batch_size]:
+                try:
+                    with Image.open(path) as image:
+                        picture = _square(loaded, image.convert("RGB"), side)
+                    mask_path = path.with_name(path.stem + MASK_SUFFIX)
+                    mask = None
+                    if mask_path.is_file():
+                        with Image.open(mask_path) as image:
+                            mask = _square(loaded, image.convert("L"), side, nearest=True)[0] > 0.5
+                except (UnidentifiedImageError, OSError) as error:
+                    fail(f"{path}: not a readable image ({type(error).__name__})")
+                    continue
+                inputs.append(loaded.normalise(picture))
+                labels.append(label)
+                masks.append(mask)
+            if not inputs:
+                continue
+            have_masks = all(m is not None for m in masks)
+            yield Batch(
+                torch.stack(inputs).to(args.device),
+                torch.tensor(labels, device=args.device),
+                torch.stack(masks).to(args.device) if have_masks else None,  # type: ignore[arg-type]
+            )
+
+    return len(items), batches()
+
+
+def _shapes_batches(args: argparse.Namespace) -> tuple[int, Iterator[Batch]]:
+    from camkit.data import ShapesDataset
+
+    count = args.limit if args.limit is not None else 200
+    data = ShapesDataset(count, size=args.size or 96, seed=SHAPES_SEED)
+
+    def batches() -> Iterator[Batch]:
+        for start in range(0, count, args.batch_size):
+            part = data.stack(start, min(count, start + args.batch_size))
+            yield Batch(
+                part["image"].to(args.device),
+                part["label"].to(args.device),
+                part["mask"].to(args.device),
+            )
+
+    return count, batches()
+
+
+def _write_plots(report: Report, out: Path) -> list[Path]:
+    written = []
+    charts = []
+    for name, what in (("deletion", "deleted"), ("insertion", "inserted")):
+        series = {m: c[name] for m, c in report.curves.items() if name in c}
+        if series:
+            steps = len(next(iter(series.values()))) - 1
+            xs = [i / steps for i in range(steps + 1)]
+            title = f"{name.capitalize()} curves (mean over {report.info['images']} images)"
+            charts.append((name, series, xs, title, f"share of pixels {what}", "probability"))
+    for order in ("morf", "lerf"):
+        series = {m: c[f"road_{order}"] for m, c in report.curves.items() if f"road_{order}" in c}
+        if series:
+            title = f"ROAD {order.upper()}: accuracy after removing pixels"
+            xs = [float(p) for p in report.info["road_percentages"]]
+            charts.append((f"road_{order}", series, xs, title, "% of pixels removed", "accuracy"))
+    for key, label in (("spearman", "Spearman rank correlation"), ("ssim", "SSIM")):
+        series = {m: s[key] for m, s in report.sanity.items()}
+        if series:
+            steps = len(next(iter(series.values())))
+            title = f"Sanity check: {label} with the original map (1 = unchanged)"
+            xlabel = "layers randomised, from the output down"
+            charts.append(
+                (f"sanity_{key}", series, list(range(1, steps + 1)), title, xlabel, label)
+            )
+    for name, series, xs, title, xlabel, ylabel in charts:
+        path = out / f"{name}.png"
+        line_chart(series, xs, title=title, xlabel=xlabel, ylabel=ylabel).save(path)
+        written.append(path)
+    return written
+
+
+def _fill(text: str, inputs: Tensor) -> float | Tensor:
+    """--fill: "mean" (per channel, of the first batch: RISE's choice) or a number."""
+    if text == "mean":
+        return inputs.mean(dim=(0, 2, 3))
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(
+            f"--fill {text!r}: give 'mean' or a number (in the model's input space)"
+        ) from None
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    methods = parse_methods(args.methods) or list(METHODS)
+    chosen = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    for metric in chosen or []:
+        if metric not in METRICS:
+            raise UsageError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    check_device(args.device)
+    loaded = load_model(args.model, args.weights)
+    model = loaded.model.to(args.device).eval()
+    layer = parse_layer(args, model)
+    failures = 0
+
+    def fail(message: str) -> None:
+        nonlocal failures
+        failures += 1
+        print(f"\ncamkit: error: {message}", file=sys.stderr)
+
+    if args.data == BUNDLED:
+        count, batches = _shapes_batches(args)
+    elif Path(args.data).is_dir():
+        count, batches = _folder_batches(args, loaded, fail)
+    else:
+        raise UsageError(
+            f"--data {args.data!r}: use 'shapes' (bundled) or a folder of class subfolders"
+        )
+    first = next(batches, None)
+    if first is None:
+        raise UsageError("no readable images to evaluate")
+    with torch.no_grad():
+        classes = select_output(model(first.inputs[:1])).shape[-1]
+    if int(first.labels.max()) >= classes:
+        raise UsageError(
+            f"class {int(first.labels.max())} of the data does not exist in a model with {classes} "
+            "outputs: name the subfolders after the model's classes, or match its class order"
+        )
+    if chosen is None:
+        chosen = [m for m in METRICS if first.masks is not None or m not in NEEDS_REGIONS]
+    settings = Settings(
+        steps=args.steps,
+        fill=_fill(args.fill, first.inputs),
+        tolerance=args.tolerance,
+        sanity_images=args.sanity_images,
+        seed=args.seed,
+    )
+    progress = Progress(count, "evaluating")
+    started = time.perf_counter()
+    try:
+        report = evaluate(
+            model,
+            itertools.chain([first], batches),
+            methods,
+            chosen,
+            settings=settings,
+            layer=layer,
+            advance=progress.advance,
+        )
+    except (ValueError, TypeError, RuntimeError) as error:
+        fail(str(error).splitlines()[0])
+        return 1
+    report.info.update(
+        model=loaded.name,
+        data=args.data,
+        methods=methods,
+        seconds=round(time.perf_counter() - started, 1),
+        command="camkit " + " ".join(args.argv),
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = report.to_markdown()
+    print(table, end="")
+    (out / "results.md").write_text(table)
+    (out / "results.csv").write_text(report.to_csv())
+    (out / "results.json").write_text(report.to_json())
+    plots = _write_plots(report, out)
+    print(
+        f"camkit: evaluated {report.info['images']} images x {len(methods)} methods in "
+        f"{report.info['seconds']} s; wrote results.md/.csv/.json and {len(plots)} plots to {out}/"
+    )
+    return 1 if failures else 0
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the command and its options."""
+    parser = commands.add_parser(
+        "evaluate",
+        help="score methods with faithfulness, localisation and sanity metrics",
+        description="Evaluate CAM methods on a dataset: a table (terminal, Markdown, CSV, JSON) "
+        "and plots. No arguments: every method on the bundled model and benchmark.",
+    )
+    parser.add_argument("--model", default=BUNDLED, help="as for 'camkit explain'")
+    parser.add_argument("--weights", help="as for 'camkit explain'")
+    parser.add_argument(
+        "--data",
+        default=BUNDLED,
+        help="'shapes' (the bundled benchmark, with masks) or a folder of class subfolders; "
+        f"an optional mask next to an image is named <image stem>{MASK_SUFFIX}",
+    )
+    parser.add_argument("--methods", help="comma-separated, or 'all' (default: all)")
+    parser.add_argument(
+        "--metrics",
+        help=f"comma-separated, from: {', '.join(METRICS)} (default: all the data allows)",
+    )
+    parser.add_argument(
+        "--limit", type=int, help="evaluate the first N images (default: 200 for shapes, all)"
+    )
+    parser.add_argument("--out", default="camkit-eval", help="output folder")
+    parser.add_argument("--layer", help="dotted layer name(s), comma-separated (default: found)")
+    parser.add_argument("--batch-size", type=int, default=50, help="images per batch")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="square input side (default: 96 for the benchmark; for a folder the model's "
+        "preprocessing, else the first image's shorter side)",
+    )
+    parser.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
+    parser.add_argument(
+        "--fill",
+        default="mean",
+        help="value of deleted pixels and of Average Drop's masked-out pixels, in the model's "
+        "input space: 'mean' (the data's, per channel; default) or a number",
+    )
+    parser.add_argument(
+        "--tolerance", type=float, help="pointing game, pixels (default: 15 at 224, scaled)"
+    )
+    parser.add_argument(
+        "--sanity-images", type=int, default=16, help="images for the randomisation check"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seeds ROAD noise, randomisation")
+    parser.set_defaults(run=evaluate_command)
