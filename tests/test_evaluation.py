@@ -111,3 +111,27 @@ def test_report_writes_markdown_csv_and_json() -> None:
     rows = list(csv.reader(io.StringIO(report.to_csv())))
     assert rows == [["method", "Avg drop %", "Pointing %"], ["a", "12.345", "50"], ["b", "3", ""]]
     assert json.loads(report.to_json())["win"]["b"]["a"] == 75.0
+
+
+def test_the_readme_metrics_example_runs() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    example = next(b for b in blocks if "from camkit import metrics" in b)
+    namespace: dict[str, object] = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # our own README
+    assert isinstance(namespace["result"], camkit.Explanation)
+
+
+def test_runs_repeat_and_leave_the_global_random_state(shapes) -> None:
+    model, data = shapes
+    settings = Settings(steps=2, fill=0.5, percentages=(50,), sanity_images=0, seed=3)
+    state = torch.random.get_rng_state()
+    first = evaluate(model, _batches(data, 6), ["smoothgradcam++"], ["drop", "road"],
+                     settings=settings)  # fmt: skip
+    assert torch.equal(torch.random.get_rng_state(), state)
+    again = evaluate(model, _batches(data, 6), ["smoothgradcam++"], ["drop", "road"],
+                     settings=settings)  # fmt: skip
+    for column in ("Avg drop %", "ROAD MoRF acc"):
+        assert first.rows["smoothgradcam++"][column] == again.rows["smoothgradcam++"][column]

@@ -187,6 +187,27 @@ def evaluate(
             f"unknown method or metric {unknown[0]!r}; methods: {', '.join(METHODS)}; "
             f"metrics: {', '.join(METRICS)}"
         )
+    devices = [d.index or 0 for d in _cuda_devices(model)]
+    with torch.random.fork_rng(devices=devices):
+        # Seeded randomness (noise copies, ROAD, randomisation) repeats run after run; the
+        # caller's random stream is left as it was.
+        torch.manual_seed(settings.seed)
+        return _evaluate(model, batches, methods, chosen, settings, layer, advance)
+
+
+def _cuda_devices(model: nn.Module) -> set[torch.device]:
+    return {p.device for p in model.parameters() if p.device.type == "cuda"}
+
+
+def _evaluate(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    methods: Sequence[str],
+    chosen: Sequence[str],
+    settings: Settings,
+    layer: LayerSpec,
+    advance: Callable[[int], None] | None,
+) -> Report:
     explainers = {m: METHODS[m](model, layer=layer) for m in methods}
     collected = {m: _Collected() for m in methods}
     sanity_inputs: list[Tensor] = []
