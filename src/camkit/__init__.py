@@ -1,5 +1,9 @@
-"""camkit: class activation maps for PyTorch models (CAM, Grad-CAM, Grad-CAM++, ...)."""
+"""camkit: class activation maps for PyTorch models (CAM, Grad-CAM, Grad-CAM++, ...).
 
+`camkit.metrics` holds the metrics that tell a faithful map from a pretty one.
+"""
+
+from camkit import metrics as metrics
 from camkit.api import explain
 from camkit.augment import Augmented
 from camkit.errors import CamkitWarning
