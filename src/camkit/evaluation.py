@@ -286,8 +286,7 @@ def _score_batch(
     if "energy" in chosen:
         out.energy.append(metrics.energy_pointing_game(explanation, boxes))
     if "boxacc" in chosen:
-        found = [metrics.map_boxes(explanation, float(t)) for t in settings.thresholds]
-        out.box_hits.append(torch.stack([metrics.box_iou(f, boxes) >= 0.5 for f in found], dim=1))
+        out.box_hits.append(metrics.box_accuracy(explanation, boxes, settings.thresholds).hits)
 
 
 def _report(
@@ -326,9 +325,9 @@ def _report(
         if c.energy:
             row["Energy %"] = 100 * float(torch.cat(c.energy).mean())
         if c.box_hits:
-            accuracy = torch.cat(c.box_hits).float().mean(dim=0)
-            row["MaxBoxAcc %"] = 100 * float(accuracy.max())
-            best_thresholds[method] = float(settings.thresholds[accuracy.argmax()])
+            boxes = metrics.BoxAccuracy(settings.thresholds, torch.cat(c.box_hits), 0.5)
+            row["MaxBoxAcc %"] = 100 * boxes.max_box_accuracy
+            best_thresholds[method] = boxes.best_threshold
         if c.sanity is not None:
             row["Sanity rho"] = float(c.sanity.mean_spearman.mean())
             row["Sanity SSIM"] = float(c.sanity.mean_ssim.mean())

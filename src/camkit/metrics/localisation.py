@@ -251,18 +251,24 @@ def map_boxes(maps: Maps, threshold: float) -> Tensor:
 
 @dataclass(frozen=True)
 class BoxAccuracy:
-    """Localisation accuracy (T,) at each threshold (T,) with IoU >= `iou`.
+    """Hits (B, T): IoU >= `iou` for each map at each threshold (T,).
 
     Example:
         >>> import torch
-        >>> result = BoxAccuracy(torch.tensor([0.1, 0.5]), torch.tensor([0.4, 0.7]), 0.5)
-        >>> result.max_box_accuracy, result.best_threshold
-        (0.699999988079071, 0.5)
+        >>> hits = torch.tensor([[True, True], [False, True], [False, False]])
+        >>> result = BoxAccuracy(torch.tensor([0.1, 0.5]), hits, 0.5)
+        >>> result.accuracy.tolist(), result.max_box_accuracy, result.best_threshold
+        ([0.3333333432674408, 0.6666666865348816], 0.6666666865348816, 0.5)
     """
 
     thresholds: Tensor
-    accuracy: Tensor
+    hits: Tensor
     iou: float
+
+    @property
+    def accuracy(self) -> Tensor:
+        """(T,) share of maps localised at each threshold."""
+        return self.hits.float().mean(dim=0)
 
     @property
     def max_box_accuracy(self) -> float:
@@ -281,7 +287,7 @@ def box_accuracy(
     *,
     iou: float = 0.5,
 ) -> BoxAccuracy:
-    """Share of maps whose box (largest component above a threshold) has IoU >= `iou` with `boxes`.
+    """Which maps' boxes (largest component above a threshold) have IoU >= `iou` with `boxes`.
 
     One threshold gives the CAM paper's protocol (0.2 of the maximum; Grad-CAM used 0.15); a
     sweep gives MaxBoxAcc (`default_thresholds()`).
@@ -299,10 +305,8 @@ def box_accuracy(
     truth = boxes.to(values.device)
     if truth.shape != (values.shape[0], 4):
         raise ValueError(f"boxes must be (B, 4) = ({values.shape[0]}, 4), not {tuple(truth.shape)}")
-    accuracy = torch.stack(
-        [(box_iou(map_boxes(values, float(t)), truth) >= iou).float().mean() for t in sweep]
-    )
-    return BoxAccuracy(sweep, accuracy, iou)
+    hits = [box_iou(map_boxes(values, float(t)), truth) >= iou for t in sweep]
+    return BoxAccuracy(sweep, torch.stack(hits, dim=1), iou)
 
 
 def default_thresholds(step: float = 0.05) -> Tensor:
