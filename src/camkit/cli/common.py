@@ -226,3 +226,21 @@ def parse_layer(args: argparse.Namespace, model: nn.Module) -> list[str] | None:
         return [name for name, _ in resolve_layers(model, args.layer.split(","))]
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --weights, --layer and --device, the same for every command."""
+    parser.add_argument(
+        "--model",
+        default=BUNDLED,
+        help="'shapes' (bundled, default), a torchvision classification model name, or a "
+        "torch.export .pt2 file",
+    )
+    parser.add_argument(
+        "--weights",
+        help="torchvision models: a state-dict/checkpoint file (offline), DEFAULT or a weights "
+        "name (downloads); none = random weights. Bundled model: DEFAULT (shipped), a file, or "
+        "'random' (untrained)",
+    )
+    parser.add_argument("--layer", help="dotted layer name(s), comma-separated (default: found)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -20,6 +20,7 @@ from camkit.cli.common import (
     LoadedModel,
     Progress,
     UsageError,
+    add_model_options,
     check_device,
     load_model,
     parse_layer,
@@ -267,8 +268,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Evaluate CAM methods on a dataset: a table (terminal, Markdown, CSV, JSON) "
         "and plots. No arguments: every method on the bundled model and benchmark.",
     )
-    parser.add_argument("--model", default=BUNDLED, help="as for 'camkit explain'")
-    parser.add_argument("--weights", help="as for 'camkit explain'")
+    add_model_options(parser)
     parser.add_argument(
         "--data",
         default=BUNDLED,
@@ -284,9 +284,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--limit", type=int, help="evaluate the first N images (default: 200 for shapes, all)"
     )
     parser.add_argument("--out", default="camkit-eval", help="output folder")
-    parser.add_argument("--layer", help="dotted layer name(s), comma-separated (default: found)")
     parser.add_argument("--batch-size", type=int, default=50, help="images per batch")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--size",
         type=int,

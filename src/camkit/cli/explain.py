@@ -19,6 +19,7 @@ from camkit.cli.common import (
     LoadedModel,
     Progress,
     UsageError,
+    add_model_options,
     bundled_samples,
     check_device,
     load_model,
@@ -209,24 +210,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Explain images (files or folders; none: the bundled samples) with a model.",
     )
     parser.add_argument("inputs", nargs="*", help="image files or folders (default: samples)")
-    parser.add_argument(
-        "--model",
-        default=BUNDLED,
-        help="'shapes' (bundled, default), a torchvision classification model name, or a "
-        "torch.export .pt2 file",
-    )
-    parser.add_argument(
-        "--weights",
-        help="torchvision models: a state-dict/checkpoint file (offline), DEFAULT or a weights "
-        "name (downloads); none = random weights. Bundled model: DEFAULT (shipped), a file, or "
-        "'random' (untrained)",
-    )
+    add_model_options(parser)
     parser.add_argument(
         "--methods",
         help=f"comma-separated, from: {', '.join(METHODS)} (default: gradcam,gradcam++"
         ", and cam for the bundled model)",
     )
-    parser.add_argument("--layer", help="dotted layer name(s), comma-separated (default: found)")
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--target", help="class index or name to explain (default: predicted)")
     chosen.add_argument("--top", type=int, help="explain each image's K best classes")
@@ -234,7 +223,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--colormap", default="jet", help="jet, hot, gray, or a matplotlib name")
     parser.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity in [0, 1]")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--size",
         type=int,
