@@ -104,3 +104,23 @@ def test_classes_beyond_the_model_are_a_usage_error(tmp_path, capsys) -> None:
     code = main(["evaluate", "--data", str(root), "--methods", "cam", "--out", str(tmp_path)])
     assert code == 2
     assert "does not exist in a model with 6 outputs" in capsys.readouterr().err
+
+
+def test_a_torchvision_model_with_a_local_checkpoint(tmp_path, capsys) -> None:
+    import torchvision
+
+    root = _folder(tmp_path / "data", masks=True)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=len(CLASSES))  # a fine-tuned head
+    torch.save(model.state_dict(), tmp_path / "resnet18.pt")
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--data", str(root), "--model", "resnet18", "--weights",
+                 str(tmp_path / "resnet18.pt"), "--size", "64", "--methods", "gradcam",
+                 "--metrics", "drop,deletion,energy", "--out", str(out), *QUICK])  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    report = json.loads((out / "results.json").read_text())
+    assert report["info"]["input_size"] == [64, 64] and report["info"]["images"] == 6
+    assert report["info"]["fill"] != [0.5, 0.5, 0.5]  # the mean of normalised inputs
+    assert set(report["rows"]["gradcam"]) == {"Avg drop %", "Increase %", "Deletion AUC",
+                                              "Energy %", "Explain s"}  # fmt: skip
