@@ -61,7 +61,7 @@ def test_a_class_per_folder_dataset_with_masks(tmp_path, capsys) -> None:
     code = main([*args, "--metrics", "drop,pointing"])
     printed = capsys.readouterr()
     assert code == 1  # the broken image is reported, the others are evaluated
-    assert "broken.png: not a readable image" in printed.err
+    assert "broken.png (or its mask): not a readable image" in printed.err
     report = json.loads((out / "results.json").read_text())
     assert report["info"]["images"] == 6 and report["info"]["input_size"] == [64, 64]
     assert report["rows"]["gradcam"]["Pointing %"] > 50  # labels follow the model's class names
@@ -124,3 +124,21 @@ def test_a_torchvision_model_with_a_local_checkpoint(tmp_path, capsys) -> None:
     assert report["info"]["fill"] != [0.5, 0.5, 0.5]  # the mean of normalised inputs
     assert set(report["rows"]["gradcam"]) == {"Avg drop %", "Increase %", "Deletion AUC",
                                               "Energy %", "Explain s"}  # fmt: skip
+
+
+def test_a_method_that_does_not_fit_the_model_is_reported_and_left_out(tmp_path, capsys) -> None:
+    import torchvision
+
+    root = _folder(tmp_path / "data", masks=False)
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v3_small(num_classes=len(CLASSES))  # no GAP + linear
+    torch.save(model.state_dict(), tmp_path / "net.pt")
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--data", str(root), "--model", "mobilenet_v3_small", "--weights",
+                 str(tmp_path / "net.pt"), "--size", "64", "--methods", "cam,gradcam",
+                 "--metrics", "drop", "--out", str(out), *QUICK])  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 1
+    assert "camkit: error: cam: " in printed.err
+    report = json.loads((out / "results.json").read_text())
+    assert list(report["rows"]) == ["gradcam"]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from camkit.cli import evaluate, explain
 from camkit.cli.common import UsageError
+from camkit.errors import CamkitWarning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         # One line per warning, like the errors (restored when the command returns).
         warnings.showwarning = _show_warning
+        warnings.simplefilter("default", CamkitWarning)  # a command reports, never raises
         try:
             return args.run(args)
         except UsageError as error:

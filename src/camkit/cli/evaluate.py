@@ -6,6 +6,7 @@ import argparse
 import itertools
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from camkit.cli.common import (
     parse_layer,
     parse_methods,
 )
+from camkit.errors import CamkitWarning
 from camkit.evaluation import METRICS, NEEDS_REGIONS, Batch, Report, Settings, evaluate
 from camkit.methods import METHODS
 from camkit.overlay import to_tensor
@@ -36,7 +38,7 @@ SHAPES_SEED = 31337  # the held-out split of the bundled benchmark (training use
 MASK_SUFFIX = ".mask.png"
 
 
-def _square(loaded: LoadedModel, image: Image.Image, side: int, nearest: bool = False) -> Tensor:
+def _square(image: Image.Image, side: int, nearest: bool = False) -> Tensor:
     """Resize the shorter side to `side` and crop the centre square: (C, side, side) in [0, 1]."""
     picture = to_tensor(image)
     height, width = picture.shape[1:]
@@ -91,16 +93,16 @@ def _folder_batches(
         for start in range(0, len(items), args.batch_size):
             inputs, labels, masks = [], [], []
             for path, label in items[start : start + args.batch_size]:
+                mask_path = path.with_name(path.stem + MASK_SUFFIX)
+                mask = None
                 try:
                     with Image.open(path) as image:
-                        picture = _square(loaded, image.convert("RGB"), side)
-                    mask_path = path.with_name(path.stem + MASK_SUFFIX)
-                    mask = None
+                        picture = _square(image.convert("RGB"), side)
                     if mask_path.is_file():
                         with Image.open(mask_path) as image:
-                            mask = _square(loaded, image.convert("L"), side, nearest=True)[0] > 0.5
+                            mask = _square(image.convert("L"), side, nearest=True)[0] > 0.5
                 except (UnidentifiedImageError, OSError) as error:
-                    fail(f"{path}: not a readable image ({type(error).__name__})")
+                    fail(f"{path} (or its mask): not a readable image ({type(error).__name__})")
                     continue
                 inputs.append(loaded.normalise(picture))
                 labels.append(label)
@@ -167,6 +169,27 @@ def _write_plots(report: Report, out: Path) -> list[Path]:
     return written
 
 
+def _applicable(
+    methods: list[str],
+    model: torch.nn.Module,
+    layer: list[str] | None,
+    first: Batch,
+    fail: Callable[..., None],
+) -> list[str]:
+    """The methods that work on this model, tried on one image; the others are reported."""
+    usable = []
+    for method in methods:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CamkitWarning)  # the real run warns
+                METHODS[method](model, layer=layer)(first.inputs[:1], first.labels[:1])
+        except (ValueError, TypeError, RuntimeError) as error:
+            fail(f"{method}: {str(error).splitlines()[0]}", skipped=0)
+        else:
+            usable.append(method)
+    return usable
+
+
 def _fill(text: str, inputs: Tensor) -> float | Tensor:
     """--fill: "mean" (per channel, of the first batch: RISE's choice) or a number."""
     if text == "mean":
@@ -190,11 +213,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
     model = loaded.model.to(args.device).eval()
     layer = parse_layer(args, model)
     failures = 0
+    progress = Progress(0, "evaluating")
 
-    def fail(message: str) -> None:
+    def fail(message: str, *, skipped: int = 1) -> None:
         nonlocal failures
         failures += 1
         print(f"\ncamkit: error: {message}", file=sys.stderr)
+        progress.advance(skipped)  # the bar still ends at the total
 
     if args.data == BUNDLED:
         count, batches = _shapes_batches(args)
@@ -214,6 +239,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
             f"class {int(first.labels.max())} of the data does not exist in a model with {classes} "
             "outputs: name the subfolders after the model's classes, or match its class order"
         )
+    methods = _applicable(methods, model, layer, first, fail)
+    if not methods:
+        return 1
     if chosen is None:
         chosen = [m for m in METRICS if first.masks is not None or m not in NEEDS_REGIONS]
     settings = Settings(
@@ -223,7 +251,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         sanity_images=args.sanity_images,
         seed=args.seed,
     )
-    progress = Progress(count, "evaluating")
+    progress.total, progress.shown = count, count > 1
     started = time.perf_counter()
     try:
         report = evaluate(
