@@ -251,8 +251,7 @@ def _score_batch(
     out: _Collected,
 ) -> None:
     common = {"base": clean, "batch_size": settings.batch_size}
-    fill = torch.as_tensor(settings.fill, dtype=x.dtype, device=x.device)
-    fill = fill.view(1, -1, 1, 1) if fill.dim() == 1 else fill
+    fill = settings.fill
     if "drop" in chosen:
         out.confidence.append(metrics.confidence(model, x, explanation, baseline=fill, **common))
     if "deletion" in chosen:

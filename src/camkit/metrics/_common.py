@@ -104,6 +104,25 @@ class Scores:
         return logits.float().softmax(dim=1) if self.score == "softmax" else logits.float()
 
 
+def like_input(value: float | Tensor, x: Tensor) -> Tensor:
+    """A scalar, a (C,) per-channel value or a tensor, shaped to broadcast against x.
+
+    Example:
+        >>> import torch
+        >>> like_input(torch.tensor([0.1, 0.2, 0.3]), torch.zeros(2, 3, 4, 4)).shape
+        torch.Size([1, 3, 1, 1])
+    """
+    value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    if value.dim() == 1 and x.dim() > 2:
+        if value.numel() != x.shape[1]:
+            raise ValueError(
+                f"a per-channel value has {value.numel()} entries for inputs with {x.shape[1]} "
+                "channels"
+            )
+        value = value.view(1, -1, *[1] * (x.dim() - 2))
+    return value
+
+
 def pick(scores: Tensor, targets: Tensor) -> Tensor:
     """scores[i, targets[i]] for every row."""
     return scores.gather(1, targets.to(scores.device)[:, None])[:, 0]

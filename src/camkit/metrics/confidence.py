@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from camkit.metrics._common import Maps, Score, Scores, as_maps, as_targets, pick
+from camkit.metrics._common import Maps, Score, Scores, as_maps, as_targets, like_input, pick
 from camkit.targets import OutputSelector
 
 
@@ -66,7 +66,8 @@ def confidence(
         x: (B, C, *spatial) inputs, as the model takes them.
         maps: (B, *spatial) maps in [0, 1], or an Explanation with one target per input.
         targets: (B,) classes; default the explanation's, else the predicted class.
-        baseline: what a map value of 0 turns a pixel into (a scalar or a tensor broadcast to x).
+        baseline: what a map value of 0 turns a pixel into: a scalar, a (C,) value per channel,
+            or a tensor that broadcasts to x.
         base: (B, classes) scores of `x` already computed (reuses that forward pass).
         score: "softmax" (probabilities, as in the paper) or "logit".
 
@@ -85,7 +86,8 @@ def confidence(
     clean = scores(x) if base is None else base.float()
     chosen = as_targets(targets, maps, x.shape[0])
     chosen = clean.argmax(dim=1) if chosen is None else chosen
-    masked_inputs = baseline + (x - baseline) * weights[:, None]
+    off = like_input(baseline, x)
+    masked_inputs = off + (x - off) * weights[:, None]
     return Confidence(base=pick(clean, chosen), masked=pick(scores(masked_inputs), chosen))
 
 

@@ -16,7 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camkit.metrics._common import Maps, Score, Scores, as_maps, as_targets, pick, relevance_ranks
+from camkit.metrics._common import (
+    Maps,
+    Score,
+    Scores,
+    as_maps,
+    as_targets,
+    like_input,
+    pick,
+    relevance_ranks,
+)
 from camkit.targets import OutputSelector
 
 
@@ -153,11 +162,8 @@ def deletion(
         >>> curve.scores.shape, curve.fractions.tolist()
         (torch.Size([2, 5]), [0.0, 0.25, 0.5, 0.75, 1.0])
     """
-    fill_ = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
-    if fill_.dim() == 1:
-        fill_ = fill_.view(1, -1, *[1] * (x.dim() - 2))
     scores = Scores(model, score=score, output=output, batch_size=batch_size)
-    return _curve("deletion", x, maps, targets, fill_, steps, base, scores)
+    return _curve("deletion", x, maps, targets, like_input(fill, x), steps, base, scores)
 
 
 def insertion(
