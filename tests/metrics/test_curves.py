@@ -34,10 +34,28 @@ def test_insertion_by_hand() -> None:
 
 def test_uneven_steps_fill_and_ties() -> None:
     model = PixelScore(WEIGHTS)
-    flat = torch.ones(1, 2, 2)  # all tied: pixels are taken in raster order
-    curve = deletion(model, torch.ones(1, 1, 2, 2), flat, 0, steps=3, fill=0.5, score="logit")
+    flat = torch.ones(1, 2, 2)  # all tied: with seed=None pixels are taken in raster order
+    curve = deletion(
+        model, torch.ones(1, 1, 2, 2), flat, 0, steps=3, fill=0.5, score="logit", seed=None
+    )
     assert curve.fractions.tolist() == [0.0, 0.25, 0.5, 1.0]  # 4 * i // 3 pixels: 0, 1, 2, 4
     assert curve.scores.tolist() == [[10.0, 9.5, 8.5, 5.0]]
+
+
+def test_ties_are_broken_at_random_but_repeatably() -> None:
+    from camkit.metrics._common import relevance_ranks
+
+    maps = torch.zeros(2, 16, 16)
+    maps[1, 0, 0] = 1.0  # one distinct pixel: always first
+    ranks = relevance_ranks(maps, seed=0)
+    assert torch.equal(ranks, relevance_ranks(maps, seed=0))
+    assert not torch.equal(ranks, relevance_ranks(maps, seed=1))
+    assert ranks[1, 0].item() == 0
+    first_half = (ranks[0] < 128).view(16, 16)
+    assert 40 < int(first_half[:8].sum()) < 88  # not the top eight rows (128 of them)
+    assert sorted(ranks[0].tolist()) == list(range(256))
+    raster = relevance_ranks(maps, seed=None)
+    assert raster[0].tolist() == list(range(256))
 
 
 def test_fill_per_channel() -> None:

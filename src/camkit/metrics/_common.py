@@ -128,9 +128,25 @@ def pick(scores: Tensor, targets: Tensor) -> Tensor:
     return scores.gather(1, targets.to(scores.device)[:, None])[:, 0]
 
 
-def relevance_ranks(maps: Tensor) -> Tensor:
-    """(B, P) rank of each pixel by relevance, 0 = most relevant; ties keep pixel order."""
-    order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)
+def relevance_ranks(maps: Tensor, seed: int | None = 0) -> Tensor:
+    """(B, P) rank of each pixel by relevance, 0 = most relevant.
+
+    Equal values (the zeros a ReLU leaves, or flat regions) are ordered by a seeded random
+    permutation, so removing "the least relevant pixels" does not cut away the top rows of the
+    image first; ``seed=None`` keeps pixel order instead.
+
+    Example:
+        >>> import torch
+        >>> relevance_ranks(torch.tensor([[0.2, 0.9, 0.5]])).tolist()
+        [[2, 0, 1]]
+    """
+    flat = maps.flatten(1)
+    if seed is None:
+        order = flat.argsort(dim=1, descending=True, stable=True)
+    else:
+        generator = torch.Generator(device=flat.device).manual_seed(seed)
+        shuffle = torch.randperm(flat.shape[1], generator=generator, device=flat.device)
+        order = shuffle[flat[:, shuffle].argsort(dim=1, descending=True, stable=True)]
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
     return ranks

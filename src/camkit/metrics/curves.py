@@ -96,6 +96,7 @@ def _curve(
     steps: int,
     base: Tensor | None,
     scores: Scores,
+    seed: int | None,
 ) -> Curve:
     if steps < 1:
         raise ValueError(f"steps must be at least 1, not {steps}")
@@ -105,7 +106,7 @@ def _curve(
     clean = scores(x) if base is None else base.float()
     chosen = as_targets(targets, maps, batch)
     chosen = clean.argmax(dim=1) if chosen is None else chosen
-    ranks = relevance_ranks(relevance)
+    ranks = relevance_ranks(relevance, seed)
     counts = torch.arange(steps + 1, device=x.device) * pixels // steps  # pixels changed per step
     # Deletion starts from x (step 0), insertion ends at x (last step): that score is known.
     known = 0 if mode == "deletion" else steps
@@ -138,6 +139,7 @@ def deletion(
     score: Score = "softmax",
     output: OutputSelector = None,
     batch_size: int = 256,
+    seed: int | None = 0,
 ) -> Curve:
     """Deletion curve: replace the most relevant pixels by `fill`, a 1/`steps` share per step.
 
@@ -151,6 +153,7 @@ def deletion(
             broadcasts to x. 0 is the data mean for normalised inputs, as in RISE.
         base: (B, classes) scores of `x` already computed (reuses that forward pass).
         score: "softmax" (RISE) or "logit".
+        seed: orders pixels of equal relevance at random, repeatably (None: pixel order).
 
     Example:
         >>> import torch, camkit
@@ -163,7 +166,7 @@ def deletion(
         (torch.Size([2, 5]), [0.0, 0.25, 0.5, 0.75, 1.0])
     """
     scores = Scores(model, score=score, output=output, batch_size=batch_size)
-    return _curve("deletion", x, maps, targets, like_input(fill, x), steps, base, scores)
+    return _curve("deletion", x, maps, targets, like_input(fill, x), steps, base, scores, seed)
 
 
 def insertion(
@@ -178,6 +181,7 @@ def insertion(
     score: Score = "softmax",
     output: OutputSelector = None,
     batch_size: int = 256,
+    seed: int | None = 0,
 ) -> Curve:
     """Insertion curve: from `start` (default `blur(x)`), put the most relevant pixels back.
 
@@ -195,4 +199,4 @@ def insertion(
     """
     start_ = blur(x) if start is None else start
     scores = Scores(model, score=score, output=output, batch_size=batch_size)
-    return _curve("insertion", x, maps, targets, start_, steps, base, scores)
+    return _curve("insertion", x, maps, targets, start_, steps, base, scores, seed)

@@ -183,7 +183,7 @@ def road(
         targets: (B,) classes; default the explanation's, else the predicted class.
         percentages: shares of pixels removed, in %.
         noise: standard deviation of the imputation noise (ROAD's 0.01 by default).
-        seed: seeds the noise, so results repeat.
+        seed: seeds the noise and the order of pixels of equal relevance, so results repeat.
         base: (B, classes) scores of `x` already computed, used to find the predicted class.
 
     Example:
@@ -206,7 +206,7 @@ def road(
     shares = torch.as_tensor(percentages, dtype=torch.float64, device=x.device)
     if bool(((shares < 0) | (shares > 100)).any()):
         raise ValueError(f"percentages must lie in [0, 100], not {list(percentages)}")
-    ranks = relevance_ranks(relevance if order == "morf" else -relevance)
+    ranks = relevance_ranks(relevance if order == "morf" else -relevance, seed)
     pixels = ranks.shape[1]
     counts = (shares * pixels / 100).round().long()
     generator = torch.Generator(device=x.device).manual_seed(seed)
