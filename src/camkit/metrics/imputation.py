@@ -86,10 +86,14 @@ def _harmonic(x: Tensor, unknown: Tensor, tolerance: float, max_iterations: int)
         known = F.avg_pool2d(1 - unknown, 2, ceil_mode=True)
         coarse_x = F.avg_pool2d((1 - unknown) * x, 2, ceil_mode=True) / known.clamp_min(1e-6)
         coarse = _harmonic(coarse_x, (known == 0).to(x.dtype), tolerance, max_iterations)
-        solution = unknown * F.interpolate(coarse, size=x.shape[2:], mode="bilinear")
+        guess = F.interpolate(coarse, size=x.shape[2:], mode="bilinear")
     else:
-        solution = rhs / degree
-    return _conjugate_gradients(system, rhs, solution, unknown, tolerance, max_iterations)
+        guess = rhs / degree
+    # A removed pixel next to kept ones starts from their weighted mean (exact for an isolated
+    # pixel); the coarse solution fills the inside of larger holes.
+    weight = neighbour_sum(1 - unknown)
+    guess = unknown * torch.where(weight > 0, rhs / weight.clamp_min(1e-6), guess)
+    return _conjugate_gradients(system, rhs, guess, unknown, tolerance, max_iterations)
 
 
 def _conjugate_gradients(
