@@ -106,17 +106,26 @@ def test_classes_beyond_the_model_are_a_usage_error(tmp_path, capsys) -> None:
     assert "does not exist in a model with 6 outputs" in capsys.readouterr().err
 
 
-def test_a_torchvision_model_with_a_local_checkpoint(tmp_path, capsys) -> None:
+def _torchvision_run(tmp_path: Path, name: str, masks: bool, *args: str) -> tuple[int, Path]:
+    """Evaluate a folder with torchvision model `name` (random weights, 6-class head) loaded
+    from a local checkpoint."""
     import torchvision
 
-    root = _folder(tmp_path / "data", masks=True)
+    root = _folder(tmp_path / "data", masks=masks)
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=len(CLASSES))  # a fine-tuned head
-    torch.save(model.state_dict(), tmp_path / "resnet18.pt")
+    model = torchvision.models.get_model(name, num_classes=len(CLASSES))  # a fine-tuned head
+    torch.save(model.state_dict(), tmp_path / "net.pt")
     out = tmp_path / "eval"
-    code = main(["evaluate", "--data", str(root), "--model", "resnet18", "--weights",
-                 str(tmp_path / "resnet18.pt"), "--size", "64", "--methods", "gradcam",
-                 "--metrics", "drop,deletion,energy", "--out", str(out), *QUICK])  # fmt: skip
+    code = main(["evaluate", "--data", str(root), "--model", name, "--weights",
+                 str(tmp_path / "net.pt"), "--size", "64", "--out", str(out), *QUICK,
+                 *args])  # fmt: skip
+    return code, out
+
+
+def test_a_torchvision_model_with_a_local_checkpoint(tmp_path, capsys) -> None:
+    code, out = _torchvision_run(
+        tmp_path, "resnet18", True, "--methods", "gradcam", "--metrics", "drop,deletion,energy"
+    )
     printed = capsys.readouterr()
     assert code == 0, printed.err
     report = json.loads((out / "results.json").read_text())
@@ -127,16 +136,10 @@ def test_a_torchvision_model_with_a_local_checkpoint(tmp_path, capsys) -> None:
 
 
 def test_a_method_that_does_not_fit_the_model_is_reported_and_left_out(tmp_path, capsys) -> None:
-    import torchvision
-
-    root = _folder(tmp_path / "data", masks=False)
-    torch.manual_seed(0)
-    model = torchvision.models.mobilenet_v3_small(num_classes=len(CLASSES))  # no GAP + linear
-    torch.save(model.state_dict(), tmp_path / "net.pt")
-    out = tmp_path / "eval"
-    code = main(["evaluate", "--data", str(root), "--model", "mobilenet_v3_small", "--weights",
-                 str(tmp_path / "net.pt"), "--size", "64", "--methods", "cam,gradcam",
-                 "--metrics", "drop", "--out", str(out), *QUICK])  # fmt: skip
+    # mobilenet_v3_small's head is not global average pooling + one linear layer: no CAM
+    code, out = _torchvision_run(
+        tmp_path, "mobilenet_v3_small", False, "--methods", "cam,gradcam", "--metrics", "drop"
+    )
     printed = capsys.readouterr()
     assert code == 1
     assert "camkit: error: cam: " in printed.err

@@ -108,18 +108,18 @@ def _conjugate_gradients(
     batch (every 8 iterations), so an easy image does not wait for the hardest one."""
     solution = guess.clone()
     active = torch.arange(rhs.shape[0], device=rhs.device)
-    x, b, mask = guess, rhs, unknown
-    residual = b - system(x, mask)
+    x, mask = guess, unknown
+    residual = rhs - system(x, mask)
     direction = residual
     energy = residual.square().sum(dim=(2, 3), keepdim=True)
     limit = tolerance**2 * mask.sum(dim=(2, 3), keepdim=True).clamp_min(1)
     for iteration in range(max_iterations + 1):
         done = (energy <= limit).flatten(1).all(dim=1)
-        if iteration % 8 == 0 or iteration == max_iterations or bool(done.all()):
+        if iteration == max_iterations or bool(done.all()):
+            break
+        if iteration % 8 == 0 and bool(done.any()):
             solution[active[done]] = x[done]
             keep = ~done
-            if not bool(keep.any()) or iteration == max_iterations:
-                break
             active, x, mask, residual = active[keep], x[keep], mask[keep], residual[keep]
             direction, energy, limit = direction[keep], energy[keep], limit[keep]
         product = system(direction, mask)
@@ -131,7 +131,7 @@ def _conjugate_gradients(
         ratio = torch.where(energy > 0, new_energy / energy.clamp_min(1e-30), 0.0)
         direction = residual + ratio * direction
         energy = new_energy
-    solution[active] = x  # whatever max_iterations left unconverged
+    solution[active] = x  # the images still in the batch (converged, or out of iterations)
     return solution
 
 
