@@ -40,7 +40,10 @@ def test_bad_inputs(images) -> None:
         camkit.GradCAM(model)(images.to(torch.uint8))
     with pytest.raises(ValueError, match=r"got shape \(12, 10\): add a batch dimension"):
         camkit.GradCAM(model)(images[0, 0])
-    with pytest.raises(ValueError, match=r"first dimension is not the batch size 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"\(3, 12, 10\) without a batch dimension: a single input needs x.unsqueeze\(0\)",
+    ):
         camkit.GradCAM(model, layer="3")(images[0])  # (C, H, W): one image without its batch
     with pytest.raises(
         ValueError, match=r"layer '5' outputs shape \(3, 16\), not \(B, C, \*spatial"

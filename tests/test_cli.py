@@ -160,7 +160,14 @@ def test_exported_program_file_and_torchscript_refusal(tmp_path) -> None:
     torch.jit.script(model).save(tmp_path / "net.pt")
     write_image(tmp_path / "img.png", (32, 32))
 
-    result = camkit_command("explain", "img.png", "--model", "net.pt2", "--out", "o", cwd=tmp_path)
+    untrusted = camkit_command(
+        "explain", "img.png", "--model", "net.pt2", "--out", "o", cwd=tmp_path
+    )
+    assert untrusted.returncode == 2 and "pass --trust-model" in untrusted.stderr
+    assert len(untrusted.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+    result = camkit_command(
+        "explain", "img.png", "--model", "net.pt2", "--trust-model", "--out", "o", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "o" / "img.json").read_text())
     assert summary["layers"] == ["3"] and summary["methods"] == ["gradcam", "gradcam++"]

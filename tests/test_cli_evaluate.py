@@ -87,7 +87,7 @@ def test_a_folder_without_masks_skips_localisation(tmp_path, capsys) -> None:
         (["--data", "nowhere"], "--data 'nowhere': use 'shapes'"),
         (["--metrics", "aopc"], "unknown metric 'aopc'; valid: drop, deletion"),
         (["--methods", "gradcam+"], "unknown method 'gradcam+'"),
-        (["--limit", "0"], "--limit must be at least 1"),
+        (["--limit", "0"], "--limit 0: must be at least 1"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, capsys, args, message) -> None:

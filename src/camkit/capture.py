@@ -9,15 +9,123 @@ pass raises. Two details make the captured tensors safe to differentiate:
   ``torch.no_grad()`` / ``torch.inference_mode()`` and with frozen parameters.
 * The network continues on a *copy* of the output, so an in-place op that follows the layer
   (``ReLU(inplace=True)`` in VGG) cannot overwrite the captured activations.
+
+Every hook camkit registers acts only on the thread that registered it (`hook_here`), so one
+explainer, or one model, can be used from several threads at once: each call sees its own
+forward passes only.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+ForwardHook = Callable[[nn.Module, Any, Any], Any]
+
+
+def hook_here(module: nn.Module, hook: ForwardHook, *, pre: bool = False) -> RemovableHandle:
+    """Register a forward (or forward pre-) hook that runs only for forward passes made by the
+    calling thread; other threads' passes through the same module go by untouched.
+
+    Example:
+        >>> import threading, torch
+        >>> layer, seen = torch.nn.Identity(), []
+        >>> handle = hook_here(layer, lambda m, i, o: seen.append(o.shape))
+        >>> worker = threading.Thread(target=layer, args=(torch.zeros(2),))
+        >>> worker.start(); worker.join(); _ = layer(torch.zeros(3)); handle.remove()
+        >>> seen
+        [torch.Size([3])]
+    """
+    owner = threading.get_ident()
+
+    def guarded(*arguments: Any) -> Any:
+        return hook(*arguments) if threading.get_ident() == owner else None
+
+    if pre:
+        return module.register_forward_pre_hook(guarded)
+    return module.register_forward_hook(guarded)
+
+
+@contextlib.contextmanager
+def removing(handles: Sequence[RemovableHandle]) -> Iterator[None]:
+    """Remove the hooks on the way out, also when the body raises."""
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run_model(model: nn.Module, x: Tensor) -> Any:
+    """`model(x)`, with a failure of the model on this input raised as a `ValueError` that names
+    the input's shape and dtype (the model's own error is chained, and its first line quoted).
+
+    Running out of memory stays what it is.
+    """
+    try:
+        return model(x)
+    except RuntimeError as error:
+        if isinstance(error, torch.OutOfMemoryError):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(
+            f"the model failed on an input of shape {tuple(x.shape)} ({x.dtype}): {first}. "
+            "Check the input's channels, size and dtype against what the model expects"
+        ) from error
+
+
+@contextlib.contextmanager
+def batched_only(model: nn.Module, input_rank: int) -> Iterator[None]:
+    """Refuse an unbatched input where PyTorch would quietly accept it.
+
+    A convolution accepts (C, *spatial) without a batch dimension, so a single image (3, H, W)
+    passes as a "batch of 3 one-dimensional signals" until it fails somewhere confusing. Each
+    convolution whose input would have `input_rank` dimensions when unbatched gets a pre-hook
+    that raises a `ValueError` saying so.
+    """
+    convolutions = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.conv._ConvNd) and m.weight.dim() == input_rank + 1
+    ]
+
+    def check_for(name: str, module: nn.Module) -> ForwardHook:
+        def check(_module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            first = inputs[0] if inputs else None
+            if isinstance(first, Tensor) and first.dim() == input_rank:
+                kind = type(module).__name__
+                raise ValueError(
+                    f"layer {name!r} ({kind}) received an input of shape {tuple(first.shape)} "
+                    f"without a batch dimension: a single input needs x.unsqueeze(0), e.g. "
+                    f"(1, C, H, W) for one image"
+                )
+
+        return check
+
+    with removing([hook_here(m, check_for(n, m), pre=True) for n, m in convolutions]):
+        yield
+
+
+@contextlib.contextmanager
+def preserved_state(model: nn.Module) -> Iterator[None]:
+    """Put back every buffer of a model in training mode (BatchNorm's running statistics,
+    ``num_batches_tracked``) as it was before the block: explaining never trains the model."""
+    if not model.training:
+        yield
+        return
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.inference_mode(False), torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
 
 
 @contextlib.contextmanager
@@ -67,9 +175,5 @@ def capture(
 
         return hook
 
-    handles = [module.register_forward_hook(hook_for(name)) for name, module in layers]
-    try:
+    with removing([hook_here(module, hook_for(name)) for name, module in layers]):
         yield captured
-    finally:
-        for handle in handles:
-            handle.remove()

@@ -78,6 +78,16 @@ class Settings:
         return self.tolerance if self.tolerance is not None else 15.0 * min(size) / 224
 
 
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `evaluate`: `report` holds the figures of the batches that were finished
+    (the sanity check, which runs last, is left out). It is a `KeyboardInterrupt`, so code that
+    does not look for it stops as on any Ctrl-C."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__(f"evaluation interrupted after {report.info['images']} images")
+        self.report = report
+
+
 @dataclass
 class _Collected:
     """Per-input results of one method, concatenated over batches."""
@@ -93,6 +103,14 @@ class _Collected:
     energy: list[Tensor] = field(default_factory=list)
     box_hits: list[Tensor] = field(default_factory=list)  # (B, T) IoU >= 0.5 per threshold
     sanity: metrics.Sanity | None = None
+
+    def lengths(self) -> dict[str, int]:
+        return {k: len(v) for k, v in vars(self).items() if isinstance(v, list)}
+
+    def truncate(self, lengths: dict[str, int]) -> None:
+        """Drop what a batch that did not finish added."""
+        for name, length in lengths.items():
+            del getattr(self, name)[length:]
 
 
 @dataclass
@@ -214,23 +232,35 @@ def _evaluate(
     sanity_labels: list[Tensor] = []
     images = 0
     size: tuple[int, ...] = ()
-    for batch in batches:
-        x, labels = batch.inputs, batch.labels.to(batch.inputs.device)
-        size = tuple(x.shape[2:])
-        images += x.shape[0]
-        with torch.no_grad():
-            clean = Scores(model)(x)  # shared by every method and metric
-        for method, explainer in explainers.items():
-            started = time.perf_counter()
-            explanation = explainer(x, labels)
-            collected[method].seconds += time.perf_counter() - started
-            _score_batch(model, x, batch, explanation, clean, chosen, settings, collected[method])
-        taken = sum(t.shape[0] for t in sanity_inputs)
-        if "sanity" in chosen and taken < settings.sanity_images:
-            sanity_inputs.append(x[: settings.sanity_images - taken])
-            sanity_labels.append(labels[: settings.sanity_images - taken])
-        if advance is not None:
-            advance(x.shape[0])
+    finished = {m: c.lengths() for m, c in collected.items()}
+    try:
+        for batch in batches:
+            x, labels = batch.inputs, batch.labels.to(batch.inputs.device)
+            with torch.no_grad():
+                clean = Scores(model)(x)  # shared by every method and metric
+            for method, explainer in explainers.items():
+                started = time.perf_counter()
+                explanation = explainer(x, labels)
+                collected[method].seconds += time.perf_counter() - started
+                _score_batch(
+                    model, x, batch, explanation, clean, chosen, settings, collected[method]
+                )
+            finished = {m: c.lengths() for m, c in collected.items()}
+            size = tuple(x.shape[2:])
+            images += x.shape[0]
+            taken = sum(t.shape[0] for t in sanity_inputs)
+            if "sanity" in chosen and taken < settings.sanity_images:
+                sanity_inputs.append(x[: settings.sanity_images - taken])
+                sanity_labels.append(labels[: settings.sanity_images - taken])
+            if advance is not None:
+                advance(x.shape[0])
+    except KeyboardInterrupt as interrupt:
+        for method, c in collected.items():
+            c.truncate(finished[method])
+        partial = [m for m in chosen if m != "sanity"]
+        report = _report(collected, partial, settings, images, size)
+        report.info["interrupted"] = True
+        raise EvaluationInterrupted(report) from interrupt
     if "sanity" in chosen and sanity_inputs:
         x, labels = torch.cat(sanity_inputs), torch.cat(sanity_labels)
         for method in methods:

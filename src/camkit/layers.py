@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from camkit.capture import hook_here, removing, run_model
 from camkit.targets import select_output
 
 LayerSpec = str | nn.Module | Sequence[str | nn.Module] | None
@@ -179,18 +180,19 @@ def find_spatial_layer(model: nn.Module, x: Tensor, output: object = None) -> st
         return hook
 
     modules = dict(model.named_modules())
-    handles = [m.register_forward_hook(recorder(n, m)) for n, m in modules.items() if n]
-    try:
-        with torch.inference_mode():
-            model(x[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = [hook_here(m, recorder(n, m)) for n, m in modules.items() if n]
+    with removing(hooks), torch.inference_mode():
+        run_model(model, x[:1])
     candidates = [(name, tokens) for name, tokens in finished if runs[name] == 1]
     if not candidates:
         raise ValueError(
             f"found no layer in {type(model).__name__} whose output has the input's layout "
             f"(B, C, *spatial) with {x.dim() - 2} spatial dimension(s); pass layer=... explicitly"
+            + (
+                "; if x is a single image (C, H, W), add the batch dimension: x.unsqueeze(0)"
+                if x.dim() == 3
+                else ""
+            )
         )
     if not candidates[-1][1]:
         return candidates[-1][0]
@@ -215,15 +217,14 @@ def _layers_reaching_the_score(
         kept.append(out)
         return out.clone()  # later in-place ops must not touch what is differentiated
 
-    handles = [layer.register_forward_hook(keep) for layer in layers]
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            probe = x.detach().clone().requires_grad_()  # a graph even with frozen parameters
-            logits = select_output(model(probe), output)  # type: ignore[arg-type]
-            grads = torch.autograd.grad(logits.max(), kept, allow_unused=True)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with (
+        removing([hook_here(layer, keep) for layer in layers]),
+        torch.inference_mode(False),
+        torch.enable_grad(),
+    ):
+        probe = x.detach().clone().requires_grad_()  # a graph even with frozen parameters
+        logits = select_output(model(probe), output)  # type: ignore[arg-type]
+        grads = torch.autograd.grad(logits.max(), kept, allow_unused=True)
     spatial_size = tuple(x.shape[2:])
     reached = []
     for grad in grads:

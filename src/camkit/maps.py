@@ -30,7 +30,7 @@ def rectify(weighted: Tensor, layer: str) -> Tensor:
             f"non-finite values in the map of layer {layer!r} (overflow in half precision?) were "
             "set to 0; try float32 inputs",
             CamkitWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
         weighted = torch.where(finite, weighted, 0.0)
     return weighted.clamp_min(0.0)
@@ -76,7 +76,7 @@ def warn_constant(maps: Tensor, method: str) -> None:
             "gradient or evidence, or a layer too coarse for the input): they are returned as 0 "
             "(1 where the constant is positive) instead of NaN",
             CamkitWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 

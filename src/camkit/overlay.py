@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from camkit.images import image_to_tensor
+
 
 def _clip(t: Tensor) -> Tensor:
     return t.clamp(0.0, 1.0)
@@ -29,16 +31,17 @@ _FORMULAS = {
 }
 
 
-def colourise(values: Tensor, colormap: str = "jet") -> Tensor:
-    """(H, W) values in [0, 1] -> (3, H, W) RGB in [0, 1].
+def check_colormap(colormap: str) -> None:
+    """Raise `ValueError` naming the choices unless `colormap` is a colour map camkit can draw.
 
     Example:
-        >>> colourise(torch.tensor([[0.0, 1.0]]), "hot")[:, 0, 1].tolist()
-        [1.0, 1.0, 1.0]
+        >>> check_colormap("viridis-ish")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown colormap 'viridis-ish'; built in: jet, hot, gray, or a matplotlib name
     """
-    values = values.float().clamp(0, 1)
     if colormap in _FORMULAS:
-        return _FORMULAS[colormap](values)
+        return
     try:
         import matplotlib
     except ImportError:
@@ -50,16 +53,33 @@ def colourise(values: Tensor, colormap: str = "jet") -> Tensor:
         raise ValueError(
             f"unknown colormap {colormap!r}; built in: {', '.join(_FORMULAS)}, or a matplotlib name"
         )
+
+
+def colourise(values: Tensor, colormap: str = "jet") -> Tensor:
+    """(H, W) values in [0, 1] -> (3, H, W) RGB in [0, 1].
+
+    Example:
+        >>> colourise(torch.tensor([[0.0, 1.0]]), "hot")[:, 0, 1].tolist()
+        [1.0, 1.0, 1.0]
+    """
+    values = values.float().clamp(0, 1)
+    if colormap in _FORMULAS:
+        return _FORMULAS[colormap](values)
+    check_colormap(colormap)
+    import matplotlib
+
     table = torch.tensor(matplotlib.colormaps[colormap].resampled(256)(range(256)))[:, :3]
     indices = (values * 255).round().long()
     return table.to(values)[indices].permute(2, 0, 1)
 
 
 def to_tensor(image: Image.Image | Tensor) -> Tensor:
-    """A PIL image or a (C, H, W) / (H, W) tensor as float (3, H, W) in [0, 1]."""
+    """A PIL image or a (C, H, W) / (H, W) tensor as float (3, H, W) in [0, 1].
+
+    PIL images of any mode and bit depth are mapped as `camkit.images` describes.
+    """
     if isinstance(image, Image.Image):
-        data = torch.frombuffer(bytearray(image.convert("RGB").tobytes()), dtype=torch.uint8)
-        return data.view(image.height, image.width, 3).permute(2, 0, 1).float() / 255
+        return image_to_tensor(image)
     tensor = image.detach().float()
     if tensor.dim() == 2:
         tensor = tensor[None]
@@ -72,8 +92,9 @@ def to_tensor(image: Image.Image | Tensor) -> Tensor:
 
 def to_pil(image: Tensor) -> Image.Image:
     """(3, H, W) float in [0, 1] -> PIL RGB image."""
-    data = (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu()
-    return Image.frombytes("RGB", (data.shape[1], data.shape[0]), bytes(data.contiguous().view(-1)))
+    data = (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
+    # One copy of the bytes (numpy's buffer), not bytes(tensor), which loops over every element.
+    return Image.fromarray(data.cpu().contiguous().numpy())
 
 
 def overlay(

@@ -214,7 +214,8 @@ def score_targets(
         raise ValueError(
             f"class targets need the model's scores as (B, classes) = ({rows}, N), but the "
             f"output has shape {tuple(logits.shape)}; for segmentation or detection outputs pass "
-            "targets=callable(outputs) -> (B, K) scores"
+            "targets=callable(outputs) -> (B, K) scores; a single input needs its batch "
+            "dimension: x.unsqueeze(0)"
         )
     indices = _class_indices(targets, logits.detach().unflatten(0, (copies, batch_size)).mean(0))
     row_indices = indices.repeat(copies, 1)

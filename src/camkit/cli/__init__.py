@@ -2,7 +2,9 @@
 and `camkit evaluate` (faithfulness, localisation and sanity metrics for every method).
 
 Exit codes: 0 everything was written; 1 some inputs or methods failed (the rest was written);
-2 the command itself is wrong (unknown model, method, layer or option): nothing was written.
+2 the command itself is wrong (unknown model, method, layer or option, an out-of-range value, an
+unwritable output folder): checked before any work, nothing was written; 130 interrupted
+(Ctrl-C): only complete files were written.
 """
 
 from __future__ import annotations
@@ -40,13 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    minimum = {"batch_size": 1, "top": 1, "limit": 1, "steps": 1, "sanity_images": 0}
-    for option, least in minimum.items():
-        value = getattr(args, option, None)
-        if value is not None and value < least:
-            flag = "--" + option.replace("_", "-")
-            print(f"camkit: error: {flag} must be at least {least}", file=sys.stderr)
-            return 2
     with warnings.catch_warnings():
         # One line per warning, like the errors (restored when the command returns).
         warnings.showwarning = _show_warning
@@ -56,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UsageError as error:
             print(f"camkit: error: {error}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:  # before the command's own handling starts (loading)
+            print("\ncamkit: interrupted", file=sys.stderr)
+            return 130
 
 
 def _show_warning(message: Warning | str, *_: object, **__: object) -> None:

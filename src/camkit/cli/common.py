@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import pickle
 import sys
 import warnings
@@ -15,13 +16,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 
 from camkit.errors import CamkitWarning
+from camkit.files import OutputError, check_output_folder, shown
 from camkit.layers import resolve_layers
 from camkit.methods import METHODS
-from camkit.overlay import to_tensor
+from camkit.overlay import check_colormap
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 BUNDLED = "shapes"
@@ -42,9 +43,8 @@ class LoadedModel:
     std: tuple[float, ...] | None
     classes: Sequence[str] | None
 
-    def prepare(self, image: Image.Image) -> tuple[Tensor, Tensor]:
-        """(picture shown in [0, 1], model input), both (3, H, W), from a PIL image."""
-        picture = to_tensor(image)
+    def prepare(self, picture: Tensor) -> tuple[Tensor, Tensor]:
+        """(picture shown in [0, 1], model input), both (3, H, W), from a (3, H, W) picture."""
         if self.size:
             height, width = picture.shape[1:]
             scale = self.size / min(height, width)
@@ -68,13 +68,16 @@ class LoadedModel:
 def _load_state(path: Path) -> dict[str, Tensor]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise UsageError(f"{path} is not a readable PyTorch checkpoint ({error})") from None
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"{shown(path)} is not a readable PyTorch checkpoint ({first})") from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
     if not isinstance(checkpoint, dict):
-        raise UsageError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
+        raise UsageError(
+            f"{shown(path)} holds no state dict (a mapping of parameter names to tensors)"
+        )
     return {k.removeprefix("module."): v for k, v in checkpoint.items()}
 
 
@@ -84,7 +87,7 @@ def _load_into(model: nn.Module, state: dict[str, Tensor], source: str, target: 
         model.load_state_dict(state)
     except RuntimeError as error:
         first = str(error).strip().splitlines()[0]
-        raise UsageError(f"{source} does not fit {target}: {first}") from None
+        raise UsageError(f"{shown(source)} does not fit {target}: {first}") from None
 
 
 def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
@@ -140,25 +143,42 @@ def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
     )
 
 
-def _exported_model(path: Path) -> LoadedModel:
-    names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
-    if any(n.endswith("archive_format") for n in names):
-        program = torch.export.load(path)
-        return LoadedModel(path.stem, torch.export.unflatten(program), None, None, None, None)
+def _exported_model(path: Path, trusted: bool) -> LoadedModel:
+    try:
+        names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
+    except (OSError, zipfile.BadZipFile) as error:
+        raise UsageError(f"{shown(path)} is not a readable model file ({error})") from None
     if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
         raise UsageError(
-            f"{path} is a TorchScript model, which cannot be explained: PyTorch runs no hooks on "
-            "ScriptModules. Save the eager model with torch.export instead: "
+            f"{shown(path)} is a TorchScript model, which cannot be explained: PyTorch runs no "
+            "hooks on ScriptModules. Save the eager model with torch.export instead: "
             "torch.export.save(torch.export.export(model, (x,)), 'model.pt2')"
         )
-    raise UsageError(
-        f"{path} is not a torch.export program; a state dict goes with a torchvision name: "
-        "--model resnet50 --weights FILE"
-    )
+    if not any(n.endswith("archive_format") for n in names):
+        raise UsageError(
+            f"{shown(path)} is not a torch.export program; a state dict goes with a torchvision "
+            "name: --model resnet50 --weights FILE"
+        )
+    if not trusted:
+        raise UsageError(
+            f"{shown(path)}: loading a torch.export .pt2 file can run code stored in it (it "
+            "unpickles parts of the archive); pass --trust-model if you trust this file, or give "
+            "a state dict instead (--model NAME --weights FILE, which runs no code)"
+        )
+    try:
+        program = torch.export.load(path)
+        module = torch.export.unflatten(program)
+    except Exception as error:  # a malformed archive fails in many ways inside torch.export
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UsageError(
+            f"{shown(path)} is not a loadable torch.export program ({type(error).__name__}"
+            f"{': ' + first if first else ''})"
+        ) from None
+    return LoadedModel(path.stem, module, None, None, None, None)
 
 
-def load_model(name: str, weights: str | None) -> LoadedModel:
-    """The bundled model, a torchvision model by name, or a torch.export file."""
+def load_model(name: str, weights: str | None, trust: bool = False) -> LoadedModel:
+    """The bundled model, a torchvision model by name, or a torch.export file (`trust` only)."""
     if name == BUNDLED:
         from camkit.models import load_shapes_model
 
@@ -173,8 +193,8 @@ def load_model(name: str, weights: str | None) -> LoadedModel:
         return LoadedModel(BUNDLED, model, None, None, None, model.classes)
     if Path(name).suffix in (".pt", ".pt2", ".pth", ".ts") or Path(name).is_file():
         if not Path(name).is_file():
-            raise UsageError(f"model file {name} does not exist")
-        return _exported_model(Path(name))
+            raise UsageError(f"model file {shown(name)} does not exist")
+        return _exported_model(Path(name), trust)
     return _torchvision_model(name, weights)
 
 
@@ -202,21 +222,86 @@ class Progress:
 
 
 def parse_methods(text: str | None) -> list[str] | None:
-    """Method names from "a,b"; None when not given ("all" gives every method)."""
-    if not text:
+    """Method names from "a,b"; None when not given or empty ("all" gives every method)."""
+    if text is None or not text.strip():
         return None
     if text.strip() == "all":
         return list(METHODS)
     methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        raise UsageError(f"--methods {text!r} names no method; valid: {', '.join(METHODS)}")
     for method in methods:
         if method not in METHODS:
             raise UsageError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    return methods
+    return list(dict.fromkeys(methods))
 
 
-def check_device(device: str) -> None:
-    if device.startswith("cuda") and not torch.cuda.is_available():
+def check_device(text: str) -> torch.device:
+    """The device named by --device, if this machine has it."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {text!r} is not a device; valid: cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available here; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(
+            f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {text!r}: camkit runs on cpu or cuda")
+    return device
+
+
+# Option -> (smallest valid value, what it means); checked before any work starts.
+_MINIMUM = {
+    "batch_size": (1, "images per batch"),
+    "top": (1, "classes per image"),
+    "limit": (1, "images"),
+    "steps": (1, "steps"),
+    "sanity_images": (0, "images"),
+    "size": (0, "pixels, 0 keeps the size"),
+    "max_size": (0, "pixels, 0 keeps the full size"),
+}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every numeric option in its range, the colour map known, the output folder writable."""
+    for option, (least, unit) in _MINIMUM.items():
+        value = getattr(args, option, None)
+        if value is not None and value < least:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} {value}: must be at least {least} ({unit})")
+    alpha = getattr(args, "alpha", None)
+    if alpha is not None and not 0.0 <= alpha <= 1.0:  # NaN fails both comparisons
+        raise UsageError(f"--alpha {alpha}: must be a number from 0 to 1 (the heat map's opacity)")
+    for option in ("tolerance",):
+        value = getattr(args, option, None)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"--{option} {value}: must be a finite number of pixels >= 0")
+    for option in ("mean", "std"):
+        values = getattr(args, option, None) or (1.0,)
+        if not all(math.isfinite(v) for v in values) or (option == "std" and min(values) <= 0):
+            rule = "positive numbers" if option == "std" else "finite numbers"
+            raise UsageError(f"--{option} {' '.join(map(str, values))}: give three {rule}")
+    colormap = getattr(args, "colormap", None)
+    if colormap is not None:
+        try:
+            check_colormap(colormap)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    check_device(args.device)
+    try:
+        check_output_folder(Path(args.out))
+    except OutputError as error:
+        raise UsageError(f"--out {shown(args.out)}: {error}") from None
+
+
+def make_output_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {shown(folder)}: cannot create it ({error.strerror})") from None
 
 
 def parse_layer(args: argparse.Namespace, model: nn.Module) -> list[str] | None:
@@ -243,4 +328,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "'random' (untrained)",
     )
     parser.add_argument("--layer", help="dotted layer name(s), comma-separated (default: found)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow loading a torch.export .pt2 model file, which can run code stored in it: "
+        "only for files you trust",
+    )

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from camkit.cli.common import (
@@ -22,15 +21,25 @@ from camkit.cli.common import (
     Progress,
     UsageError,
     add_model_options,
-    check_device,
+    check_options,
     load_model,
+    make_output_folder,
     parse_layer,
     parse_methods,
 )
 from camkit.errors import CamkitWarning
-from camkit.evaluation import METRICS, NEEDS_REGIONS, Batch, Report, Settings, evaluate
+from camkit.evaluation import (
+    METRICS,
+    NEEDS_REGIONS,
+    Batch,
+    EvaluationInterrupted,
+    Report,
+    Settings,
+    evaluate,
+)
+from camkit.files import OutputError, shown, write_file, write_text
+from camkit.images import MAX_SIDE, ImageReadError, read_image
 from camkit.methods import METHODS
-from camkit.overlay import to_tensor
 from camkit.plot import line_chart
 from camkit.targets import select_output
 
@@ -38,9 +47,8 @@ SHAPES_SEED = 31337  # the held-out split of the bundled benchmark (training use
 MASK_SUFFIX = ".mask.png"
 
 
-def _square(image: Image.Image, side: int, nearest: bool = False) -> Tensor:
-    """Resize the shorter side to `side` and crop the centre square: (C, side, side) in [0, 1]."""
-    picture = to_tensor(image)
+def _square(picture: Tensor, side: int, nearest: bool = False) -> Tensor:
+    """Resize the shorter side of (C, H, W) to `side` and crop the centre square."""
     height, width = picture.shape[1:]
     scale = side / min(height, width)
     size = (max(side, round(height * scale)), max(side, round(width * scale)))
@@ -55,13 +63,32 @@ def _square(image: Image.Image, side: int, nearest: bool = False) -> Tensor:
 
 
 def _folder_dataset(folder: Path, loaded: LoadedModel) -> list[tuple[Path, int]]:
-    """(image, class) pairs of a class-per-subfolder tree; classes match the model's names
-    when they all appear among them, else they are numbered in sorted order (ImageFolder)."""
+    """(image, class) pairs of a class-per-subfolder tree.
+
+    When the model names its classes, every folder must be one of those names (an unknown
+    folder is a usage error: numbering them instead would silently relabel every class); a tree
+    that uses none of the names is numbered in sorted order (ImageFolder), with a warning.
+    """
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
-        raise UsageError(f"{folder} has no class subfolders: expected {folder}/<class>/<image>")
+        raise UsageError(
+            f"{shown(folder)} has no class subfolders: expected {shown(folder)}/<class>/<image>"
+        )
     known = list(loaded.classes or [])
-    by_name = all(name in known for name in classes)
+    unknown = [name for name in classes if name not in known]
+    by_name = bool(known) and not unknown
+    if known and unknown and len(unknown) < len(classes):
+        raise UsageError(
+            f"class folder(s) {', '.join(shown(u) for u in unknown)} of {shown(folder)} are not "
+            f"classes of the model; valid: {', '.join(known)}"
+        )
+    if known and not by_name:
+        warnings.warn(
+            f"no folder of {shown(folder)} is named after a class of the model: folders are "
+            f"numbered in sorted order ({shown(classes[0])} = class 0 = {known[0]}, ...)",
+            CamkitWarning,
+            stacklevel=2,
+        )
     items = []
     for number, name in enumerate(classes):
         label = known.index(name) if by_name else number
@@ -69,25 +96,24 @@ def _folder_dataset(folder: Path, loaded: LoadedModel) -> list[tuple[Path, int]]
             if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.endswith(MASK_SUFFIX):
                 items.append((path, label))
     if not items:
-        raise UsageError(f"no images in the class subfolders of {folder}")
+        raise UsageError(f"no images in the class subfolders of {shown(folder)}")
     return items
 
 
-def _shorter_side(path: Path) -> int:
-    try:
-        with Image.open(path) as image:
-            return min(image.size)
-    except (UnidentifiedImageError, OSError):
-        raise UsageError(
-            f"{path} is not a readable image; give the input size with --size"
-        ) from None
+def _first_readable(items: list[tuple[Path, int]], max_side: int) -> Tensor:
+    for path, _ in items:
+        try:
+            return read_image(path, max_side)
+        except ImageReadError:
+            continue  # reported when the batches read it
+    raise UsageError("none of the images is readable")
 
 
 def _folder_batches(
     args: argparse.Namespace, loaded: LoadedModel, fail: Callable[[str], None]
-) -> tuple[int, Iterator[Batch]]:
+) -> tuple[int, int, Iterator[Batch]]:
     items = _folder_dataset(Path(args.data), loaded)[: args.limit]
-    side = args.size or loaded.size or _shorter_side(items[0][0])
+    side = args.size or loaded.size or min(_first_readable(items, MAX_SIDE).shape[1:])
 
     def batches() -> Iterator[Batch]:
         for start in range(0, len(items), args.batch_size):
@@ -96,13 +122,12 @@ def _folder_batches(
                 mask_path = path.with_name(path.stem + MASK_SUFFIX)
                 mask = None
                 try:
-                    with Image.open(path) as image:
-                        picture = _square(image.convert("RGB"), side)
+                    picture = _square(read_image(path, MAX_SIDE), side)
                     if mask_path.is_file():
-                        with Image.open(mask_path) as image:
-                            mask = _square(image.convert("L"), side, nearest=True)[0] > 0.5
-                except (UnidentifiedImageError, OSError) as error:
-                    fail(f"{path} (or its mask): not a readable image ({type(error).__name__})")
+                        mask = _square(read_image(mask_path, MAX_SIDE), side, nearest=True)
+                        mask = mask[0] > 0.5
+                except ImageReadError as error:
+                    fail(f"{shown(path)} (or its mask): {error}")
                     continue
                 inputs.append(loaded.normalise(picture))
                 labels.append(label)
@@ -116,11 +141,11 @@ def _folder_batches(
                 torch.stack(masks).to(args.device) if have_masks else None,  # type: ignore[arg-type]
             )
 
-    return len(items), batches()
+    return len(items), max(label for _, label in items), batches()
 
 
-def _shapes_batches(args: argparse.Namespace) -> tuple[int, Iterator[Batch]]:
-    from camkit.data import ShapesDataset
+def _shapes_batches(args: argparse.Namespace) -> tuple[int, int, Iterator[Batch]]:
+    from camkit.data import CLASSES, ShapesDataset
 
     count = args.limit if args.limit is not None else 200
     data = ShapesDataset(count, size=args.size or 96, seed=SHAPES_SEED)
@@ -134,7 +159,7 @@ def _shapes_batches(args: argparse.Namespace) -> tuple[int, Iterator[Batch]]:
                 part["mask"].to(args.device),
             )
 
-    return count, batches()
+    return count, len(CLASSES) - 1, batches()
 
 
 def _write_plots(report: Report, out: Path) -> list[Path]:
@@ -164,7 +189,8 @@ def _write_plots(report: Report, out: Path) -> list[Path]:
             )
     for name, series, xs, title, xlabel, ylabel in charts:
         path = out / f"{name}.png"
-        line_chart(series, xs, title=title, xlabel=xlabel, ylabel=ylabel).save(path)
+        chart = line_chart(series, xs, title=title, xlabel=xlabel, ylabel=ylabel)
+        write_file(path, lambda handle, chart=chart: chart.save(handle, format="PNG"))
         written.append(path)
     return written
 
@@ -202,14 +228,34 @@ def _fill(text: str, inputs: Tensor) -> float | Tensor:
         ) from None
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
-    methods = parse_methods(args.methods) or list(METHODS)
-    chosen = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    for metric in chosen or []:
+def _check_metrics(text: str | None) -> list[str] | None:
+    """Metric names from "a,b"; None (all the data allows) when not given or empty."""
+    if text is None or not text.strip():
+        return None
+    chosen = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    if not chosen:
+        raise UsageError(f"--metrics {text!r} names no metric; valid: {', '.join(METRICS)}")
+    for metric in chosen:
         if metric not in METRICS:
             raise UsageError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
-    check_device(args.device)
-    loaded = load_model(args.model, args.weights)
+    return chosen
+
+
+def _write_report(report: Report, out: Path) -> int:
+    """results.md/.csv/.json and the plots, each written whole; returns the plot count."""
+    write_text(out / "results.md", report.to_markdown())
+    write_text(out / "results.csv", report.to_csv())
+    write_text(out / "results.json", report.to_json())
+    return len(_write_plots(report, out))
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    methods = parse_methods(args.methods) or list(METHODS)
+    chosen = _check_metrics(args.metrics)
+    check_options(args)
+    if args.fill != "mean":
+        _fill(args.fill, torch.zeros(1, 3, 1, 1))  # a usage error now, not after loading
+    loaded = load_model(args.model, args.weights, args.trust_model)
     model = loaded.model.to(args.device).eval()
     layer = parse_layer(args, model)
     failures = 0
@@ -222,22 +268,22 @@ def evaluate_command(args: argparse.Namespace) -> int:
         progress.advance(skipped)  # the bar still ends at the total
 
     if args.data == BUNDLED:
-        count, batches = _shapes_batches(args)
+        count, highest, batches = _shapes_batches(args)
     elif Path(args.data).is_dir():
-        count, batches = _folder_batches(args, loaded, fail)
+        count, highest, batches = _folder_batches(args, loaded, fail)
     else:
         raise UsageError(
-            f"--data {args.data!r}: use 'shapes' (bundled) or a folder of class subfolders"
+            f"--data {shown(args.data)!r}: use 'shapes' (bundled) or a folder of class subfolders"
         )
     first = next(batches, None)
     if first is None:
         raise UsageError("no readable images to evaluate")
     with torch.no_grad():
         classes = select_output(model(first.inputs[:1])).shape[-1]
-    if int(first.labels.max()) >= classes:
+    if highest >= classes:
         raise UsageError(
-            f"class {int(first.labels.max())} of the data does not exist in a model with {classes} "
-            "outputs: name the subfolders after the model's classes, or match its class order"
+            f"class {highest} of the data does not exist in a model with {classes} outputs: name "
+            "the subfolders after the model's classes, or match its class order"
         )
     methods = _applicable(methods, model, layer, first, fail)
     if not methods:
@@ -252,7 +298,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     progress.total, progress.shown = count, count > 1
+    out = Path(args.out)
+    make_output_folder(out)
     started = time.perf_counter()
+    interrupted = False
     try:
         report = evaluate(
             model,
@@ -263,6 +312,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
             layer=layer,
             advance=progress.advance,
         )
+    except EvaluationInterrupted as stop:
+        report, interrupted = stop.report, True
     except (ValueError, TypeError, RuntimeError) as error:
         fail(str(error).splitlines()[0])
         return 1
@@ -273,17 +324,27 @@ def evaluate_command(args: argparse.Namespace) -> int:
         seconds=round(time.perf_counter() - started, 1),
         command="camkit " + " ".join(args.argv),
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = report.to_markdown()
-    print(table, end="")
-    (out / "results.md").write_text(table)
-    (out / "results.csv").write_text(report.to_csv())
-    (out / "results.json").write_text(report.to_json())
-    plots = _write_plots(report, out)
+    if interrupted and not report.info["images"]:
+        print("\ncamkit: interrupted before the first batch was done", file=sys.stderr)
+        return 130
+    if not interrupted:
+        print(report.to_markdown(), end="")
+    try:
+        plots = _write_report(report, out)
+    except OutputError as error:
+        fail(str(error))
+        return 1
+    if interrupted:
+        print(
+            f"\ncamkit: interrupted; wrote the results of the {report.info['images']} images "
+            f"finished (of {count}) to {shown(out)}/",
+            file=sys.stderr,
+        )
+        return 130
     print(
         f"camkit: evaluated {report.info['images']} images x {len(methods)} methods in "
-        f"{report.info['seconds']} s; wrote results.md/.csv/.json and {len(plots)} plots to {out}/"
+        f"{report.info['seconds']} s; wrote results.md/.csv/.json and {plots} plots to "
+        f"{shown(out)}/"
     )
     return 1 if failures else 0
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
-from camkit.capture import capture
+from camkit.capture import batched_only, capture, preserved_state, run_model
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec, find_spatial_layer, resolve_layers, to_spatial, unwrap
@@ -162,6 +162,8 @@ def _check_input(x: object) -> None:
             f"expected a floating-point input, got {x.dtype}: convert it, e.g. x.float() / 255 "
             "followed by the model's normalisation"
         )
+    if x.dim() >= 1 and x.shape[0] == 0:
+        raise ValueError(f"the batch is empty (shape {tuple(x.shape)}): give at least one input")
     if x.dim() not in (3, 4, 5):
         raise ValueError(
             f"expected a batch (B, C, L), (B, C, H, W) or (B, C, D, H, W), got shape "
@@ -241,16 +243,26 @@ class Explainer:
     def __call__(
         self, x: Tensor, targets: Targets = None, *, score: Score = "logit"
     ) -> Explanation:
-        """Explain `targets` of the batch `x`; see `camkit.explain` for the forms of `targets`."""
+        """Explain `targets` of the batch `x`; see `camkit.explain` for the forms of `targets`.
+
+        The model is left as it was: hooks removed, mode, parameters' ``.grad`` and, in training
+        mode, every buffer (BatchNorm statistics). All state is per call, so one explainer may be
+        called from several threads at once (for a model in eval mode).
+        """
         _check_input(x)
         _check_device(self.model, x)
         if self.model.training:
             warnings.warn(
                 "the model is in training mode: dropout and batch statistics make maps random and "
-                "couple the inputs of a batch; call model.eval() first",
+                "couple the inputs of a batch; call model.eval() first (its buffers are restored "
+                "after the call)",
                 CamkitWarning,
                 stacklevel=2,
             )
+        with preserved_state(self.model), batched_only(self.model, x.dim()):
+            return self._explain(x, targets, score)
+
+    def _explain(self, x: Tensor, targets: Targets, score: Score) -> Explanation:
         layers = self._layers_for(x)
         batch = x.shape[0]
         copies = 1 if self.smooth is None else self.smooth.copies
@@ -259,7 +271,7 @@ class Explainer:
             self._recording(),
             capture(layers, rows.shape[0], differentiable=self.needs_gradients) as got,
         ):
-            outputs = self.model(rows)
+            outputs = run_model(self.model, rows)
             indices, scores, scorer = score_targets(
                 outputs, targets, score=score, output=self.output, batch_size=batch, copies=copies
             )

@@ -71,6 +71,11 @@ class CAM(Explainer):
         self, model: nn.Module, layer: LayerSpec = None, *, head: nn.Linear | None = None, **options
     ) -> None:
         super().__init__(model, layer, **options)
+        if head is not None and not isinstance(head, nn.Linear):
+            raise TypeError(
+                f"head must be the model's nn.Linear classifier (or None: found automatically), "
+                f"not {type(head).__name__}: e.g. head=model.fc"
+            )
         self.head = head
 
     def weigh(self, evidence: Evidence) -> Tensor:

@@ -24,6 +24,10 @@ def first_component(evidence: Tensor) -> Tensor:
         >>> first_component(a).argmax().item()
         0
     """
+    # A sample with NaN or inf (a broken input) would fail the SVD of the whole batch: it is
+    # decomposed as zeros and its map made NaN, which the pipeline turns into 0 with a warning.
+    finite = torch.isfinite(evidence.flatten(1)).all(dim=1)
+    evidence = torch.where(finite.reshape(-1, *[1] * (evidence.dim() - 1)), evidence, 0.0)
     matrix = evidence.flatten(2).transpose(1, 2)  # (N, positions, C)
     centred = matrix - matrix.mean(dim=1, keepdim=True)
     _, _, vh = torch.linalg.svd(centred, full_matrices=False)
@@ -34,7 +38,8 @@ def first_component(evidence: Tensor) -> Tensor:
         * (reference - reference.mean(dim=1, keepdim=True))
     ).sum(dim=1)
     sign = torch.where(agreement < 0, -1.0, 1.0).to(projection.dtype)
-    return (projection * sign[:, None]).reshape(evidence.shape[0], *evidence.shape[2:])
+    signed = torch.where(finite[:, None], projection * sign[:, None], torch.nan)
+    return signed.reshape(evidence.shape[0], *evidence.shape[2:])
 
 
 @register("eigencam")

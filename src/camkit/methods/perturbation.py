@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from camkit.capture import hook_here, removing
 from camkit.layers import LayerSpec
 from camkit.maps import normalise, upsample
 from camkit.methods.base import Evidence, Explainer, register
@@ -126,27 +127,21 @@ class AblationCAM(Explainer):
             keep = torch.ones(len(channels), count, device=a.device)
             keep[torch.arange(len(channels)), channels] = 0.0
 
-            def ablate(_module: nn.Module, _inputs: object, out: Tensor, keep=keep) -> Tensor:
-                # (rows, C, ...) or channels-last (rows, ..., C) -> (copies * rows, ...)
-                axis = 1 if out.shape[1] == count else out.dim() - 1
-                shape = [1] * (out.dim() + 1)
-                shape[0], shape[axis + 1] = len(keep), count
-                mask = keep.to(out.dtype).reshape(shape)
-                return (out.unsqueeze(0) * mask).flatten(0, 1)
-
-            handle = module.register_forward_hook(ablate)
             try:
-                with torch.inference_mode():
-                    outputs = self.model(x)
+                outputs = self._ablated_pass(module, x, keep)
             except RuntimeError as error:
-                raise ValueError(
-                    f"Ablation-CAM runs the network after layer {evidence.layer!r} on a batch of "
-                    "ablated copies, and the network combines that layer's output with tensors "
-                    "from before it (a skip connection?): choose the output of a whole block, "
-                    f"e.g. 'layer4' ({str(error).splitlines()[0]})"
-                ) from error
-            finally:
-                handle.remove()
+                if len(keep) > 1:
+                    try:  # the same ablation at the batch size the network was built for
+                        self._ablated_pass(module, x, keep[:1])
+                    except RuntimeError:
+                        raise error from None  # the model's own error, as it raised it
+                    raise ValueError(
+                        f"Ablation-CAM runs the network after layer {evidence.layer!r} on a batch "
+                        "of ablated copies, and the network combines that layer's output with "
+                        "tensors from before it (a skip connection?): choose the output of a "
+                        f"whole block, e.g. 'layer4' ({str(error).splitlines()[0]})"
+                    ) from error
+                raise
             ablated_rows = torch.arange(rows, device=a.device).repeat(len(channels))
             ablated = scorer(outputs, ablated_rows).to(a.dtype).unflatten(0, (len(channels), rows))
             drops.append(original.unsqueeze(0) - ablated)  # (chunk, rows, K)
@@ -154,3 +149,19 @@ class AblationCAM(Explainer):
         y = original.unsqueeze(2)
         weights = torch.where(y != 0, drop / torch.where(y != 0, y, 1.0), 0.0)
         return torch.einsum("rkc,rc...->rk...", weights, a)
+
+    def _ablated_pass(self, module: nn.Module, x: Tensor, keep: Tensor) -> object:
+        """The model's outputs with the layer's output replaced by ``len(keep)`` copies, copy i
+        multiplied channel-wise by ``keep[i]`` (rows copy-major)."""
+        count = keep.shape[1]
+
+        def ablate(_module: nn.Module, _inputs: object, out: Tensor) -> Tensor:
+            # (rows, C, ...) or channels-last (rows, ..., C) -> (copies * rows, ...)
+            axis = 1 if out.shape[1] == count else out.dim() - 1
+            shape = [1] * (out.dim() + 1)
+            shape[0], shape[axis + 1] = len(keep), count
+            mask = keep.to(out.dtype).reshape(shape)
+            return (out.unsqueeze(0) * mask).flatten(0, 1)
+
+        with removing([hook_here(module, ablate)]), torch.inference_mode():
+            return self.model(x)
