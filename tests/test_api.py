@@ -42,7 +42,7 @@ def test_bad_inputs(images) -> None:
         camkit.GradCAM(model)(images[0, 0])
     with pytest.raises(
         ValueError,
-        match=r"\(3, 12, 10\) without a batch dimension: a single input needs x.unsqueeze\(0\)",
+        match=r"\(3, 12, 10\) has no batch dimension",
     ):
         camkit.GradCAM(model, layer="3")(images[0])  # (C, H, W): one image without its batch
     with pytest.raises(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import gc
+import threading
+import warnings
 import weakref
 
 import pytest
@@ -16,6 +18,7 @@ from torch import nn
 import camkit
 
 METHODS = ["cam", "gradcam", "gradcam++"]
+EVERY_METHOD = [m for m in camkit.METHODS if m != "activation-sum"]  # not a doctest's example
 
 
 def hook_count(model: nn.Module) -> int:
@@ -30,7 +33,7 @@ class Boom(Exception):
 
 
 # 1. Hooks that stay registered after an exception; memory that grows with every call.
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", EVERY_METHOD)
 def test_hooks_removed_even_when_the_call_raises(method, images) -> None:
     model = gap_net()
 
@@ -279,7 +282,7 @@ def test_half_and_bfloat16(dtype, method) -> None:
 
 
 # 9. Train/eval mode changed; parameters' .grad filled as a side effect.
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", EVERY_METHOD)
 def test_mode_and_parameter_grads_are_untouched(method, images) -> None:
     model = gap_net()
     model[0].weight.grad = torch.full_like(model[0].weight, 7.0)
@@ -406,3 +409,145 @@ def test_a_one_by_one_layer_gives_a_constant_map_with_a_warning() -> None:
         result = camkit.GradCAM(model, layer="4")(torch.rand(2, 3, 8, 8), targets=0)
     assert set(result.maps.unique().tolist()) <= {0.0, 1.0}
     assert not torch.isnan(result.maps).any()
+
+
+# Hostile and broken input to the library (issue 9): each case gets a clear answer.
+def batch_norm_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 5),
+    )
+
+
+@pytest.mark.parametrize("method", EVERY_METHOD)
+def test_train_mode_leaves_batch_norm_statistics_exactly_as_they_were(method, images) -> None:
+    model = batch_norm_net().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.warns(camkit.CamkitWarning, match="training mode"):
+        camkit.explain(model, images, method, layer="5")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), [
+        k for k in before if not torch.equal(before[k], after[k])
+    ]
+    assert int(after["1.num_batches_tracked"]) == 0 and model.training
+
+
+def test_a_single_image_without_its_batch_dimension_says_so() -> None:
+    message = r"shape \(3, 12, 10\) has no batch dimension.*single input needs x.unsqueeze\(0\)"
+    for layer in (None, "3"):
+        with pytest.raises(ValueError, match=message):
+            camkit.GradCAM(gap_net(), layer=layer)(torch.rand(3, 12, 10))
+    # A real 1-D batch (B, C, L) on a 1-D network is still a batch.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", camkit.CamkitWarning)  # random weights: maybe constant
+        signal = camkit.GradCAM(gap_net(dims=1))(torch.rand(3, 3, 20))
+    assert signal.maps.shape == (3, 1, 20)
+
+
+@pytest.mark.parametrize("method", EVERY_METHOD)
+def test_an_empty_batch_is_a_value_error(method) -> None:
+    with pytest.raises(ValueError, match=r"the batch is empty \(shape \(0, 3, 12, 10\)\)"):
+        camkit.explain(gap_net(), torch.rand(0, 3, 12, 10), method)
+
+
+def test_a_model_failure_on_the_input_is_a_value_error_naming_the_input(images) -> None:
+    with pytest.raises(ValueError, match=r"model failed on an input of shape \(3, 1, 12, 10\)"):
+        camkit.GradCAM(gap_net())(images[:, :1])  # one channel for a three-channel model
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam", "ablationcam", "eigencam"])
+def test_one_explainer_from_several_threads_at_once(method) -> None:
+    model = gap_net()
+    explainer = camkit.METHODS[method](model)
+    inputs = [
+        torch.rand(2, 3, 12, 10, generator=torch.Generator().manual_seed(i)) for i in range(8)
+    ]
+    expected = [explainer(x).maps for x in inputs]
+    results: dict[int, torch.Tensor] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def work(first: int) -> None:
+        start.wait()
+        try:
+            for i in range(first, len(inputs), 4):
+                for _ in range(3):
+                    results[i] = explainer(inputs[i]).maps
+        except BaseException as error:  # collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    for i, maps in enumerate(expected):
+        torch.testing.assert_close(results[i], maps)
+    assert hook_count(model) == 0
+
+
+class FailsOnAZeroChannel(nn.Module):
+    """After the layer: raises the model's own RuntimeError when a channel is all zero."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x.flatten(2).abs().amax(dim=2) == 0).any()):
+            raise RuntimeError("the model's own failure: an empty channel")
+        return x
+
+
+def test_an_error_of_the_model_during_ablation_passes_is_its_own(images) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        FailsOnAZeroChannel(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
+    ).eval()
+    with pytest.raises(RuntimeError, match="the model's own failure") as raised:
+        camkit.AblationCAM(model, layer="0")(images)
+    assert "skip connection" not in str(raised.value)
+
+
+def test_ablation_blames_a_skip_connection_only_when_there_is_one(images) -> None:
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.body = nn.Conv2d(8, 8, 3, padding=1)
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+
+        def forward(self, x):
+            stem = self.stem(x)
+            return self.head(self.body(stem) + stem)
+
+    with pytest.raises(ValueError, match="skip connection"):
+        camkit.AblationCAM(Residual().eval(), layer="body")(images)
+
+
+def test_eigencam_with_one_broken_image_explains_the_others(images) -> None:
+    broken = images.clone()
+    broken[1, 0, 0, 0] = float("nan")
+    model = gap_net()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = camkit.EigenCAM(model)(broken)
+    said = " ".join(str(w.message) for w in caught)
+    assert "non-finite values" in said and "1 of 3 eigencam maps are constant" in said
+    clean = camkit.EigenCAM(model)(images)
+    torch.testing.assert_close(result.maps[[0, 2]], clean.maps[[0, 2]])
+    assert float(result.maps[1].abs().amax()) == 0.0
+
+
+def test_cam_head_must_be_a_linear_layer() -> None:
+    with pytest.raises(TypeError, match=r"head must be the model's nn.Linear.*not int"):
+        camkit.CAM(gap_net(), head=3)  # type: ignore[arg-type]

@@ -62,11 +62,10 @@ def removing(handles: Sequence[RemovableHandle]) -> Iterator[None]:
             handle.remove()
 
 
-def run_model(model: nn.Module, x: Tensor) -> Any:
+def run_model(model: nn.Module, x: Tensor, shape: Sequence[int] | None = None) -> Any:
     """`model(x)`, with a failure of the model on this input raised as a `ValueError` that names
-    the input's shape and dtype (the model's own error is chained, and its first line quoted).
-
-    Running out of memory stays what it is.
+    the input's shape (`shape`, if `x` is part of a larger input) and dtype; the model's own error
+    is chained, and its first line quoted. Running out of memory stays what it is.
     """
     try:
         return model(x)
@@ -75,20 +74,21 @@ def run_model(model: nn.Module, x: Tensor) -> Any:
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ValueError(
-            f"the model failed on an input of shape {tuple(x.shape)} ({x.dtype}): {first}. "
-            "Check the input's channels, size and dtype against what the model expects"
+            f"the model failed on an input of shape {tuple(shape or x.shape)} ({x.dtype}): "
+            f"{first}. Check the input's channels, size and dtype against what the model expects"
         ) from error
 
 
 @contextlib.contextmanager
-def batched_only(model: nn.Module, input_rank: int) -> Iterator[None]:
+def batched_only(model: nn.Module, shape: Sequence[int]) -> Iterator[None]:
     """Refuse an unbatched input where PyTorch would quietly accept it.
 
     A convolution accepts (C, *spatial) without a batch dimension, so a single image (3, H, W)
     passes as a "batch of 3 one-dimensional signals" until it fails somewhere confusing. Each
-    convolution whose input would have `input_rank` dimensions when unbatched gets a pre-hook
-    that raises a `ValueError` saying so.
+    convolution that takes inputs of one more dimension than `shape` (the explained input's)
+    gets a pre-hook that raises a `ValueError` when it receives an unbatched input.
     """
+    input_rank = len(shape)
     convolutions = [
         (name, m)
         for name, m in model.named_modules()
@@ -101,9 +101,9 @@ def batched_only(model: nn.Module, input_rank: int) -> Iterator[None]:
             if isinstance(first, Tensor) and first.dim() == input_rank:
                 kind = type(module).__name__
                 raise ValueError(
-                    f"layer {name!r} ({kind}) received an input of shape {tuple(first.shape)} "
-                    f"without a batch dimension: a single input needs x.unsqueeze(0), e.g. "
-                    f"(1, C, H, W) for one image"
+                    f"the input of shape {tuple(shape)} has no batch dimension for this model "
+                    f"(layer {name!r}, a {kind}, received it unbatched): a single input needs "
+                    "x.unsqueeze(0), e.g. (1, C, H, W) for one image"
                 )
 
         return check

@@ -182,7 +182,7 @@ def find_spatial_layer(model: nn.Module, x: Tensor, output: object = None) -> st
     modules = dict(model.named_modules())
     hooks = [hook_here(m, recorder(n, m)) for n, m in modules.items() if n]
     with removing(hooks), torch.inference_mode():
-        run_model(model, x[:1])
+        run_model(model, x[:1], x.shape)
     candidates = [(name, tokens) for name, tokens in finished if runs[name] == 1]
     if not candidates:
         raise ValueError(

@@ -259,7 +259,7 @@ class Explainer:
                 CamkitWarning,
                 stacklevel=2,
             )
-        with preserved_state(self.model), batched_only(self.model, x.dim()):
+        with preserved_state(self.model), batched_only(self.model, x.shape):
             return self._explain(x, targets, score)
 
     def _explain(self, x: Tensor, targets: Targets, score: Score) -> Explanation:
