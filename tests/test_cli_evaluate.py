@@ -145,3 +145,93 @@ def test_a_method_that_does_not_fit_the_model_is_reported_and_left_out(tmp_path,
     assert "camkit: error: cam: " in printed.err
     report = json.loads((out / "results.json").read_text())
     assert list(report["rows"]) == ["gradcam"]
+
+
+# Hostile and broken input (issue 9).
+def test_an_unknown_class_folder_is_a_usage_error_not_a_relabelling(tmp_path, capsys) -> None:
+    root = _folder(tmp_path / "data", masks=False)
+    (root / "zebra").mkdir()
+    to_pil(torch.rand(3, 64, 64)).save(root / "zebra" / "z.png")
+    code = main(["evaluate", "--data", str(root), "--methods", "cam", "--out", str(tmp_path / "o")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1
+    assert "class folder(s) zebra of" in lines[0] and "valid: disc, square, triangle" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_folders_named_after_no_class_are_numbered_with_a_warning(tmp_path, capsys) -> None:
+    root = tmp_path / "data"
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        to_pil(torch.rand(3, 32, 32)).save(root / name / "x.png")
+    code = main(["evaluate", "--data", str(root), "--methods", "cam", "--metrics", "drop",
+                 "--out", str(tmp_path / "o"), *QUICK])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "camkit: warning: no folder of" in err and "(a = class 0 = disc, ...)" in err
+
+
+def test_a_corrupt_image_that_sorts_first_does_not_block_the_run(tmp_path, capsys) -> None:
+    root = _folder(tmp_path / "data", masks=False)
+    (root / CLASSES[0] / "0000-corrupt.png").write_bytes(b"\x89PNG broken")
+    code = main(["evaluate", "--data", str(root), "--methods", "gradcam", "--metrics", "drop",
+                 "--out", str(tmp_path / "o"), *QUICK])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1  # reported; the other six are evaluated at their own size
+    assert "0000-corrupt.png (or its mask): not a readable image" in err
+    report = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert report["info"]["images"] == 6 and report["info"]["input_size"] == [64, 64]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fill", "grey"], "--fill 'grey': give 'mean' or a number"),
+        (["--metrics", ","], "--metrics ',' names no metric"),
+        (["--tolerance", "nan"], "--tolerance nan: must be a finite number"),
+        (["--device", "gpu"], "--device 'gpu' is not a device"),
+        (["--size", "-1"], "--size -1: must be at least 0"),
+    ],
+)
+def test_options_are_checked_before_the_model_loads(tmp_path, capsys, args, message) -> None:
+    assert main(["evaluate", "--out", str(tmp_path / "o"), *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_ctrl_c_keeps_the_finished_batches_and_exits_130(tmp_path, capsys, monkeypatch) -> None:
+    from camkit.cli import evaluate as evaluate_module
+
+    real = evaluate_module._shapes_batches
+
+    def two_then_interrupt(args):
+        count, highest, batches = real(args)
+
+        def interrupted():
+            yield next(batches)
+            yield next(batches)
+            raise KeyboardInterrupt
+
+        return count, highest, interrupted()
+
+    monkeypatch.setattr(evaluate_module, "_shapes_batches", two_then_interrupt)
+    out = tmp_path / "o"
+    code = main(["evaluate", "--limit", "9", "--methods", "gradcam,cam", "--metrics",
+                 "drop,pointing,sanity", "--out", str(out), *QUICK])  # fmt: skip
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and "Traceback" not in "".join(lines)
+    assert (
+        lines[-1]
+        == f"camkit: interrupted; wrote the results of the 6 images finished (of 9) to {out}/"
+    )
+    report = json.loads((out / "results.json").read_text())
+    assert report["info"]["images"] == 6 and report["info"]["interrupted"] is True
+    assert "Sanity rho" not in report["rows"]["gradcam"]
+    monkeypatch.undo()
+    full = main(["evaluate", "--limit", "6", "--methods", "gradcam,cam", "--metrics",
+                 "drop,pointing", "--out", str(tmp_path / "full"), *QUICK])  # fmt: skip
+    assert full == 0
+    complete = json.loads((tmp_path / "full" / "results.json").read_text())
+    for method in ("gradcam", "cam"):  # the kept figures are exactly those of the 6 images
+        for column in ("Avg drop %", "Pointing %"):
+            assert report["rows"][method][column] == complete["rows"][method][column]

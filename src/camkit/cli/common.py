@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import math
 import pickle
 import sys
@@ -165,6 +166,10 @@ def _exported_model(path: Path, trusted: bool) -> LoadedModel:
             "unpickles parts of the archive); pass --trust-model if you trust this file, or give "
             "a state dict instead (--model NAME --weights FILE, which runs no code)"
         )
+    # torch logs a full traceback for a malformed archive before it tries an older format; the
+    # command says it in one line instead.
+    logger = logging.getLogger("torch.export")
+    was_disabled, logger.disabled = logger.disabled, True
     try:
         program = torch.export.load(path)
         module = torch.export.unflatten(program)
@@ -174,6 +179,8 @@ def _exported_model(path: Path, trusted: bool) -> LoadedModel:
             f"{shown(path)} is not a loadable torch.export program ({type(error).__name__}"
             f"{': ' + first if first else ''})"
         ) from None
+    finally:
+        logger.disabled = was_disabled
     return LoadedModel(path.stem, module, None, None, None, None)
 
 

@@ -1,0 +1,328 @@
+"""`camkit explain` against hostile and broken input: every case gets a clear answer, and
+nothing is lost or overwritten (issue 9). Run in-process unless a real process is the point."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import gap_net
+from PIL import Image
+from test_images import png_header_only
+
+from camkit.cli import explain as explain_module
+from camkit.cli import main
+
+QUICK = ["--methods", "gradcam"]
+
+
+def rgb(path: Path, size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray((rng.random((*size, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def run(capsys, *args: str) -> tuple[int, list[str]]:
+    code = main(["explain", *args])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def errors(lines: list[str]) -> list[str]:
+    return [line for line in lines if "camkit: error" in line]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--alpha", "5"], "--alpha 5.0: must be a number from 0 to 1"),
+        (["--alpha", "nan"], "--alpha nan: must be a number from 0 to 1"),
+        (["--colormap", "bogus"], "unknown colormap 'bogus'; built in: jet, hot, gray"),
+        (["--device", "banana"], "--device 'banana' is not a device; valid: cpu, cuda"),
+        (["--device", "cuda:7"], "--device cuda"),
+        (["--methods", ","], "--methods ',' names no method; valid: cam, gradcam"),
+        (["--target", "99"], "unknown target class 99: the model has 6 classes, 0 to 5"),
+        (["--top", "100"], "--top 100: the model has only 6 classes"),
+        (["--top", "0"], "--top 0: must be at least 1"),
+        (["--size", "-5"], "--size -5: must be at least 0"),
+        (["--max-size", "-1"], "--max-size -1: must be at least 0"),
+        (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+        (["--std", "0", "1", "1"], "--std 0.0 1.0 1.0: give three positive numbers"),
+        (["--mean", "nan", "0", "0"], "--mean nan 0.0 0.0: give three finite numbers"),
+    ],
+)
+def test_every_option_is_checked_before_any_work(tmp_path, capsys, option, message) -> None:
+    code, lines = run(capsys, str(rgb(tmp_path / "a.png")), "--out", str(tmp_path / "o"), *option)
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under-file"])
+def test_an_output_folder_that_cannot_be_one_is_a_usage_error(tmp_path, capsys, where) -> None:
+    (tmp_path / "taken").write_text("a file")
+    out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "sub"
+    code, lines = run(capsys, str(rgb(tmp_path / "a.png")), "--out", str(out))
+    assert code == 2 and len(lines) == 1
+    assert "taken is a file, not a folder" in lines[0]
+
+
+def test_a_target_beyond_a_model_without_class_names_exits_2(tmp_path, capsys) -> None:
+    model = gap_net(classes=5)
+    x = torch.rand(2, 3, 32, 32)
+    program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("b")},))
+    torch.export.save(program, tmp_path / "net.pt2")
+    args = [str(rgb(tmp_path / "a.png", (32, 32))), "--model", str(tmp_path / "net.pt2")]
+    args += ["--trust-model", "--out", str(tmp_path / "o"), *QUICK]
+    for extra, message in ((["--target", "7"], "target class 7"), (["--top", "6"], "--top 6")):
+        code, lines = run(capsys, *args, *extra)
+        assert code == 2 and len(lines) == 1, lines
+        assert f"{message}: the model has 5 classes (0 to 4)" in lines[0]
+        assert not list((tmp_path / "o").iterdir())
+
+
+def evil_pt2(folder: Path, marker: Path) -> Path:
+    """A real .pt2 of a tiny model, edited the way an attacker would: one weight is marked as a
+    pickle, and its payload runs a command when torch unpickles it."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.AdaptiveAvgPool2d(1))
+    torch.export.save(torch.export.export(model, (torch.rand(1, 3, 8, 8),)), folder / "ok.pt2")
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save(Payload(), folder / "payload.pt")
+    with zipfile.ZipFile(folder / "ok.pt2") as source:
+        config_name = next(n for n in source.namelist() if n.endswith("model_weights_config.json"))
+        config = json.loads(source.read(config_name))
+        first = next(iter(config["config"].values()))
+        first["use_pickle"] = True
+        weight_file = first["path_name"]
+        path = folder / "evil.pt2"
+        with zipfile.ZipFile(path, "w") as target:
+            for info in source.infolist():
+                data = source.read(info.filename)
+                if info.filename == config_name:
+                    data = json.dumps(config).encode()
+                elif info.filename.endswith("/weights/" + weight_file):
+                    data = (folder / "payload.pt").read_bytes()
+                target.writestr(info, data)
+    return path
+
+
+def test_a_model_file_that_runs_code_is_refused_without_the_trust_flag(tmp_path, capsys) -> None:
+    marker = tmp_path / "pwned"
+    path = evil_pt2(tmp_path, marker)
+    image = str(rgb(tmp_path / "a.png", (8, 8)))
+    code, lines = run(capsys, image, "--model", str(path), "--out", str(tmp_path / "o"))
+    assert code == 2 and len(lines) == 1
+    assert "can run code stored in it" in lines[0] and "--trust-model" in lines[0]
+    assert not marker.exists()
+    # The file is truly hostile: trusting it runs the payload (which is why it is refused).
+    main(["explain", image, "--model", str(path), "--trust-model", "--out", str(tmp_path / "o")])
+    capsys.readouterr()
+    assert marker.exists()
+
+
+def test_a_garbage_model_archive_is_one_line_even_when_trusted(tmp_path, capsys) -> None:
+    with zipfile.ZipFile(tmp_path / "junk.pt2", "w") as archive:
+        archive.writestr("junk/archive_format", "pt2")
+        archive.writestr("junk/models/model.json", "{ not json")
+    (tmp_path / "text.pt2").write_text("hello")
+    image = str(rgb(tmp_path / "a.png"))
+    for name, message in (("junk.pt2", "is not a loadable torch.export program"),
+                          ("text.pt2", "is not a torch.export program")):  # fmt: skip
+        code, lines = run(
+            capsys, image, "--model", str(tmp_path / name), "--trust-model", "--out", "o"
+        )
+        assert code == 2 and len(lines) == 1 and message in lines[0], lines
+
+
+def test_a_planted_link_is_refused_and_everything_else_written(tmp_path, capsys) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "good1.json").symlink_to(victim)
+    images = [str(rgb(tmp_path / f"good{i}.png", seed=i)) for i in (1, 2)]
+    code, lines = run(capsys, *images, "--out", str(out), *QUICK)
+    assert code == 1
+    assert errors(lines) == [
+        f"camkit: error: {images[0]}: {out}/good1.json is a symbolic link: refused (remove it "
+        "to write there)"
+    ]
+    assert victim.read_text() == "precious" and (out / "good1.json").is_symlink()
+    assert {"good1_gradcam.png", "good2_gradcam.png", "good2.json"} <= set(os.listdir(out))
+
+
+def test_one_bad_image_never_silences_a_method_for_the_others(tmp_path, capsys) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGB", (1, 1)).save(folder / "a_tiny.png")
+    Image.fromarray((np.random.default_rng(1).random((40, 48, 4)) * 255).astype(np.uint8)).save(
+        folder / "b_rgba.png"
+    )
+    with Image.open(rgb(tmp_path / "c.png")) as image:
+        image.convert("P").save(folder / "c_palette.png")
+    Image.fromarray(np.linspace(60000, 64000, 40 * 48).reshape(40, 48).astype(np.uint16)).save(
+        folder / "d_16bit.png"
+    )
+    png_header_only(folder / "e_bomb.png", 40_000, 40_000)
+    code, lines = run(capsys, str(folder), "--out", str(tmp_path / "o"), "--methods", "gradcam,cam")
+    assert code == 1
+    failed = errors(lines)
+    assert len(failed) == 3, failed  # the 1 x 1 image (two methods) and the bomb, one line each
+    assert any("a_tiny.png: gradcam: the model failed on an input of shape" in f for f in failed)
+    assert any("a_tiny.png: cam:" in f for f in failed)
+    assert any("e_bomb.png: " in f and "decompression bomb" in f for f in failed)
+    written = set(os.listdir(tmp_path / "o"))
+    for stem in ("b_rgba", "c_palette", "d_16bit"):
+        assert {
+            f"{stem}_gradcam.png",
+            f"{stem}_cam.png",
+            f"{stem}_grid.png",
+            f"{stem}.json",
+        } <= written
+    with Image.open(tmp_path / "o" / "d_16bit_grid.png") as grid:
+        shown_image = np.asarray(grid.convert("L"))[30:60, 10:50]
+    assert shown_image.std() > 10  # the 16-bit image is shown with its gradient, not white
+
+
+def test_a_failure_inside_a_batch_is_retried_input_by_input(tmp_path, capsys) -> None:
+    class FailsOnBright:
+        def __call__(self, x, targets):
+            if bool((x.flatten(1).mean(1) > 0.9).any()):
+                raise ValueError("too bright")
+            return real(x, targets)
+
+    real = explain_module.METHODS["gradcam"](gap_net(classes=6))
+    loaded = explain_module.load_model("shapes", None)
+    args = main.__globals__["build_parser"]().parse_args(["explain", "--out", str(tmp_path)])
+    runner = explain_module.Run(
+        args, loaded, loaded.model, {"gradcam": FailsOnBright()}, None, tmp_path,
+        explain_module.Progress(3),
+    )  # fmt: skip
+    pictures = [torch.full((3, 8, 8), v) for v in (0.2, 0.95, 0.4)]
+    group = [explain_module.Item(Path(f"{i}.png"), str(i), p, p) for i, p in enumerate(pictures)]
+    found = runner.explain(group)
+    assert [set(f) for f in found] == [{"gradcam"}, set(), {"gradcam"}]
+    assert runner.failures == 1
+    assert "camkit: error: 1.png: gradcam: too bright" in capsys.readouterr().err
+
+
+def test_disk_full_leaves_no_partial_file_and_goes_on(tmp_path, capsys, monkeypatch) -> None:
+    calls = []
+
+    def png(picture):
+        def write(handle):
+            calls.append(1)
+            if len(calls) == 2:  # the second file: half written, then the disk is full
+                handle.write(b"\x89PNG half")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            picture.save(handle, format="PNG")
+
+        return write
+
+    monkeypatch.setattr(explain_module, "_png", png)
+    images = [str(rgb(tmp_path / f"img{i}.png", seed=i)) for i in (1, 2)]
+    code, lines = run(capsys, *images, "--out", str(tmp_path / "o"), *QUICK)
+    assert code == 1
+    assert [f for f in errors(lines) if "No space left on device" in f], lines
+    names = os.listdir(tmp_path / "o")
+    assert not [n for n in names if n.endswith(".part")]
+    assert "img1_grid.png" not in names  # the failed file is absent, not partial
+    assert {"img2_gradcam.png", "img2_grid.png", "img2.json"} <= set(names)
+
+
+def test_file_names_with_control_characters_are_printed_escaped(tmp_path, capsys) -> None:
+    name = tmp_path / "evil\x1b[2J\x1b]0;title\x07.png"
+    name.write_text("not an image")
+    code, lines = run(capsys, str(name), "--out", str(tmp_path / "o"))
+    assert code == 1 and "\x1b" not in "".join(lines) and "\x07" not in "".join(lines)
+    assert "evil\\x1b[2J\\x1b]0;title\\x07.png: not a readable image" in "".join(lines)
+
+
+def test_ctrl_c_leaves_complete_files_only_and_exits_130(tmp_path, capsys, monkeypatch) -> None:
+    real_write = explain_module._write_item
+    count = []
+
+    def interrupted(*args, **kwargs):
+        count.append(1)
+        if len(count) == 3:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(explain_module, "_write_item", interrupted)
+    images = [str(rgb(tmp_path / f"img{i}.png", seed=i)) for i in range(5)]
+    code, lines = run(capsys, *images, "--out", str(tmp_path / "o"), "--batch-size", "1", *QUICK)
+    assert code == 130
+    assert (
+        lines[-1]
+        == f"camkit: interrupted after 2 of 5 input(s); wrote 6 complete files to {tmp_path / 'o'}/"
+    )
+    assert sorted(os.listdir(tmp_path / "o")) == [
+        "img0.json", "img0_gradcam.png", "img0_grid.png",
+        "img1.json", "img1_gradcam.png", "img1_grid.png",
+    ]  # fmt: skip
+
+
+def camkit_process(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "camkit", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_a_real_sigint_ends_the_run_with_one_line(tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(200):
+        rgb(folder / f"img{i:03d}.png", (64, 64), seed=i)
+    process = camkit_process("explain", "in", "--out", "o", "--batch-size", "2", cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "o" / "img003.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "camkit: interrupted after" in stderr.strip().splitlines()[-1]
+    names = os.listdir(tmp_path / "o")
+    assert not [n for n in names if n.endswith(".part")]
+    for name in names:
+        if name.endswith(".json"):
+            json.loads((tmp_path / "o" / name).read_text())  # complete, parseable
+
+
+@pytest.mark.slow
+def test_a_4096_pixel_photo_goes_through_in_bounded_memory(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((4096, 4096, 3)) * 255).astype(np.uint8)).save(tmp_path / "big.jpg")
+    script = (
+        "import resource, sys\n"
+        "from camkit.cli import main\n"
+        "code = main(['explain', 'big.jpg', '--out', 'o'])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    peak_kib, code = result.stdout.split()[-2:]
+    assert code == "0", result.stderr
+    assert int(peak_kib) < 2 * 1024 * 1024, f"peak RSS {int(peak_kib) / 1024:.0f} MiB"
+    summary = json.loads((tmp_path / "o" / "big.json").read_text())
+    assert summary["input_size"] == [1024, 1024]
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
