@@ -55,7 +55,15 @@ def resolve_layers(model: nn.Module, layer: LayerSpec) -> list[tuple[str, nn.Mod
     """
     if layer is None:
         raise ValueError("resolve_layers needs a layer; use find_spatial_layer for layer=None")
-    specs = [layer] if isinstance(layer, (str, nn.Module)) else list(layer)
+    if isinstance(layer, (str, nn.Module)):
+        specs = [layer]
+    elif isinstance(layer, (list, tuple)):
+        specs = list(layer)
+    else:
+        raise TypeError(
+            f"layer must be a dotted name, an nn.Module or a list of those, not "
+            f"{type(layer).__name__}: {layer!r}"
+        )
     if not specs:
         raise ValueError("layer is an empty list: give at least one layer name or module")
     named = dict(model.named_modules())

@@ -120,7 +120,7 @@ def _class_indices(targets: Targets, logits: Tensor) -> Tensor:
     if isinstance(targets, int):
         indices = torch.full((batch, 1), targets, dtype=torch.long, device=logits.device)
     else:
-        indices = torch.as_tensor(targets, device=logits.device)
+        indices = _as_index_tensor(targets, logits.device)
         if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
             raise TypeError(
                 f"class targets must be whole numbers, got a {indices.dtype} tensor; "
@@ -142,6 +142,19 @@ def _class_indices(targets: Targets, logits: Tensor) -> Tensor:
             f"classes, so valid targets are 0 to {classes - 1}"
         )
     return indices
+
+
+def _as_index_tensor(targets: object, device: torch.device) -> Tensor:
+    forms = (
+        "None, an int, one int per input, a (B, K) LongTensor, camkit.TopK(k), or a function "
+        "of the outputs"
+    )
+    if not isinstance(targets, (Tensor, Sequence)) or isinstance(targets, (str, bytes)):
+        raise TypeError(f"targets must be {forms}; got {type(targets).__name__}")
+    try:
+        return torch.as_tensor(targets, device=device)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise TypeError(f"targets must be {forms}; got {targets!r:.80}") from None
 
 
 def _checked_scores(scores: object, rows: int) -> Tensor:

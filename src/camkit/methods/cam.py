@@ -35,8 +35,8 @@ def find_linear_head(
         ]
     )
     for linear in reversed(candidates):
-        bias = None if linear.bias is None else linear.bias.detach().float()
-        predicted = F.linear(pooled, linear.weight.detach().float(), bias)
+        bias = None if linear.bias is None else linear.bias.detach().to(pooled.dtype)
+        predicted = F.linear(pooled, linear.weight.detach().to(pooled.dtype), bias).float()
         # Agreement to rounding error of the model's dtype; a different head misses by O(logits).
         tolerance = torch.finfo(linear.weight.dtype).eps ** 0.5 * (1 + float(logits.abs().max()))
         if float((predicted - logits).abs().max()) <= tolerance:
@@ -81,5 +81,6 @@ class CAM(Explainer):
     def weigh(self, evidence: Evidence) -> Tensor:
         head = find_linear_head(self.model, evidence, self.head)
         assert evidence.targets is not None  # find_linear_head rejected score functions
-        weights = head.weight.detach().float()[evidence.targets]  # (B, K, C)
+        rows = evidence.targets.repeat(evidence.copies, 1)  # each noisy copy explains its input's
+        weights = head.weight.detach().to(evidence.activations.dtype)[rows]  # (rows, K, C)
         return channel_sum(weights, evidence.activations)

@@ -110,6 +110,11 @@ class SmoothGradCAMPlusPlus(Explainer):
         seed: int | None = None,
         **options,
     ) -> None:
+        if "smooth" in options:
+            raise TypeError(
+                "smoothgradcam++ sets its own noise (copies=, sigma=, seed=); pass those instead "
+                "of smooth=, or use gradcam++ with smooth=camkit.Noise(...)"
+            )
         super().__init__(model, layer, smooth=Noise(copies, sigma, seed), **options)
 
     def weigh(self, evidence: Evidence) -> Tensor:
