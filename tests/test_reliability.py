@@ -549,5 +549,7 @@ def test_eigencam_with_one_broken_image_explains_the_others(images) -> None:
 
 
 def test_cam_head_must_be_a_linear_layer() -> None:
-    with pytest.raises(TypeError, match=r"head must be the model's nn.Linear.*not int"):
+    with pytest.raises(TypeError, match=r"head must be the model's classifier.*not int"):
         camkit.CAM(gap_net(), head=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"a 1 x 1 convolution.*not Conv2d"):
+        camkit.CAM(gap_net(), head=gap_net()[0])  # a 3 x 3 convolution is no linear head

@@ -27,6 +27,7 @@ from camkit.methods import (
     register,
 )
 from camkit.overlay import grid, overlay
+from camkit.regions import Box, Region
 from camkit.smoothing import Noise
 from camkit.targets import Contrast, TopK
 
@@ -35,6 +36,7 @@ __all__ = [
     "METHODS",
     "AblationCAM",
     "Augmented",
+    "Box",
     "CamkitWarning",
     "Contrast",
     "EigenCAM",
@@ -48,6 +50,7 @@ __all__ = [
     "HiResCAM",
     "LayerCAM",
     "Noise",
+    "Region",
     "ScoreCAM",
     "SmoothGradCAMPlusPlus",
     "TopK",

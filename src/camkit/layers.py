@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -94,12 +95,6 @@ def resolve_layers(model: nn.Module, layer: LayerSpec) -> list[tuple[str, nn.Mod
     return resolved
 
 
-def _is_global_pool(module: nn.Module, output: Tensor) -> bool:
-    # A parameter-free module with a 1 x 1 output: pooling, however it is written (an exported
-    # graph has no AdaptiveAvgPool2d, only a module that computes a mean).
-    return all(size == 1 for size in output.shape[2:]) and next(module.parameters(), None) is None
-
-
 def _grid(tokens: int, height: int, width: int) -> tuple[int, int] | None:
     """(h, w) with h * w == tokens and the input's aspect ratio (one stride for both axes)."""
     if tokens < 1:
@@ -149,16 +144,104 @@ def to_spatial(t: Tensor, input_spatial: Sequence[int]) -> Tensor | None:
     return None
 
 
-def find_spatial_layer(model: nn.Module, x: Tensor, output: object = None) -> str:
-    """The last layer, in execution order, whose output is (B, C, *spatial) like the input.
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A layer whose output can be explained, as `candidates` found it.
 
-    Runs one forward pass of the first input under `torch.inference_mode`. Containers count too,
-    so for a torchvision ResNet this is ``"layer4"`` rather than its last ReLU. Layers that run
-    more than once per forward pass (shared activations), adaptive pooling and parameter-free
-    global pooling are skipped. When the last such output is a token sequence (B, N, C) (a
-    vision transformer), the choice is the last token layer whose grid tokens still reach the
-    top class's score: one more forward and backward pass of the first input decides (after the
-    last block, only the class token counts, and its map would be blank).
+    Attributes:
+        name: the dotted name (``"layer4"``, ``"blocks.11.norm1"``).
+        shape: its output's shape for one input.
+        layout: ``"spatial"`` (1, C, *grid), ``"tokens"`` (1, N, C) or ``"channels-last"``
+            (1, h, w, C).
+        grid: the spatial grid the map has at this layer.
+        block: a container or a normalisation layer (what the automatic choice takes for tokens).
+
+    Example:
+        >>> Candidate("layer4", (1, 512, 7, 7), "spatial", (7, 7), True).cells
+        49
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    layout: str
+    grid: tuple[int, ...]
+    block: bool
+
+    @property
+    def cells(self) -> int:
+        """The number of positions in the grid (1 for a globally pooled output)."""
+        return math.prod(self.grid)
+
+
+def _layout(out: Tensor, x: Tensor) -> tuple[str, tuple[int, ...]] | None:
+    """How a layer's output for `x` maps onto a spatial grid, or None if it does not."""
+    spatial = tuple(x.shape[2:])
+    if out.dim() < 2 or out.shape[0] != x.shape[0]:
+        return None  # not one row per input (region features of a detector, a flattened batch)
+    converted = to_spatial(out, spatial)
+    if converted is not None:
+        return ("tokens" if out.dim() == 3 else "channels-last"), tuple(converted.shape[2:])
+    if out.dim() == x.dim():
+        return "spatial", tuple(out.shape[2:])
+    return None
+
+
+def _is_block(module: nn.Module) -> bool:
+    return next(module.children(), None) is not None or "norm" in type(module).__name__.lower()
+
+
+def candidates(model: nn.Module, x: Tensor) -> list[Candidate]:
+    """Every layer whose output is a feature map of the input, in the order the layers finish.
+
+    One forward pass of the first input, without gradients. A layer qualifies when it runs once
+    per forward pass, keeps one row per input, and its output is (B, C, *grid) like the input,
+    (B, N, C) tokens or (B, h, w, C) channels-last. Adaptive pooling and `nn.Identity` (an alias
+    of the layer before it) are left out.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        >>> [(c.name, c.grid) for c in candidates(net, torch.rand(1, 3, 8, 8))]
+        [('0', (6, 6)), ('1', (6, 6))]
+    """
+    probe = x[:1]
+    finished: list[Candidate] = []
+    runs: dict[str, int] = {}
+
+    def recorder(name: str, module: nn.Module):
+        def hook(_module: nn.Module, _inputs: object, out: object) -> None:
+            runs[name] = runs.get(name, 0) + 1
+            found = _layout(out, probe) if isinstance(out, Tensor) else None
+            if found is not None and not isinstance(module, (*_RESAMPLERS, nn.Identity)):
+                layout, grid = found
+                finished.append(Candidate(name, tuple(out.shape), layout, grid, _is_block(module)))
+
+        return hook
+
+    hooks = [hook_here(m, recorder(n, m)) for n, m in model.named_modules() if n]
+    # no_grad, not inference_mode: some models cache tensors they later use with autograd.
+    with removing(hooks), torch.no_grad():
+        run_model(model, probe, x.shape)
+    return [c for c in finished if runs[c.name] == 1]
+
+
+def find_spatial_layer(model: nn.Module, x: Tensor, output: object = None) -> str:
+    """The layer users would pick: the last feature map with a grid before global pooling.
+
+    The rule, on the layers `candidates` lists:
+
+    1. Never a layer with a 1-element grid: after global pooling every output is one, so the
+       choice is always before the pooling (and never a pooled head's norm or 1 x 1 conv).
+    2. A model with a ``backbone`` (torchvision detection and segmentation, many others): the
+       last stage of the backbone, never a head that works on regions or on the pooled output.
+    3. Convolutional layouts: the last such layer to finish. Containers finish after their
+       children, so a ResNet gives ``"layer4"``, and a container and its last child are the
+       same feature map.
+    4. Token models (a ViT): a block's output or a normalisation layer, never an attention
+       projection or an MLP layer: the last one whose grid tokens still reach the top class's
+       score (one forward and backward pass of the first input decides). After the last block
+       only the class token counts, so this is the last block's first norm.
 
     Example:
         >>> import torch
@@ -167,51 +250,33 @@ def find_spatial_layer(model: nn.Module, x: Tensor, output: object = None) -> st
         >>> find_spatial_layer(net, torch.rand(1, 3, 8, 8))
         '1'
     """
-    spatial_size = tuple(x.shape[2:])
-    finished: list[tuple[str, bool]] = []  # (name, is a token layout)
-    runs: dict[str, int] = {}
-
-    def recorder(name: str, module: nn.Module):
-        def hook(_module: nn.Module, _inputs: object, out: object) -> None:
-            runs[name] = runs.get(name, 0) + 1
-            if not isinstance(out, Tensor):
-                return
-            if (
-                out.dim() == x.dim()
-                and not isinstance(module, _RESAMPLERS)
-                and not _is_global_pool(module, out)
-            ):
-                finished.append((name, False))
-            elif out.dim() == 3 and to_spatial(out, spatial_size) is not None:
-                finished.append((name, True))
-
-        return hook
-
-    modules = dict(model.named_modules())
-    hooks = [hook_here(m, recorder(n, m)) for n, m in modules.items() if n]
-    with removing(hooks), torch.inference_mode():
-        run_model(model, x[:1], x.shape)
-    candidates = [(name, tokens) for name, tokens in finished if runs[name] == 1]
-    if not candidates:
+    found = [c for c in candidates(model, x) if c.cells > 1]
+    if isinstance(getattr(model, "backbone", None), nn.Module):
+        inside = [c for c in found if c.name.startswith("backbone.") and ".fpn" not in c.name]
+        found = inside or found
+    if not found:
         raise ValueError(
-            f"found no layer in {type(model).__name__} whose output has the input's layout "
-            f"(B, C, *spatial) with {x.dim() - 2} spatial dimension(s); pass layer=... explicitly"
+            f"found no layer in {type(model).__name__} whose output is a feature map of the "
+            f"input with a grid larger than 1 x 1 ((B, C, *spatial) with {x.dim() - 2} spatial "
+            "dimension(s), or tokens); pass layer=... explicitly (camkit.layers.candidates "
+            "lists the layers)"
             + (
                 "; if x is a single image (C, H, W), add the batch dimension: x.unsqueeze(0)"
                 if x.dim() == 3
                 else ""
             )
         )
-    if not candidates[-1][1]:
-        return candidates[-1][0]
-    token_layers = [name for name, tokens in candidates if tokens]
-    reached = _layers_reaching_the_score(model, x[:1], [modules[n] for n in token_layers], output)
-    chosen = [name for name, ok in zip(token_layers, reached, strict=True) if ok]
+    if found[-1].layout != "tokens":
+        return found[-1].name
+    modules = dict(model.named_modules())
+    tokens = [c.name for c in found if c.layout == "tokens" and c.block]
+    reached = _layers_reaching_the_score(model, x[:1], [modules[n] for n in tokens], output)
+    chosen = [name for name, ok in zip(tokens, reached, strict=True) if ok]
     if chosen:
         return chosen[-1]
     raise ValueError(
         f"no token layer of {type(model).__name__} has a gradient path to its top score; pass "
-        "layer=... explicitly"
+        "layer=... explicitly (camkit.layers.candidates lists the layers)"
     )
 
 

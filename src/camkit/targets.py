@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -170,24 +171,47 @@ def _checked_scores(scores: object, rows: int) -> Tensor:
     return scores
 
 
+def takes_rows(function: Callable[..., Any]) -> bool:
+    """Whether a target function takes a second argument, the image index of each output row.
+
+    Example:
+        >>> takes_rows(lambda outputs: outputs), takes_rows(lambda outputs, rows: outputs)
+        (False, True)
+    """
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: one argument
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
+
+
 @dataclasses.dataclass(frozen=True)
 class Scorer:
     """Scores the explained targets on the outputs of any batch built from the explained rows.
 
-    Forward-only methods (Score-CAM, Ablation-CAM) run the model on masked or ablated copies of
-    the rows and score each copy for its row's targets with this.
+    Forward-only methods (Score-CAM, Ablation-CAM) and noise smoothing run the model on masked,
+    ablated or noisy copies of the rows and score each copy for its own image's targets with
+    this. A target function that takes two arguments, ``f(outputs, rows)``, gets `rows`: the
+    image (0 to B-1) each output row belongs to, so per-image targets (a mask or boxes per
+    image) follow the copies.
     """
 
     function: ScoreFunction | None
     indices: Tensor | None  # (rows, K) class indices of each explained row
     score: Score
     output: OutputSelector
+    batch: int  # the number of images; explained row r belongs to image r % batch
 
     def __call__(self, outputs: Any, rows: Tensor) -> Tensor:
         """(M, K) scores from the outputs of M inputs, input i derived from row ``rows[i]``."""
         if self.function is not None:
             chosen = outputs if self.output is None else select_output(outputs, self.output)
-            return _checked_scores(self.function(chosen), len(rows))
+            if takes_rows(self.function):
+                scores = self.function(chosen, rows % self.batch)
+            else:
+                scores = self.function(chosen)
+            return _checked_scores(scores, len(rows))
         assert self.indices is not None
         logits = select_output(outputs, self.output)
         if self.score == "softmax":
@@ -220,7 +244,7 @@ def score_targets(
         raise ValueError(f"score must be 'logit' or 'softmax', got {score!r}")
     rows = batch_size * copies
     if callable(targets) and not isinstance(targets, (Tensor, TopK)):
-        scorer = Scorer(targets, None, score, output)
+        scorer = Scorer(targets, None, score, output, batch_size)
         return None, scorer(outputs, torch.arange(rows)), scorer
     logits = select_output(outputs, output)
     if logits.dim() != 2 or logits.shape[0] != rows:
@@ -232,5 +256,5 @@ def score_targets(
         )
     indices = _class_indices(targets, logits.detach().unflatten(0, (copies, batch_size)).mean(0))
     row_indices = indices.repeat(copies, 1)
-    scorer = Scorer(None, row_indices, score, output)
+    scorer = Scorer(None, row_indices, score, output, batch_size)
     return indices, scorer(outputs, torch.arange(rows, device=indices.device)), scorer
