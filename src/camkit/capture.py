@@ -26,6 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from camkit.inputs import Inputs
+
 ForwardHook = Callable[[nn.Module, Any, Any], Any]
 
 
@@ -62,20 +64,23 @@ def removing(handles: Sequence[RemovableHandle]) -> Iterator[None]:
             handle.remove()
 
 
-def run_model(model: nn.Module, x: Tensor, shape: Sequence[int] | None = None) -> Any:
-    """`model(x)`, with a failure of the model on this input raised as a `ValueError` that names
-    the input's shape (`shape`, if `x` is part of a larger input) and dtype; the model's own error
-    is chained, and its first line quoted. Running out of memory stays what it is.
+def run_model(model: nn.Module, x: Tensor | Inputs, shape: Sequence[int] | None = None) -> Any:
+    """`model(x)` (or the model called on all of `Inputs`), with a failure of the model on this
+    input raised as a `ValueError` that names the input's shape (`shape`, if `x` is part of a
+    larger input) and dtype; the model's own error is chained, and its first line quoted.
+    Running out of memory stays what it is.
     """
+    spatial = x.spatial if isinstance(x, Inputs) else x
     try:
-        return model(x)
+        return x(model) if isinstance(x, Inputs) else model(x)
     except RuntimeError as error:
         if isinstance(error, torch.OutOfMemoryError):
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ValueError(
-            f"the model failed on an input of shape {tuple(shape or x.shape)} ({x.dtype}): "
-            f"{first}. Check the input's channels, size and dtype against what the model expects"
+            f"the model failed on an input of shape {tuple(shape or spatial.shape)} "
+            f"({spatial.dtype}): {first}. Check the input's channels, size and dtype against "
+            "what the model expects"
         ) from error
 
 

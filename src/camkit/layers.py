@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from camkit.capture import hook_here, removing, run_model
+from camkit.inputs import Inputs, ModelInput
 from camkit.targets import select_output
 
 LayerSpec = str | nn.Module | Sequence[str | nn.Module] | None
@@ -190,7 +191,7 @@ def _is_block(module: nn.Module) -> bool:
     return next(module.children(), None) is not None or "norm" in type(module).__name__.lower()
 
 
-def candidates(model: nn.Module, x: Tensor) -> list[Candidate]:
+def candidates(model: nn.Module, x: ModelInput | Inputs) -> list[Candidate]:
     """Every layer whose output is a feature map of the input, in the order the layers finish.
 
     One forward pass of the first input, without gradients. A layer qualifies when it runs once
@@ -205,7 +206,9 @@ def candidates(model: nn.Module, x: Tensor) -> list[Candidate]:
         >>> [(c.name, c.grid) for c in candidates(net, torch.rand(1, 3, 8, 8))]
         [('0', (6, 6)), ('1', (6, 6))]
     """
-    probe = x[:1]
+    inputs = x if isinstance(x, Inputs) else Inputs.wrap(x)
+    probe_inputs = inputs.take(torch.arange(1))
+    probe = probe_inputs.spatial
     finished: list[Candidate] = []
     runs: dict[str, int] = {}
 
@@ -222,11 +225,11 @@ def candidates(model: nn.Module, x: Tensor) -> list[Candidate]:
     hooks = [hook_here(m, recorder(n, m)) for n, m in model.named_modules() if n]
     # no_grad, not inference_mode: some models cache tensors they later use with autograd.
     with removing(hooks), torch.no_grad():
-        run_model(model, probe, x.shape)
+        run_model(model, probe_inputs, inputs.spatial.shape)
     return [c for c in finished if runs[c.name] == 1]
 
 
-def find_spatial_layer(model: nn.Module, x: Tensor, output: object = None) -> str:
+def find_spatial_layer(model: nn.Module, x: ModelInput | Inputs, output: object = None) -> str:
     """The layer users would pick: the last feature map with a grid before global pooling.
 
     The rule, on the layers `candidates` lists:
@@ -250,19 +253,21 @@ def find_spatial_layer(model: nn.Module, x: Tensor, output: object = None) -> st
         >>> find_spatial_layer(net, torch.rand(1, 3, 8, 8))
         '1'
     """
-    found = [c for c in candidates(model, x) if c.cells > 1]
+    inputs = x if isinstance(x, Inputs) else Inputs.wrap(x)
+    dims = inputs.spatial.dim() - 2
+    found = [c for c in candidates(model, inputs) if c.cells > 1]
     if isinstance(getattr(model, "backbone", None), nn.Module):
         inside = [c for c in found if c.name.startswith("backbone.") and ".fpn" not in c.name]
         found = inside or found
     if not found:
         raise ValueError(
             f"found no layer in {type(model).__name__} whose output is a feature map of the "
-            f"input with a grid larger than 1 x 1 ((B, C, *spatial) with {x.dim() - 2} spatial "
+            f"input with a grid larger than 1 x 1 ((B, C, *spatial) with {dims} spatial "
             "dimension(s), or tokens); pass layer=... explicitly (camkit.layers.candidates "
             "lists the layers)"
             + (
                 "; if x is a single image (C, H, W), add the batch dimension: x.unsqueeze(0)"
-                if x.dim() == 3
+                if dims == 1
                 else ""
             )
         )
@@ -270,7 +275,7 @@ def find_spatial_layer(model: nn.Module, x: Tensor, output: object = None) -> st
         return found[-1].name
     modules = dict(model.named_modules())
     tokens = [c.name for c in found if c.layout == "tokens" and c.block]
-    reached = _layers_reaching_the_score(model, x[:1], [modules[n] for n in tokens], output)
+    reached = _layers_reaching_the_score(model, inputs, [modules[n] for n in tokens], output)
     chosen = [name for name, ok in zip(tokens, reached, strict=True) if ok]
     if chosen:
         return chosen[-1]
@@ -281,7 +286,7 @@ def find_spatial_layer(model: nn.Module, x: Tensor, output: object = None) -> st
 
 
 def _layers_reaching_the_score(
-    model: nn.Module, x: Tensor, layers: list[nn.Module], output: object
+    model: nn.Module, inputs: Inputs, layers: list[nn.Module], output: object
 ) -> list[bool]:
     """For each layer: does the top class's score depend on its grid tokens?"""
     kept: list[Tensor] = []
@@ -295,10 +300,11 @@ def _layers_reaching_the_score(
         torch.inference_mode(False),
         torch.enable_grad(),
     ):
-        probe = x.detach().clone().requires_grad_()  # a graph even with frozen parameters
-        logits = select_output(model(probe), output)  # type: ignore[arg-type]
+        # A graph even with frozen parameters: the first input's spatial tensor requires grad.
+        probe = inputs.take(torch.arange(1), inputs.spatial[:1].detach().clone().requires_grad_())
+        logits = select_output(probe(model), output)  # type: ignore[arg-type]
         grads = torch.autograd.grad(logits.max(), kept, allow_unused=True)
-    spatial_size = tuple(x.shape[2:])
+    spatial_size = tuple(inputs.spatial.shape[2:])
     reached = []
     for grad in grads:
         grid = None if grad is None else to_spatial(grad, spatial_size)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from camkit.capture import batched_only, capture, preserved_state, run_model
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
+from camkit.inputs import Inputs, ModelInput, SpatialInput
 from camkit.layers import LayerSpec, find_spatial_layer, resolve_layers, to_spatial, unwrap
 from camkit.maps import Fuse, fuse, normalise, rectify, upsample, warn_constant
 from camkit.smoothing import Noise
@@ -78,7 +79,9 @@ class Evidence:
         targets: (B, K) class indices, or None when the scores come from a function.
         logits: the model's (rows, classes) scores when targets are class indices, else None.
         scores: the explained scores (rows, K), detached.
-        inputs: the model's input rows, (rows, C_in, *input_spatial).
+        inputs: the model's (spatial) input rows, (rows, C_in, *input_spatial).
+        model_inputs: all of the model's input rows (several inputs, keyword inputs), to run the
+            model on changed copies: ``model_inputs.take(rows, spatial=changed)(model)``.
         scorer: scores the targets on the outputs of other batches built from the rows.
         copies: how many copies of the batch the rows hold.
 
@@ -97,6 +100,7 @@ class Evidence:
     inputs: Tensor | None = None
     scorer: Scorer | None = None
     copies: int = 1
+    model_inputs: Inputs | None = None
 
     @property
     def spatial(self) -> tuple[int, ...]:
@@ -198,6 +202,9 @@ class Explainer:
         fuse: how maps of several layers combine: ``"mean"``, ``"max"`` or ``"product"``.
         smooth: `camkit.Noise(copies, sigma)` averages the maps of noisy copies of each input
             (SmoothGrad), all copies in one batch.
+        spatial_input: with several inputs (``x`` a tuple or a dict of tensors, passed to the
+            model as ``model(*x)`` or ``model(**x)``), the index or key of the one the maps are
+            drawn on; None: the first with spatial dimensions.
 
     Example (a new method is only its rule; here HiResCAM, ``sum_k g * A``):
         >>> import torch, camkit
@@ -223,6 +230,7 @@ class Explainer:
         reshape: Reshape | None = None,
         fuse: Fuse = "mean",
         smooth: Noise | None = None,
+        spatial_input: SpatialInput = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -233,6 +241,7 @@ class Explainer:
         self.reshape = reshape
         self.fuse: Fuse = fuse
         self.smooth = smooth
+        self.spatial_input = spatial_input
         self._layers = None if layer is None else resolve_layers(self.model, layer)
         self._found: dict[int, list[tuple[str, nn.Module]]] = {}  # input rank -> automatic layer
 
@@ -241,16 +250,25 @@ class Explainer:
         raise NotImplementedError
 
     def __call__(
-        self, x: Tensor, targets: Targets = None, *, score: Score = "logit"
+        self, x: ModelInput, targets: Targets = None, *, score: Score = "logit"
     ) -> Explanation:
         """Explain `targets` of the batch `x`; see `camkit.explain` for the forms of `targets`.
+
+        `x` is a tensor (B, C, *spatial), or several inputs: a tuple of tensors (``model(*x)``)
+        or a dict of keyword tensors (``model(**x)``); the batch size is the first tensor's.
 
         The model is left as it was: hooks removed, mode, parameters' ``.grad`` and, in training
         mode, every buffer (BatchNorm statistics). All state is per call, so one explainer may be
         called from several threads at once (for a model in eval mode).
         """
-        _check_input(x)
-        _check_device(self.model, x)
+        inputs = Inputs.wrap(x, self.spatial_input)
+        _check_input(inputs.spatial)
+        if inputs.spatial.shape[0] != inputs.batch:
+            raise ValueError(
+                f"the spatial input has {inputs.spatial.shape[0]} rows but the first input has "
+                f"{inputs.batch}: every input needs the same batch size"
+            )
+        _check_device(self.model, inputs.spatial)
         if self.model.training:
             warnings.warn(
                 "the model is in training mode: dropout and batch statistics make maps random and "
@@ -259,19 +277,21 @@ class Explainer:
                 CamkitWarning,
                 stacklevel=2,
             )
-        with preserved_state(self.model), batched_only(self.model, x.shape):
-            return self._explain(x, targets, score)
+        with preserved_state(self.model), batched_only(self.model, inputs.spatial.shape):
+            return self._explain(inputs, targets, score)
 
-    def _explain(self, x: Tensor, targets: Targets, score: Score) -> Explanation:
-        layers = self._layers_for(x)
+    def _explain(self, inputs: Inputs, targets: Targets, score: Score) -> Explanation:
+        x = inputs.spatial
+        layers = self._layers_for(inputs)
         batch = x.shape[0]
         copies = 1 if self.smooth is None else self.smooth.copies
-        rows = x if self.smooth is None else self.smooth.expand(x)
+        model_rows = inputs if self.smooth is None else inputs.repeat(copies, self.smooth.expand(x))
+        rows = model_rows.spatial
         with (
             self._recording(),
             capture(layers, rows.shape[0], differentiable=self.needs_gradients) as got,
         ):
-            outputs = run_model(self.model, rows)
+            outputs = run_model(self.model, model_rows)
             indices, scores, scorer = score_targets(
                 outputs, targets, score=score, output=self.output, batch_size=batch, copies=copies
             )
@@ -289,7 +309,9 @@ class Explainer:
         with torch.no_grad():
             raw = []
             for (name, _), a, g in zip(layers, activations, gradients, strict=True):
-                evidence = self._evidence(name, a, g, indices, logits, scores, rows, scorer, copies)
+                evidence = self._evidence(
+                    name, a, g, indices, logits, scores, model_rows, scorer, copies
+                )
                 weighted = self.weigh(evidence)  # (copies * B, K, *spatial)
                 raw.append(rectify(weighted.unflatten(0, (copies, batch)).mean(dim=0), name))
             maps = fuse([normalise(upsample(r, x.shape[2:])) for r in raw], self.fuse).float()
@@ -316,13 +338,14 @@ class Explainer:
         stack.enter_context(torch.no_grad())
         return stack
 
-    def _layers_for(self, x: Tensor) -> list[tuple[str, nn.Module]]:
+    def _layers_for(self, inputs: Inputs) -> list[tuple[str, nn.Module]]:
         if self._layers is not None:
             return self._layers
-        if x.dim() not in self._found:
-            name = find_spatial_layer(self.model, x, self.output)
-            self._found[x.dim()] = resolve_layers(self.model, name)
-        return self._found[x.dim()]
+        rank = inputs.spatial.dim()
+        if rank not in self._found:
+            name = find_spatial_layer(self.model, inputs, self.output)
+            self._found[rank] = resolve_layers(self.model, name)
+        return self._found[rank]
 
     def _spatial(self, t: Tensor, x: Tensor) -> Tensor:
         if self.reshape is not None:
@@ -338,10 +361,11 @@ class Explainer:
         targets: Tensor | None,
         logits: Tensor | None,
         scores: Tensor,
-        x: Tensor,
+        model_rows: Inputs,
         scorer: Scorer,
         copies: int,
     ) -> Evidence:
+        x = model_rows.spatial
         activations = self._spatial(activations, x)
         if gradients is not None:
             gradients = self._spatial(gradients.flatten(0, 1), x).unflatten(0, gradients.shape[:2])
@@ -364,6 +388,7 @@ class Explainer:
             inputs=x,
             scorer=scorer,
             copies=copies,
+            model_inputs=model_rows,
         )
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from camkit.capture import hook_here, removing
+from camkit.inputs import Inputs
 from camkit.layers import LayerSpec
 from camkit.maps import normalise, upsample
 from camkit.methods.base import Evidence, Explainer, register
@@ -60,7 +61,8 @@ class ScoreCAM(Explainer):
 
     def weigh(self, evidence: Evidence) -> Tensor:
         a, x, scorer = evidence.activations, evidence.inputs, evidence.scorer
-        assert x is not None and scorer is not None
+        inputs = evidence.model_inputs
+        assert x is not None and scorer is not None and inputs is not None
         rows, count = a.shape[:2]
         if self.channels is not None and self.channels < count:
             chosen = a.flatten(2).mean(dim=2).topk(self.channels, dim=1).indices
@@ -74,8 +76,8 @@ class ScoreCAM(Explainer):
                 r = row_of[start : start + self.batch_size]
                 c = channel_of[start : start + self.batch_size]
                 masks = normalise(upsample(a[r, c].unsqueeze(1), x.shape[2:]))  # (m, 1, *S)
-                masked = x[r] * masks.to(x.dtype)
-                scores.append(scorer(self.model(masked), r).to(a.dtype))
+                masked = inputs.take(r, spatial=x[r] * masks.to(x.dtype))
+                scores.append(scorer(masked(self.model), r).to(a.dtype))
         weights = torch.cat(scores).unflatten(0, chosen.shape).softmax(dim=1)  # (rows, N, K)
         selected = a.gather(
             1,
@@ -113,7 +115,7 @@ class AblationCAM(Explainer):
     def weigh(self, evidence: Evidence) -> Tensor:
         a, x, scorer, original = (
             evidence.activations,
-            evidence.inputs,
+            evidence.model_inputs,
             evidence.scorer,
             evidence.scores,
         )
@@ -150,7 +152,7 @@ class AblationCAM(Explainer):
         weights = torch.where(y != 0, drop / torch.where(y != 0, y, 1.0), 0.0)
         return torch.einsum("rkc,rc...->rk...", weights, a)
 
-    def _ablated_pass(self, module: nn.Module, x: Tensor, keep: Tensor) -> object:
+    def _ablated_pass(self, module: nn.Module, x: Inputs, keep: Tensor) -> object:
         """The model's outputs with the layer's output replaced by ``len(keep)`` copies, copy i
         multiplied channel-wise by ``keep[i]`` (rows copy-major)."""
         count = keep.shape[1]
@@ -164,4 +166,4 @@ class AblationCAM(Explainer):
             return (out.unsqueeze(0) * mask).flatten(0, 1)
 
         with removing([hook_here(module, ablate)]), torch.inference_mode():
-            return self.model(x)
+            return x(self.model)
