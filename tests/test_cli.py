@@ -215,3 +215,16 @@ def test_bundled_model_weights_from_a_file_or_random(tmp_path) -> None:
     broken = camkit_command("explain", "--weights", "bad.pt", "--out", "d", cwd=tmp_path)
     assert broken.returncode == 2 and "bad.pt is not a readable PyTorch checkpoint" in broken.stderr
     assert len(broken.stderr.strip().splitlines()) == 1
+
+
+def test_layers_command_lists_the_layers_and_marks_the_automatic_one(tmp_path) -> None:
+    result = camkit_command("layers", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split() == ["layer", "output", "shape", "layout", "grid"]
+    marked = [line for line in lines if line.endswith("<- automatic")]
+    assert len(marked) == 1 and marked[0].split()[0] == "features"
+    assert "(1, 128, 12, 12)" in marked[0] and "12 x 12" in marked[0]
+    assert lines[-1] == "camkit: 32 layers of shapes on a 96 x 96 input; automatic: features"
+    wrong = camkit_command("layers", "--size", "0", cwd=tmp_path)
+    assert wrong.returncode == 2 and "--size 0: must be at least 1" in wrong.stderr

@@ -73,7 +73,7 @@ def run_model(model: nn.Module, x: Tensor | Inputs, shape: Sequence[int] | None 
     spatial = x.spatial if isinstance(x, Inputs) else x
     try:
         return x(model) if isinstance(x, Inputs) else model(x)
-    except RuntimeError as error:
+    except (RuntimeError, AssertionError) as error:  # models check inputs with assertions too
         if isinstance(error, torch.OutOfMemoryError):
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""

@@ -280,8 +280,9 @@ def find_spatial_layer(model: nn.Module, x: ModelInput | Inputs, output: object 
     if chosen:
         return chosen[-1]
     raise ValueError(
-        f"no token layer of {type(model).__name__} has a gradient path to its top score; pass "
-        "layer=... explicitly (camkit.layers.candidates lists the layers)"
+        f"no token layer of {type(model).__name__} has a gradient path to its top score (all "
+        "gradients are zero: a classifier initialised to zero, as in some models with random "
+        "weights?); pass layer=... explicitly (camkit.layers.candidates lists the layers)"
     )
 
 

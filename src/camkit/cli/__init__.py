@@ -1,5 +1,6 @@
-"""The `camkit` command: `camkit explain` (overlays, grids and JSON for image files, any model)
-and `camkit evaluate` (faithfulness, localisation and sanity metrics for every method).
+"""The `camkit` command: `camkit explain` (overlays, grids and JSON for image files, any model),
+`camkit evaluate` (faithfulness, localisation and sanity metrics for every method) and
+`camkit layers` (the layers that can be explained, and the automatic choice).
 
 Exit codes: 0 everything was written; 1 some inputs or methods failed (the rest was written);
 2 the command itself is wrong (unknown model, method, layer or option, an out-of-range value, an
@@ -10,11 +11,12 @@ unwritable output folder): checked before any work, nothing was written; 130 int
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 
-from camkit.cli import evaluate, explain
+from camkit.cli import evaluate, explain, layers
 from camkit.cli.common import UsageError
 from camkit.errors import CamkitWarning
 
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     explain.add_parser(commands)
     evaluate.add_parser(commands)
+    layers.add_parser(commands)
     return parser
 
 
@@ -54,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:  # before the command's own handling starts (loading)
             print("\ncamkit: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader went away (camkit layers | head): stop quietly
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more is written
+            return 0
 
 
 def _show_warning(message: Warning | str, *_: object, **__: object) -> None:

@@ -1,0 +1,62 @@
+"""`camkit layers`: the layers of a model that can be explained, and the automatic choice."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from camkit.cli.common import BUNDLED, UsageError, add_model_options, check_device, load_model
+from camkit.layers import candidates, find_spatial_layer
+
+
+def layers_command(args: argparse.Namespace) -> int:
+    if args.size is not None and args.size < 1:
+        raise UsageError(f"--size {args.size}: must be at least 1 (pixels)")
+    device = check_device(args.device)
+    loaded = load_model(args.model, args.weights, args.trust_model)
+    model = loaded.model.to(device).eval()
+    side = args.size or loaded.size or (96 if loaded.name == BUNDLED else 224)
+    x = torch.rand(1, 3, side, side, device=device)
+    try:
+        found = candidates(model, x)
+    except ValueError as error:
+        raise UsageError(f"{loaded.name} on a {side} x {side} input: {error}") from None
+    try:
+        automatic, reason = find_spatial_layer(model, x), ""
+    except ValueError as error:
+        automatic, reason = None, str(error)
+    rows = [("layer", "output shape", "layout", "grid", "")]
+    for c in found:
+        mark = "<- automatic" if c.name == automatic else ""
+        grid = " x ".join(map(str, c.grid))
+        rows.append((c.name, str(tuple(c.shape)), c.layout, grid, mark))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[4]]).rstrip())
+    summary = f"camkit: {len(found)} layers of {loaded.name} on a {side} x {side} input"
+    if automatic is None:
+        print(f"{summary}; no automatic choice: {reason}")
+        return 1
+    print(f"{summary}; automatic: {automatic}")
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the command and its options."""
+    parser = commands.add_parser(
+        "layers",
+        help="list the layers that can be explained (name, output shape, layout) and the "
+        "automatic choice",
+        description="List a model's explainable layers for one input: name, output shape, "
+        "layout (spatial, tokens, channels-last) and grid; the automatic choice is marked.",
+    )
+    add_model_options(parser)
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="input side in pixels (default: the weights' preprocessing, 96 for the bundled "
+        "model, else 224)",
+    )
+    parser.set_defaults(run=layers_command)
