@@ -228,3 +228,53 @@ def test_layers_command_lists_the_layers_and_marks_the_automatic_one(tmp_path) -
     assert lines[-1] == "camkit: 32 layers of shapes on a 96 x 96 input; automatic: features"
     wrong = camkit_command("layers", "--size", "0", cwd=tmp_path)
     assert wrong.returncode == 2 and "--size 0: must be at least 1" in wrong.stderr
+
+
+def test_save_maps_writes_the_library_maps(tmp_path) -> None:
+    import numpy as np
+
+    import camkit
+    from camkit.cli import main
+    from camkit.images import read_image
+    from camkit.models import load_shapes_model
+
+    image = write_image(tmp_path / "img.png", (48, 40))
+    assert main(["explain", str(image), "--methods", "gradcam", "--top", "2", "--save-maps",
+                 "npy", "--out", str(tmp_path / "a")]) == 0  # fmt: skip
+    assert main(["explain", str(image), "--methods", "gradcam", "--save-maps", "pt",
+                 "--out", str(tmp_path / "b")]) == 0  # fmt: skip
+    x = read_image(image)[None]
+    explainer = camkit.GradCAM(load_shapes_model())
+    top2 = explainer(x, targets=camkit.TopK(2))
+    maps = np.load(tmp_path / "a" / "img_gradcam.npy")
+    raw = np.load(tmp_path / "a" / "img_gradcam_raw.npy")
+    assert maps.shape == (2, 48, 40) and raw.shape == (2, 6, 5)
+    np.testing.assert_allclose(maps, top2.maps[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(raw, top2.raw[0][0].numpy(), atol=1e-6)
+    summary = json.loads((tmp_path / "a" / "img.json").read_text())
+    assert summary["files"]["maps"] == {"gradcam": ["img_gradcam.npy", "img_gradcam_raw.npy"]}
+    saved = torch.load(tmp_path / "b" / "img_gradcam.pt", weights_only=True)
+    torch.testing.assert_close(saved["maps"], explainer(x).maps[0])
+    assert saved["layers"] == ["features"]
+
+
+def test_skip_existing_redoes_only_incomplete_inputs(tmp_path, capsys) -> None:
+    from camkit.cli import main
+
+    images = [str(write_image(tmp_path / f"img{i}.png", (32, 32))) for i in range(3)]
+    out = tmp_path / "o"
+    assert main(["explain", *images, "--methods", "gradcam", "--out", str(out)]) == 0
+    (out / "img1.json").unlink()  # as if interrupted before img1's summary was written
+    (out / "img2_gradcam.png").unlink()  # a listed file is gone
+    before = (out / "img0_grid.png").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["explain", *images, "--methods", "gradcam", "--out", str(out),
+                 "--skip-existing"]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert "wrote 6 files for 3 input(s)" in said and "(1 complete already, skipped)" in said
+    assert (out / "img0_grid.png").stat().st_mtime_ns == before  # not rewritten
+    assert (out / "img1.json").exists() and (out / "img2_gradcam.png").exists()
+    # Other methods asked for: nothing is complete
+    assert main(["explain", *images, "--methods", "gradcam,cam", "--out", str(out),
+                 "--skip-existing"]) == 0  # fmt: skip
+    assert "wrote 12 files for 3 input(s)" in capsys.readouterr().out

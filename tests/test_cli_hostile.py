@@ -196,49 +196,30 @@ def test_one_bad_image_never_silences_a_method_for_the_others(tmp_path, capsys) 
     assert shown_image.std() > 10  # the 16-bit image is shown with its gradient, not white
 
 
-def test_a_failure_inside_a_batch_is_retried_input_by_input(tmp_path, capsys) -> None:
-    class FailsOnBright:
-        def __call__(self, x, targets):
-            if bool((x.flatten(1).mean(1) > 0.9).any()):
-                raise ValueError("too bright")
-            return real(x, targets)
-
-    real = explain_module.METHODS["gradcam"](gap_net(classes=6))
-    loaded = explain_module.load_model("shapes", None)
-    args = main.__globals__["build_parser"]().parse_args(["explain", "--out", str(tmp_path)])
-    runner = explain_module.Run(
-        args, loaded, loaded.model, {"gradcam": FailsOnBright()}, None, tmp_path,
-        explain_module.Progress(3),
-    )  # fmt: skip
-    pictures = [torch.full((3, 8, 8), v) for v in (0.2, 0.95, 0.4)]
-    group = [explain_module.Item(Path(f"{i}.png"), str(i), p, p) for i, p in enumerate(pictures)]
-    found = runner.explain(group)
-    assert [set(f) for f in found] == [{"gradcam"}, set(), {"gradcam"}]
-    assert runner.failures == 1
-    assert "camkit: error: 1.png: gradcam: too bright" in capsys.readouterr().err
-
-
 def test_disk_full_leaves_no_partial_file_and_goes_on(tmp_path, capsys, monkeypatch) -> None:
-    calls = []
+    real_write_file = explain_module.write_file
 
-    def png(picture):
-        def write(handle):
-            calls.append(1)
-            if len(calls) == 2:  # the second file: half written, then the disk is full
-                handle.write(b"\x89PNG half")
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            picture.save(handle, format="PNG")
+    def write_file(path, write):
+        if path.name != "img1_grid.png":
+            return real_write_file(path, write)
 
-        return write
+        def half_then_full(handle):  # half a PNG, then the disk is full
+            handle.write(b"\x89PNG half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(explain_module, "_png", png)
+        return real_write_file(path, half_then_full)
+
+    monkeypatch.setattr(explain_module, "write_file", write_file)
     images = [str(rgb(tmp_path / f"img{i}.png", seed=i)) for i in (1, 2)]
     code, lines = run(capsys, *images, "--out", str(tmp_path / "o"), *QUICK)
     assert code == 1
-    assert [f for f in errors(lines) if "No space left on device" in f], lines
+    assert errors(lines) == [
+        f"camkit: error: {images[0]}: cannot write {tmp_path / 'o' / 'img1_grid.png'}: No space "
+        "left on device"
+    ]
     names = os.listdir(tmp_path / "o")
     assert not [n for n in names if n.endswith(".part")]
-    assert "img1_grid.png" not in names  # the failed file is absent, not partial
+    assert "img1_grid.png" not in names and "img1.json" not in names  # absent, not partial
     assert {"img2_gradcam.png", "img2_grid.png", "img2.json"} <= set(names)
 
 
@@ -251,24 +232,23 @@ def test_file_names_with_control_characters_are_printed_escaped(tmp_path, capsys
 
 
 def test_ctrl_c_leaves_complete_files_only_and_exits_130(tmp_path, capsys, monkeypatch) -> None:
-    real_write = explain_module._write_item
-    count = []
+    real_stream = explain_module.explain_batches
 
     def interrupted(*args, **kwargs):
-        count.append(1)
-        if len(count) == 3:
-            raise KeyboardInterrupt
-        return real_write(*args, **kwargs)
+        stream = real_stream(*args, **kwargs)
+        yield next(stream)
+        yield next(stream)
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(explain_module, "_write_item", interrupted)
+    monkeypatch.setattr(explain_module, "explain_batches", interrupted)
     images = [str(rgb(tmp_path / f"img{i}.png", seed=i)) for i in range(5)]
     code, lines = run(capsys, *images, "--out", str(tmp_path / "o"), "--batch-size", "1", *QUICK)
     assert code == 130
+    out = tmp_path / "o"
     assert (
-        lines[-1]
-        == f"camkit: interrupted after 2 of 5 input(s); wrote 6 complete files to {tmp_path / 'o'}/"
+        lines[-1] == f"camkit: interrupted after 2 of 5 input(s); wrote 6 complete files to {out}/"
     )
-    assert sorted(os.listdir(tmp_path / "o")) == [
+    assert sorted(os.listdir(out)) == [
         "img0.json", "img0_gradcam.png", "img0_grid.png",
         "img1.json", "img1_gradcam.png", "img1_grid.png",
     ]  # fmt: skip

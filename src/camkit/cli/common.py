@@ -6,6 +6,7 @@ import argparse
 import difflib
 import logging
 import math
+import os
 import pickle
 import sys
 import warnings
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from camkit.errors import CamkitWarning
 from camkit.files import OutputError, check_output_folder, shown
@@ -211,21 +213,23 @@ def bundled_samples() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if Path(str(p)).suffix == ".png")
 
 
-class Progress:
-    """A one-line progress bar on stderr, shown only for more than one item."""
+def progress_bar(total: int, label: str, initial: int = 0) -> tqdm:
+    """A progress bar on stderr with the rate and the time left, shown only on a terminal and
+    for more than one item."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=label,
+        unit="img",
+        file=sys.stderr,
+        disable=total <= 1 or not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
 
-    def __init__(self, total: int, label: str = "explaining") -> None:
-        self.total, self.done, self.label = total, 0, label
-        self.shown = total > 1
 
-    def advance(self, count: int = 1) -> None:
-        self.done += count
-        if self.shown:
-            filled = round(30 * self.done / self.total)
-            bar = "#" * filled + "." * (30 - filled)
-            print(f"\r{self.label} [{bar}] {self.done}/{self.total}", end="", file=sys.stderr)
-            if self.done >= self.total:
-                print(file=sys.stderr)
+def default_workers() -> int:
+    """Reader processes for the commands: one core of every two, at most 4, none on one core."""
+    return min(4, (os.cpu_count() or 1) // 2)
 
 
 def parse_methods(text: str | None) -> list[str] | None:
@@ -269,6 +273,7 @@ _MINIMUM = {
     "sanity_images": (0, "images"),
     "size": (0, "pixels, 0 keeps the size"),
     "max_size": (0, "pixels, 0 keeps the full size"),
+    "workers": (0, "processes, 0 reads in the main process"),
 }
 
 

@@ -18,7 +18,6 @@ from camkit.cli.common import (
     BUNDLED,
     IMAGE_SUFFIXES,
     LoadedModel,
-    Progress,
     UsageError,
     add_model_options,
     check_options,
@@ -26,6 +25,7 @@ from camkit.cli.common import (
     make_output_folder,
     parse_layer,
     parse_methods,
+    progress_bar,
 )
 from camkit.errors import CamkitWarning
 from camkit.evaluation import (
@@ -259,13 +259,14 @@ def evaluate_command(args: argparse.Namespace) -> int:
     model = loaded.model.to(args.device).eval()
     layer = parse_layer(args, model)
     failures = 0
-    progress = Progress(0, "evaluating")
+    progress = progress_bar(0, "evaluating")
 
     def fail(message: str, *, skipped: int = 1) -> None:
         nonlocal failures
         failures += 1
-        print(f"\ncamkit: error: {message}", file=sys.stderr)
-        progress.advance(skipped)  # the bar still ends at the total
+        progress.clear()
+        print(f"camkit: error: {message}", file=sys.stderr)
+        progress.update(skipped)  # the bar still ends at the total
 
     if args.data == BUNDLED:
         count, highest, batches = _shapes_batches(args)
@@ -297,7 +298,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
         sanity_images=args.sanity_images,
         seed=args.seed,
     )
-    progress.total, progress.shown = count, count > 1
+    progress.close()
+    progress = progress_bar(count, "evaluating")
     out = Path(args.out)
     make_output_folder(out)
     started = time.perf_counter()
@@ -310,13 +312,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
             chosen,
             settings=settings,
             layer=layer,
-            advance=progress.advance,
+            advance=progress.update,
         )
     except EvaluationInterrupted as stop:
         report, interrupted = stop.report, True
     except (ValueError, TypeError, RuntimeError) as error:
         fail(str(error).splitlines()[0])
         return 1
+    finally:
+        progress.close()
     report.info.update(
         model=loaded.name,
         data=args.data,

@@ -10,34 +10,40 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import torch
 from PIL import Image
 from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from camkit.cli.common import (
     BUNDLED,
     IMAGE_SUFFIXES,
     LoadedModel,
-    Progress,
     UsageError,
     add_model_options,
     bundled_samples,
     check_options,
+    default_workers,
     load_model,
     make_output_folder,
     parse_layer,
     parse_methods,
+    progress_bar,
 )
 from camkit.explanation import Explanation
 from camkit.files import OutputError, shown, write_file, write_text
 from camkit.images import MAX_SIDE, ImageReadError, read_image
-from camkit.methods import METHODS, Explainer
+from camkit.methods import METHODS
 from camkit.overlay import grid, overlay, to_pil
+from camkit.stream import Unreadable, explain_batches
 from camkit.targets import TopK, select_output
 
 
@@ -84,14 +90,6 @@ def _check_target_range(model: torch.nn.Module, x: Tensor, targets: int | TopK |
         raise UsageError(f"{what}: the model has {count} classes (0 to {count - 1})")
 
 
-@dataclass
-class Item:
-    path: Path
-    stem: str
-    picture: Tensor
-    model_input: Tensor
-
-
 def _unique_stem(path: Path, used: set[str]) -> str:
     stem, n = path.stem, 2
     while stem in used:
@@ -100,69 +98,82 @@ def _unique_stem(path: Path, used: set[str]) -> str:
     return stem
 
 
+class ImageFiles(Dataset[dict[str, Any] | Unreadable]):
+    """The input files, read in the DataLoader's worker processes: each item is a dict with
+    the picture shown, the model input, the path and the output stem, or `Unreadable`."""
+
+    def __init__(self, paths: Sequence[Path], stems: Sequence[str], loaded: LoadedModel,
+                 max_side: int) -> None:  # fmt: skip
+        self.paths, self.stems, self.loaded, self.max_side = paths, stems, loaded, max_side
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | Unreadable:
+        path = self.paths[index]
+        try:
+            picture, model_input = self.loaded.prepare(read_image(path, self.max_side))
+        except ImageReadError as error:
+            return Unreadable(path, str(error))
+        return {"input": model_input, "picture": picture, "path": path, "stem": self.stems[index]}
+
+
+def _complete(out: Path, stem: str, methods: Sequence[str]) -> bool:
+    """Whether a run already wrote everything for `stem`: its JSON summary is written last,
+    for the same methods, and every file it lists exists."""
+    try:
+        summary = json.loads((out / f"{stem}.json").read_text())
+        files = summary["files"]
+        listed = [files["grid"], *(n for names in files.values() if isinstance(names, dict)
+                                   for group in names.values() for n in group)]  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return summary.get("methods") == list(methods) and all((out / n).is_file() for n in listed)
+
+
 @dataclass
 class Run:
     """The state of one `camkit explain` run: what was written, what failed."""
 
     args: argparse.Namespace
     loaded: LoadedModel
-    model: torch.nn.Module
-    explainers: dict[str, Explainer]
-    targets: int | TopK | None
     out: Path
-    progress: Progress
+    progress: tqdm
     written: int = 0
     failures: int = 0
     done: int = 0
-    checked: bool = False  # target classes checked against the model's outputs
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, message: str) -> None:
-        self.failures += 1
-        if self.progress.shown and self.progress.done < self.progress.total:
-            print(file=sys.stderr)
-        print(f"camkit: error: {message}", file=sys.stderr)
+        with self.lock:  # writer threads report too
+            self.failures += 1
+            self.progress.clear()
+            print(f"camkit: error: {message}", file=sys.stderr)
+            self.progress.refresh()
 
-    def read(self, paths: Sequence[Path], used: set[str]) -> list[Item]:
-        items = []
-        for path in paths:
-            try:
-                picture, model_input = self.loaded.prepare(read_image(path, self.args.max_size))
-            except ImageReadError as error:
-                self.fail(f"{shown(path)}: {error}")
-            else:
-                items.append(Item(path, _unique_stem(path, used), picture, model_input))
-        return items
+    def failed(self, item: Any, method: str, error: BaseException) -> None:
+        path = item["path"] if isinstance(item, dict) else item
+        what = "" if method == "read" else f"{method}: "
+        self.fail(f"{shown(path)}: {what}{_reason(error)}")
+        if method == "read":
+            self.advance()
 
-    def explain(self, group: list[Item]) -> list[dict[str, tuple[Explanation, int]]]:
-        """Per item: method -> (explanation, row). A failure is retried input by input, so it
-        is reported for the inputs that cause it and every other input is still explained."""
-        x = torch.stack([item.model_input for item in group]).to(self.args.device)
-        if not self.checked and self.loaded.classes is None:
-            _check_target_range(self.model, x, self.targets)
-            self.checked = True
-        found: list[dict[str, tuple[Explanation, int]]] = [{} for _ in group]
-        for method, explainer in self.explainers.items():
-            try:
-                result = explainer(x, self.targets)
-            except Exception as error:  # a model can raise anything; reported per input below
-                if len(group) == 1:
-                    self.fail(f"{shown(group[0].path)}: {method}: {_reason(error)}")
-                    continue
-                for b in range(len(group)):
-                    try:
-                        found[b][method] = (explainer(x[b : b + 1], self.targets), 0)
-                    except Exception as one_error:  # as above, one input at a time
-                        self.fail(f"{shown(group[b].path)}: {method}: {_reason(one_error)}")
-            else:
-                for b in range(len(group)):
-                    found[b][method] = (result, b)
-        return found
+    def advance(self) -> None:
+        with self.lock:
+            self.done += 1
+            self.progress.update(1)
 
-    def write(self, item: Item, results: dict[str, tuple[Explanation, int]]) -> None:
+    def write(self, item: dict[str, Any], results: dict[str, tuple[Explanation, int]]) -> None:
+        """Runs in a writer thread: every file of one input, the JSON summary last."""
         try:
-            self.written += _write_item(item, results, self.loaded, self.out, self.args)
+            if results:
+                count = _write_item(item, results, self.loaded, self.out, self.args)
+                with self.lock:
+                    self.written += count
         except OutputError as error:
-            self.fail(f"{shown(item.path)}: {error}")
+            self.fail(f"{shown(item['path'])}: {error}")
+        finally:
+            self.advance()
 
 
 def _reason(error: BaseException) -> str:
@@ -174,31 +185,52 @@ def _reason(error: BaseException) -> str:
 
 
 def _png(picture: Image.Image) -> Callable[[BinaryIO], None]:
-    return lambda handle: picture.save(handle, format="PNG")
+    # Level 1: 3.4x faster than Pillow's default 6 for 7% larger files (measured on overlays).
+    return lambda handle: picture.save(handle, format="PNG", compress_level=1)
+
+
+def _save_maps(
+    item: dict[str, Any], method: str, result: Explanation, row: int, out: Path, kind: str
+) -> list[str]:
+    """--save-maps: the upsampled maps (K, *spatial) and the raw maps at each layer's size."""
+    stem = f"{item['stem']}_{method}"
+    maps = result.maps[row].detach().cpu()
+    raw = [r[row].detach().cpu() for r in result.raw]
+    if kind == "pt":
+        payload = {"maps": maps, "raw": raw, "layers": list(result.layers)}
+        write_file(out / f"{stem}.pt", lambda handle: torch.save(payload, handle))
+        return [f"{stem}.pt"]
+    import numpy as np
+
+    names = [f"{stem}.npy"] + [f"{stem}_raw{'' if i == 0 else i}.npy" for i in range(len(raw))]
+    for name, tensor in zip(names, [maps, *raw], strict=True):
+        write_file(out / name, lambda handle, t=tensor: np.save(handle, t.float().numpy()))
+    return names
 
 
 def _write_item(
-    item: Item,
+    item: dict[str, Any],
     results: dict[str, tuple[Explanation, int]],
     loaded: LoadedModel,
     out: Path,
     args: argparse.Namespace,
 ) -> int:
-    """Overlays, grid and JSON summary of one input; returns how many files were written."""
+    """Overlays, grid, saved maps and the JSON summary of one input; returns the file count."""
     first, row = next(iter(results.values()))
+    picture_shown, stem = item["picture"], item["stem"]
     k_count = first.maps.shape[1]
-    written = 0
-    files: dict[str, list[str]] = {}
-    rows = [[to_pil(item.picture)] for _ in range(k_count)]
+    overlays: dict[str, list[str]] = {}
+    saved: dict[str, list[str]] = {}
+    rows = [[to_pil(picture_shown)] for _ in range(k_count)]
     for method, (result, b) in results.items():
         for k in range(k_count):
-            picture = overlay(item.picture, result.maps[b, k], args.colormap, args.alpha)
+            picture = overlay(picture_shown, result.maps[b, k], args.colormap, args.alpha)
             suffix = "" if k_count == 1 else f"_{k + 1}"
-            path = out / f"{item.stem}_{method}{suffix}.png"
-            write_file(path, _png(picture))
-            written += 1
-            files.setdefault(method, []).append(path.name)
+            write_file(out / f"{stem}_{method}{suffix}.png", _png(picture))
+            overlays.setdefault(method, []).append(f"{stem}_{method}{suffix}.png")
             rows[k].append(picture)
+        if args.save_maps:
+            saved[method] = _save_maps(item, method, result, b, out, args.save_maps)
     targets = [
         {
             "class": None if first.targets is None else int(first.targets[row, k]),
@@ -210,21 +242,24 @@ def _write_item(
         for k in range(k_count)
     ]
     row_titles = [f"{t['name']}  score {t['score']:.2f}" for t in targets]
-    grid_path = out / f"{item.stem}_grid.png"
+    grid_path = out / f"{stem}_grid.png"
     write_file(grid_path, _png(grid(rows, ["image", *results], row_titles)))
     logits = first.outputs if isinstance(first.outputs, Tensor) else None
+    files: dict[str, Any] = {"overlays": overlays, "grid": grid_path.name}
+    if saved:
+        files["maps"] = saved
     summary = {
-        "image": str(item.path),
+        "image": str(item["path"]),
         "model": loaded.name,
-        "input_size": list(item.picture.shape[1:]),
+        "input_size": list(picture_shown.shape[1:]),
         "layers": list(first.layers),
         "predictions": _predictions(logits[row], loaded) if logits is not None else [],
         "targets": targets,
         "methods": list(results),
-        "files": {"overlays": files, "grid": grid_path.name},
+        "files": files,
     }
-    write_text(out / f"{item.stem}.json", json.dumps(summary, indent=2) + "\n")
-    return written + 2
+    write_text(out / f"{stem}.json", json.dumps(summary, indent=2) + "\n")  # last: complete
+    return sum(map(len, overlays.values())) + sum(map(len, saved.values())) + 2
 
 
 def _predictions(logits: Tensor, loaded: LoadedModel, top: int = 5) -> list[dict[str, object]]:
@@ -258,28 +293,46 @@ def explain_command(args: argparse.Namespace) -> int:
     paths = list(_inputs(args.inputs)) if args.inputs else bundled_samples()
     out = Path(args.out)
     make_output_folder(out)
-    run = Run(args, loaded, model, explainers, targets, out, Progress(len(paths)))
     used: set[str] = set()
+    stems = [_unique_stem(path, used) for path in paths]
+    todo = list(range(len(paths)))
+    if args.skip_existing:
+        todo = [i for i in todo if not _complete(out, stems[i], methods)]
+    data = ImageFiles([paths[i] for i in todo], [stems[i] for i in todo], loaded, args.max_size)
+    run = Run(
+        args, loaded, out, progress_bar(len(paths), "explaining", initial=len(paths) - len(todo))
+    )
+    # Outputs are encoded and written by threads while the model works on the next batch; at
+    # most two batches of inputs wait for them, so memory stays bounded.
+    waiting = threading.BoundedSemaphore(2 * args.batch_size)
+    if loaded.classes is None and targets is not None:  # the classes asked for must exist
+        first = next((item for item in map(data.__getitem__, range(len(data)))
+                      if not isinstance(item, Unreadable)), None)  # fmt: skip
+        if first is not None:
+            _check_target_range(model, first["input"][None].to(args.device), targets)
     try:
-        for start in range(0, len(paths), args.batch_size):
-            chunk = paths[start : start + args.batch_size]
-            groups: dict[tuple[int, ...], list[Item]] = {}
-            for item in run.read(chunk, used):  # one batch per input size
-                groups.setdefault(tuple(item.model_input.shape), []).append(item)
-            for group in groups.values():
-                for item, results in zip(group, run.explain(group), strict=True):
-                    if results:
-                        run.write(item, results)
-            run.done += len(chunk)
-            run.progress.advance(len(chunk))
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="camkit-write") as writers:
+            stream = explain_batches(model, data, explainers, targets=targets,
+                                     batch_size=args.batch_size, num_workers=args.workers,
+                                     device=args.device, on_error=run.failed)  # fmt: skip
+            for batch in stream:
+                for item, results in zip(batch.items, batch.results, strict=True):
+                    waiting.acquire()
+                    task = writers.submit(run.write, item, results)
+                    task.add_done_callback(lambda _task: waiting.release())
     except KeyboardInterrupt:
+        run.progress.close()
         print(
             f"\ncamkit: interrupted after {run.done} of {len(paths)} input(s); wrote "
             f"{run.written} complete files to {shown(out)}/",
             file=sys.stderr,
         )
         return 130
-    print(f"camkit: wrote {run.written} files for {len(paths)} input(s) to {shown(out)}/")
+    run.progress.close()
+    skipped = (
+        f" ({len(paths) - len(todo)} complete already, skipped)" if len(todo) < len(paths) else ""
+    )
+    print(f"camkit: wrote {run.written} files for {len(paths)} input(s) to {shown(out)}/{skipped}")
     return 1 if run.failures else 0
 
 
@@ -316,6 +369,25 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=MAX_SIDE,
         help=f"scale images whose longer side is over N pixels down to N before anything else "
         f"(default {MAX_SIDE}; 0: full size, memory grows with the image)",
+    )
+    parser.add_argument(
+        "--save-maps",
+        choices=("npy", "pt"),
+        help="also write each method's maps per image: STEM_METHOD.npy (upsampled, K x H x W) "
+        "and STEM_METHOD_raw.npy (at the layer's resolution), or one STEM_METHOD.pt with both",
+    )
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave out inputs whose outputs a previous run wrote completely (to go on after "
+        "an interruption)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="processes that read and decode images while the model works (default: "
+        f"{default_workers()} here; 0: read in the main process)",
     )
     parser.add_argument("--mean", type=float, nargs=3, help="normalisation mean (R G B)")
     parser.add_argument("--std", type=float, nargs=3, help="normalisation std (R G B)")

@@ -1,0 +1,180 @@
+"""Explaining a whole dataset as a stream: the job behind `camkit explain`, as a Python call.
+
+`explain_batches` reads the inputs in worker processes (a torch `DataLoader`), groups them into
+batches of one input size, runs every method on the model's device and yields the results batch
+by batch, so memory holds a few batches whatever the dataset's length. A method that fails on a
+batch is retried input by input: the failure is reported for the inputs that cause it, and every
+other input is still explained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from camkit.explanation import Explanation
+from camkit.layers import LayerSpec
+from camkit.methods import METHODS, Explainer
+from camkit.targets import Targets
+
+OnError = Callable[[Any, str, BaseException], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Unreadable:
+    """What a dataset returns, instead of raising, for an input it cannot read: the loader goes
+    on with the others, and `explain_batches` reports it as ``on_error(item, "read", error)``."""
+
+    item: Any
+    reason: str
+
+
+@dataclasses.dataclass
+class Explained:
+    """One batch of the stream.
+
+    Attributes:
+        items: what the dataset gave for each input, in batch order (its metadata rides along).
+        inputs: the explained batch (B, C, *spatial), on the model's device.
+        results: method name -> (explanation, row) for each input: a method that failed on an
+            input is missing from that input's dict.
+    """
+
+    items: list[Any]
+    inputs: Tensor
+    results: list[dict[str, tuple[Explanation, int]]]
+
+
+def _input_of(item: Any) -> Tensor:
+    """The input tensor of a dataset item: the item itself, its first element, or ["input"]."""
+    if isinstance(item, Tensor):
+        return item
+    if isinstance(item, Mapping) and isinstance(item.get("input"), Tensor):
+        return item["input"]
+    if isinstance(item, (tuple, list)) and item and isinstance(item[0], Tensor):
+        return item[0]
+    raise TypeError(
+        f"a dataset item must be a tensor (C, *spatial), a (tensor, ...) tuple or a dict with an "
+        f"'input' tensor, not {type(item).__name__}"
+    )
+
+
+def _as_list(batch: list[Any]) -> list[Any]:
+    return batch
+
+
+def _batches(
+    data: Dataset[Any] | Iterable[Any], batch_size: int, num_workers: int
+) -> Iterator[list[Any]]:
+    """Lists of at most `batch_size` items of one input size, read by `num_workers` processes.
+
+    Items wait in one bucket per input size until it is full; at most `4 * batch_size` items
+    wait in all (the fullest bucket goes first), so memory does not grow with the dataset.
+    """
+    loader: Iterable[list[Any]] = DataLoader(
+        data,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_as_list,
+        shuffle=False,
+        prefetch_factor=2 if num_workers else None,
+    )
+    buckets: dict[tuple[int, ...], list[Any]] = {}
+    for chunk in loader:
+        for item in chunk:
+            if isinstance(item, Unreadable):
+                yield [item]
+                continue
+            shape = tuple(_input_of(item).shape)
+            bucket = buckets.setdefault(shape, [])
+            bucket.append(item)
+            if len(bucket) == batch_size:
+                yield buckets.pop(shape)
+        while sum(map(len, buckets.values())) > 4 * batch_size:
+            yield buckets.pop(max(buckets, key=lambda s: len(buckets[s])))
+    yield from buckets.values()
+
+
+def explain_batches(
+    model: nn.Module,
+    data: Dataset[Any] | Iterable[Any],
+    methods: Sequence[str] | Mapping[str, Explainer] = ("gradcam",),
+    *,
+    layer: LayerSpec = None,
+    targets: Targets = None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: str | torch.device | None = None,
+    on_error: OnError | None = None,
+) -> Iterator[Explained]:
+    """Explain every input of `data` with every method, batch by batch.
+
+    Args:
+        model: the model (moved to nothing: pass `device` for the inputs, or put it there).
+        data: a map-style or iterable dataset (or any iterable) of items: a tensor (C, *spatial),
+            a (tensor, ...) tuple or a dict with an ``"input"`` tensor, or `Unreadable` for an
+            input the dataset could not read. Read with `num_workers` processes.
+        methods: method names, or ready explainers by name.
+        targets: None (each input's predicted class), a class index or `camkit.TopK(k)`: the
+            same for every input.
+        on_error: called as ``on_error(item, method, error)`` for each input a method fails on;
+            None raises the first error instead.
+
+    Example:
+        >>> import torch
+        >>> from camkit.models import load_shapes_model
+        >>> model = load_shapes_model()
+        >>> images = [torch.rand(3, 64, 64) for _ in range(5)] + [torch.rand(3, 48, 48)]
+        >>> [len(b.items) for b in explain_batches(model, images, ["gradcam"], batch_size=2)]
+        [2, 2, 1, 1]
+    """
+    explainers = (
+        dict(methods)
+        if isinstance(methods, Mapping)
+        else {m: METHODS[m](model, layer=layer) for m in methods}
+    )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if isinstance(data, IterableDataset) and num_workers > 1:
+        raise ValueError("an IterableDataset is read by one worker: num_workers=0 or 1")
+    for items in _batches(data, batch_size, num_workers):
+        if isinstance(items[0], Unreadable):
+            if on_error is None:
+                raise ValueError(f"{items[0].item}: {items[0].reason}")
+            on_error(items[0].item, "read", ValueError(items[0].reason))
+            continue
+        x = torch.stack([_input_of(item) for item in items]).to(device)
+        yield Explained(items, x, _explain_all(explainers, items, x, targets, on_error))
+
+
+def _explain_all(
+    explainers: Mapping[str, Explainer],
+    items: list[Any],
+    x: Tensor,
+    targets: Targets,
+    on_error: OnError | None,
+) -> list[dict[str, tuple[Explanation, int]]]:
+    found: list[dict[str, tuple[Explanation, int]]] = [{} for _ in items]
+    for method, explainer in explainers.items():
+        try:
+            result = explainer(x, targets)
+        except Exception as error:  # any model can raise anything: retried input by input
+            if on_error is None:
+                raise
+            if len(items) == 1:
+                on_error(items[0], method, error)
+                continue
+            for b, item in enumerate(items):
+                try:
+                    found[b][method] = (explainer(x[b : b + 1], targets), 0)
+                except Exception as one_error:  # reported for this input alone
+                    on_error(item, method, one_error)
+        else:
+            for b in range(len(items)):
+                found[b][method] = (result, b)
+    return found
