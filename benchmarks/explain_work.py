@@ -30,6 +30,8 @@ def main() -> None:
         transform = torchvision.models.get_model_weights(name).DEFAULT.transforms()
         size, mean, std, layer = transform.resize_size[0], transform.mean, transform.std, "layer4"
     module = model.get_submodule(layer)
+    kept: dict[str, torch.Tensor] = {}
+    module.register_forward_hook(lambda m, i, o: kept.__setitem__("A", o))
     paths = sorted(p for p in folder.iterdir() if p.suffix in (".jpg", ".png"))
     for start in range(0, len(paths), batch):
         pictures = []
@@ -50,10 +52,7 @@ def main() -> None:
                 ]
             pictures.append(picture)
         x = torch.stack(pictures)
-        kept = {}
-        handle = module.register_forward_hook(lambda m, i, o: kept.__setitem__("A", o))
         logits = model(x)
-        handle.remove()
         score = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
         torch.autograd.grad(score, kept["A"])
     print(f"{time.perf_counter() - started:.3f}")

@@ -278,3 +278,12 @@ def test_skip_existing_redoes_only_incomplete_inputs(tmp_path, capsys) -> None:
     assert main(["explain", *images, "--methods", "gradcam,cam", "--out", str(out),
                  "--skip-existing"]) == 0  # fmt: skip
     assert "wrote 12 files for 3 input(s)" in capsys.readouterr().out
+
+
+def test_the_progress_bar_shows_rate_and_time_left_on_a_terminal(tmp_path, capsys, monkeypatch):
+    from camkit.cli import main
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["explain", "--methods", "cam", "--out", str(tmp_path)]) == 0
+    bar = capsys.readouterr().err
+    assert "explaining: 100%" in bar and "6/6" in bar and "img/s" in bar
