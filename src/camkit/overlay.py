@@ -139,7 +139,10 @@ def grid(
         (496, 378)
     """
     font = ImageFont.load_default()
-    scaled = [[p.resize((round(p.width * tile / p.height), tile)) for p in row] for row in rows]
+    scaled = [
+        [p if p.height == tile else p.resize((round(p.width * tile / p.height), tile)) for p in row]
+        for row in rows
+    ]
     widths = [
         max(row[c].width for row in scaled if c < len(row)) for c in range(max(map(len, scaled)))
     ]

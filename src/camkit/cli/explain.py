@@ -243,7 +243,8 @@ def _write_item(
     ]
     row_titles = [f"{t['name']}  score {t['score']:.2f}" for t in targets]
     grid_path = out / f"{stem}_grid.png"
-    write_file(grid_path, _png(grid(rows, ["image", *results], row_titles)))
+    tile = min(160, picture_shown.shape[1])  # small images at their own size: cheaper to encode
+    write_file(grid_path, _png(grid(rows, ["image", *results], row_titles, tile=tile)))
     logits = first.outputs if isinstance(first.outputs, Tensor) else None
     files: dict[str, Any] = {"overlays": overlays, "grid": grid_path.name}
     if saved:
