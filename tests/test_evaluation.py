@@ -135,3 +135,56 @@ def test_runs_repeat_and_leave_the_global_random_state(shapes) -> None:
                      settings=settings)  # fmt: skip
     for column in ("Avg drop %", "ROAD MoRF acc"):
         assert first.rows["smoothgradcam++"][column] == again.rows["smoothgradcam++"][column]
+
+
+def test_a_new_metric_is_one_class_and_reaches_the_report_and_the_command(tmp_path) -> None:
+    from camkit.cli import main
+    from camkit.measures import Measure, register_measure, unregister_measure
+
+    @register_measure("peak")
+    class Peak(Measure):
+        """Share of each map's pixels at its maximum."""
+
+        columns = (("Peak share %", "lower", "{:.2f}"),)
+
+        def measure(self, context):
+            return (context.explanation.maps[:, 0].flatten(1) == 1.0).float().mean(dim=1)
+
+        def summary(self):
+            return {"Peak share %": 100 * float(torch.cat(self.done()).mean())}
+
+    try:
+        data = ShapesDataset(6, seed=2).stack()
+        halves = [Batch(data["image"][:3], data["label"][:3]),
+                  Batch(data["image"][3:], data["label"][3:])]  # fmt: skip
+        report = evaluate(load_shapes_model(), halves, ["gradcam"], ["peak"])
+        maps = camkit.GradCAM(load_shapes_model())(data["image"], data["label"]).maps[:, 0]
+        expected = 100 * float((maps.flatten(1) == 1.0).float().mean())
+        assert report.rows["gradcam"]["Peak share %"] == pytest.approx(expected)
+        assert "| Method | Peak share % ↓ | Explain s ↓ |" in report.to_markdown()
+        assert main(["evaluate", "--metrics", "peak,drop", "--methods", "cam", "--limit", "4",
+                     "--out", str(tmp_path)]) == 0  # fmt: skip
+        assert "Peak share %" in json.loads((tmp_path / "results.json").read_text())["rows"]["cam"]
+    finally:
+        unregister_measure("peak")
+
+
+def test_the_report_counts_time_and_passes_per_method_and_metric() -> None:
+    data = ShapesDataset(6, seed=2).stack()
+    batches = [
+        Batch(data["image"][:4], data["label"][:4]),
+        Batch(data["image"][4:], data["label"][4:]),
+    ]
+    settings = Settings(steps=4)
+    report = evaluate(load_shapes_model(), batches, ["gradcam", "cam"], ["drop", "deletion"],
+                      settings=settings)  # fmt: skip
+    passes = report.info["passes"]
+    assert passes["clean"] == {"forward": 2, "forward_images": 6, "backward": 0}
+    # Grad-CAM: one forward per batch and one backward; Average Drop: one masked pass per batch;
+    # deletion: one chunk of `steps` perturbed rows per image and batch; and once, the
+    # automatic layer's probe (one image).
+    assert passes["gradcam"] == {"forward": 1 + 2 + 2 + 2, "forward_images": 1 + 6 + 6 + 6 * 4,
+                                 "backward": 2}  # fmt: skip
+    assert passes["cam"]["backward"] == 0
+    assert set(report.info["seconds"]["gradcam"]) == {"explain", "drop", "deletion"}
+    assert "| gradcam |" in report.to_markdown().split("Cost:")[1]

@@ -14,7 +14,7 @@ import dataclasses
 import io
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,29 +22,25 @@ import torch
 from torch import Tensor, nn
 
 from camkit import metrics
-from camkit.explanation import Explanation
+from camkit.capture import hook_here
 from camkit.layers import LayerSpec
+from camkit.measures import MEASURES, Context, Measure, SanityCheck
 from camkit.methods import METHODS
 from camkit.metrics._common import Scores
 
-METRICS = ("drop", "deletion", "insertion", "road", "pointing", "energy", "boxacc", "sanity")
-NEEDS_REGIONS = frozenset({"pointing", "energy", "boxacc"})
+METRICS: Mapping[str, type[Measure]] = MEASURES
+"""Metric name -> plug-in (`camkit.measures`): register a new one with `register_measure`."""
 
-# Column name -> (metric, better direction, how to format).
-COLUMNS: dict[str, tuple[str, str, str]] = {
-    "Avg drop %": ("drop", "lower", "{:.2f}"),
-    "Increase %": ("drop", "higher", "{:.1f}"),
-    "Deletion AUC": ("deletion", "lower", "{:.3f}"),
-    "Insertion AUC": ("insertion", "higher", "{:.3f}"),
-    "ROAD MoRF acc": ("road", "lower", "{:.3f}"),
-    "ROAD LeRF acc": ("road", "higher", "{:.3f}"),
-    "Pointing %": ("pointing", "higher", "{:.1f}"),
-    "Energy %": ("energy", "higher", "{:.1f}"),
-    "MaxBoxAcc %": ("boxacc", "higher", "{:.1f}"),
-    "Sanity rho": ("sanity", "lower", "{:.3f}"),
-    "Sanity SSIM": ("sanity", "lower", "{:.3f}"),
-    "Explain s": ("", "lower", "{:.2f}"),
-}
+
+def needs_regions() -> frozenset[str]:
+    """The metrics that need object masks (run on the batches that have them)."""
+    return frozenset(name for name, cls in MEASURES.items() if cls.needs_regions)
+
+
+def column_specs() -> dict[str, tuple[str, str]]:
+    """Column -> (better direction, format), in the order of the registered metrics."""
+    table = {c: (better, form) for cls in MEASURES.values() for c, better, form in cls.columns}
+    return {**table, "Explain s": ("lower", "{:.2f}")}
 
 
 @dataclass
@@ -89,31 +85,6 @@ class EvaluationInterrupted(KeyboardInterrupt):
 
 
 @dataclass
-class _Collected:
-    """Per-input results of one method, concatenated over batches."""
-
-    seconds: float = 0.0
-    confidence: list[metrics.Confidence] = field(default_factory=list)
-    deletion: list[Tensor] = field(default_factory=list)
-    insertion: list[Tensor] = field(default_factory=list)
-    morf: list[Tensor] = field(default_factory=list)
-    lerf: list[Tensor] = field(default_factory=list)
-    hits: list[Tensor] = field(default_factory=list)
-    classes: list[Tensor] = field(default_factory=list)
-    energy: list[Tensor] = field(default_factory=list)
-    box_hits: list[Tensor] = field(default_factory=list)  # (B, T) IoU >= 0.5 per threshold
-    sanity: metrics.Sanity | None = None
-
-    def lengths(self) -> dict[str, int]:
-        return {k: len(v) for k, v in vars(self).items() if isinstance(v, list)}
-
-    def truncate(self, lengths: dict[str, int]) -> None:
-        """Drop what a batch that did not finish added."""
-        for name, length in lengths.items():
-            del getattr(self, name)[length:]
-
-
-@dataclass
 class Report:
     """What `evaluate` measured: one row of summary figures per method, and the details.
 
@@ -132,12 +103,13 @@ class Report:
     @property
     def columns(self) -> list[str]:
         present = {c for row in self.rows.values() for c in row}
-        return [c for c in COLUMNS if c in present]
+        return [c for c in column_specs() if c in present]
 
     def to_markdown(self) -> str:
         columns = self.columns
         arrows = {"lower": " ↓", "higher": " ↑"}
-        header = ["Method", *(c + arrows[COLUMNS[c][1]] for c in columns)]
+        spec = column_specs()
+        header = ["Method", *(c + arrows[spec[c][0]] for c in columns)]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for method, row in self.rows.items():
             cells = [_format(c, row.get(c)) for c in columns]
@@ -150,7 +122,24 @@ class Report:
             for a in names:
                 cells = ["" if a == b else f"{self.win[a][b]:.1f}" for b in names]
                 lines.append("| " + " | ".join([a, *cells]) + " |")
+        lines += self._cost_lines()
         return "\n".join(lines) + "\n"
+
+    def _cost_lines(self) -> list[str]:
+        """Seconds per method and metric, and the model passes they made."""
+        seconds, passes = self.info.get("seconds"), self.info.get("passes")
+        if not seconds or not passes:
+            return []
+        tasks = list(next(iter(seconds.values())))
+        header = ["Method", *(f"{t} s" for t in tasks), "forward passes", "images", "backward"]
+        lines = ["", "Cost: seconds per task, and the model's passes", ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for method, spent in seconds.items():
+            count = passes[method]
+            cells = [f"{spent[t]:.2f}" for t in tasks]
+            cells += [str(count["forward"]), str(count["forward_images"]), str(count["backward"])]
+            lines.append("| " + " | ".join([method, *cells]) + " |")
+        return lines
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
@@ -167,7 +156,7 @@ class Report:
 def _format(column: str, value: float | None) -> str:
     if value is None:
         return "-"
-    return COLUMNS[column][2].format(value)
+    return column_specs()[column][1].format(value)
 
 
 def _csv(value: float | None) -> str:
@@ -178,7 +167,7 @@ def evaluate(
     model: nn.Module,
     batches: Iterable[Batch],
     methods: Sequence[str],
-    chosen: Sequence[str] = METRICS,
+    chosen: Sequence[str] = tuple(METRICS),
     *,
     settings: Settings | None = None,
     layer: LayerSpec = None,
@@ -187,6 +176,8 @@ def evaluate(
     """Explain every batch with every method and score the maps with the chosen metrics.
 
     Metrics that need object masks (pointing, energy, boxacc) use the batches that have them.
+    The report's info holds, per method, the seconds of its explanations and of each metric,
+    and the forward passes (calls and images) and backward passes the model made for them.
 
     Example:
         >>> import torch
@@ -206,15 +197,38 @@ def evaluate(
             f"metrics: {', '.join(METRICS)}"
         )
     devices = [d.index or 0 for d in _cuda_devices(model)]
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), _PassCounter(model) as passes:
         # Seeded randomness (noise copies, ROAD, randomisation) repeats run after run; the
         # caller's random stream is left as it was.
         torch.manual_seed(settings.seed)
-        return _evaluate(model, batches, methods, chosen, settings, layer, advance)
+        return _evaluate(model, batches, methods, chosen, settings, layer, advance, passes)
 
 
 def _cuda_devices(model: nn.Module) -> set[torch.device]:
     return {p.device for p in model.parameters() if p.device.type == "cuda"}
+
+
+class _PassCounter:
+    """Counts the model's forward passes (calls and images) for whatever `task` is current."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.task = ""
+        self.forward: dict[str, list[int]] = {}  # task -> [calls, images]
+
+    def __enter__(self) -> _PassCounter:
+        def count(_module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            first = inputs[0] if inputs else None
+            images = int(first.shape[0]) if isinstance(first, Tensor) and first.dim() else 1
+            calls = self.forward.setdefault(self.task, [0, 0])
+            calls[0] += 1
+            calls[1] += images
+
+        self.handle = hook_here(self.model, count, pre=True)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.handle.remove()
 
 
 def _evaluate(
@@ -225,152 +239,89 @@ def _evaluate(
     settings: Settings,
     layer: LayerSpec,
     advance: Callable[[int], None] | None,
+    passes: _PassCounter,
 ) -> Report:
     explainers = {m: METHODS[m](model, layer=layer) for m in methods}
-    collected = {m: _Collected() for m in methods}
-    sanity_inputs: list[Tensor] = []
-    sanity_labels: list[Tensor] = []
-    images = 0
+    measures = {m: {name: METRICS[name]() for name in chosen} for m in methods}
+    seconds = {m: dict.fromkeys(["explain", *chosen], 0.0) for m in methods}
+    backward = dict.fromkeys(methods, 0)
+    images, done = 0, 0
     size: tuple[int, ...] = ()
-    finished = {m: c.lengths() for m, c in collected.items()}
+
+    def timed(method: str, task: str, work: Callable[[], Any]) -> Any:
+        passes.task = f"{method}/{task}"
+        started = time.perf_counter()
+        result = work()
+        seconds[method][task] += time.perf_counter() - started
+        return result
+
     try:
         for batch in batches:
             x, labels = batch.inputs, batch.labels.to(batch.inputs.device)
+            masks = None if batch.masks is None else batch.masks.to(x.device)
+            passes.task = "clean"
             with torch.no_grad():
                 clean = Scores(model)(x)  # shared by every method and metric
             for method, explainer in explainers.items():
-                started = time.perf_counter()
-                explanation = explainer(x, labels)
-                collected[method].seconds += time.perf_counter() - started
-                _score_batch(
-                    model, x, batch, explanation, clean, chosen, settings, collected[method]
+                explanation = timed(method, "explain", lambda e=explainer, x=x, y=labels: e(x, y))
+                backward[method] += int(explainer.needs_gradients)
+                context = Context(
+                    model, x, labels, masks, explanation, clean, settings, method, layer
                 )
-            finished = {m: c.lengths() for m, c in collected.items()}
+                for name, measure in measures[method].items():
+                    timed(method, name, lambda m=measure, c=context: m.update(c))
+            done += 1
             size = tuple(x.shape[2:])
             images += x.shape[0]
-            taken = sum(t.shape[0] for t in sanity_inputs)
-            if "sanity" in chosen and taken < settings.sanity_images:
-                sanity_inputs.append(x[: settings.sanity_images - taken])
-                sanity_labels.append(labels[: settings.sanity_images - taken])
             if advance is not None:
                 advance(x.shape[0])
     except KeyboardInterrupt as interrupt:
-        for method, c in collected.items():
-            c.truncate(finished[method])
-        partial = [m for m in chosen if m != "sanity"]
-        report = _report(collected, partial, settings, images, size)
+        for method in methods:  # drop what the unfinished batch added
+            for measure in measures[method].values():
+                measure.truncate(done)
+        partial = {m: {n: v for n, v in ms.items() if n != "sanity"} for m, ms in measures.items()}
+        report = _report(partial, settings, images, size, seconds, backward, passes)
         report.info["interrupted"] = True
         raise EvaluationInterrupted(report) from interrupt
-    if "sanity" in chosen and sanity_inputs:
-        x, labels = torch.cat(sanity_inputs), torch.cat(sanity_labels)
-        for method in methods:
-            collected[method].sanity = metrics.cascading_randomisation(
-                model, x, method, labels, seed=settings.seed, layer=layer
-            )
-    return _report(collected, chosen, settings, images, size)
-
-
-def _score_batch(
-    model: nn.Module,
-    x: Tensor,
-    batch: Batch,
-    explanation: Explanation,
-    clean: Tensor,
-    chosen: Sequence[str],
-    settings: Settings,
-    out: _Collected,
-) -> None:
-    common = {"base": clean, "batch_size": settings.batch_size}
-    fill = settings.fill
-    if "drop" in chosen:
-        out.confidence.append(metrics.confidence(model, x, explanation, baseline=fill, **common))
-    if "deletion" in chosen:
-        curve = metrics.deletion(model, x, explanation, steps=settings.steps, fill=fill, **common)
-        out.deletion.append(curve.scores)
-    if "insertion" in chosen:
-        out.insertion.append(
-            metrics.insertion(model, x, explanation, steps=settings.steps, **common).scores
-        )
-    if "road" in chosen:
-        for order, store in (("morf", out.morf), ("lerf", out.lerf)):
-            result = metrics.road(
-                model,
-                x,
-                explanation,
-                order=order,
-                percentages=settings.percentages,
-                seed=settings.seed,
-                **common,
-            )
-            store.append(result.correct)
-    if batch.masks is None:
-        return
-    masks = batch.masks.to(x.device)
-    if "pointing" in chosen:
-        tolerance = settings.pointing_tolerance(x.shape[2:])
-        pointing = metrics.pointing_game(explanation, masks, tolerance=tolerance)
-        out.hits.append(pointing.hits)
-        out.classes.append(pointing.classes)
-    boxes = metrics.masks_to_boxes(masks)
-    if "energy" in chosen:
-        out.energy.append(metrics.energy_pointing_game(explanation, boxes))
-    if "boxacc" in chosen:
-        out.box_hits.append(metrics.box_accuracy(explanation, boxes, settings.thresholds).hits)
+    for method in methods:
+        for name, measure in measures[method].items():
+            timed(method, name, lambda m=measure, n=method: m.finish(model, settings, n, layer))
+    return _report(measures, settings, images, size, seconds, backward, passes)
 
 
 def _report(
-    collected: dict[str, _Collected],
-    chosen: Sequence[str],
+    measures: dict[str, dict[str, Measure]],
     settings: Settings,
     images: int,
     size: tuple[int, ...],
+    seconds: dict[str, dict[str, float]],
+    backward: dict[str, int],
+    passes: _PassCounter,
 ) -> Report:
     rows: dict[str, dict[str, float]] = {}
     curves: dict[str, dict[str, list[float]]] = {}
     sanity: dict[str, dict[str, list[Any]]] = {}
-    best_thresholds: dict[str, float] = {}
-    for method, c in collected.items():
+    extra: dict[str, dict[str, Any]] = {}
+    for method, plugins in measures.items():
         row: dict[str, float] = {}
-        if c.confidence:
-            joined = metrics.Confidence(
-                torch.cat([r.base for r in c.confidence]),
-                torch.cat([r.masked for r in c.confidence]),
-            )
-            row["Avg drop %"] = joined.average_drop
-            row["Increase %"] = joined.increase_in_confidence
-        for name, parts in (("deletion", c.deletion), ("insertion", c.insertion)):
-            if parts:
-                scores = torch.cat(parts)
-                row[f"{name.capitalize()} AUC"] = float(metrics.auc(scores).mean())
-                curves.setdefault(method, {})[name] = scores.mean(dim=0).tolist()
-        if c.morf:
-            row["ROAD MoRF acc"] = float(torch.cat(c.morf).float().mean())
-            row["ROAD LeRF acc"] = float(torch.cat(c.lerf).float().mean())
-            curves.setdefault(method, {})["road_morf"] = torch.cat(c.morf).float().mean(0).tolist()
-            curves.setdefault(method, {})["road_lerf"] = torch.cat(c.lerf).float().mean(0).tolist()
-        if c.hits:
-            pointing = metrics.Pointing(torch.cat(c.hits), torch.cat(c.classes))
-            row["Pointing %"] = 100 * pointing.accuracy
-        if c.energy:
-            row["Energy %"] = 100 * float(torch.cat(c.energy).mean())
-        if c.box_hits:
-            boxes = metrics.BoxAccuracy(settings.thresholds, torch.cat(c.box_hits), 0.5)
-            row["MaxBoxAcc %"] = 100 * boxes.max_box_accuracy
-            best_thresholds[method] = boxes.best_threshold
-        if c.sanity is not None:
-            row["Sanity rho"] = float(c.sanity.mean_spearman.mean())
-            row["Sanity SSIM"] = float(c.sanity.mean_ssim.mean())
-            sanity[method] = {
-                "steps": c.sanity.steps,
-                "spearman": c.sanity.mean_spearman.tolist(),
-                "ssim": c.sanity.mean_ssim.tolist(),
-            }
-        row["Explain s"] = c.seconds
+        for name, measure in plugins.items():
+            row.update(measure.summary())
+            if measure.curves():
+                curves.setdefault(method, {}).update(measure.curves())
+            for key, value in measure.info().items():
+                extra.setdefault(key, {})[method] = value
+            if isinstance(measure, SanityCheck) and measure.result is not None:
+                sanity[method] = measure.details()
+            del name
+        row["Explain s"] = seconds[method]["explain"]
         rows[method] = row
     drops = {
-        m: torch.cat([r.drop for r in c.confidence]) for m, c in collected.items() if c.confidence
+        m: torch.cat([r.drop for r in plugins["drop"].done()])
+        for m, plugins in measures.items()
+        if "drop" in plugins and plugins["drop"].done()
     }
     win = {a: {b: metrics.win_rate(drops[a], drops[b]) for b in drops} for a in drops}
+    chosen = next(iter(measures.values()), {})
     info = {
         "images": images,
         "input_size": list(size),
@@ -379,8 +330,26 @@ def _report(
         "road_percentages": list(settings.percentages),
         "pointing_tolerance_px": settings.pointing_tolerance(size) if size else None,
         "box_thresholds": [round(t, 4) for t in settings.thresholds.tolist()],
-        "box_best_threshold": {m: round(t, 4) for m, t in best_thresholds.items()},
+        "box_best_threshold": extra.get("box_best_threshold", {}),
         "sanity_images": min(settings.sanity_images, images),
         "fill": torch.as_tensor(settings.fill).tolist(),
+        "seconds": {m: {k: round(v, 3) for k, v in s.items()} for m, s in seconds.items()},
+        "passes": {
+            m: {
+                "forward": sum(v[0] for k, v in passes.forward.items() if k.startswith(m + "/")),
+                "forward_images": sum(
+                    v[1] for k, v in passes.forward.items() if k.startswith(m + "/")
+                ),
+                "backward": backward[m],
+            }
+            for m in measures
+        }
+        | {
+            "clean": {
+                "forward": passes.forward.get("clean", [0, 0])[0],
+                "forward_images": passes.forward.get("clean", [0, 0])[1],
+                "backward": 0,
+            }
+        },
     }
     return Report(rows, curves, sanity, win if len(drops) > 1 else {}, info)

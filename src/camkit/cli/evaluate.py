@@ -30,12 +30,12 @@ from camkit.cli.common import (
 from camkit.errors import CamkitWarning
 from camkit.evaluation import (
     METRICS,
-    NEEDS_REGIONS,
     Batch,
     EvaluationInterrupted,
     Report,
     Settings,
     evaluate,
+    needs_regions,
 )
 from camkit.files import OutputError, shown, write_file, write_text
 from camkit.images import MAX_SIDE, ImageReadError, read_image
@@ -290,7 +290,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if not methods:
         return 1
     if chosen is None:
-        chosen = [m for m in METRICS if first.masks is not None or m not in NEEDS_REGIONS]
+        regions = needs_regions()
+        chosen = [m for m in METRICS if first.masks is not None or m not in regions]
     settings = Settings(
         steps=args.steps,
         fill=_fill(args.fill, first.inputs),
