@@ -186,5 +186,5 @@ def test_the_report_counts_time_and_passes_per_method_and_metric() -> None:
     assert passes["gradcam"] == {"forward": 1 + 2 + 2 + 2, "forward_images": 1 + 6 + 6 + 6 * 4,
                                  "backward": 2}  # fmt: skip
     assert passes["cam"]["backward"] == 0
-    assert set(report.info["seconds"]["gradcam"]) == {"explain", "drop", "deletion"}
+    assert set(report.info["seconds_per_task"]["gradcam"]) == {"explain", "drop", "deletion"}
     assert "| gradcam |" in report.to_markdown().split("Cost:")[1]

@@ -127,7 +127,7 @@ class Report:
 
     def _cost_lines(self) -> list[str]:
         """Seconds per method and metric, and the model passes they made."""
-        seconds, passes = self.info.get("seconds"), self.info.get("passes")
+        seconds, passes = self.info.get("seconds_per_task"), self.info.get("passes")
         if not seconds or not passes:
             return []
         tasks = list(next(iter(seconds.values())))
@@ -333,7 +333,7 @@ def _report(
         "box_best_threshold": extra.get("box_best_threshold", {}),
         "sanity_images": min(settings.sanity_images, images),
         "fill": torch.as_tensor(settings.fill).tolist(),
-        "seconds": {m: {k: round(v, 3) for k, v in s.items()} for m, s in seconds.items()},
+        "seconds_per_task": {m: {k: round(v, 3) for k, v in s.items()} for m, s in seconds.items()},
         "passes": {
             m: {
                 "forward": sum(v[0] for k, v in passes.forward.items() if k.startswith(m + "/")),

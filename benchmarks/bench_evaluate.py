@@ -1,0 +1,95 @@
+"""`camkit evaluate` against the model passes its methods and metrics need.
+
+Usage:
+    python benchmarks/bench_evaluate.py [--images 50] [--methods all] [--metrics all]
+
+One process: `evaluate` runs on the bundled benchmark while a pre-hook records the shape of
+every forward pass the model makes (and the report counts the backward passes). Then the same
+passes are timed alone: each recorded batch shape once more through the model without
+gradients, and each backward pass as the difference between a forward with the gradient to the
+explained layer and one without. The ratio is evaluate's time over that sum; the report's own
+per-method and per-metric seconds show where the rest goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+
+import torch
+
+from camkit.data import ShapesDataset
+from camkit.evaluation import METRICS, Batch, Settings, evaluate
+from camkit.methods import METHODS
+from camkit.models import load_shapes_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--methods", default="all")
+    parser.add_argument("--metrics", default="all")
+    args = parser.parse_args()
+    methods = list(METHODS) if args.methods == "all" else args.methods.split(",")
+    chosen = list(METRICS) if args.metrics == "all" else args.metrics.split(",")
+    model = load_shapes_model()
+    data = ShapesDataset(args.images, seed=31337).stack()
+    batches = [
+        Batch(data["image"][i : i + args.batch_size], data["label"][i : i + args.batch_size],
+              data["mask"][i : i + args.batch_size])
+        for i in range(0, args.images, args.batch_size)
+    ]  # fmt: skip
+    shapes: Counter[tuple[int, ...]] = Counter()
+    handle = model.register_forward_pre_hook(lambda m, i: shapes.update([tuple(i[0].shape)]))
+    started = time.perf_counter()
+    report = evaluate(model, batches, methods, chosen, settings=Settings(sanity_images=16))
+    total = time.perf_counter() - started
+    handle.remove()
+    backward = sum(p["backward"] for m, p in report.info["passes"].items() if m != "clean")
+    # The same passes, timed alone.
+    started = time.perf_counter()
+    with torch.no_grad():
+        for shape, count in shapes.items():
+            x = torch.rand(shape)
+            for _ in range(count):
+                model(x)
+    forward_alone = time.perf_counter() - started
+    x = batches[0].inputs
+    layer = model.features
+    kept = {}
+    hook = layer.register_forward_hook(lambda m, i, o: kept.__setitem__("A", o))
+    started = time.perf_counter()
+    for _ in range(5):
+        logits = model(x)
+        torch.autograd.grad(logits.max(dim=1).values.sum(), kept["A"])
+    with_grad = (time.perf_counter() - started) / 5
+    hook.remove()
+    started = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(5):
+            model(x)
+    without = (time.perf_counter() - started) / 5
+    backward_alone = backward * max(0.0, with_grad - without)
+    limit = forward_alone + backward_alone
+    calls = sum(shapes.values())
+    images = sum(shape[0] * count for shape, count in shapes.items())
+    print(f"{args.images} images, {len(methods)} methods, metrics {', '.join(chosen)}, "
+          f"{torch.get_num_threads()} threads\n")  # fmt: skip
+    print(f"- model passes: {calls} forward ({images} images), {backward} backward")
+    print(f"- the passes alone: {forward_alone:.1f} s forward + {backward_alone:.1f} s backward")
+    print(f"- evaluate: {total:.1f} s, {total / limit:.2f}x its passes\n")
+    seconds = report.info["seconds_per_task"]
+    tasks = list(next(iter(seconds.values())))
+    print("| method | " + " | ".join(f"{t} s" for t in tasks) + " |")
+    print("|---|" + "---:|" * len(tasks))
+    for method, spent in seconds.items():
+        print(f"| {method} | " + " | ".join(f"{spent[t]:.2f}" for t in tasks) + " |")
+    by_task = {t: sum(s[t] for s in seconds.values()) for t in tasks}
+    print("\nSeconds per task, all methods: "
+          + ", ".join(f"{t} {v:.1f}" for t, v in by_task.items()))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
