@@ -188,3 +188,13 @@ def test_the_report_counts_time_and_passes_per_method_and_metric() -> None:
     assert passes["cam"]["backward"] == 0
     assert set(report.info["seconds_per_task"]["gradcam"]) == {"explain", "drop", "deletion"}
     assert "| gradcam |" in report.to_markdown().split("Cost:")[1]
+
+
+def test_the_sanity_checks_passes_on_the_model_copies_are_counted() -> None:
+    data = ShapesDataset(2, seed=2).stack()
+    report = evaluate(load_shapes_model(), [Batch(data["image"], data["label"])], ["gradcam"],
+                      ["sanity"], settings=Settings(sanity_images=2))  # fmt: skip
+    steps = len(report.sanity["gradcam"]["steps"])
+    # the explanation (with its one-image layer probe), then the original and one explanation
+    # per randomisation step on the copy (each with its layer probe)
+    assert report.info["passes"]["gradcam"]["forward"] >= 2 + steps

@@ -20,9 +20,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.module import (
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+)
 
 from camkit import metrics
-from camkit.capture import hook_here
 from camkit.layers import LayerSpec
 from camkit.measures import MEASURES, Context, Measure, SanityCheck
 from camkit.methods import METHODS
@@ -209,7 +212,9 @@ def _cuda_devices(model: nn.Module) -> set[torch.device]:
 
 
 class _PassCounter:
-    """Counts the model's forward passes (calls and images) for whatever `task` is current."""
+    """Counts the model's forward passes (calls and images) for whatever `task` is current,
+    those of its copies too (the sanity check randomises a deep copy): a module-wide pre-hook
+    for the time of the evaluation, counting modules of the model's own class."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -217,18 +222,33 @@ class _PassCounter:
         self.forward: dict[str, list[int]] = {}  # task -> [calls, images]
 
     def __enter__(self) -> _PassCounter:
-        def count(_module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        kind, depth = type(self.model), [0]  # only the outermost call of the class counts
+
+        def enter(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            if type(module) is not kind:
+                return
+            depth[0] += 1
+            if depth[0] > 1:
+                return
             first = inputs[0] if inputs else None
             images = int(first.shape[0]) if isinstance(first, Tensor) and first.dim() else 1
             calls = self.forward.setdefault(self.task, [0, 0])
             calls[0] += 1
             calls[1] += images
 
-        self.handle = hook_here(self.model, count, pre=True)
+        def leave(module: nn.Module, _inputs: object, _output: object) -> None:
+            if type(module) is kind:
+                depth[0] -= 1
+
+        self.handles = [
+            register_module_forward_pre_hook(enter),
+            register_module_forward_hook(leave, always_call=True),
+        ]
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.handle.remove()
+        for handle in self.handles:
+            handle.remove()
 
 
 def _evaluate(
