@@ -287,3 +287,19 @@ def test_the_progress_bar_shows_rate_and_time_left_on_a_terminal(tmp_path, capsy
     assert main(["explain", "--methods", "cam", "--out", str(tmp_path)]) == 0
     bar = capsys.readouterr().err
     assert "explaining: 100%" in bar and "6/6" in bar and "img/s" in bar
+
+
+def test_skip_existing_redoes_a_corrupt_or_foreign_summary(tmp_path, capsys) -> None:
+    from camkit.cli import main
+
+    images = [str(write_image(tmp_path / f"img{i}.png", (32, 32))) for i in range(2)]
+    out = tmp_path / "o"
+    assert main(["explain", *images, "--methods", "gradcam", "--out", str(out)]) == 0
+    (out / "img0.json").write_text("{ cut short")  # corrupt
+    listed = '{"methods": ["gradcam"], "files": {"grid": "../img0.png"}}'  # outside: not ours
+    (out / "img1.json").write_text(listed)
+    capsys.readouterr()
+    assert main(["explain", *images, "--methods", "gradcam", "--out", str(out),
+                 "--skip-existing"]) == 0  # fmt: skip
+    assert "wrote 6 files for 2 input(s)" in capsys.readouterr().out
+    assert json.loads((out / "img0.json").read_text())["files"]["grid"] == "img0_grid.png"

@@ -128,7 +128,14 @@ def _complete(out: Path, stem: str, methods: Sequence[str]) -> bool:
                                    for group in names.values() for n in group)]  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    return summary.get("methods") == list(methods) and all((out / n).is_file() for n in listed)
+    plain = all(
+        isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..") for n in listed
+    )
+    return (
+        plain
+        and summary.get("methods") == list(methods)
+        and all((out / n).is_file() for n in listed)
+    )
 
 
 @dataclass
