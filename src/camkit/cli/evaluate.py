@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from camkit.cli.common import (
     BUNDLED,
@@ -21,6 +22,7 @@ from camkit.cli.common import (
     UsageError,
     add_model_options,
     check_options,
+    default_workers,
     load_model,
     make_output_folder,
     parse_layer,
@@ -41,6 +43,7 @@ from camkit.files import OutputError, shown, write_file, write_text
 from camkit.images import MAX_SIDE, ImageReadError, read_image
 from camkit.methods import METHODS
 from camkit.plot import line_chart
+from camkit.stream import Unreadable
 from camkit.targets import select_output
 
 SHAPES_SEED = 31337  # the held-out split of the bundled benchmark (training used other seeds)
@@ -109,36 +112,51 @@ def _first_readable(items: list[tuple[Path, int]], max_side: int) -> Tensor:
     raise UsageError("none of the images is readable")
 
 
+class FolderImages(Dataset[tuple[Tensor, int, Tensor | None] | Unreadable]):
+    """A class-per-folder dataset read in worker processes: (model input, label, mask or None),
+    or `Unreadable` for a file (or its mask) that cannot be read."""
+
+    def __init__(self, items: list[tuple[Path, int]], side: int, loaded: LoadedModel) -> None:
+        self.items, self.side, self.loaded = items, side, loaded
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, Tensor | None] | Unreadable:
+        path, label = self.items[index]
+        mask_path = path.with_name(path.stem + MASK_SUFFIX)
+        try:
+            picture = _square(read_image(path, MAX_SIDE), self.side)
+            mask = None
+            if mask_path.is_file():
+                mask = _square(read_image(mask_path, MAX_SIDE), self.side, nearest=True)[0] > 0.5
+        except ImageReadError as error:
+            return Unreadable(path, f"(or its mask): {error}")
+        return self.loaded.normalise(picture), label, mask
+
+
 def _folder_batches(
     args: argparse.Namespace, loaded: LoadedModel, fail: Callable[[str], None]
 ) -> tuple[int, int, Iterator[Batch]]:
     items = _folder_dataset(Path(args.data), loaded)[: args.limit]
     side = args.size or loaded.size or min(_first_readable(items, MAX_SIDE).shape[1:])
+    loader = DataLoader(FolderImages(items, side, loaded), batch_size=args.batch_size,
+                        num_workers=args.workers, collate_fn=list)  # fmt: skip
 
     def batches() -> Iterator[Batch]:
-        for start in range(0, len(items), args.batch_size):
-            inputs, labels, masks = [], [], []
-            for path, label in items[start : start + args.batch_size]:
-                mask_path = path.with_name(path.stem + MASK_SUFFIX)
-                mask = None
-                try:
-                    picture = _square(read_image(path, MAX_SIDE), side)
-                    if mask_path.is_file():
-                        mask = _square(read_image(mask_path, MAX_SIDE), side, nearest=True)
-                        mask = mask[0] > 0.5
-                except ImageReadError as error:
-                    fail(f"{shown(path)} (or its mask): {error}")
-                    continue
-                inputs.append(loaded.normalise(picture))
-                labels.append(label)
-                masks.append(mask)
-            if not inputs:
+        for chunk in loader:  # decoded by the workers while the model works on a batch
+            for unreadable in (c for c in chunk if isinstance(c, Unreadable)):
+                fail(f"{shown(unreadable.item)} {unreadable.reason}")
+            read = [c for c in chunk if not isinstance(c, Unreadable)]
+            if not read:
                 continue
-            have_masks = all(m is not None for m in masks)
+            masks = [mask for _, _, mask in read]
             yield Batch(
-                torch.stack(inputs).to(args.device),
-                torch.tensor(labels, device=args.device),
-                torch.stack(masks).to(args.device) if have_masks else None,  # type: ignore[arg-type]
+                torch.stack([x for x, _, _ in read]).to(args.device),
+                torch.tensor([label for _, label, _ in read], device=args.device),
+                torch.stack(masks).to(args.device)  # type: ignore[arg-type]
+                if all(m is not None for m in masks)
+                else None,
             )
 
     return len(items), max(label for _, label in items), batches()
@@ -399,4 +417,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--sanity-images", type=int, default=16, help="images for the randomisation check"
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds ROAD noise, randomisation")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help=f"processes that read and decode a folder's images (default: {default_workers()} "
+        "here; 0: read in the main process)",
+    )
     parser.set_defaults(run=evaluate_command)
