@@ -66,6 +66,22 @@ def test_every_option_is_checked_before_any_work(tmp_path, capsys, option, messa
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--alpha", "abc"], "argument --alpha: invalid float value: 'abc'"),
+        (["--save-maps", "bogus"], "argument --save-maps: invalid choice: 'bogus'"),
+        (["--batch-size", "1.5"], "argument --batch-size: invalid int value: '1.5'"),
+    ],
+)
+def test_values_of_the_wrong_type_are_one_line_too(tmp_path, capsys, option, message) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["explain", "--out", str(tmp_path / "o"), *option])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(lines) == 1 and message in lines[0], lines
+    assert lines[0].startswith("camkit: error: ") and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("where", ["file", "under-file"])
 def test_an_output_folder_that_cannot_be_one_is_a_usage_error(tmp_path, capsys, where) -> None:
     (tmp_path / "taken").write_text("a file")

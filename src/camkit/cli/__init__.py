@@ -15,17 +15,23 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from camkit.cli import evaluate, explain, layers
 from camkit.cli.common import UsageError
 from camkit.errors import CamkitWarning
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the one-line form of every other camkit error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"camkit: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each command module adds its own subcommand and options."""
-    parser = argparse.ArgumentParser(
-        prog="camkit", description="Class activation maps for PyTorch classifiers."
-    )
+    parser = _Parser(prog="camkit", description="Class activation maps for PyTorch classifiers.")
     commands = parser.add_subparsers(dest="command", required=True)
     explain.add_parser(commands)
     evaluate.add_parser(commands)
