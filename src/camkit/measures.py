@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from camkit import metrics
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
+from camkit.registry import adder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,14 +115,7 @@ M = TypeVar("M", bound=type[Measure])
 def register_measure(name: str) -> Callable[[M], M]:
     """Class decorator: make a plug-in available to `evaluate` and `camkit evaluate --metrics`."""
 
-    def add(cls: M) -> M:
-        if name in _REGISTRY:
-            raise ValueError(f"a metric named {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return add
+    return adder(_REGISTRY, "metric", name)
 
 
 def unregister_measure(name: str) -> None:

@@ -22,6 +22,7 @@ from camkit.explanation import Explanation
 from camkit.inputs import Inputs, ModelInput, SpatialInput
 from camkit.layers import LayerSpec, find_spatial_layer, resolve_layers, to_spatial, unwrap
 from camkit.maps import Fuse, fuse, normalise, rectify, upsample, warn_constant
+from camkit.registry import adder
 from camkit.smoothing import Noise
 from camkit.targets import (
     OutputSelector,
@@ -55,14 +56,7 @@ def register(name: str) -> Callable[[E], E]:
         True
     """
 
-    def add(cls: E) -> E:
-        if name in _REGISTRY:
-            raise ValueError(f"a method named {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return add
+    return adder(_REGISTRY, "method", name)
 
 
 @dataclasses.dataclass(frozen=True)
