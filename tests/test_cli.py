@@ -226,8 +226,9 @@ def test_layers_command_lists_the_layers_and_marks_the_automatic_one(tmp_path) -
     assert len(marked) == 1 and marked[0].split()[0] == "features"
     assert "(1, 128, 12, 12)" in marked[0] and "12 x 12" in marked[0]
     assert lines[-1] == "camkit: 32 layers of shapes on a 96 x 96 input; automatic: features"
-    wrong = camkit_command("layers", "--size", "0", cwd=tmp_path)
-    assert wrong.returncode == 2 and "--size 0: must be at least 1" in wrong.stderr
+    for size in ("0", "100000"):  # a probe of 100000 x 100000 pixels would exhaust memory
+        wrong = camkit_command("layers", "--size", size, cwd=tmp_path)
+        assert wrong.returncode == 2 and f"--size {size}: must be from 1 to 4096" in wrong.stderr
 
 
 def test_save_maps_writes_the_library_maps(tmp_path) -> None:

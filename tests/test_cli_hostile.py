@@ -56,6 +56,8 @@ def errors(lines: list[str]) -> list[str]:
         (["--size", "-5"], "--size -5: must be at least 0"),
         (["--max-size", "-1"], "--max-size -1: must be at least 0"),
         (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+        (["--workers", "-1"], "--workers -1: must be at least 0"),
+        (["--workers", "100000"], "--workers 100000: at most 64"),
         (["--std", "0", "1", "1"], "--std 0.0 1.0 1.0: give three positive numbers"),
         (["--mean", "nan", "0", "0"], "--mean nan 0.0 0.0: give three finite numbers"),
     ],

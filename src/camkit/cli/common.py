@@ -277,8 +277,17 @@ _MINIMUM = {
 }
 
 
+# Reader processes beyond this exhaust a machine long before they help.
+_MAXIMUM = {"workers": 64}
+
+
 def check_options(args: argparse.Namespace) -> None:
     """Every numeric option in its range, the colour map known, the output folder writable."""
+    for option, most in _MAXIMUM.items():
+        value = getattr(args, option, None)
+        if value is not None and value > most:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} {value}: at most {most} (each is a process)")
     for option, (least, unit) in _MINIMUM.items():
         value = getattr(args, option, None)
         if value is not None and value < least:

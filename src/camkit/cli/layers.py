@@ -11,8 +11,8 @@ from camkit.layers import candidates, find_spatial_layer
 
 
 def layers_command(args: argparse.Namespace) -> int:
-    if args.size is not None and args.size < 1:
-        raise UsageError(f"--size {args.size}: must be at least 1 (pixels)")
+    if args.size is not None and not 1 <= args.size <= 4096:
+        raise UsageError(f"--size {args.size}: must be from 1 to 4096 (pixels)")
     device = check_device(args.device)
     loaded = load_model(args.model, args.weights, args.trust_model)
     model = loaded.model.to(device).eval()
