@@ -202,19 +202,19 @@ def test_options_are_checked_before_the_model_loads(tmp_path, capsys, args, mess
 def test_ctrl_c_keeps_the_finished_batches_and_exits_130(tmp_path, capsys, monkeypatch) -> None:
     from camkit.cli import evaluate as evaluate_module
 
-    real = evaluate_module._shapes_batches
+    real = evaluate_module._local_batches
 
-    def two_then_interrupt(args):
-        count, highest, batches = real(args)
+    def two_then_interrupt(data, args, fail):
+        batches = real(data, args, fail)
 
         def interrupted():
             yield next(batches)
             yield next(batches)
             raise KeyboardInterrupt
 
-        return count, highest, interrupted()
+        return interrupted()
 
-    monkeypatch.setattr(evaluate_module, "_shapes_batches", two_then_interrupt)
+    monkeypatch.setattr(evaluate_module, "_local_batches", two_then_interrupt)
     out = tmp_path / "o"
     code = main(["evaluate", "--limit", "9", "--methods", "gradcam,cam", "--metrics",
                  "drop,pointing,sanity", "--out", str(out), *QUICK])  # fmt: skip

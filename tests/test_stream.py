@@ -13,9 +13,12 @@ from camkit.stream import Unreadable, explain_batches
 def test_batches_are_grouped_by_size_and_equal_the_library_call() -> None:
     model = gap_net()
     images = [torch.rand(3, 12, 10) for _ in range(5)] + [torch.rand(3, 8, 8)] * 2
-    seen = list(explain_batches(model, images, ["gradcam", "cam"], batch_size=2))
-    assert [len(b.items) for b in seen] == [2, 2, 2, 1]  # the two 8 x 8 images form a batch
-    assert [tuple(b.inputs.shape[2:]) for b in seen] == [(12, 10), (12, 10), (8, 8), (12, 10)]
+    images.insert(4, torch.rand(3, 8, 8))
+    seen = list(explain_batches(model, images, ["gradcam", "cam"], batch_size=3))
+    # Chunks of 3 consecutive inputs, each split by size (never joined across chunks: a batch
+    # depends only on its chunk, wherever the chunk is explained).
+    assert [len(b.items) for b in seen] == [3, 2, 1, 2]
+    assert [tuple(b.inputs.shape[2:]) for b in seen] == [(12, 10), (12, 10), (8, 8), (8, 8)]
     first = seen[0]
     expected = camkit.GradCAM(model)(torch.stack(images[:2]))
     result, row = first.results[1]["gradcam"]

@@ -192,19 +192,19 @@ def evaluate(
         >>> sorted(report.rows["gradcam"])
         ['Avg drop %', 'Explain s', 'Increase %', 'Pointing %']
     """
-    settings = settings or Settings()
-    unknown = [m for m in methods if m not in METHODS] + [m for m in chosen if m not in METRICS]
-    if unknown:
-        raise ValueError(
-            f"unknown method or metric {unknown[0]!r}; methods: {', '.join(METHODS)}; "
-            f"metrics: {', '.join(METRICS)}"
-        )
-    devices = [d.index or 0 for d in _cuda_devices(model)]
-    with torch.random.fork_rng(devices=devices), _PassCounter(model) as passes:
-        # Seeded randomness (noise copies, ROAD, randomisation) repeats run after run; the
-        # caller's random stream is left as it was.
-        torch.manual_seed(settings.seed)
-        return _evaluate(model, batches, methods, chosen, settings, layer, advance, passes)
+    evaluation = Evaluation(model, methods, chosen, settings=settings, layer=layer)
+    position = 0
+    try:
+        for batch in batches:
+            evaluation.add(evaluation.measure(batch, position))
+            position += batch.inputs.shape[0]
+            if advance is not None:
+                advance(batch.inputs.shape[0])
+    except KeyboardInterrupt as interrupt:
+        report = evaluation.report(finish=False)  # the finished batches; no sanity check
+        report.info["interrupted"] = True
+        raise EvaluationInterrupted(report) from interrupt
+    return evaluation.report()
 
 
 def _cuda_devices(model: nn.Module) -> set[torch.device]:
@@ -214,7 +214,7 @@ def _cuda_devices(model: nn.Module) -> set[torch.device]:
 class _PassCounter:
     """Counts the model's forward passes (calls and images) for whatever `task` is current,
     those of its copies too (the sanity check randomises a deep copy): a module-wide pre-hook
-    for the time of the evaluation, counting modules of the model's own class."""
+    for the time of a batch, counting modules of the model's own class."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -251,62 +251,147 @@ class _PassCounter:
             handle.remove()
 
 
-def _evaluate(
-    model: nn.Module,
-    batches: Iterable[Batch],
-    methods: Sequence[str],
-    chosen: Sequence[str],
-    settings: Settings,
-    layer: LayerSpec,
-    advance: Callable[[int], None] | None,
-    passes: _PassCounter,
-) -> Report:
-    explainers = {m: METHODS[m](model, layer=layer) for m in methods}
-    measures = {m: {name: METRICS[name]() for name in chosen} for m in methods}
-    seconds = {m: dict.fromkeys(["explain", *chosen], 0.0) for m in methods}
-    backward = dict.fromkeys(methods, 0)
-    images, done = 0, 0
-    size: tuple[int, ...] = ()
+@dataclass
+class BatchResult:
+    """What one batch adds to an evaluation: each method's metric parts and its costs. It is
+    plain data, so a batch measured in another process (`camkit evaluate --ray`) is recorded
+    exactly as one measured here.
 
-    def timed(method: str, task: str, work: Callable[[], Any]) -> Any:
-        passes.task = f"{method}/{task}"
-        started = time.perf_counter()
-        result = work()
-        seconds[method][task] += time.perf_counter() - started
-        return result
+    Attributes:
+        position: the dataset index of the batch's first input (orders the batches).
+        images: the batch's size; size: its spatial size.
+        parts: method -> metric -> the metric's per-input results for this batch.
+        seconds: method -> task ("explain" or a metric) -> seconds.
+        forward: "method/task" or "clean" -> [forward calls, images].
+        backward: method -> backward passes.
+    """
 
-    try:
-        for batch in batches:
-            x, labels = batch.inputs, batch.labels.to(batch.inputs.device)
-            masks = None if batch.masks is None else batch.masks.to(x.device)
+    position: int
+    images: int
+    size: tuple[int, ...]
+    parts: dict[str, dict[str, Any]]
+    seconds: dict[str, dict[str, float]]
+    forward: dict[str, list[int]]
+    backward: dict[str, int]
+
+
+class Evaluation:
+    """The state of one evaluation: `measure` a batch (pure: it returns a `BatchResult`),
+    `add` results in dataset order (from here or from other processes), then `report`.
+
+    Each batch draws its randomness (noise copies, ROAD) from ``settings.seed`` and the
+    batch's position, so a batch's figures do not depend on which batches came before it or
+    on which process measured it.
+
+    Example:
+        >>> from camkit.models import load_shapes_model
+        >>> from camkit.data import ShapesDataset
+        >>> data = ShapesDataset(4, seed=1).stack()
+        >>> evaluation = Evaluation(load_shapes_model(), ["cam"], ["drop"])
+        >>> for start in (0, 2):  # two batches of two images
+        ...     batch = Batch(data["image"][start : start + 2], data["label"][start : start + 2])
+        ...     evaluation.add(evaluation.measure(batch, start))
+        >>> evaluation.report().info["images"]
+        4
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        methods: Sequence[str],
+        chosen: Sequence[str] = tuple(METRICS),
+        *,
+        settings: Settings | None = None,
+        layer: LayerSpec = None,
+    ) -> None:
+        unknown = [m for m in methods if m not in METHODS] + [m for m in chosen if m not in METRICS]
+        if unknown:
+            raise ValueError(
+                f"unknown method or metric {unknown[0]!r}; methods: {', '.join(METHODS)}; "
+                f"metrics: {', '.join(METRICS)}"
+            )
+        self.model, self.layer = model, layer
+        self.settings = settings or Settings()
+        self.explainers = {m: METHODS[m](model, layer=layer) for m in methods}
+        self.measures = {m: {name: METRICS[name]() for name in chosen} for m in methods}
+        self.seconds = {m: dict.fromkeys(["explain", *chosen], 0.0) for m in methods}
+        self.backward = dict.fromkeys(methods, 0)
+        self.forward: dict[str, list[int]] = {}
+        self.images = 0
+        self.size: tuple[int, ...] = ()
+
+    def measure(self, batch: Batch, position: int = 0) -> BatchResult:
+        """Explain one batch with every method and measure it with every metric; `position` is
+        the dataset index of its first input. Records nothing: pass the result to `add`."""
+        x, labels = batch.inputs, batch.labels.to(batch.inputs.device)
+        masks = None if batch.masks is None else batch.masks.to(x.device)
+        seconds = {m: dict.fromkeys(spent, 0.0) for m, spent in self.seconds.items()}
+        parts: dict[str, dict[str, Any]] = {m: {} for m in self.measures}
+        devices = [d.index or 0 for d in _cuda_devices(self.model)]
+        with torch.random.fork_rng(devices=devices), _PassCounter(self.model) as passes:
+            # The caller's random stream is left as it was.
+            torch.manual_seed(self.settings.seed * 1_000_003 + position)
+
+            def timed(method: str, task: str, work: Callable[[], Any]) -> Any:
+                passes.task = f"{method}/{task}"
+                started = time.perf_counter()
+                result = work()
+                seconds[method][task] += time.perf_counter() - started
+                return result
+
             passes.task = "clean"
             with torch.no_grad():
-                clean = Scores(model)(x)  # shared by every method and metric
-            for method, explainer in explainers.items():
-                explanation = timed(method, "explain", lambda e=explainer, x=x, y=labels: e(x, y))
-                backward[method] += int(explainer.needs_gradients)
-                context = Context(
-                    model, x, labels, masks, explanation, clean, settings, method, layer
-                )
-                for name, measure in measures[method].items():
-                    timed(method, name, lambda m=measure, c=context: m.update(c))
-            done += 1
-            size = tuple(x.shape[2:])
-            images += x.shape[0]
-            if advance is not None:
-                advance(x.shape[0])
-    except KeyboardInterrupt as interrupt:
-        for method in methods:  # drop what the unfinished batch added
-            for measure in measures[method].values():
-                measure.truncate(done)
-        partial = {m: {n: v for n, v in ms.items() if n != "sanity"} for m, ms in measures.items()}
-        report = _report(partial, settings, images, size, seconds, backward, passes)
-        report.info["interrupted"] = True
-        raise EvaluationInterrupted(report) from interrupt
-    for method in methods:
-        for name, measure in measures[method].items():
-            timed(method, name, lambda m=measure, n=method: m.finish(model, settings, n, layer))
-    return _report(measures, settings, images, size, seconds, backward, passes)
+                clean = Scores(self.model)(x)  # shared by every method and metric
+            for method, explainer in self.explainers.items():
+                explanation = timed(method, "explain", lambda e=explainer: e(x, labels))
+                context = Context(self.model, x, labels, masks, explanation, clean,
+                                  self.settings, method, self.layer, position)  # fmt: skip
+                for name, plugin in self.measures[method].items():
+                    part = timed(method, name, lambda p=plugin, c=context: p.part(c))
+                    parts[method][name] = part
+        backward = {m: int(e.needs_gradients) for m, e in self.explainers.items()}
+        return BatchResult(position, int(x.shape[0]), tuple(x.shape[2:]), parts, seconds,
+                           passes.forward, backward)  # fmt: skip
+
+    def add(self, result: BatchResult) -> None:
+        """Record a measured batch; batches are added in the order of their positions."""
+        for method, plugins in self.measures.items():
+            for name, plugin in plugins.items():
+                plugin.parts.append(result.parts[method][name])
+            for task, spent in result.seconds[method].items():
+                self.seconds[method][task] += spent
+            self.backward[method] += result.backward[method]
+        self._count(result.forward)
+        self.images += result.images
+        self.size = result.size
+
+    def _count(self, forward: dict[str, list[int]]) -> None:
+        for task, (calls, images) in forward.items():
+            count = self.forward.setdefault(task, [0, 0])
+            count[0] += calls
+            count[1] += images
+
+    def report(self, finish: bool = True) -> Report:
+        """The report of the batches added; `finish` runs the metrics' after-the-last-batch
+        work (the sanity check)."""
+        measures = self.measures
+        if finish:
+            devices = [d.index or 0 for d in _cuda_devices(self.model)]
+            for method, plugins in measures.items():
+                passes = _PassCounter(self.model)
+                with torch.random.fork_rng(devices=devices), passes:
+                    torch.manual_seed(self.settings.seed)
+                    for name, plugin in plugins.items():
+                        passes.task = f"{method}/{name}"
+                        started = time.perf_counter()
+                        plugin.finish(self.model, self.settings, method, self.layer)
+                        self.seconds[method][name] += time.perf_counter() - started
+                self._count(passes.forward)
+        else:
+            measures = {m: {n: v for n, v in ms.items() if n != "sanity"}
+                        for m, ms in measures.items()}  # fmt: skip
+        return _report(measures, self.settings, self.images, self.size, self.seconds,
+                       self.backward, self.forward)  # fmt: skip
 
 
 def _report(
@@ -316,7 +401,7 @@ def _report(
     size: tuple[int, ...],
     seconds: dict[str, dict[str, float]],
     backward: dict[str, int],
-    passes: _PassCounter,
+    forward: dict[str, list[int]],
 ) -> Report:
     rows: dict[str, dict[str, float]] = {}
     curves: dict[str, dict[str, list[float]]] = {}
@@ -356,18 +441,16 @@ def _report(
         "seconds_per_task": {m: {k: round(v, 3) for k, v in s.items()} for m, s in seconds.items()},
         "passes": {
             m: {
-                "forward": sum(v[0] for k, v in passes.forward.items() if k.startswith(m + "/")),
-                "forward_images": sum(
-                    v[1] for k, v in passes.forward.items() if k.startswith(m + "/")
-                ),
+                "forward": sum(v[0] for k, v in forward.items() if k.startswith(m + "/")),
+                "forward_images": sum(v[1] for k, v in forward.items() if k.startswith(m + "/")),
                 "backward": backward[m],
             }
             for m in measures
         }
         | {
             "clean": {
-                "forward": passes.forward.get("clean", [0, 0])[0],
-                "forward_images": passes.forward.get("clean", [0, 0])[1],
+                "forward": forward.get("clean", [0, 0])[0],
+                "forward_images": forward.get("clean", [0, 0])[1],
                 "backward": 0,
             }
         },

@@ -1,9 +1,10 @@
 """The metrics of `camkit evaluate` as plug-ins: one registered class per metric.
 
 A plug-in says what it needs (`needs_regions`: object masks), measures each batch of one
-method's explanations (`measure`, kept per batch so an interrupted run keeps exactly the batches
-that finished), and sums up (`summary`: the table's columns; `curves`: mean curves for the plots;
-`finish`: work after the last batch). A new metric is one class:
+method's explanations (`measure`: per batch, so batches measured anywhere are joined exactly,
+and an interrupted run keeps exactly the batches that finished), and sums up (`summary`: the
+table's columns; `curves`: mean curves for the plots; `finish`: work after the last batch).
+A new metric is one class:
 
     >>> import torch
     >>> from camkit.measures import MEASURES, Measure, register_measure, unregister_measure
@@ -48,6 +49,7 @@ class Context:
         clean: the model's clean class probabilities (B, classes), shared by all metrics.
         settings: the protocol parameters (`camkit.evaluation.Settings`).
         method: the method's name; layer: the explained layer spec.
+        position: the dataset index of the batch's first input.
     """
 
     model: nn.Module
@@ -59,6 +61,7 @@ class Context:
     settings: Any
     method: str
     layer: LayerSpec
+    position: int = 0
 
 
 class Measure:
@@ -73,9 +76,13 @@ class Measure:
         self.parts: list[Any] = []  # one entry per batch seen (None: the batch had no masks)
 
     def update(self, context: Context) -> None:
-        """Measure one batch (a batch without masks counts as seen for region metrics)."""
-        skip = self.needs_regions and context.masks is None
-        self.parts.append(None if skip else self.measure(context))
+        """Measure one batch and keep its part."""
+        self.parts.append(self.part(context))
+
+    def part(self, context: Context) -> Any:
+        """One batch's part, kept by nothing (a batch without masks is None for region
+        metrics): `camkit.evaluation` measures batches in any process and appends in order."""
+        return None if self.needs_regions and context.masks is None else self.measure(context)
 
     def measure(self, context: Context) -> Any:
         """The per-input results of one batch."""
@@ -84,10 +91,6 @@ class Measure:
     def done(self) -> list[Any]:
         """The results of the batches measured."""
         return [p for p in self.parts if p is not None]
-
-    def truncate(self, batches: int) -> None:
-        """Keep the first `batches` batches (an interrupted run drops the unfinished one)."""
-        del self.parts[batches:]
 
     def finish(self, model: nn.Module, settings: Any, method: str, layer: LayerSpec) -> None:
         """Work after the last batch (default: none)."""
@@ -282,15 +285,14 @@ class BoxAccuracy(Measure):
     needs_regions = True
     columns = (("MaxBoxAcc %", "higher", "{:.1f}"),)
 
-    def measure(self, context: Context) -> Tensor:
+    def measure(self, context: Context) -> metrics.BoxAccuracy:
         assert context.masks is not None
         boxes = metrics.masks_to_boxes(context.masks)
-        thresholds = context.settings.thresholds
-        self.thresholds = thresholds
-        return metrics.box_accuracy(context.explanation, boxes, thresholds).hits
+        return metrics.box_accuracy(context.explanation, boxes, context.settings.thresholds)
 
     def _joined(self) -> metrics.BoxAccuracy:
-        return metrics.BoxAccuracy(self.thresholds, _cat(self.done()), 0.5)
+        parts = self.done()
+        return metrics.BoxAccuracy(parts[0].thresholds, _cat([p.hits for p in parts]), 0.5)
 
     def summary(self) -> dict[str, float]:
         return {"MaxBoxAcc %": 100 * self._joined().max_box_accuracy} if self.done() else {}
@@ -313,12 +315,13 @@ class SanityCheck(Measure):
         self.result: metrics.Sanity | None = None
 
     def measure(self, context: Context) -> tuple[Tensor, Tensor] | None:
-        wanted = context.settings.sanity_images - sum(len(p[0]) for p in self.done())
+        wanted = context.settings.sanity_images - context.position  # the first N inputs
         return (context.x[:wanted], context.labels[:wanted]) if wanted > 0 else None
 
     def finish(self, model: nn.Module, settings: Any, method: str, layer: LayerSpec) -> None:
         if self.done():
-            x, labels = (_cat([p[i] for p in self.done()]) for i in (0, 1))
+            device = next((p.device for p in model.parameters()), None)
+            x, labels = (_cat([p[i] for p in self.done()]).to(device) for i in (0, 1))
             self.result = metrics.cascading_randomisation(
                 model, x, method, labels, seed=settings.seed, layer=layer
             )

@@ -73,8 +73,9 @@ def _batches(
 ) -> Iterator[list[Any]]:
     """Lists of at most `batch_size` items of one input size, read by `num_workers` processes.
 
-    Items wait in one bucket per input size until it is full; at most `4 * batch_size` items
-    wait in all (the fullest bucket goes first), so memory does not grow with the dataset.
+    Each chunk of `batch_size` consecutive items is split by input size, and never joined with
+    other chunks: a batch depends only on its chunk, so a run split over processes or machines
+    (`camkit explain --ray`) makes the same batches, and the same maps to the last bit.
     """
     loader: Iterable[list[Any]] = DataLoader(
         data,  # type: ignore[arg-type]
@@ -84,20 +85,14 @@ def _batches(
         shuffle=False,
         prefetch_factor=2 if num_workers else None,
     )
-    buckets: dict[tuple[int, ...], list[Any]] = {}
     for chunk in loader:
+        groups: dict[tuple[int, ...], list[Any]] = {}
         for item in chunk:
             if isinstance(item, Unreadable):
                 yield [item]
-                continue
-            shape = tuple(_input_of(item).shape)
-            bucket = buckets.setdefault(shape, [])
-            bucket.append(item)
-            if len(bucket) == batch_size:
-                yield buckets.pop(shape)
-        while sum(map(len, buckets.values())) > 4 * batch_size:
-            yield buckets.pop(max(buckets, key=lambda s: len(buckets[s])))
-    yield from buckets.values()
+            else:
+                groups.setdefault(tuple(_input_of(item).shape), []).append(item)
+        yield from groups.values()
 
 
 def explain_batches(
@@ -111,6 +106,7 @@ def explain_batches(
     num_workers: int = 0,
     device: str | torch.device | None = None,
     on_error: OnError | None = None,
+    seed: int | None = 0,
 ) -> Iterator[Explained]:
     """Explain every input of `data` with every method, batch by batch.
 
@@ -124,6 +120,9 @@ def explain_batches(
             same for every input.
         on_error: called as ``on_error(item, method, error)`` for each input a method fails on;
             None raises the first error instead.
+        seed: every batch draws the methods' noise (SmoothGrad-CAM++) from this seed, so an
+            input's maps depend on its batch alone, not on the batches before it or the process
+            that ran it; the caller's random state is left as it was. None: the global stream.
 
     Example:
         >>> import torch
@@ -149,7 +148,12 @@ def explain_batches(
             on_error(items[0].item, "read", ValueError(items[0].reason))
             continue
         x = torch.stack([_input_of(item) for item in items]).to(device)
-        yield Explained(items, x, _explain_all(explainers, items, x, targets, on_error))
+        devices = [x.device] if x.is_cuda else []
+        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            results = _explain_all(explainers, items, x, targets, on_error)
+        yield Explained(items, x, results)
 
 
 def _explain_all(

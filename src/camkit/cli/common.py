@@ -274,11 +274,12 @@ _MINIMUM = {
     "size": (0, "pixels, 0 keeps the size"),
     "max_size": (0, "pixels, 0 keeps the full size"),
     "workers": (0, "processes, 0 reads in the main process"),
+    "ray_workers": (1, "actors"),
 }
 
 
 # Reader processes beyond this exhaust a machine long before they help.
-_MAXIMUM = {"workers": 64}
+_MAXIMUM = {"workers": 64, "ray_workers": 4096}
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -288,6 +289,8 @@ def check_options(args: argparse.Namespace) -> None:
         if value is not None and value > most:
             flag = "--" + option.replace("_", "-")
             raise UsageError(f"{flag} {value}: at most {most} (each is a process)")
+    if getattr(args, "ray_workers", None) is not None and getattr(args, "ray", None) is None:
+        raise UsageError("--ray-workers is for runs on Ray: add --ray [ADDRESS]")
     for option, (least, unit) in _MINIMUM.items():
         value = getattr(args, option, None)
         if value is not None and value < least:
@@ -332,6 +335,24 @@ def parse_layer(args: argparse.Namespace, model: nn.Module) -> list[str] | None:
         return [name for name, _ in resolve_layers(model, args.layer.split(","))]
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
+
+
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    """--ray [ADDRESS] and --ray-workers, the same for explain and evaluate."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run on a Ray cluster (pip install 'camkit[ray]'): ADDRESS, or none to join the "
+        "one in RAY_ADDRESS or start a local one; inputs and --out must be readable by every node",
+    )
+    parser.add_argument(
+        "--ray-workers",
+        type=int,
+        help="Ray actors holding the model (default: one per GPU with --device cuda, else one "
+        "per CPU of the cluster)",
+    )
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from camkit.cli.common import (
     LoadedModel,
     UsageError,
     add_model_options,
+    add_ray_options,
     check_options,
     default_workers,
     load_model,
@@ -33,10 +35,9 @@ from camkit.errors import CamkitWarning
 from camkit.evaluation import (
     METRICS,
     Batch,
-    EvaluationInterrupted,
+    Evaluation,
     Report,
     Settings,
-    evaluate,
     needs_regions,
 )
 from camkit.files import OutputError, shown, write_file, write_text
@@ -135,49 +136,80 @@ class FolderImages(Dataset[tuple[Tensor, int, Tensor | None] | Unreadable]):
         return self.loaded.normalise(picture), label, mask
 
 
-def _folder_batches(
-    args: argparse.Namespace, loaded: LoadedModel, fail: Callable[[str], None]
-) -> tuple[int, int, Iterator[Batch]]:
+class ShapesImages(Dataset[tuple[Tensor, int, Tensor | None]]):
+    """The bundled benchmark's held-out split as (model input, label, mask) items."""
+
+    def __init__(self, count: int, side: int) -> None:
+        from camkit.data import ShapesDataset
+
+        self.data = ShapesDataset(count, size=side, seed=SHAPES_SEED)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, Tensor | None]:
+        sample = self.data[index]
+        return sample["image"], int(sample["label"]), sample["mask"]
+
+
+Items = Dataset[tuple[Tensor, int, Tensor | None] | Unreadable]
+
+
+def _source(args: argparse.Namespace, loaded: LoadedModel) -> tuple[Items, int]:
+    """The images to evaluate, as a dataset of (input, label, mask) items, and the highest label."""
+    if args.data == BUNDLED:
+        from camkit.data import CLASSES
+
+        count = args.limit if args.limit is not None else 200
+        return ShapesImages(count, args.size or 96), len(CLASSES) - 1  # type: ignore[return-value]
+    if not Path(args.data).is_dir():
+        raise UsageError(
+            f"--data {shown(args.data)!r}: use 'shapes' (bundled) or a folder of class subfolders"
+        )
     items = _folder_dataset(Path(args.data), loaded)[: args.limit]
     side = args.size or loaded.size or min(_first_readable(items, MAX_SIDE).shape[1:])
-    loader = DataLoader(FolderImages(items, side, loaded), batch_size=args.batch_size,
-                        num_workers=args.workers, collate_fn=list)  # fmt: skip
-
-    def batches() -> Iterator[Batch]:
-        for chunk in loader:  # decoded by the workers while the model works on a batch
-            for unreadable in (c for c in chunk if isinstance(c, Unreadable)):
-                fail(f"{shown(unreadable.item)} {unreadable.reason}")
-            read = [c for c in chunk if not isinstance(c, Unreadable)]
-            if not read:
-                continue
-            masks = [mask for _, _, mask in read]
-            yield Batch(
-                torch.stack([x for x, _, _ in read]).to(args.device),
-                torch.tensor([label for _, label, _ in read], device=args.device),
-                torch.stack(masks).to(args.device)  # type: ignore[arg-type]
-                if all(m is not None for m in masks)
-                else None,
-            )
-
-    return len(items), max(label for _, label in items), batches()
+    return FolderImages(items, side, loaded), max(label for _, label in items)
 
 
-def _shapes_batches(args: argparse.Namespace) -> tuple[int, int, Iterator[Batch]]:
-    from camkit.data import CLASSES, ShapesDataset
+def to_batch(chunk: list[Any], device: str, fail: Callable[[str], None]) -> Batch | None:
+    """One batch of read items (None if none was readable); unreadable ones are reported."""
+    for unreadable in (c for c in chunk if isinstance(c, Unreadable)):
+        fail(f"{shown(unreadable.item)} {unreadable.reason}")
+    read = [c for c in chunk if not isinstance(c, Unreadable)]
+    if not read:
+        return None
+    masks = [mask for _, _, mask in read]
+    return Batch(
+        torch.stack([x for x, _, _ in read]).to(device),
+        torch.tensor([label for _, label, _ in read], device=device),
+        torch.stack(masks).to(device)  # type: ignore[arg-type]
+        if all(m is not None for m in masks)
+        else None,
+    )
 
-    count = args.limit if args.limit is not None else 200
-    data = ShapesDataset(count, size=args.size or 96, seed=SHAPES_SEED)
 
-    def batches() -> Iterator[Batch]:
-        for start in range(0, count, args.batch_size):
-            part = data.stack(start, min(count, start + args.batch_size))
-            yield Batch(
-                part["image"].to(args.device),
-                part["label"].to(args.device),
-                part["mask"].to(args.device),
-            )
+def _local_batches(
+    data: Items, args: argparse.Namespace, fail: Callable[[str], None]
+) -> Iterator[tuple[int, Batch]]:
+    """(position, batch) for chunks of `--batch-size` items, read by `--workers` processes
+    while the model works on the previous batch."""
+    loader = DataLoader(data, batch_size=args.batch_size, num_workers=args.workers,
+                        collate_fn=list)  # fmt: skip
+    for number, chunk in enumerate(loader):
+        batch = to_batch(chunk, args.device, fail)
+        if batch is not None:
+            yield number * args.batch_size, batch
 
-    return count, len(CLASSES) - 1, batches()
+
+def _first_batch(data: Items, args: argparse.Namespace) -> tuple[int, Batch] | None:
+    """The first readable chunk, read here to check the model and methods (its unreadable
+    images are reported when the workers read them)."""
+    for position in range(0, len(data), args.batch_size):
+        end = min(len(data), position + args.batch_size)
+        batch = to_batch([data[i] for i in range(position, end)], args.device, lambda _: None)
+        if batch is not None:
+            return position, batch
+    return None
 
 
 def _write_plots(report: Report, out: Path) -> list[Path]:
@@ -286,33 +318,31 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(f"camkit: error: {message}", file=sys.stderr)
         progress.update(skipped)  # the bar still ends at the total
 
-    if args.data == BUNDLED:
-        count, highest, batches = _shapes_batches(args)
-    elif Path(args.data).is_dir():
-        count, highest, batches = _folder_batches(args, loaded, fail)
+    data, highest = _source(args, loaded)
+    count = len(data)
+    if args.ray is not None:
+        first = _first_batch(data, args)
     else:
-        raise UsageError(
-            f"--data {shown(args.data)!r}: use 'shapes' (bundled) or a folder of class subfolders"
-        )
-    first = next(batches, None)
+        batches = _local_batches(data, args, fail)
+        first = next(batches, None)
     if first is None:
         raise UsageError("no readable images to evaluate")
     with torch.no_grad():
-        classes = select_output(model(first.inputs[:1])).shape[-1]
+        classes = select_output(model(first[1].inputs[:1])).shape[-1]
     if highest >= classes:
         raise UsageError(
             f"class {highest} of the data does not exist in a model with {classes} outputs: name "
             "the subfolders after the model's classes, or match its class order"
         )
-    methods = _applicable(methods, model, layer, first, fail)
+    methods = _applicable(methods, model, layer, first[1], fail)
     if not methods:
         return 1
     if chosen is None:
         regions = needs_regions()
-        chosen = [m for m in METRICS if first.masks is not None or m not in regions]
+        chosen = [m for m in METRICS if first[1].masks is not None or m not in regions]
     settings = Settings(
         steps=args.steps,
-        fill=_fill(args.fill, first.inputs),
+        fill=_fill(args.fill, first[1].inputs),
         tolerance=args.tolerance,
         sanity_images=args.sanity_images,
         seed=args.seed,
@@ -322,19 +352,23 @@ def evaluate_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     make_output_folder(out)
     started = time.perf_counter()
+    evaluation = Evaluation(model, methods, chosen, settings=settings, layer=layer)
     interrupted = False
     try:
-        report = evaluate(
-            model,
-            itertools.chain([first], batches),
-            methods,
-            chosen,
-            settings=settings,
-            layer=layer,
-            advance=progress.update,
-        )
-    except EvaluationInterrupted as stop:
-        report, interrupted = stop.report, True
+        if args.ray is not None:
+            from camkit.cli.on_ray import evaluate_on_ray
+
+            results = evaluate_on_ray(args, model, data, evaluation, fail)
+        else:
+            results = (evaluation.measure(batch, position)
+                       for position, batch in itertools.chain([first], batches))  # fmt: skip
+        for result in results:
+            evaluation.add(result)
+            progress.update(result.images)
+        report = evaluation.report()
+    except KeyboardInterrupt:
+        report, interrupted = evaluation.report(finish=False), True
+        report.info["interrupted"] = True
     except (ValueError, TypeError, RuntimeError) as error:
         fail(str(error).splitlines()[0])
         return 1
@@ -424,4 +458,5 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"processes that read and decode a folder's images (default: {default_workers()} "
         "here; 0: read in the main process)",
     )
+    add_ray_options(parser)
     parser.set_defaults(run=evaluate_command)

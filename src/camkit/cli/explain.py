@@ -29,6 +29,7 @@ from camkit.cli.common import (
     LoadedModel,
     UsageError,
     add_model_options,
+    add_ray_options,
     bundled_samples,
     check_options,
     default_workers,
@@ -41,7 +42,7 @@ from camkit.cli.common import (
 from camkit.explanation import Explanation
 from camkit.files import OutputError, shown, write_file, write_text
 from camkit.images import MAX_SIDE, ImageReadError, read_image
-from camkit.methods import METHODS
+from camkit.methods import METHODS, Explainer
 from camkit.overlay import grid, overlay, to_pil
 from camkit.stream import Unreadable, explain_batches
 from camkit.targets import TopK, select_output
@@ -159,28 +160,48 @@ class Run:
             self.progress.refresh()
 
     def failed(self, item: Any, method: str, error: BaseException) -> None:
-        path = item["path"] if isinstance(item, dict) else item
-        what = "" if method == "read" else f"{method}: "
-        self.fail(f"{shown(path)}: {what}{_reason(error)}")
+        self.fail(failure_message(item, method, error))
         if method == "read":
             self.advance()
 
-    def advance(self) -> None:
+    def advance(self, count: int = 1) -> None:
         with self.lock:
-            self.done += 1
-            self.progress.update(1)
+            self.done += count
+            self.progress.update(count)
 
     def write(self, item: dict[str, Any], results: dict[str, tuple[Explanation, int]]) -> None:
         """Runs in a writer thread: every file of one input, the JSON summary last."""
         try:
-            if results:
-                count = _write_item(item, results, self.loaded, self.out, self.args)
-                with self.lock:
-                    self.written += count
-        except OutputError as error:
-            self.fail(f"{shown(item['path'])}: {error}")
+            count, problem = write_outputs(item, results, self.loaded, self.out, self.args)
+            with self.lock:
+                self.written += count
+            if problem:
+                self.fail(problem)
         finally:
             self.advance()
+
+
+def failure_message(item: Any, method: str, error: BaseException) -> str:
+    """One line naming the input, the method ("read": reading it) and what went wrong."""
+    path = item["path"] if isinstance(item, dict) else item
+    what = "" if method == "read" else f"{method}: "
+    return f"{shown(path)}: {what}{_reason(error)}"
+
+
+def write_outputs(
+    item: dict[str, Any],
+    results: dict[str, tuple[Explanation, int]],
+    loaded: LoadedModel,
+    out: Path,
+    args: argparse.Namespace,
+) -> tuple[int, str]:
+    """The files of one input: (files written, "" or the line saying why writing failed)."""
+    if not results:
+        return 0, ""
+    try:
+        return _write_item(item, results, loaded, out, args), ""
+    except OutputError as error:
+        return 0, f"{shown(item['path'])}: {error}"
 
 
 def _reason(error: BaseException) -> str:
@@ -284,6 +305,29 @@ def _predictions(logits: Tensor, loaded: LoadedModel, top: int = 5) -> list[dict
     ]
 
 
+def _explain_here(
+    run: Run,
+    model: torch.nn.Module,
+    data: ImageFiles,
+    explainers: dict[str, Explainer],
+    targets: int | TopK | None,
+) -> None:
+    """Explain on this machine: read by worker processes, written by threads."""
+    args = run.args
+    # Outputs are encoded and written by threads while the model works on the next batch; at
+    # most two batches of inputs wait for them, so memory stays bounded.
+    waiting = threading.BoundedSemaphore(2 * args.batch_size)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="camkit-write") as writers:
+        stream = explain_batches(model, data, explainers, targets=targets,
+                                 batch_size=args.batch_size, num_workers=args.workers,
+                                 device=args.device, on_error=run.failed)  # fmt: skip
+        for batch in stream:
+            for item, results in zip(batch.items, batch.results, strict=True):
+                waiting.acquire()
+                task = writers.submit(run.write, item, results)
+                task.add_done_callback(lambda _task: waiting.release())
+
+
 def explain_command(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     check_options(args)
@@ -310,24 +354,23 @@ def explain_command(args: argparse.Namespace) -> int:
     run = Run(
         args, loaded, out, progress_bar(len(paths), "explaining", initial=len(paths) - len(todo))
     )
-    # Outputs are encoded and written by threads while the model works on the next batch; at
-    # most two batches of inputs wait for them, so memory stays bounded.
-    waiting = threading.BoundedSemaphore(2 * args.batch_size)
     if loaded.classes is None and targets is not None:  # the classes asked for must exist
         first = next((item for item in map(data.__getitem__, range(len(data)))
                       if not isinstance(item, Unreadable)), None)  # fmt: skip
         if first is not None:
             _check_target_range(model, first["input"][None].to(args.device), targets)
     try:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="camkit-write") as writers:
-            stream = explain_batches(model, data, explainers, targets=targets,
-                                     batch_size=args.batch_size, num_workers=args.workers,
-                                     device=args.device, on_error=run.failed)  # fmt: skip
-            for batch in stream:
-                for item, results in zip(batch.items, batch.results, strict=True):
-                    waiting.acquire()
-                    task = writers.submit(run.write, item, results)
-                    task.add_done_callback(lambda _task: waiting.release())
+        if args.ray is not None:
+            from camkit.cli.on_ray import explain_on_ray
+
+            lines = explain_on_ray(args, loaded, methods, layer, targets, data.paths, data.stems)
+            for count, errors in lines:
+                run.written += count
+                for line in filter(None, errors.split("\n")):
+                    run.fail(line)
+                run.advance()
+        else:
+            _explain_here(run, model, data, explainers, targets)
     except KeyboardInterrupt:
         run.progress.close()
         print(
@@ -399,4 +442,5 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--mean", type=float, nargs=3, help="normalisation mean (R G B)")
     parser.add_argument("--std", type=float, nargs=3, help="normalisation std (R G B)")
+    add_ray_options(parser)
     parser.set_defaults(run=explain_command)

@@ -1,0 +1,273 @@
+"""`--ray [ADDRESS]`: `camkit explain` and `camkit evaluate` on a Ray cluster.
+
+Ray Data spreads the inputs, in chunks of `--batch-size`, over a pool of actors that each hold
+the model: one per GPU with `--device cuda`, otherwise one per CPU slot (`--ray-workers` sets
+the number). A chunk is the unit a local run batches, and every batch seeds its randomness the
+same way, so the files and figures equal those of a local run of the same command.
+
+- `explain`: the actors read, explain and write each chunk's files into `--out` (a folder
+  every node sees: a shared file system on a multi-node cluster), and send back one line per
+  input (files written, failures).
+- `evaluate`: the actors measure each chunk (`Evaluation.measure`) and send back the metrics'
+  per-image results; the driver adds them in dataset order, exactly as a local run does, and
+  runs the sanity check and the report.
+
+The model travels to the actors through Ray's object store (it is pickled), so a model given by
+name, file or random weights is the same model everywhere; input files must be readable by every
+node. With no address, Ray joins the cluster in ``RAY_ADDRESS`` or starts a local one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from camkit.cli.common import LoadedModel, UsageError
+from camkit.evaluation import Evaluation, Settings
+from camkit.layers import LayerSpec
+from camkit.methods import METHODS
+from camkit.targets import Targets
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise UsageError(
+            "--ray needs Ray: pip install 'camkit[ray]' (or pip install 'ray[data]')"
+        ) from None
+    return ray
+
+
+@contextlib.contextmanager
+def connected(address: str) -> Iterator[Any]:
+    """Ray, joined to the cluster at `address` ("": RAY_ADDRESS's, or a new local one); a
+    cluster started here is shut down on leaving, one that was running is left alone."""
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(
+                address=address or None,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,  # Ray's notes; its errors raise
+            )
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise UsageError(f"--ray {address or '(local)'}: cannot join Ray ({first})") from None
+    context = ray.data.DataContext.get_current()
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes on its progress bars
+    context.enable_progress_bars = False  # camkit's own bar shows the progress
+    context.execution_options.preserve_order = True  # results come back in dataset order
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _pool(ray: Any, args: argparse.Namespace, chunks: int) -> tuple[int, dict[str, Any]]:
+    """The number of actors (no more than there are chunks) and what each asks of Ray."""
+    resources = ray.cluster_resources()
+    on_gpu = str(args.device).startswith("cuda")
+    kind = "GPU" if on_gpu else "CPU"
+    available = int(resources.get(kind, 0))
+    if available < 1:
+        raise UsageError(f"--ray: the cluster has no {kind}s for --device {args.device}")
+    size = max(1, min(args.ray_workers or available, chunks))
+    return size, ({"num_gpus": 1} if on_gpu else {"num_cpus": 1})
+
+
+def _worker_device(device: str) -> str:
+    """Ray shows each GPU actor only its own GPU, as cuda:0."""
+    return "cuda" if str(device).startswith("cuda") else str(device)
+
+
+def _on_cpu(model: torch.nn.Module) -> torch.nn.Module:
+    """The model to send to the actors: on the CPU, so any node can unpickle it (a copy if it
+    is elsewhere: this process keeps using it)."""
+    on_cpu = all(t.device.type == "cpu" for t in [*model.parameters(), *model.buffers()])
+    return model if on_cpu else copy.deepcopy(model).cpu()
+
+
+def _chunks(count: int, batch_size: int) -> list[dict[str, int]]:
+    return [{"start": s, "stop": min(count, s + batch_size)} for s in range(0, count, batch_size)]
+
+
+def _run(ray: Any, worker: type, job: dict[str, Any], args: argparse.Namespace,
+         count: int) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Chunks of `count` inputs through a pool of `worker` actors; their rows, in order.
+
+    The job (the model, the data) goes into the object store once and each actor fetches it:
+    passed as constructor arguments, Ray would also keep it for restarting actors.
+    """
+    parts = _chunks(count, args.batch_size)
+    size, asks = _pool(ray, args, len(parts))
+    shared = [ray.put(job)]  # in a list: Ray hands the actors the reference, not the value
+    chunks = ray.data.from_items(parts, override_num_blocks=len(parts))
+    done = chunks.map_batches(
+        worker,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=size),
+        fn_constructor_kwargs={"shared": shared},
+        **asks,
+    )
+    yield from done.iter_rows()
+
+
+def _job(shared: list[Any]) -> dict[str, Any]:
+    import ray
+
+    return ray.get(shared[0])  # type: ignore[no-any-return]
+
+
+class ExplainWorker:
+    """A Ray actor: explains chunks of input files and writes their outputs."""
+
+    def __init__(self, shared: list[Any]) -> None:
+        self._start(**_job(shared))
+
+    def _start(
+        self,
+        loaded: LoadedModel,
+        args: argparse.Namespace,
+        methods: Sequence[str],
+        layer: LayerSpec,
+        targets: Targets,
+        paths: Sequence[Path],
+        stems: Sequence[str],
+    ) -> None:
+        self.args, self.loaded, self.targets = args, loaded, targets
+        self.device = _worker_device(args.device)
+        self.model = loaded.model.to(self.device).eval()
+        self.explainers = {m: METHODS[m](self.model, layer=layer) for m in methods}
+        self.paths, self.stems = paths, stems
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from camkit.cli.explain import ImageFiles, failure_message, write_outputs
+        from camkit.stream import explain_batches
+
+        start, stop = int(rows["start"][0]), int(rows["stop"][0])
+        data = ImageFiles(self.paths[start:stop], self.stems[start:stop], self.loaded,
+                          self.args.max_size)  # fmt: skip
+        errors: dict[int, list[str]] = {i: [] for i in range(start, stop)}
+        written = dict.fromkeys(range(start, stop), 0)
+        position = {str(p): start + i for i, p in enumerate(data.paths)}
+
+        def failed(item: Any, method: str, error: BaseException) -> None:
+            path = item["path"] if isinstance(item, dict) else item
+            errors[position[str(path)]].append(failure_message(item, method, error))
+
+        stream = explain_batches(self.model, data,
+                                 self.explainers, targets=self.targets,
+                                 batch_size=self.args.batch_size, device=self.device,
+                                 on_error=failed)  # fmt: skip
+        for batch in stream:
+            for item, results in zip(batch.items, batch.results, strict=True):
+                index = position[str(item["path"])]
+                count, problem = write_outputs(item, results, self.loaded, Path(self.args.out),
+                                               self.args)  # fmt: skip
+                written[index] += count
+                if problem:
+                    errors[index].append(problem)
+        return {
+            "written": np.array([written[i] for i in range(start, stop)]),
+            "errors": np.array(["\n".join(errors[i]) for i in range(start, stop)], dtype=object),
+        }
+
+
+def explain_on_ray(
+    args: argparse.Namespace,
+    loaded: LoadedModel,
+    methods: Sequence[str],
+    layer: LayerSpec,
+    targets: Targets,
+    paths: Sequence[Path],
+    stems: Sequence[str],
+) -> Iterator[tuple[int, str]]:
+    """(files written, failure lines) for each input, in order, explained by the actors."""
+    job = {"loaded": replace(loaded, model=_on_cpu(loaded.model)), "args": args,
+           "methods": list(methods), "layer": layer, "targets": targets, "paths": list(paths),
+           "stems": list(stems)}  # fmt: skip
+    with connected(args.ray) as ray:
+        for row in _run(ray, ExplainWorker, job, args, len(paths)):
+            yield int(row["written"]), str(row["errors"])
+
+
+class EvaluateWorker:
+    """A Ray actor: measures chunks of the dataset with every method and metric."""
+
+    def __init__(self, shared: list[Any]) -> None:
+        self._start(**_job(shared))
+
+    def _start(
+        self,
+        model: torch.nn.Module,
+        data: Any,
+        methods: Sequence[str],
+        chosen: Sequence[str],
+        settings: Settings,
+        layer: LayerSpec,
+        device: str,
+    ) -> None:
+        self.device = _worker_device(device)
+        self.data = data
+        model = model.to(self.device).eval()
+        self.evaluation = Evaluation(model, methods, chosen, settings=settings, layer=layer)
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from camkit.cli.evaluate import to_batch
+
+        start, stop = int(rows["start"][0]), int(rows["stop"][0])
+        errors: list[str] = []
+        batch = to_batch([self.data[i] for i in range(start, stop)], self.device, errors.append)
+        payload = b""
+        if batch is not None:
+            buffer = io.BytesIO()
+            torch.save(self.evaluation.measure(batch, start), buffer)
+            payload = buffer.getvalue()
+        return {
+            "result": np.array([payload], dtype=object),
+            "errors": np.array(["\n".join(errors)], dtype=object),
+        }
+
+
+def evaluate_on_ray(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    data: Any,
+    evaluation: Evaluation,
+    fail: Callable[[str], None],
+) -> Iterator[Any]:
+    """The `BatchResult` of each chunk, in dataset order, measured by the actors."""
+    methods = list(evaluation.measures)
+    chosen = list(next(iter(evaluation.measures.values())))
+    job = {
+        "model": _on_cpu(model),
+        "data": data,
+        "methods": methods,
+        "chosen": chosen,
+        "settings": evaluation.settings,
+        "layer": evaluation.layer,
+        "device": args.device,
+    }
+    with connected(args.ray) as ray:
+        for row in _run(ray, EvaluateWorker, job, args, len(data)):
+            for line in filter(None, str(row["errors"]).split("\n")):
+                fail(line)
+            if row["result"]:
+                # Our own workers' results: tensors land on this machine's CPU.
+                yield torch.load(io.BytesIO(row["result"]), map_location="cpu",
+                                 weights_only=False)  # fmt: skip
