@@ -1,0 +1,355 @@
+"""What the app computes, as plain functions: the browser layer (`camkit.app.ui`) only wires
+them to widgets, and the tests call them directly.
+
+The maps are computed once per question (`explain_pictures`); opacity and colour map are applied
+afterwards (`render`), so moving a slider never runs the model.
+
+Example:
+    >>> from camkit.app.core import Question, explain_pictures, open_model, render, sample_pictures
+    >>> model = open_model("shapes")
+    >>> pictures = sample_pictures()[:1]
+    >>> shown = explain_pictures(model, pictures, Question(methods=("gradcam", "cam")))
+    >>> [caption for _, caption in render(shown, alpha=0.5, colormap="jet")]
+    ['cross.png', 'cross.png · gradcam · cross', 'cross.png · cam · cross']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from camkit.cli.common import BUNDLED, LoadedModel, UsageError, bundled_samples, load_model
+from camkit.errors import CamkitWarning
+from camkit.images import ImageReadError, read_image
+from camkit.layers import candidates, find_spatial_layer
+from camkit.methods import METHODS
+from camkit.overlay import check_colormap, overlay, to_pil
+from camkit.plot import line_chart
+from camkit.targets import Contrast, select_output
+
+MAX_IMAGES = 8  # per question: the page shows every image with every method
+MAX_SIDE = 1024  # uploads are scaled down to this longer side before anything else
+
+
+@dataclasses.dataclass
+class AppModel:
+    """A model as the app holds it: the loaded model, its layers, and a warning to show."""
+
+    loaded: LoadedModel
+    device: str
+    layers: list[tuple[str, tuple[int, ...]]]  # (name, output shape) of each explainable layer
+    automatic: str  # the layer camkit chooses
+    warning: str = ""
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names (numbers as text for a model without names)."""
+        if self.loaded.classes:
+            return list(self.loaded.classes)
+        count = self._class_count()
+        return [str(i) for i in range(count)]
+
+    def _class_count(self) -> int:
+        with torch.no_grad():
+            x = torch.rand(1, 3, 64, 64, device=self.device)
+            return int(
+                select_output(self.loaded.model(self.loaded.normalise(x[0])[None])).shape[-1]
+            )
+
+
+def open_model(
+    name: str = BUNDLED, weights: str | None = None, *, device: str = "cpu", trust: bool = False
+) -> AppModel:
+    """Load a model for the app: the bundled one, a torchvision classifier by name (with a
+    state-dict file, or random weights with a warning), or a torch.export file (`trust`).
+
+    Raises `ValueError` with a one-line reason for a model or file that does not fit.
+
+    Example:
+        >>> model = open_model("shapes")
+        >>> model.automatic, model.warning
+        ('features', '')
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CamkitWarning)
+        try:
+            loaded = load_model(name, weights, trust)
+        except UsageError as error:
+            raise ValueError(str(error)) from None
+    warning = " ".join(str(w.message) for w in caught if issubclass(w.category, CamkitWarning))
+    model = loaded.model.to(device).eval()
+    probe = torch.rand(3, loaded.size or 96, loaded.size or 96)
+    x = loaded.normalise(probe)[None].to(device)
+    found = candidates(model, x)
+    automatic = find_spatial_layer(model, x)
+    layers = [(c.name, c.shape) for c in found]
+    return AppModel(loaded, device, layers, automatic, warning)
+
+
+def layer_choices(model: AppModel) -> list[tuple[str, str]]:
+    """(label, layer name) for a dropdown: the name and output shape, the automatic choice
+    marked and first.
+
+    Example:
+        >>> layer_choices(open_model("shapes"))[0]
+        ('features  (1, 128, 12, 12)  ← automatic', 'features')
+    """
+    shapes = dict(model.layers)
+    first = [
+        (f"{model.automatic}  {shapes.get(model.automatic, '')}  ← automatic", model.automatic)
+    ]
+    others = [
+        (f"{name}  {shape}", name)
+        for name, shape in reversed(model.layers)
+        if name != model.automatic
+    ]
+    return first + others
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """What to explain: the methods, the layer (None: automatic) and the target.
+
+    target: "top" (each image's prediction), "class" (`cls` for every image) or "contrast"
+    (why `cls` rather than `foil`: the difference of their scores).
+    """
+
+    methods: tuple[str, ...] = ("gradcam",)
+    layer: str | None = None
+    target: str = "top"
+    cls: int | None = None
+    foil: int | None = None
+
+    def targets(self) -> Any:
+        if self.target == "top":
+            return None
+        if self.cls is None:
+            raise ValueError("choose the class to explain")
+        if self.target == "class":
+            return self.cls
+        if self.target == "contrast":
+            if self.foil is None or self.foil == self.cls:
+                raise ValueError("'A rather than B' needs two different classes")
+            return Contrast(self.cls, self.foil)
+        raise ValueError(f"unknown target kind {self.target!r}: top, class or contrast")
+
+
+@dataclasses.dataclass
+class Shown:
+    """One image's results: the picture, the model input, the top-5 and one map per method.
+
+    maps: method -> (H, W) map in [0, 1] at the picture's size; errors: method -> reason, for
+    methods that do not fit the model; target: what the maps explain, in words.
+    """
+
+    name: str
+    picture: Tensor
+    input: Tensor
+    predictions: list[dict[str, Any]]
+    maps: dict[str, Tensor]
+    raw: dict[str, Tensor]
+    target: str
+    target_class: int | None
+    errors: dict[str, str]
+
+
+def sample_pictures() -> list[tuple[str, Tensor]]:
+    """(file name, picture) of each bundled sample."""
+    return [(path.name, read_image(path)) for path in bundled_samples()]
+
+
+def read_upload(path: str | Path) -> tuple[str, Tensor]:
+    """(file name, picture) of an uploaded file; a `ValueError` that says why for a file that is
+    not a readable image (or is too large to decode safely)."""
+    try:
+        return Path(path).name, read_image(Path(path), MAX_SIDE)
+    except ImageReadError as error:
+        raise ValueError(f"{Path(path).name}: {error}") from None
+
+
+def _predictions(logits: Tensor, classes: Sequence[str] | None) -> list[dict[str, Any]]:
+    probabilities = logits.float().softmax(dim=0)
+    best = probabilities.topk(min(5, logits.numel()))
+    return [
+        {
+            "class": int(i),
+            "name": classes[int(i)] if classes and int(i) < len(classes) else str(int(i)),
+            "probability": float(p),
+        }
+        for p, i in zip(best.values, best.indices, strict=True)
+    ]
+
+
+def explain_pictures(
+    model: AppModel, pictures: Sequence[tuple[str, Tensor]], question: Question
+) -> list[Shown]:
+    """Explain each picture with each method of the question.
+
+    A method that does not fit the model is reported in `Shown.errors`, not raised: the others
+    are still shown. A question that cannot be asked at all (no method, too many images, an
+    unknown class) is a `ValueError`.
+    """
+    if not pictures:
+        raise ValueError("choose a sample or upload an image")
+    if len(pictures) > MAX_IMAGES:
+        raise ValueError(f"{len(pictures)} images: at most {MAX_IMAGES} at once")
+    unknown = [m for m in question.methods if m not in METHODS]
+    if not question.methods or unknown:
+        raise ValueError(f"choose methods from: {', '.join(METHODS)}")
+    targets = question.targets()
+    classes = model.loaded.classes
+    results = []
+    for name, picture in pictures:
+        shown_picture, x = model.loaded.prepare(picture)
+        x = x[None].to(model.device)
+        with torch.no_grad():
+            logits = select_output(model.loaded.model(x))[0]
+        shown = Shown(
+            name, shown_picture, x[0], _predictions(logits, classes), {}, {}, "", None, {}
+        )
+        for method in question.methods:
+            try:
+                with model.lock, warnings.catch_warnings():
+                    warnings.simplefilter("ignore", CamkitWarning)
+                    explainer = METHODS[method](model.loaded.model, layer=question.layer)
+                    result = explainer(x, targets)
+            except (ValueError, TypeError, RuntimeError, IndexError) as error:
+                shown.errors[method] = str(error).strip().splitlines()[0]
+                continue
+            shown.maps[method] = result.maps[0, 0].detach().cpu()
+            shown.raw[method] = result.raw[0][0, 0].detach().cpu()
+            if result.targets is not None:
+                shown.target_class = int(result.targets[0, 0])
+        shown.target = _target_words(question, shown, classes)
+        results.append(shown)
+    return results
+
+
+def _target_words(question: Question, shown: Shown, classes: Sequence[str] | None) -> str:
+    def named(index: int | None) -> str:
+        if index is None:
+            return "?"
+        return classes[index] if classes and index < len(classes) else str(index)
+
+    if question.target == "contrast":
+        return f"{named(question.cls)} rather than {named(question.foil)}"
+    if question.target == "class":
+        return named(question.cls)
+    return named(shown.predictions[0]["class"])
+
+
+def render(
+    shown: Sequence[Shown], *, alpha: float = 0.5, colormap: str = "jet"
+) -> list[tuple[Image.Image, str]]:
+    """(image, caption) for each picture followed by its overlays: cheap, no model call."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"opacity {alpha}: must be from 0 to 1")
+    check_colormap(colormap)
+    tiles = []
+    for item in shown:
+        tiles.append((to_pil(item.picture), item.name))
+        for method, heat in item.maps.items():
+            picture = overlay(item.picture, heat, colormap, alpha)
+            tiles.append((picture, f"{item.name} · {method} · {item.target}"))
+    return tiles
+
+
+@dataclasses.dataclass
+class Faithfulness:
+    """Deletion and insertion curves of each method's map on one image, and their AUCs."""
+
+    fractions: list[float]
+    deletion: dict[str, list[float]]
+    insertion: dict[str, list[float]]
+
+    def aucs(self) -> dict[str, tuple[float, float]]:
+        """method -> (deletion AUC, lower is better; insertion AUC, higher is better)."""
+        from camkit.metrics import auc
+
+        return {
+            m: (float(auc(torch.tensor(d))), float(auc(torch.tensor(self.insertion[m]))))
+            for m, d in self.deletion.items()
+        }
+
+    def table(self) -> str:
+        """The AUCs as a Markdown table."""
+        lines = ["| method | deletion AUC ↓ | insertion AUC ↑ |", "|---|---:|---:|"]
+        lines += [f"| {m} | {d:.3f} | {i:.3f} |" for m, (d, i) in self.aucs().items()]
+        return "\n".join(lines)
+
+    def chart(self) -> Image.Image:
+        """Both curves of every method, one chart."""
+        series = {f"{m} deletion": c for m, c in self.deletion.items()}
+        series |= {f"{m} insertion": c for m, c in self.insertion.items()}
+        return line_chart(
+            series,
+            self.fractions,
+            title="Deletion and insertion",
+            xlabel="share of pixels deleted / inserted",
+            ylabel="probability of the class",
+        )
+
+
+def faithfulness(model: AppModel, shown: Shown, steps: int = 16) -> Faithfulness:
+    """Deletion and insertion (RISE) of each map on the shown image, with `camkit.metrics`:
+    the probability of the explained class as its most relevant pixels go (or come back)."""
+    from camkit.metrics import deletion, insertion
+
+    x = shown.input[None]
+    target = shown.target_class
+    deleted, inserted = {}, {}
+    for method, heat in shown.maps.items():
+        maps = heat[None, None].to(x.device)
+        with model.lock:
+            d = deletion(model.loaded.model, x, maps, target, steps=steps)
+            i = insertion(model.loaded.model, x, maps, target, steps=steps)
+        deleted[method] = d.scores[0].tolist()
+        inserted[method] = i.scores[0].tolist()
+    return Faithfulness([s / steps for s in range(steps + 1)], deleted, inserted)
+
+
+def export(
+    shown: Sequence[Shown], folder: Path, model_name: str, *, alpha: float, colormap: str
+) -> list[Path]:
+    """The overlays (PNG), raw and upsampled maps (.npy) and a JSON summary per image, in the
+    layout `camkit explain` writes; returns the files."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    for item in shown:
+        stem = Path(item.name).stem
+        overlays = {}
+        for method, heat in item.maps.items():
+            path = folder / f"{stem}_{method}.png"
+            overlay(item.picture, heat, colormap, alpha).save(path)
+            np.save(folder / f"{stem}_{method}.npy", heat.float().numpy())
+            np.save(folder / f"{stem}_{method}_raw.npy", item.raw[method].float().numpy())
+            overlays[method] = [path.name]
+            files += [path, folder / f"{stem}_{method}.npy", folder / f"{stem}_{method}_raw.npy"]
+        summary = {
+            "image": item.name,
+            "model": model_name,
+            "input_size": list(item.picture.shape[1:]),
+            "predictions": item.predictions,
+            "targets": [{"class": item.target_class, "name": item.target}],
+            "methods": list(item.maps),
+            "errors": item.errors,
+            "files": {
+                "overlays": overlays,
+                "maps": {m: [f"{stem}_{m}.npy", f"{stem}_{m}_raw.npy"] for m in item.maps},
+            },
+        }
+        (folder / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        files.append(folder / f"{stem}.json")
+    return files

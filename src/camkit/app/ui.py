@@ -1,0 +1,332 @@
+"""The page of `camkit app`, built with Gradio: widgets wired to `camkit.app.core`.
+
+Each browser session keeps its own results in a `gr.State` (the maps, the files to download);
+opacity and colour map re-render those results without running the model. Models are loaded
+once per app and shared by the sessions (at most a few, the oldest dropped first); Gradio's
+queue runs at most two jobs at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from camkit.app import core
+from camkit.cli.common import BUNDLED
+from camkit.methods import METHODS
+
+RANDOM = "random weights"
+TARGETS = {"top prediction": "top", "a class": "class", "A rather than B": "contrast"}
+
+
+def _colormaps() -> list[str]:
+    """The built-in colour maps, and a few of matplotlib's when it is installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return ["jet", "hot", "gray"]
+    extra = [n for n in ("viridis", "inferno", "magma", "turbo") if n in matplotlib.colormaps]
+    return ["jet", "hot", "gray", *extra]
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+@dataclasses.dataclass
+class Session:
+    """One browser session's results and files (removed when the session ends)."""
+
+    model: tuple[str, str] = (BUNDLED, "")
+    shown: list[core.Shown] = dataclasses.field(default_factory=list)
+    folder: Path = dataclasses.field(default_factory=lambda: Path(tempfile.mkdtemp("-camkit")))
+    uploads: list[str] = dataclasses.field(default_factory=list)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        for path in self.uploads:
+            Path(path).unlink(missing_ok=True)
+
+
+class App:
+    """The app's shared part: the models, loaded once (at most `keep`), and the start model."""
+
+    def __init__(
+        self,
+        model: str = BUNDLED,
+        weights: str | None = None,
+        *,
+        device: str = "cpu",
+        trust: bool = False,
+        keep: int = 3,
+    ) -> None:
+        self.device, self.trust, self.keep = device, trust, keep
+        self.start = (model, weights or "")
+        self.models: OrderedDict[tuple[str, str], core.AppModel] = OrderedDict()
+        self.lock = threading.Lock()
+        self.explained = 0  # questions answered with the model (the tests count them)
+        self.jobs = 0  # handlers running now
+        self.idle = threading.Condition()
+        self.model(self.start)  # a wrong --model fails now, before the server starts
+
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        """Counts a running handler, so that stopping can wait for the model's work to end."""
+        with self.idle:
+            self.jobs += 1
+        try:
+            yield
+        finally:
+            with self.idle:
+                self.jobs -= 1
+                self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no handler runs (True), or `timeout` seconds (False)."""
+        with self.idle:
+            return self.idle.wait_for(lambda: self.jobs == 0, timeout)
+
+    def model(self, key: tuple[str, str]) -> core.AppModel:
+        with self.lock:
+            if key not in self.models:
+                name, weights = key
+                self.models[key] = core.open_model(
+                    name, weights or None, device=self.device, trust=self.trust
+                )
+                while len(self.models) > self.keep:
+                    self.models.popitem(last=False)
+            self.models.move_to_end(key)
+            return self.models[key]
+
+
+def _digest(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:16]
+
+
+class Handlers:
+    """What each event of the page does, for one `App`: plain methods on plain values (the
+    Gradio updates they return are the only UI in them)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def choose_model(self, state: Session | None, name: str, weights: str | None) -> tuple:
+        """Load the chosen model: its layers and classes fill the dropdowns."""
+        state = state or Session(model=self.app.start)
+        key = (name, weights or "")
+        if weights:
+            state.uploads.append(weights)
+        elif name == self.app.start[0]:
+            key = self.app.start
+        try:
+            model = self.app.model(key)
+        except ValueError as error:
+            keep = gr.update()
+            return state, f"**Cannot use this model:** {error}", keep, keep, keep
+        state.model = key
+        note = f"⚠️ {model.warning}" if model.warning else ""
+        if weights:
+            note += f" Weights: {Path(weights).name} (sha256 {_digest(weights)})."
+        classes = model.classes
+        return (
+            state,
+            note,
+            gr.update(choices=core.layer_choices(model), value=model.automatic),
+            gr.update(choices=classes, value=classes[0]),
+            gr.update(choices=classes, value=classes[min(1, len(classes) - 1)]),
+        )
+
+    def answer(
+        self,
+        state: Session | None,
+        samples: list[str],
+        uploads: list[str] | None,
+        layer: str | None,
+        methods: list[str],
+        kind: str,
+        a: str | None,
+        b: str | None,
+        alpha: float,
+        colormap: str,
+    ) -> tuple:
+        """Explain the chosen images: overlays, the top-5 and the files to download (and clear
+        the curves, which `curves` computes next)."""
+        with self.app.working():
+            return self._answer(state, samples, uploads, layer, methods, kind, a, b, alpha,
+                                colormap)  # fmt: skip
+
+    def _answer(
+        self,
+        state: Session | None,
+        samples: list[str],
+        uploads: list[str] | None,
+        layer: str | None,
+        methods: list[str],
+        kind: str,
+        a: str | None,
+        b: str | None,
+        alpha: float,
+        colormap: str,
+    ) -> tuple:
+        state = state or Session(model=self.app.start)
+        try:
+            model = self.app.model(state.model)
+            classes = model.classes
+            question = core.Question(
+                methods=tuple(methods or ()),
+                layer=layer or None,
+                target=TARGETS[kind],
+                cls=classes.index(a) if a in classes else None,
+                foil=classes.index(b) if b in classes else None,
+            )
+            state.shown = core.explain_pictures(model, _pictures(state, samples, uploads), question)
+            self.app.explained += 1
+            tiles, files = self._rendered(state, alpha, colormap)
+        except ValueError as error:
+            state.shown = []
+            return state, f"**Error:** {error}", [], None, None, None, ""
+        problems = [f"{s.name} · {m}: {e}" for s in state.shown for m, e in s.errors.items()]
+        message = "**Method errors:** " + "; ".join(problems) if problems else ""
+        top = {p["name"]: p["probability"] for p in state.shown[0].predictions}
+        # The curves of the previous answer go; `curves` draws this answer's next.
+        return state, message, tiles, top, files, None, ""
+
+    def curves(self, state: Session | None) -> tuple:
+        """Deletion and insertion of each map on the first image (after the overlays show)."""
+        if state is None or not state.shown or not state.shown[0].maps:
+            return None, ""
+        with self.app.working():
+            faithful = core.faithfulness(self.app.model(state.model), state.shown[0])
+        return faithful.chart(), faithful.table()
+
+    def restyle(self, state: Session | None, alpha: float, colormap: str) -> tuple:
+        """New opacity or colour map: the same maps, drawn again (the model is not run)."""
+        if state is None or not state.shown:
+            return gr.update(), gr.update()
+        return self._rendered(state, alpha, colormap)
+
+    def _rendered(self, state: Session, alpha: float, colormap: str) -> tuple[list, list[str]]:
+        tiles = core.render(state.shown, alpha=alpha, colormap=colormap)
+        shutil.rmtree(state.folder, ignore_errors=True)
+        name = self.app.model(state.model).loaded.name
+        files = core.export(state.shown, state.folder, name, alpha=alpha, colormap=colormap)
+        return tiles, [str(p) for p in files]
+
+
+def _pictures(state: Session, samples: list[str], uploads: list[str] | None) -> list:
+    by_name = dict(core.sample_pictures())
+    found = [(n, by_name[n]) for n in samples if n in by_name]
+    for path in uploads or []:
+        state.uploads.append(path)
+        found.append(core.read_upload(path))
+    return found
+
+
+def build(app: App) -> gr.Blocks:
+    """The page, wired to `app`."""
+    handlers = Handlers(app)
+    samples = [name for name, _ in core.sample_pictures()]
+    start_name = app.start[0]
+    model_names = [start_name] + [n for n in [BUNDLED, *_torchvision_names()] if n != start_name]
+
+    with gr.Blocks(title="camkit", delete_cache=(600, 3600)) as page:
+        session = gr.State(None, delete_callback=lambda s: s.clear() if s else None)
+        gr.Markdown(
+            "# camkit · class activation maps\nChoose images, a model, a layer, methods "
+            "and a target, then **Explain**."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                chosen_samples = gr.CheckboxGroup(
+                    samples, value=samples[:1], label="Bundled samples", elem_id="samples"
+                )
+                uploads = gr.File(
+                    file_count="multiple",
+                    file_types=["image"],
+                    label="Upload or drop images",
+                    elem_id="uploads",
+                )
+                model_name = gr.Dropdown(
+                    model_names, value=start_name, label="Model", elem_id="model"
+                )
+                weights = gr.File(
+                    label="Weights (state dict or checkpoint; none: the model's own or random)",
+                    file_types=[".pt", ".pth", ".bin", ".ckpt"],
+                    elem_id="weights",
+                )
+                model_note = gr.Markdown("", elem_id="model-note")
+                layer = gr.Dropdown([], label="Layer", elem_id="layer")
+                methods = gr.CheckboxGroup(
+                    list(METHODS), value=["gradcam", "gradcam++"], label="Methods",
+                    elem_id="methods",
+                )  # fmt: skip
+                target = gr.Radio(
+                    list(TARGETS), value="top prediction", label="Target", elem_id="target"
+                )
+                with gr.Row():
+                    cls = gr.Dropdown([], label="Class (A)", elem_id="class")
+                    foil = gr.Dropdown([], label="Rather than (B)", elem_id="foil")
+                explain = gr.Button("Explain", variant="primary", elem_id="explain")
+            with gr.Column(scale=2):
+                status = gr.Markdown("", elem_id="status")
+                gallery = gr.Gallery(
+                    label="Image and overlays", columns=3, format="png", elem_id="gallery"
+                )
+                with gr.Row():
+                    alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity", elem_id="alpha")
+                    colormap = gr.Dropdown(
+                        _colormaps(), value="jet", label="Colour map", elem_id="colormap"
+                    )
+                predictions = gr.Label(
+                    num_top_classes=5, label="Top-5 (click one to explain it)",
+                    elem_id="predictions",
+                )  # fmt: skip
+                curves = gr.Image(
+                    label="Deletion and insertion (first image)", format="png", elem_id="curves"
+                )
+                aucs = gr.Markdown("", elem_id="aucs")
+                downloads = gr.File(
+                    label="Downloads: overlays, maps (.npy), summary (JSON)",
+                    file_count="multiple",
+                    elem_id="downloads",
+                )
+
+        question = [session, chosen_samples, uploads, layer, methods, target, cls, foil, alpha,
+                    colormap]  # fmt: skip
+        answered = [session, status, gallery, predictions, downloads, curves, aucs]
+        chosen = [session, model_note, layer, cls, foil]
+
+        def ask(event: Any) -> None:
+            event(handlers.answer, question, answered).then(
+                handlers.curves, session, [curves, aucs]
+            )
+
+        page.load(handlers.choose_model, [session, model_name, weights], chosen)
+        for trigger in (model_name.input, weights.upload):
+            ask(trigger(handlers.choose_model, [session, model_name, weights], chosen).then)
+        ask(explain.click)
+        for widget in (layer, methods, target, cls, foil):
+            ask(widget.input)
+        for widget in (alpha, colormap):
+            widget.change(handlers.restyle, [session, alpha, colormap], [gallery, downloads])
+        ask(predictions.select(_picked, None, [target, cls]).then)
+    page.queue(default_concurrency_limit=2, max_size=32)
+    return page
+
+
+def _picked(event: gr.SelectData) -> tuple:
+    """A click on a prediction: explain that class."""
+    return gr.update(value="a class"), gr.update(value=event.value)

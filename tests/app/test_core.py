@@ -1,0 +1,141 @@
+"""camkit.app.core: what the app computes, without a browser."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import camkit
+from camkit.app import core
+from camkit.metrics import deletion, insertion
+
+
+@pytest.fixture(scope="module")
+def bundled() -> core.AppModel:
+    return core.open_model("shapes")
+
+
+@pytest.fixture(scope="module")
+def pictures() -> list[tuple[str, torch.Tensor]]:
+    return core.sample_pictures()[:2]
+
+
+def test_layers_list_names_and_shapes_with_the_automatic_choice_first(bundled) -> None:
+    choices = core.layer_choices(bundled)
+    assert choices[0] == (f"{bundled.automatic}  (1, 128, 12, 12)  ← automatic", "features")
+    names = [value for _, value in choices]
+    assert len(names) == len(set(names)) == len(bundled.layers)
+    assert bundled.classes == list(bundled.loaded.classes)
+
+
+def test_maps_equal_the_library_call(bundled, pictures) -> None:
+    question = core.Question(methods=("gradcam", "cam"), layer="features.9")
+    shown = core.explain_pictures(bundled, pictures, question)
+    assert [s.name for s in shown] == ["cross.png", "disc.png"]
+    for item, (_, picture) in zip(shown, pictures, strict=True):
+        x = bundled.loaded.normalise(picture)[None]
+        expected = camkit.GradCAM(bundled.loaded.model, layer="features.9")(x)
+        torch.testing.assert_close(item.maps["gradcam"], expected.maps[0, 0])
+        assert item.maps["gradcam"].shape == picture.shape[1:]
+        assert item.predictions[0]["name"] == item.target == item.name.removesuffix(".png")
+        assert sum(p["probability"] for p in item.predictions) <= 1.0 + 1e-6
+
+
+def test_class_and_contrast_targets(bundled, pictures) -> None:
+    model = bundled.loaded.model
+    x = bundled.loaded.normalise(pictures[0][1])[None]
+    ring, square = bundled.classes.index("ring"), bundled.classes.index("square")
+    one = core.explain_pictures(
+        bundled, pictures[:1], core.Question(methods=("gradcam",), target="class", cls=ring)
+    )[0]
+    assert one.target == "ring" and one.target_class == ring
+    torch.testing.assert_close(one.maps["gradcam"], camkit.GradCAM(model)(x, ring).maps[0, 0])
+    why = core.Question(methods=("gradcam", "cam"), target="contrast", cls=ring, foil=square)
+    two = core.explain_pictures(bundled, pictures[:1], why)[0]
+    expected = camkit.GradCAM(model)(x, camkit.Contrast(ring, square)).maps[0, 0]
+    torch.testing.assert_close(two.maps["gradcam"], expected)
+    assert two.target == "ring rather than square"
+    assert "cam" in two.errors and "cam" not in two.maps  # CAM explains classes, not a contrast
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        (core.Question(methods=()), "choose methods"),
+        (core.Question(methods=("gradcam+",)), "choose methods"),
+        (core.Question(target="class"), "choose the class"),
+        (core.Question(target="contrast", cls=1, foil=1), "two different classes"),
+    ],
+)
+def test_questions_that_cannot_be_asked(bundled, pictures, question, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        core.explain_pictures(bundled, pictures, question)
+
+
+def test_no_images_and_too_many_images(bundled, pictures) -> None:
+    with pytest.raises(ValueError, match="choose a sample or upload"):
+        core.explain_pictures(bundled, [], core.Question())
+    with pytest.raises(ValueError, match="at most 8"):
+        core.explain_pictures(bundled, pictures * 5, core.Question())
+
+
+def test_render_applies_opacity_and_colour_map_to_the_same_maps(bundled, pictures) -> None:
+    shown = core.explain_pictures(bundled, pictures[:1], core.Question(methods=("gradcam",)))
+    faint, strong = (core.render(shown, alpha=a)[1][0] for a in (0.0, 1.0))
+    original = np.asarray(core.render(shown)[0][0])
+    assert np.array_equal(np.asarray(faint), original)  # opacity 0: the picture itself
+    assert not np.array_equal(
+        np.asarray(strong), np.asarray(core.render(shown, colormap="hot")[1][0])
+    )
+    with pytest.raises(ValueError, match="opacity"):
+        core.render(shown, alpha=1.5)
+    with pytest.raises(ValueError, match="unknown colormap"):
+        core.render(shown, colormap="nope")
+
+
+def test_faithfulness_is_camkit_metrics_on_the_shown_image(bundled, pictures) -> None:
+    shown = core.explain_pictures(bundled, pictures[:1], core.Question(methods=("gradcam",)))[0]
+    result = core.faithfulness(bundled, shown, steps=8)
+    maps = shown.maps["gradcam"][None, None]
+    model, x = bundled.loaded.model, shown.input[None]
+    expected_d = deletion(model, x, maps, shown.target_class, steps=8)
+    expected_i = insertion(model, x, maps, shown.target_class, steps=8)
+    d_auc, i_auc = result.aucs()["gradcam"]
+    assert d_auc == pytest.approx(expected_d.mean_auc, abs=1e-6)
+    assert i_auc == pytest.approx(expected_i.mean_auc, abs=1e-6)
+    assert d_auc < i_auc  # the trained model's map points at its evidence
+    assert result.table().splitlines()[2].startswith("| gradcam | ")
+    assert result.chart().size == (760, 440)
+
+
+def test_export_writes_what_camkit_explain_writes(bundled, pictures, tmp_path) -> None:
+    shown = core.explain_pictures(bundled, pictures[:1], core.Question(methods=("gradcam",)))
+    files = core.export(shown, tmp_path, "shapes", alpha=0.5, colormap="jet")
+    names = ["cross.json", "cross_gradcam.npy", "cross_gradcam.png", "cross_gradcam_raw.npy"]
+    assert sorted(p.name for p in files) == names
+    saved = np.load(tmp_path / "cross_gradcam.npy")
+    assert np.array_equal(saved, shown[0].maps["gradcam"].numpy())
+    assert np.load(tmp_path / "cross_gradcam_raw.npy").shape == (12, 12)
+    summary = json.loads((tmp_path / "cross.json").read_text())
+    assert summary["predictions"][0]["name"] == "cross" and summary["methods"] == ["gradcam"]
+
+
+def test_uploads_that_are_not_images_say_so(tmp_path) -> None:
+    fake = tmp_path / "notes.png"
+    fake.write_text("not a picture")
+    with pytest.raises(ValueError, match="notes.png: not a readable image"):
+        core.read_upload(fake)
+
+
+def test_models_that_do_not_load_say_why(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown model 'resnet5'"):
+        core.open_model("resnet5")
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"fc.weight": torch.zeros(3, 3)}, wrong)
+    with pytest.raises(ValueError, match="does not fit resnet18"):
+        core.open_model("resnet18", str(wrong))
+    random = core.open_model("resnet18")
+    assert "random weights" in random.warning and random.automatic == "layer4"
