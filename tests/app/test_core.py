@@ -57,7 +57,7 @@ def test_class_and_contrast_targets(bundled, pictures) -> None:
     two = core.explain_pictures(bundled, pictures[:1], why)[0]
     expected = camkit.GradCAM(model)(x, camkit.Contrast(ring, square)).maps[0, 0]
     torch.testing.assert_close(two.maps["gradcam"], expected)
-    assert two.target == "ring rather than square"
+    assert two.target == "ring rather than square" and two.target_class == ring
     assert "cam" in two.errors and "cam" not in two.maps  # CAM explains classes, not a contrast
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("gradio", reason="the app is the optional extra camkit[app]")
 playwright = pytest.importorskip("playwright.sync_api")
@@ -200,6 +201,8 @@ def test_upload_change_method_and_target_then_download(served, page, tmp_path) -
     summary = json.loads(saved.read_text())
     assert summary["methods"] == ["gradcam", "gradcam++", "scorecam"]
     assert summary["targets"][0]["name"] == "ring rather than square"
+    page.wait_for_selector("#aucs table", timeout=60_000)
+    page.wait_for_selector("#curves img", timeout=60_000)
     page.screenshot(path=str(OUTPUT / "uploaded.png"), full_page=True)
 
 
@@ -217,6 +220,13 @@ def test_a_bad_upload_is_a_message_and_the_app_keeps_serving(served, page, tmp_p
     page.locator("#uploads button[aria-label='Clear']").first.click()
     _explain_and_wait(page, 3)
     assert _captions(page)[0] == "cross.png" and page.inner_text("#status").strip() == ""
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"fc.weight": torch.zeros(3, 3)}, wrong)
+    page.locator("#weights input[type=file]").set_input_files(str(wrong))
+    page.wait_for_selector("#model-note >> text=Cannot use this model")
+    assert "does not fit the bundled model" in page.inner_text("#model-note")
+    _explain_and_wait(page, 3)  # still serving, with the model it had
+    assert _captions(page)[1] == "cross.png · gradcam · cross"
 
 
 def test_two_sessions_each_get_their_own_results(served, browser) -> None:

@@ -149,7 +149,8 @@ class Shown:
     """One image's results: the picture, the model input, the top-5 and one map per method.
 
     maps: method -> (H, W) map in [0, 1] at the picture's size; errors: method -> reason, for
-    methods that do not fit the model; target: what the maps explain, in words.
+    methods that do not fit the model; target: what the maps explain, in words; target_class:
+    the class the faithfulness curves follow (A for "A rather than B").
     """
 
     name: str
@@ -228,8 +229,10 @@ def explain_pictures(
                 continue
             shown.maps[method] = result.maps[0, 0].detach().cpu()
             shown.raw[method] = result.raw[0][0, 0].detach().cpu()
-            if result.targets is not None:
-                shown.target_class = int(result.targets[0, 0])
+        # The class whose probability the deletion and insertion curves follow: A of "A
+        # rather than B", the chosen class, or the prediction.
+        top = shown.predictions[0]["class"]
+        shown.target_class = question.cls if question.target != "top" else top
         shown.target = _target_words(question, shown, classes)
         results.append(shown)
     return results
