@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,17 @@ def _digest(path: str) -> str:
         return hashlib.sha256(handle.read()).hexdigest()[:16]
 
 
+def _busy(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Count the handler as running work of the app while it runs (see `App.wait_idle`)."""
+
+    @functools.wraps(handler)
+    def run(self: Handlers, *args: Any) -> Any:
+        with self.app.working():
+            return handler(self, *args)
+
+    return run
+
+
 class Handlers:
     """What each event of the page does, for one `App`: plain methods on plain values (the
     Gradio updates they return are the only UI in them)."""
@@ -149,6 +161,7 @@ class Handlers:
             gr.update(choices=classes, value=classes[min(1, len(classes) - 1)]),
         )
 
+    @_busy
     def answer(
         self,
         state: Session | None,
@@ -164,23 +177,6 @@ class Handlers:
     ) -> tuple:
         """Explain the chosen images: overlays, the top-5 and the files to download (and clear
         the curves, which `curves` computes next)."""
-        with self.app.working():
-            return self._answer(state, samples, uploads, layer, methods, kind, a, b, alpha,
-                                colormap)  # fmt: skip
-
-    def _answer(
-        self,
-        state: Session | None,
-        samples: list[str],
-        uploads: list[str] | None,
-        layer: str | None,
-        methods: list[str],
-        kind: str,
-        a: str | None,
-        b: str | None,
-        alpha: float,
-        colormap: str,
-    ) -> tuple:
         state = state or Session(model=self.app.start)
         try:
             model = self.app.model(state.model)
@@ -204,12 +200,12 @@ class Handlers:
         # The curves of the previous answer go; `curves` draws this answer's next.
         return state, message, tiles, top, files, None, ""
 
+    @_busy
     def curves(self, state: Session | None) -> tuple:
         """Deletion and insertion of each map on the first image (after the overlays show)."""
         if state is None or not state.shown or not state.shown[0].maps:
             return None, ""
-        with self.app.working():
-            faithful = core.faithfulness(self.app.model(state.model), state.shown[0])
+        faithful = core.faithfulness(self.app.model(state.model), state.shown[0])
         return faithful.chart(), faithful.table()
 
     def restyle(self, state: Session | None, alpha: float, colormap: str) -> tuple:
