@@ -98,7 +98,7 @@ def test_bad_inputs_are_reported_and_the_rest_is_written(tmp_path) -> None:
     ("args", "message"),
     [
         (["--model", "resnet5O"], "unknown model 'resnet5O' (did you mean resnet50"),
-        (["--methods", "gradcam,spotcam"], "unknown method 'spotcam'; valid: cam, gradcam"),
+        (["--methods", "gradcam,spotcam"], "unknown method 'spotcam' (did you mean 'scorecam', 'cam'?); valid: cam,"),
         (
             ["--layer", "feature"],
             "no layer named 'feature' in ShapesNet; closest names: 'features'",

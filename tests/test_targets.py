@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import gap_net
 
+import camkit
 from camkit.targets import TopK, score_targets, select_output
 
 LOGITS = torch.tensor([[0.0, 3.0, 1.0, 2.0], [5.0, -1.0, 4.0, 0.0]])
@@ -76,3 +78,35 @@ def test_output_selection() -> None:
         select_output(42)
     with pytest.raises(TypeError, match="is int, not a tensor"):
         select_output((0, LOGITS))
+
+
+def test_softmax_score_applies_to_target_functions_too() -> None:
+    """score="softmax" with Contrast explains p_a - p_b, not the logit difference."""
+    model = gap_net()
+    x = torch.rand(2, 3, 10, 10)
+    explainer = camkit.GradCAM(model)
+    probabilities = explainer(x, camkit.Contrast(1, 3), score="softmax")
+    logits = explainer(x, camkit.Contrast(1, 3))
+    with torch.no_grad():
+        p = model(x).softmax(dim=1)
+    torch.testing.assert_close(probabilities.scores[:, 0], p[:, 1] - p[:, 3])
+    assert not torch.allclose(probabilities.scores, logits.scores)
+    by_index = explainer(x, 1, score="softmax").scores[:, 0]
+    torch.testing.assert_close(explainer(x, lambda out: out[:, 1], score="softmax").scores[:, 0],
+                               by_index)  # fmt: skip
+    structured = camkit.GradCAM(_DictOutput(model).eval(), layer="inner.3")
+    with pytest.raises(ValueError, match="score='softmax' with a target function needs tensor"):
+        structured(x, lambda out: out["logits"][:, 0], score="softmax")
+    # Picking the tensor first makes it well defined.
+    picked = camkit.GradCAM(_DictOutput(model).eval(), layer="inner.3", output="logits")
+    torch.testing.assert_close(picked(x, lambda out: out[:, 1], score="softmax").scores[:, 0],
+                               by_index)  # fmt: skip
+
+
+class _DictOutput(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.inner(x)}

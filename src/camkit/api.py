@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Any
 
@@ -10,7 +9,7 @@ from torch import Tensor, nn
 
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
-from camkit.methods import METHODS
+from camkit.methods import method_class
 from camkit.targets import Targets
 
 
@@ -40,11 +39,7 @@ def explain(
         >>> tuple(result.maps.shape), result.method
         ((4, 2, 32, 32), 'gradcam++')
     """
-    if method not in METHODS:
-        close = difflib.get_close_matches(method, list(METHODS), n=3, cutoff=0.4)
-        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-        raise ValueError(f"unknown method {method!r}{hint}; available: {', '.join(METHODS)}")
-    cls = METHODS[method]
+    cls = method_class(method)
     call_names = set(inspect.signature(cls.__call__).parameters) - {"self", "x", "targets"}
     call_options = {k: v for k, v in options.items() if k in call_names}
     build_options = {k: v for k, v in options.items() if k not in call_names}

@@ -28,8 +28,9 @@ from torch.nn.modules.module import (
 from camkit import metrics
 from camkit.layers import LayerSpec
 from camkit.measures import MEASURES, Context, Measure, SanityCheck
-from camkit.methods import METHODS
-from camkit.metrics._common import Scores
+from camkit.methods import method_class
+from camkit.metrics import ModelScores
+from camkit.registry import lookup
 
 METRICS: Mapping[str, type[Measure]] = MEASURES
 """Metric name -> plug-in (`camkit.measures`): register a new one with `register_measure`."""
@@ -304,15 +305,11 @@ class Evaluation:
         settings: Settings | None = None,
         layer: LayerSpec = None,
     ) -> None:
-        unknown = [m for m in methods if m not in METHODS] + [m for m in chosen if m not in METRICS]
-        if unknown:
-            raise ValueError(
-                f"unknown method or metric {unknown[0]!r}; methods: {', '.join(METHODS)}; "
-                f"metrics: {', '.join(METRICS)}"
-            )
+        for name in chosen:
+            lookup(METRICS, "metric", name)
         self.model, self.layer = model, layer
         self.settings = settings or Settings()
-        self.explainers = {m: METHODS[m](model, layer=layer) for m in methods}
+        self.explainers = {m: method_class(m)(model, layer=layer) for m in methods}
         self.measures = {m: {name: METRICS[name]() for name in chosen} for m in methods}
         self.seconds = {m: dict.fromkeys(["explain", *chosen], 0.0) for m in methods}
         self.backward = dict.fromkeys(methods, 0)
@@ -341,7 +338,7 @@ class Evaluation:
 
             passes.task = "clean"
             with torch.no_grad():
-                clean = Scores(self.model)(x)  # shared by every method and metric
+                clean = ModelScores(self.model)(x)  # shared by every method and metric
             for method, explainer in self.explainers.items():
                 explanation = timed(method, "explain", lambda e=explainer: e(x, labels))
                 context = Context(self.model, x, labels, masks, explanation, clean,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 C = TypeVar("C", bound=type)
@@ -29,3 +30,20 @@ def adder(registry: dict[str, Any], kind: str, name: str) -> Callable[[C], C]:
         return cls
 
     return add
+
+
+def lookup(registry: Mapping[str, Any], kind: str, name: str) -> Any:
+    """The entry registered as `name`; a `ValueError` naming the close matches and every valid
+    name otherwise (the one message every entry point gives for a wrong name).
+
+    Example:
+        >>> lookup({"cam": 1, "gradcam": 2}, "method", "gradcm")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown method 'gradcm' (did you mean 'gradcam'?); valid: cam, gradcam
+    """
+    if name in registry:
+        return registry[name]
+    close = difflib.get_close_matches(str(name), list(registry), n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    raise ValueError(f"unknown {kind} {name!r}{hint}; valid: {', '.join(registry)}")

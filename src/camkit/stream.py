@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
-from camkit.methods import METHODS, Explainer
+from camkit.methods import Explainer, method_class
 from camkit.targets import Targets
 
 OnError = Callable[[Any, str, BaseException], None]
@@ -135,7 +135,7 @@ def explain_batches(
     explainers = (
         dict(methods)
         if isinstance(methods, Mapping)
-        else {m: METHODS[m](model, layer=layer) for m in methods}
+        else {m: method_class(m)(model, layer=layer) for m in methods}
     )
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")

@@ -171,6 +171,22 @@ def _checked_scores(scores: object, rows: int) -> Tensor:
     return scores
 
 
+def _probabilities(outputs: Any) -> Tensor:
+    """Softmax over the class axis (1) of tensor outputs, for ``score="softmax"`` with a target
+    function: ``Contrast(a, b)`` then explains ``p_a - p_b``, a region function per-pixel
+    probabilities. Structured outputs have no class axis to normalise: that is an error, not a
+    silent logit."""
+    if not isinstance(outputs, Tensor) or outputs.dim() < 2:
+        got = f"shape {tuple(outputs.shape)}" if isinstance(outputs, Tensor) else "a "
+        got += "" if isinstance(outputs, Tensor) else type(outputs).__name__
+        raise ValueError(
+            "score='softmax' with a target function needs tensor outputs with classes on axis 1 "
+            f"(got {got}); pick the tensor with output=..., or apply the softmax inside the "
+            "target function"
+        )
+    return outputs.softmax(dim=1)
+
+
 def takes_rows(function: Callable[..., Any]) -> bool:
     """Whether a target function takes a second argument, the image index of each output row.
 
@@ -207,6 +223,8 @@ class Scorer:
         """(M, K) scores from the outputs of M inputs, input i derived from row ``rows[i]``."""
         if self.function is not None:
             chosen = outputs if self.output is None else select_output(outputs, self.output)
+            if self.score == "softmax":
+                chosen = _probabilities(chosen)
             if takes_rows(self.function):
                 scores = self.function(chosen, rows % self.batch)
             else:

@@ -31,7 +31,7 @@ from camkit.cli.common import BUNDLED, LoadedModel, UsageError, bundled_samples,
 from camkit.errors import CamkitWarning
 from camkit.images import ImageReadError, read_image
 from camkit.layers import candidates, find_spatial_layer
-from camkit.methods import METHODS
+from camkit.methods import METHODS, method_class
 from camkit.overlay import check_colormap, overlay, to_pil
 from camkit.plot import line_chart
 from camkit.targets import Contrast, select_output
@@ -204,9 +204,10 @@ def explain_pictures(
         raise ValueError("choose a sample or upload an image")
     if len(pictures) > MAX_IMAGES:
         raise ValueError(f"{len(pictures)} images: at most {MAX_IMAGES} at once")
-    unknown = [m for m in question.methods if m not in METHODS]
-    if not question.methods or unknown:
+    if not question.methods:
         raise ValueError(f"choose methods from: {', '.join(METHODS)}")
+    for method in question.methods:
+        method_class(method)
     targets = question.targets()
     classes = model.loaded.classes
     results = []
@@ -222,7 +223,7 @@ def explain_pictures(
             try:
                 with model.lock, warnings.catch_warnings():
                     warnings.simplefilter("ignore", CamkitWarning)
-                    explainer = METHODS[method](model.loaded.model, layer=question.layer)
+                    explainer = method_class(method)(model.loaded.model, layer=question.layer)
                     result = explainer(x, targets)
             except (ValueError, TypeError, RuntimeError, IndexError) as error:
                 shown.errors[method] = str(error).strip().splitlines()[0]

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from camkit.errors import CamkitWarning
 from camkit.files import OutputError, check_output_folder, shown
 from camkit.layers import resolve_layers
-from camkit.methods import METHODS
+from camkit.methods import METHODS, method_class
 from camkit.overlay import check_colormap
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -242,8 +242,10 @@ def parse_methods(text: str | None) -> list[str] | None:
     if not methods:
         raise UsageError(f"--methods {text!r} names no method; valid: {', '.join(METHODS)}")
     for method in methods:
-        if method not in METHODS:
-            raise UsageError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+        try:
+            method_class(method)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     return list(dict.fromkeys(methods))
 
 

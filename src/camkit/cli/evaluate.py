@@ -44,6 +44,7 @@ from camkit.files import OutputError, shown, write_file, write_text
 from camkit.images import MAX_SIDE, ImageReadError, read_image
 from camkit.methods import METHODS
 from camkit.plot import line_chart
+from camkit.registry import lookup
 from camkit.stream import Unreadable
 from camkit.targets import select_output
 
@@ -286,8 +287,10 @@ def _check_metrics(text: str | None) -> list[str] | None:
     if not chosen:
         raise UsageError(f"--metrics {text!r} names no metric; valid: {', '.join(METRICS)}")
     for metric in chosen:
-        if metric not in METRICS:
-            raise UsageError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+        try:
+            lookup(METRICS, "metric", metric)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     return chosen
 
 

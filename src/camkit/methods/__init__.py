@@ -1,6 +1,13 @@
 """The methods, each a small rule on the shared pipeline in `base`."""
 
-from camkit.methods.base import METHODS, Evidence, Explainer, register
+from camkit.methods.base import (
+    METHODS,
+    Evidence,
+    Explainer,
+    method_class,
+    register,
+    unregister,
+)
 from camkit.methods.cam import CAM
 from camkit.methods.eigen import EigenCAM, EigenGradCAM
 from camkit.methods.gradient import (
@@ -30,5 +37,7 @@ __all__ = [
     "ScoreCAM",
     "SmoothGradCAMPlusPlus",
     "XGradCAM",
+    "method_class",
     "register",
+    "unregister",
 ]

@@ -22,7 +22,7 @@ from camkit.explanation import Explanation
 from camkit.inputs import Inputs, ModelInput, SpatialInput
 from camkit.layers import LayerSpec, find_spatial_layer, resolve_layers, to_spatial, unwrap
 from camkit.maps import Fuse, fuse, normalise, rectify, upsample, warn_constant
-from camkit.registry import adder
+from camkit.registry import adder, lookup
 from camkit.smoothing import Noise
 from camkit.targets import (
     OutputSelector,
@@ -54,9 +54,25 @@ def register(name: str) -> Callable[[E], E]:
         ...         return evidence.activations.sum(dim=1, keepdim=True)
         >>> camkit.METHODS["activation-sum"] is ActivationSum
         True
+        >>> camkit.methods.unregister("activation-sum")
     """
 
     return adder(_REGISTRY, "method", name)
+
+
+def unregister(name: str) -> None:
+    """Remove a method added with `register` (examples and tests clean up with it)."""
+    _REGISTRY.pop(name, None)
+
+
+def method_class(name: str) -> type[Explainer]:
+    """The class registered as `name`; a `ValueError` with close matches for an unknown name.
+
+    Example:
+        >>> method_class("gradcam++").__name__
+        'GradCAMPlusPlus'
+    """
+    return lookup(_REGISTRY, "method", name)  # type: ignore[no-any-return]
 
 
 @dataclasses.dataclass(frozen=True)

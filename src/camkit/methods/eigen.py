@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from camkit.methods.base import Evidence, Explainer, register
-from camkit.methods.gradient import _gradients, _per_target
+from camkit.methods.gradient import layer_gradients, per_target
 
 
 def first_component(evidence: Tensor) -> Tensor:
@@ -81,6 +81,6 @@ class EigenGradCAM(Explainer):
     """
 
     def weigh(self, evidence: Evidence) -> Tensor:
-        g, _ = _gradients(evidence)
-        product = g * _per_target(evidence.activations)  # (rows, K, C, *spatial)
+        g, _ = layer_gradients(evidence)
+        product = g * per_target(evidence.activations)  # (rows, K, C, *spatial)
         return first_component(product.flatten(0, 1)).unflatten(0, product.shape[:2])

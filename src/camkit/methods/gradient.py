@@ -10,13 +10,13 @@ from camkit.methods.base import Evidence, Explainer, channel_sum, register
 from camkit.smoothing import Noise
 
 
-def _gradients(evidence: Evidence) -> tuple[Tensor, tuple[int, ...]]:
+def layer_gradients(evidence: Evidence) -> tuple[Tensor, tuple[int, ...]]:
     """dS/dA (rows, K, C, *spatial) and its spatial dimensions."""
     assert evidence.gradients is not None  # the base computes them for needs_gradients methods
     return evidence.gradients, tuple(d + 1 for d in evidence.spatial)
 
 
-def _per_target(activations: Tensor) -> Tensor:
+def per_target(activations: Tensor) -> Tensor:
     """(rows, C, *spatial) -> (rows, 1, C, *spatial), to broadcast against gradients."""
     return activations.unsqueeze(1)
 
@@ -35,7 +35,7 @@ class GradCAM(Explainer):
     """
 
     def weigh(self, evidence: Evidence) -> Tensor:
-        gradients, spatial = _gradients(evidence)
+        gradients, spatial = layer_gradients(evidence)
         return channel_sum(gradients.mean(dim=spatial), evidence.activations)
 
 
@@ -53,7 +53,7 @@ def plus_plus_weights(d1: Tensor, d2: Tensor, d3: Tensor, total: Tensor) -> Tens
 
 def _channel_totals(evidence: Evidence, activations: Tensor) -> Tensor:
     """sum_ab A_ab per channel, shaped (rows, 1, C, 1, ...) to broadcast against gradients."""
-    return _per_target(activations.sum(dim=evidence.spatial, keepdim=True))
+    return per_target(activations.sum(dim=evidence.spatial, keepdim=True))
 
 
 @register("gradcam++")
@@ -75,7 +75,7 @@ class GradCAMPlusPlus(Explainer):
     """
 
     def weigh(self, evidence: Evidence) -> Tensor:
-        g, _ = _gradients(evidence)
+        g, _ = layer_gradients(evidence)
         g2 = g.square()
         totals = _channel_totals(evidence, evidence.activations)
         return channel_sum(plus_plus_weights(g, g2, g2 * g, totals), evidence.activations)
@@ -118,7 +118,7 @@ class SmoothGradCAMPlusPlus(Explainer):
         super().__init__(model, layer, smooth=Noise(copies, sigma, seed), **options)
 
     def weigh(self, evidence: Evidence) -> Tensor:
-        g, _ = _gradients(evidence)
+        g, _ = layer_gradients(evidence)
         copies = evidence.copies
 
         def mean(t: Tensor) -> Tensor:
@@ -149,8 +149,8 @@ class HiResCAM(Explainer):
     """
 
     def weigh(self, evidence: Evidence) -> Tensor:
-        g, _ = _gradients(evidence)
-        return (g * _per_target(evidence.activations)).sum(dim=2)
+        g, _ = layer_gradients(evidence)
+        return (g * per_target(evidence.activations)).sum(dim=2)
 
 
 @register("gradcam-elementwise")
@@ -167,8 +167,8 @@ class GradCAMElementWise(Explainer):
     """
 
     def weigh(self, evidence: Evidence) -> Tensor:
-        g, _ = _gradients(evidence)
-        return (g * _per_target(evidence.activations)).clamp_min(0).sum(dim=2)
+        g, _ = layer_gradients(evidence)
+        return (g * per_target(evidence.activations)).clamp_min(0).sum(dim=2)
 
 
 @register("xgradcam")
@@ -188,8 +188,8 @@ class XGradCAM(Explainer):
     """
 
     def weigh(self, evidence: Evidence) -> Tensor:
-        g, spatial = _gradients(evidence)
-        a = _per_target(evidence.activations)
+        g, spatial = layer_gradients(evidence)
+        a = per_target(evidence.activations)
         totals = a.sum(dim=spatial)  # (rows, 1, C)
         defined = totals != 0
         weights = torch.where(
@@ -212,5 +212,5 @@ class LayerCAM(Explainer):
     """
 
     def weigh(self, evidence: Evidence) -> Tensor:
-        g, _ = _gradients(evidence)
-        return (g.clamp_min(0) * _per_target(evidence.activations)).sum(dim=2)
+        g, _ = layer_gradients(evidence)
+        return (g.clamp_min(0) * per_target(evidence.activations)).sum(dim=2)

@@ -5,6 +5,7 @@ per input), runs batched on the inputs' device, and returns a small result objec
 are per-input tensors and whose properties are the published summary figures.
 """
 
+from camkit.metrics._common import ModelScores
 from camkit.metrics.confidence import Confidence, confidence, win_rate
 from camkit.metrics.curves import Curve, auc, blur, deletion, insertion
 from camkit.metrics.imputation import Road, impute, road
@@ -27,6 +28,7 @@ __all__ = [
     "BoxAccuracy",
     "Confidence",
     "Curve",
+    "ModelScores",
     "Pointing",
     "Road",
     "Sanity",

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from camkit.explanation import Explanation
-from camkit.targets import OutputSelector, select_output
+from camkit.targets import OutputSelector, Score, select_output
 
 Maps = Tensor | Explanation
-Score = Literal["softmax", "logit"]
 
 
 def as_maps(maps: Maps, spatial: Sequence[int] | None = None) -> Tensor:
@@ -62,13 +60,13 @@ def as_targets(
     return chosen
 
 
-class Scores:
+class ModelScores:
     """Class scores of a model for batches of inputs, in chunks, without recording a graph.
 
     Example:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-        >>> Scores(net, batch_size=2)(torch.rand(5, 1, 2, 2)).shape
+        >>> ModelScores(net, batch_size=2)(torch.rand(5, 1, 2, 2)).shape
         torch.Size([5, 3])
     """
 

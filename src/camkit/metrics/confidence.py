@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from camkit.metrics._common import Maps, Score, Scores, as_maps, as_targets, like_input, pick
+from camkit.metrics._common import Maps, ModelScores, Score, as_maps, as_targets, like_input, pick
 from camkit.targets import OutputSelector
 
 
@@ -82,7 +82,7 @@ def confidence(
         (True, torch.Size([2]))
     """
     weights = as_maps(maps, x.shape[2:]).to(x.dtype)
-    scores = Scores(model, score=score, output=output, batch_size=batch_size)
+    scores = ModelScores(model, score=score, output=output, batch_size=batch_size)
     clean = scores(x) if base is None else base.float()
     chosen = as_targets(targets, maps, x.shape[0])
     chosen = clean.argmax(dim=1) if chosen is None else chosen

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from camkit.metrics._common import (
     Maps,
+    ModelScores,
     Score,
-    Scores,
     as_maps,
     as_targets,
     like_input,
@@ -95,7 +95,7 @@ def _curve(
     other: Tensor,
     steps: int,
     base: Tensor | None,
-    scores: Scores,
+    scores: ModelScores,
     seed: int | None,
 ) -> Curve:
     if steps < 1:
@@ -165,7 +165,7 @@ def deletion(
         >>> curve.scores.shape, curve.fractions.tolist()
         (torch.Size([2, 5]), [0.0, 0.25, 0.5, 0.75, 1.0])
     """
-    scores = Scores(model, score=score, output=output, batch_size=batch_size)
+    scores = ModelScores(model, score=score, output=output, batch_size=batch_size)
     return _curve("deletion", x, maps, targets, like_input(fill, x), steps, base, scores, seed)
 
 
@@ -198,5 +198,5 @@ def insertion(
         True
     """
     start_ = blur(x) if start is None else start
-    scores = Scores(model, score=score, output=output, batch_size=batch_size)
+    scores = ModelScores(model, score=score, output=output, batch_size=batch_size)
     return _curve("insertion", x, maps, targets, start_, steps, base, scores, seed)

@@ -18,7 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camkit.metrics._common import Maps, Score, Scores, as_maps, as_targets, pick, relevance_ranks
+from camkit.metrics._common import (
+    Maps,
+    ModelScores,
+    Score,
+    as_maps,
+    as_targets,
+    pick,
+    relevance_ranks,
+)
 from camkit.targets import OutputSelector
 
 
@@ -203,7 +211,7 @@ def road(
     if order not in ("morf", "lerf"):
         raise ValueError(f"order must be 'morf' (most relevant first) or 'lerf', not {order!r}")
     relevance = as_maps(maps, x.shape[2:])
-    scores = Scores(model, score=score, output=output, batch_size=batch_size)
+    scores = ModelScores(model, score=score, output=output, batch_size=batch_size)
     chosen = as_targets(targets, maps, x.shape[0])
     if chosen is None:
         chosen = (scores(x) if base is None else base).argmax(dim=1)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
 from camkit.layers import resolve_layers
-from camkit.methods.base import METHODS, Explainer
+from camkit.methods.base import Explainer, method_class
 from camkit.metrics._common import Maps, as_maps
 
 
@@ -191,9 +191,7 @@ def cascading_randomisation(
         >>> result.steps, result.spearman.shape
         (['6', '2', '0'], torch.Size([3, 2]))
     """
-    if isinstance(method, str) and method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    explainer_class = METHODS[method] if isinstance(method, str) else method
+    explainer_class = method_class(method) if isinstance(method, str) else method
     if original is None:
         original = explainer_class(model, **options)(x, targets)
     reference = as_maps(original, x.shape[2:])
