@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from conftest import gap_net
 from PIL import Image
 
 from camkit.data import CLASSES
 from camkit.overlay import to_pil
+from conftest import gap_net
 
 
 def camkit_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -98,7 +98,10 @@ def test_bad_inputs_are_reported_and_the_rest_is_written(tmp_path) -> None:
     ("args", "message"),
     [
         (["--model", "resnet5O"], "unknown model 'resnet5O' (did you mean resnet50"),
-        (["--methods", "gradcam,spotcam"], "unknown method 'spotcam' (did you mean 'scorecam', 'cam'?); valid: cam,"),
+        (
+            ["--methods", "gradcam,spotcam"],
+            "unknown method 'spotcam' (did you mean 'scorecam', 'cam'?); valid: cam,",
+        ),
         (
             ["--layer", "feature"],
             "no layer named 'feature' in ShapesNet; closest names: 'features'",

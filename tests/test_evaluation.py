@@ -89,7 +89,9 @@ def test_localisation_needs_masks(shapes) -> None:
 
 def test_unknown_names_are_refused(shapes) -> None:
     model, data = shapes
-    with pytest.raises(ValueError, match=r"unknown method 'gradcam\+' \(did you mean 'gradcam\+\+'"):
+    with pytest.raises(
+        ValueError, match=r"unknown method 'gradcam\+' \(did you mean 'gradcam\+\+'"
+    ):
         evaluate(model, _batches(data, 6), ["gradcam+"])
     with pytest.raises(ValueError, match="unknown metric 'aopc'; valid: drop, deletion"):
         evaluate(model, _batches(data, 6), ["gradcam"], ["aopc"])

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import gap_net
 
 import camkit
 from camkit.targets import TopK, score_targets, select_output
+from conftest import gap_net
 
 LOGITS = torch.tensor([[0.0, 3.0, 1.0, 2.0], [5.0, -1.0, 4.0, 0.0]])
 

@@ -4,6 +4,7 @@
 """
 
 from camkit import metrics as metrics
+from camkit import models as models
 from camkit.api import explain
 from camkit.augment import Augmented
 from camkit.errors import CamkitWarning

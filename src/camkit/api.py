@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
 from camkit.methods import method_class
-from camkit.targets import Targets
+from camkit.methods.base import ExplainerOptions
+from camkit.methods.cam import Head
+from camkit.targets import Score, Targets
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class ExplainOptions(ExplainerOptions, total=False):
+    """What `explain` passes on: the construction options of every method, the call's
+    ``score``, and the options of particular methods (CAM's ``head``; SmoothGrad-CAM++'s
+    ``copies``, ``sigma``, ``seed``; Score-CAM's and Ablation-CAM's ``batch_size``; Score-CAM's
+    ``channels``)."""
+
+    score: Score
+    head: Head | None
+    copies: int
+    sigma: float
+    seed: int | None
+    batch_size: int
+    channels: int | None
 
 
 def explain(
@@ -19,7 +39,7 @@ def explain(
     method: str = "gradcam",
     layer: LayerSpec = None,
     targets: Targets = None,
-    **options: Any,
+    **options: Unpack[ExplainOptions],
 ) -> Explanation:
     """Explain `targets` of the batch `x` with the method registered as `method`.
 
@@ -31,9 +51,7 @@ def explain(
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> x = torch.rand(4, 3, 32, 32)
         >>> result = camkit.explain(net, x, "gradcam++", targets=camkit.TopK(2))
         >>> tuple(result.maps.shape), result.method
@@ -41,6 +59,6 @@ def explain(
     """
     cls = method_class(method)
     call_names = set(inspect.signature(cls.__call__).parameters) - {"self", "x", "targets"}
-    call_options = {k: v for k, v in options.items() if k in call_names}
-    build_options = {k: v for k, v in options.items() if k not in call_names}
+    call_options: dict[str, Any] = {k: v for k, v in options.items() if k in call_names}
+    build_options: dict[str, Any] = {k: v for k, v in options.items() if k not in call_names}
     return cls(model, layer, **build_options)(x, targets, **call_options)

@@ -23,9 +23,7 @@ class Augmented:
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> smooth = camkit.Augmented(camkit.GradCAM(net), flip=True, scales=(1.0, 1.5))
         >>> smooth(torch.rand(2, 3, 16, 16)).maps.shape
         torch.Size([2, 1, 16, 16])

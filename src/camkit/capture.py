@@ -28,7 +28,7 @@ from torch.utils.hooks import RemovableHandle
 
 from camkit.inputs import Inputs
 
-ForwardHook = Callable[[nn.Module, Any, Any], Any]
+ForwardHook = Callable[..., Any]  # (module, inputs, output), or (module, inputs) before
 
 
 def hook_here(module: nn.Module, hook: ForwardHook, *, pre: bool = False) -> RemovableHandle:

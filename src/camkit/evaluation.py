@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import time
@@ -340,11 +341,11 @@ class Evaluation:
             with torch.no_grad():
                 clean = ModelScores(self.model)(x)  # shared by every method and metric
             for method, explainer in self.explainers.items():
-                explanation = timed(method, "explain", lambda e=explainer: e(x, labels))
+                explanation = timed(method, "explain", functools.partial(explainer, x, labels))
                 context = Context(self.model, x, labels, masks, explanation, clean,
                                   self.settings, method, self.layer, position)  # fmt: skip
                 for name, plugin in self.measures[method].items():
-                    part = timed(method, name, lambda p=plugin, c=context: p.part(c))
+                    part = timed(method, name, functools.partial(plugin.part, context))
                     parts[method][name] = part
         backward = {m: int(e.needs_gradients) for m, e in self.explainers.items()}
         return BatchResult(position, int(x.shape[0]), tuple(x.shape[2:]), parts, seconds,

@@ -27,9 +27,7 @@ class Explanation:
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> result = camkit.GradCAM(net)(torch.rand(2, 3, 16, 16), targets=[0, 4])
         >>> result.maps.shape, result.raw[0].shape, result.targets.tolist(), result.layers
         (torch.Size([2, 1, 16, 16]), torch.Size([2, 1, 14, 14]), [[0], [4]], ('1',))

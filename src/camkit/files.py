@@ -65,7 +65,12 @@ def write_file(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 def write_text(path: Path, text: str) -> None:
     """`write_file` for text (UTF-8)."""
-    write_file(path, lambda handle: handle.write(text.encode()))
+    data = text.encode()
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    write_file(path, write)
 
 
 def check_output_folder(folder: Path) -> None:

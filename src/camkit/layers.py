@@ -217,6 +217,7 @@ def candidates(model: nn.Module, x: ModelInput | Inputs) -> list[Candidate]:
             runs[name] = runs.get(name, 0) + 1
             found = _layout(out, probe) if isinstance(out, Tensor) else None
             if found is not None and not isinstance(module, (*_RESAMPLERS, nn.Identity)):
+                assert isinstance(out, Tensor)
                 layout, grid = found
                 finished.append(Candidate(name, tuple(out.shape), layout, grid, _is_block(module)))
 

@@ -182,7 +182,8 @@ class Region:
         if rows is None:
             rows = torch.arange(len(logits))
         rows = rows.to(logits.device)
-        masks, classes = self.masks.to(logits.device), self.classes.to(logits.device)
+        masks = self.masks.to(logits.device)
+        classes = torch.as_tensor(self.classes, device=logits.device)
         if masks.shape[-2:] != logits.shape[-2:]:
             raise ValueError(
                 f"masks are {tuple(masks.shape[-2:])} but the logits are "

@@ -25,7 +25,7 @@ def adder(registry: dict[str, Any], kind: str, name: str) -> Callable[[C], C]:
     def add(cls: C) -> C:
         if name in registry:
             raise ValueError(f"a {kind} named {name!r} is already registered")
-        cls.name = name
+        setattr(cls, "name", name)  # noqa: B010 - any class, not only those declaring it
         registry[name] = cls
         return cls
 

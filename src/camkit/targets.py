@@ -56,7 +56,8 @@ class Contrast:
         return pick(self.target) - pick(self.foil)
 
 
-ScoreFunction = Callable[[Any], Tensor]
+# f(outputs) or f(outputs, rows) -> (B,) or (B, K) scores (see `takes_rows`).
+ScoreFunction = Callable[..., Tensor]
 Targets = int | Sequence[int] | Tensor | TopK | ScoreFunction | None
 OutputSelector = str | int | Callable[[Any], Tensor] | None
 Score = Literal["logit", "softmax"]

@@ -316,8 +316,8 @@ def build(app: App) -> gr.Blocks:
         ask(explain.click)
         for widget in (layer, methods, target, cls, foil):
             ask(widget.input)
-        for widget in (alpha, colormap):
-            widget.change(handlers.restyle, [session, alpha, colormap], [gallery, downloads])
+        for style in (alpha, colormap):
+            style.change(handlers.restyle, [session, alpha, colormap], [gallery, downloads])
         ask(predictions.select(_picked, None, [target, cls]).then)
     page.queue(default_concurrency_limit=2, max_size=32)
     return page

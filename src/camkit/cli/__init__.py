@@ -16,7 +16,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from camkit.cli import app, evaluate, explain, layers
 from camkit.cli.common import UsageError
@@ -33,7 +33,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each command module adds its own subcommand and options."""
     parser = _Parser(prog="camkit", description="Class activation maps for PyTorch classifiers.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    # Subcommands are _Parsers too (one-line errors); typed as the ArgumentParsers they are.
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True),
+    )
     explain.add_parser(commands)
     evaluate.add_parser(commands)
     layers.add_parser(commands)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Union
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -153,7 +155,7 @@ class ShapesImages(Dataset[tuple[Tensor, int, Tensor | None]]):
         return sample["image"], int(sample["label"]), sample["mask"]
 
 
-Items = Dataset[tuple[Tensor, int, Tensor | None] | Unreadable]
+Items = Union["FolderImages", ShapesImages]
 
 
 def _source(args: argparse.Namespace, loaded: LoadedModel) -> tuple[Items, int]:
@@ -241,9 +243,13 @@ def _write_plots(report: Report, out: Path) -> list[Path]:
     for name, series, xs, title, xlabel, ylabel in charts:
         path = out / f"{name}.png"
         chart = line_chart(series, xs, title=title, xlabel=xlabel, ylabel=ylabel)
-        write_file(path, lambda handle, chart=chart: chart.save(handle, format="PNG"))
+        write_file(path, functools.partial(_save_png, chart))
         written.append(path)
     return written
+
+
+def _save_png(picture: Image.Image, handle: BinaryIO) -> None:
+    picture.save(handle, format="PNG")
 
 
 def _applicable(

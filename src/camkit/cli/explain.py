@@ -231,8 +231,12 @@ def _save_maps(
     import numpy as np
 
     names = [f"{stem}.npy"] + [f"{stem}_raw{'' if i == 0 else i}.npy" for i in range(len(raw))]
+
+    def npy(tensor: Tensor) -> Callable[[BinaryIO], None]:
+        return lambda handle: np.save(handle, tensor.float().numpy())
+
     for name, tensor in zip(names, [maps, *raw], strict=True):
-        write_file(out / name, lambda handle, t=tensor: np.save(handle, t.float().numpy()))
+        write_file(out / name, npy(tensor))
     return names
 
 

@@ -220,7 +220,7 @@ class ShapesDataset(Dataset):
         if objects not in (1, 2):
             raise ValueError(f"objects must be 1 or 2, got {objects}")
         self.length = length
-        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.size: tuple[int, int] = (size, size) if isinstance(size, int) else (size[0], size[1])
         self.objects = objects
         self.seed = seed
 

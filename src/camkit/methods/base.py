@@ -11,7 +11,7 @@ import dataclasses
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,20 @@ from camkit.targets import (
 )
 
 Reshape = Callable[[Tensor], Tensor]
+
+if TYPE_CHECKING:
+    pass
+
+
+class ExplainerOptions(TypedDict, total=False):
+    """The construction options every method takes (see `Explainer`), for ``**options``."""
+
+    output: OutputSelector
+    reshape: Reshape | None
+    fuse: Fuse
+    smooth: Noise | None
+    spatial_input: SpatialInput
+
 
 _REGISTRY: dict[str, type[Explainer]] = {}
 METHODS: Mapping[str, type[Explainer]] = MappingProxyType(_REGISTRY)
@@ -221,9 +235,7 @@ class Explainer:
         >>> class HiRes(camkit.Explainer):
         ...     def weigh(self, evidence):
         ...         return (evidence.gradients * evidence.activations[:, None]).sum(dim=2)
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> HiRes(net)(torch.rand(2, 3, 16, 16), targets=camkit.TopK(2)).maps.shape
         torch.Size([2, 2, 16, 16])
     """
@@ -338,7 +350,7 @@ class Explainer:
             method=self.name,
         )
 
-    def _recording(self) -> contextlib.AbstractContextManager[None]:
+    def _recording(self) -> contextlib.AbstractContextManager[object]:
         if not self.needs_gradients:
             return torch.inference_mode()
         stack = contextlib.ExitStack()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camkit.layers import LayerSpec
-from camkit.methods.base import Evidence, Explainer, channel_sum, register
+from camkit.methods.base import Evidence, Explainer, ExplainerOptions, channel_sum, register
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Head = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
 
@@ -80,9 +85,7 @@ class CAM(Explainer):
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> camkit.CAM(net)(torch.rand(2, 3, 16, 16)).maps.shape
         torch.Size([2, 1, 16, 16])
     """
@@ -90,7 +93,12 @@ class CAM(Explainer):
     needs_gradients = False
 
     def __init__(
-        self, model: nn.Module, layer: LayerSpec = None, *, head: Head | None = None, **options
+        self,
+        model: nn.Module,
+        layer: LayerSpec = None,
+        *,
+        head: Head | None = None,
+        **options: Unpack[ExplainerOptions],
     ) -> None:
         super().__init__(model, layer, **options)
         if head is not None and (not isinstance(head, nn.Module) or _as_linear(head) is None):

@@ -50,9 +50,7 @@ class EigenCAM(Explainer):
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> camkit.EigenCAM(net)(torch.rand(2, 3, 16, 16), targets=camkit.TopK(2)).maps.shape
         torch.Size([2, 2, 16, 16])
     """
@@ -73,9 +71,7 @@ class EigenGradCAM(Explainer):
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> camkit.EigenGradCAM(net)(torch.rand(2, 3, 16, 16)).maps.shape
         torch.Size([2, 1, 16, 16])
     """

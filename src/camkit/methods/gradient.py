@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import Tensor, nn
 
 from camkit.layers import LayerSpec
-from camkit.methods.base import Evidence, Explainer, channel_sum, register
+from camkit.methods.base import Evidence, Explainer, ExplainerOptions, channel_sum, register
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 from camkit.smoothing import Noise
 
 
@@ -27,9 +32,7 @@ class GradCAM(Explainer):
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> camkit.GradCAM(net)(torch.rand(2, 3, 16, 16), targets=3).maps.shape
         torch.Size([2, 1, 16, 16])
     """
@@ -67,9 +70,7 @@ class GradCAMPlusPlus(Explainer):
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> camkit.GradCAMPlusPlus(net)(torch.rand(2, 3, 16, 16), targets=camkit.TopK(2)).maps.shape
         torch.Size([2, 2, 16, 16])
     """
@@ -92,9 +93,7 @@ class SmoothGradCAMPlusPlus(Explainer):
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> explain = camkit.SmoothGradCAMPlusPlus(net, copies=4, sigma=0.1, seed=0)
         >>> explain(torch.rand(2, 3, 16, 16)).maps.shape
         torch.Size([2, 1, 16, 16])
@@ -108,14 +107,15 @@ class SmoothGradCAMPlusPlus(Explainer):
         copies: int = 8,
         sigma: float = 0.15,
         seed: int | None = None,
-        **options,
+        **options: Unpack[ExplainerOptions],
     ) -> None:
         if "smooth" in options:
             raise TypeError(
                 "smoothgradcam++ sets its own noise (copies=, sigma=, seed=); pass those instead "
                 "of smooth=, or use gradcam++ with smooth=camkit.Noise(...)"
             )
-        super().__init__(model, layer, smooth=Noise(copies, sigma, seed), **options)
+        rest: dict[str, Any] = dict(options)  # without smooth, refused above
+        super().__init__(model, layer, smooth=Noise(copies, sigma, seed), **rest)
 
     def weigh(self, evidence: Evidence) -> Tensor:
         g, _ = layer_gradients(evidence)
@@ -141,9 +141,7 @@ class HiResCAM(Explainer):
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> camkit.HiResCAM(net)(torch.rand(1, 3, 16, 16)).raw[0].shape
         torch.Size([1, 1, 14, 14])
     """
@@ -159,9 +157,7 @@ class GradCAMElementWise(Explainer):
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> camkit.GradCAMElementWise(net)(torch.rand(1, 3, 16, 16)).maps.shape
         torch.Size([1, 1, 16, 16])
     """
@@ -180,9 +176,7 @@ class XGradCAM(Explainer):
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> camkit.XGradCAM(net)(torch.rand(1, 3, 16, 16)).maps.shape
         torch.Size([1, 1, 16, 16])
     """
@@ -204,9 +198,7 @@ class LayerCAM(Explainer):
 
     Example (two layers, fused by their mean as LayerCAM's paper does with its maps):
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> camkit.LayerCAM(net, layer=["0", "1"])(torch.rand(1, 3, 16, 16)).layers
         ('0', '1')
     """

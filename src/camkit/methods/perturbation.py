@@ -7,6 +7,8 @@ batches under `torch.inference_mode`, across channels and inputs at once, with a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
@@ -14,7 +16,10 @@ from camkit.capture import hook_here, removing
 from camkit.inputs import Inputs
 from camkit.layers import LayerSpec
 from camkit.maps import normalise, upsample
-from camkit.methods.base import Evidence, Explainer, register
+from camkit.methods.base import Evidence, Explainer, ExplainerOptions, register
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def _check_batch_size(batch_size: int) -> int:
@@ -35,9 +40,7 @@ class ScoreCAM(Explainer):
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> camkit.ScoreCAM(net, batch_size=4)(torch.rand(2, 3, 16, 16)).maps.shape
         torch.Size([2, 1, 16, 16])
     """
@@ -51,7 +54,7 @@ class ScoreCAM(Explainer):
         *,
         batch_size: int = 64,
         channels: int | None = None,
-        **options,
+        **options: Unpack[ExplainerOptions],
     ) -> None:
         super().__init__(model, layer, **options)
         self.batch_size = _check_batch_size(batch_size)
@@ -97,9 +100,7 @@ class AblationCAM(Explainer):
 
     Example:
         >>> import torch, camkit
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        ...                           torch.nn.Linear(8, 5)).eval()
+        >>> net = camkit.models.example_net()
         >>> camkit.AblationCAM(net)(torch.rand(2, 3, 16, 16)).maps.shape
         torch.Size([2, 1, 16, 16])
     """
@@ -107,7 +108,12 @@ class AblationCAM(Explainer):
     needs_gradients = False
 
     def __init__(
-        self, model: nn.Module, layer: LayerSpec = None, *, batch_size: int = 1024, **options
+        self,
+        model: nn.Module,
+        layer: LayerSpec = None,
+        *,
+        batch_size: int = 1024,
+        **options: Unpack[ExplainerOptions],
     ) -> None:
         super().__init__(model, layer, **options)
         self.batch_size = _check_batch_size(batch_size)

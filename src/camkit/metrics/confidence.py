@@ -74,8 +74,7 @@ def confidence(
     Example:
         >>> import torch, camkit
         >>> from camkit.metrics import confidence
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
-        ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+        >>> net = camkit.models.example_net(classes=3)
         >>> x = torch.rand(2, 3, 8, 8)
         >>> result = confidence(net, x, camkit.GradCAM(net)(x))
         >>> 0 <= result.average_drop <= 100, result.masked.shape

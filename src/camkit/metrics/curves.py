@@ -158,8 +158,7 @@ def deletion(
     Example:
         >>> import torch, camkit
         >>> from camkit.metrics import deletion
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
-        ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+        >>> net = camkit.models.example_net(classes=3)
         >>> x = torch.rand(2, 3, 8, 8)
         >>> curve = deletion(net, x, camkit.GradCAM(net)(x), steps=4)
         >>> curve.scores.shape, curve.fractions.tolist()
@@ -190,8 +189,7 @@ def insertion(
     Example:
         >>> import torch, camkit
         >>> from camkit.metrics import insertion
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
-        ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+        >>> net = camkit.models.example_net(classes=3)
         >>> x = torch.rand(2, 3, 16, 16)
         >>> curve = insertion(net, x, camkit.GradCAM(net)(x), steps=4)
         >>> bool((curve.auc >= 0).all() and (curve.auc <= 1).all())

@@ -201,8 +201,7 @@ def road(
     Example:
         >>> import torch, camkit
         >>> from camkit.metrics import road
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
-        ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+        >>> net = camkit.models.example_net(classes=3)
         >>> x = torch.rand(2, 3, 8, 8)
         >>> result = road(net, x, camkit.GradCAM(net)(x), percentages=[20, 80])
         >>> result.scores.shape, result.accuracy.shape

@@ -54,6 +54,9 @@ class ShapesNet(nn.Module):
         self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1))
 
+    mean: Tensor
+    std: Tensor
+
     def forward(self, x: Tensor) -> Tensor:
         features = self.features((x - self.mean) / self.std)
         return self.classifier(self.pool(features).flatten(1))
