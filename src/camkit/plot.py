@@ -1,10 +1,14 @@
-"""Line charts as PNG with Pillow alone: curves of the evaluation, no plotting library needed."""
+"""Line charts as images, drawn with matplotlib (its object API and the Agg canvas: no pyplot,
+no global figure state, safe from several threads)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
 
 # Twelve distinguishable colours (Tableau-like), cycled with a darker shade after that.
 PALETTE = [
@@ -12,6 +16,7 @@ PALETTE = [
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
     (0, 0, 0), (255, 187, 120),
 ]  # fmt: skip
+DPI = 100
 
 
 def _colour(index: int) -> tuple[int, int, int]:
@@ -20,8 +25,53 @@ def _colour(index: int) -> tuple[int, int, int]:
     return round(r * shade), round(g * shade), round(b * shade)
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    return [low + (high - low) * i / (count - 1) for i in range(count)]
+def y_range(values: Sequence[float]) -> tuple[float, float]:
+    """[0, 1] for data within it, [-1, 1] for correlations, else the data's own range.
+
+    Example:
+        >>> y_range([0.2, 0.9]), y_range([-0.3, 0.8]), y_range([2.0, 2.0])
+        ((0.0, 1.0), (-1.0, 1.0), (1.5, 2.5))
+    """
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    if low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    if low >= -1.0 and high <= 1.0:
+        return -1.0, 1.0
+    if high - low < 1e-12:
+        return low - 0.5, high + 0.5
+    return low, high
+
+
+def draw(
+    series: Mapping[str, Sequence[float]],
+    xs: Sequence[float],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    size: tuple[int, int] = (760, 440),
+) -> tuple[Figure, Axes]:
+    """The chart as a matplotlib figure (drawn on an Agg canvas) and its axes."""
+    figure = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for index, (name, line) in enumerate(series.items()):
+        colour = tuple(c / 255 for c in _colour(index))
+        marker = "o" if len(xs) <= 12 else None
+        axes.plot(list(xs), list(line), color=colour, label=name, linewidth=1.6, marker=marker,
+                  markersize=3)  # fmt: skip
+    axes.set_ylim(*y_range([v for line in series.values() for v in line]))
+    if len(xs) > 1:
+        axes.set_xlim(min(xs), max(xs))
+    axes.set_title(title, fontsize=10)
+    axes.set_xlabel(xlabel, fontsize=9)
+    axes.set_ylabel(ylabel, fontsize=9)
+    axes.grid(color=(0.92, 0.92, 0.92))
+    axes.tick_params(labelsize=8)
+    if series:
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    figure.subplots_adjust(left=0.09, right=0.76, top=0.91, bottom=0.13)
+    return figure, axes
 
 
 def line_chart(
@@ -33,9 +83,8 @@ def line_chart(
     ylabel: str,
     size: tuple[int, int] = (760, 440),
 ) -> Image.Image:
-    """One line per named series over shared x values, with axes, ticks and a legend.
-
-    The y range covers the data: [0, 1] for data within it, [-1, 1] for correlations.
+    """One line per named series over shared x values, with axes, ticks and a legend, as an RGB
+    image of `size` pixels. The y range covers the data (`y_range`).
 
     Example:
         >>> chart = line_chart({"a": [1.0, 0.5, 0.0]}, [0.0, 0.5, 1.0], title="t", xlabel="x",
@@ -43,49 +92,8 @@ def line_chart(
         >>> chart.size, chart.mode
         ((760, 440), 'RGB')
     """
-    width, height = size
-    font = ImageFont.load_default()
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    left, right, top, bottom = 70, width - 170, 40, height - 55
-    values = [v for line in series.values() for v in line] or [0.0, 1.0]
-    low, high = min(values), max(values)
-    if low >= 0.0 and high <= 1.0:
-        low, high = 0.0, 1.0
-    elif low >= -1.0 and high <= 1.0:  # correlations
-        low, high = -1.0, 1.0
-    if high - low < 1e-12:
-        low, high = low - 0.5, high + 0.5
-    x_low, x_high = min(xs), max(xs)
-    x_span = (x_high - x_low) or 1.0
-
-    def point(x: float, y: float) -> tuple[float, float]:
-        return (
-            left + (x - x_low) / x_span * (right - left),
-            bottom - (y - low) / (high - low) * (bottom - top),
-        )
-
-    for y in _ticks(low, high):
-        _, py = point(x_low, y)
-        draw.line((left - 4, py, left, py), fill=(0, 0, 0))
-        draw.line((left + 1, py, right - 1, py), fill=(235, 235, 235))
-        draw.text((left - 8, py), f"{y:.2f}", fill=(0, 0, 0), font=font, anchor="rm")
-    for x in xs if len(xs) <= 12 else _ticks(x_low, x_high):
-        px, _ = point(x, low)
-        draw.line((px, bottom, px, bottom + 4), fill=(0, 0, 0))
-        draw.text((px, bottom + 8), f"{x:g}", fill=(0, 0, 0), font=font, anchor="mt")
-    draw.rectangle((left, top, right, bottom), outline=(0, 0, 0))
-    draw.text(((left + right) / 2, 14), title, fill=(0, 0, 0), font=font, anchor="mm")
-    draw.text(((left + right) / 2, height - 18), xlabel, fill=(0, 0, 0), font=font, anchor="mm")
-    draw.text((8, top - 20), ylabel, fill=(0, 0, 0), font=font, anchor="lm")
-    for index, (name, line) in enumerate(series.items()):
-        colour = _colour(index)
-        points = [point(x, y) for x, y in zip(xs, line, strict=True)]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        for px, py in points if len(points) <= 12 else []:
-            draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=colour)
-        ly = top + 8 + 16 * index
-        draw.line((right + 12, ly, right + 32, ly), fill=colour, width=3)
-        draw.text((right + 38, ly), name, fill=(0, 0, 0), font=font, anchor="lm")
-    return image
+    figure, _ = draw(series, xs, title=title, xlabel=xlabel, ylabel=ylabel, size=size)
+    canvas = figure.canvas
+    assert isinstance(canvas, FigureCanvasAgg)
+    canvas.draw()
+    return Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")

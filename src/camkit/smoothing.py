@@ -1,4 +1,5 @@
-"""Smoothing: noisy copies of the input (SmoothGrad) and test-time augmentation."""
+"""Smoothing by noisy copies of the input (SmoothGrad), in one batch; test-time augmentation
+(flips and shifts) is `camkit.augment.Augmented`."""
 
 from __future__ import annotations
 

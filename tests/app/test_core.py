@@ -65,7 +65,7 @@ def test_class_and_contrast_targets(bundled, pictures) -> None:
     ("question", "message"),
     [
         (core.Question(methods=()), "choose methods"),
-        (core.Question(methods=("gradcam+",)), "choose methods"),
+        (core.Question(methods=("gradcam+",)), "unknown method .gradcam\\+. \\(did you mean"),
         (core.Question(target="class"), "choose the class"),
         (core.Question(target="contrast", cls=1, foil=1), "two different classes"),
     ],

@@ -451,7 +451,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--fill",
         default="mean",
         help="value of deleted pixels and of Average Drop's masked-out pixels, in the model's "
-        "input space: 'mean' (the data's, per channel; default) or a number",
+        "input space: 'mean' (per channel, measured on the first batch; default) or a number",
     )
     parser.add_argument(
         "--tolerance", type=float, help="pointing game, pixels (default: 15 at 224, scaled)"

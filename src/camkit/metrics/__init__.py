@@ -1,8 +1,9 @@
 """How good is a map? Faithfulness, localisation and sanity metrics from the literature.
 
 Every metric takes maps as a (B, *spatial) tensor or straight from an `Explanation` (one target
-per input), runs batched on the inputs' device, and returns a small result object whose fields
-are per-input tensors and whose properties are the published summary figures.
+per input) and runs batched on the inputs' device. Most return a small result object whose
+fields are per-input tensors and whose properties are the published summary figures;
+`energy_pointing_game`, `spearman`, `ssim` and `auc` return the per-input tensor itself.
 """
 
 from camkit.metrics._common import ModelScores
