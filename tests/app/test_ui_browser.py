@@ -78,6 +78,13 @@ def _captions(page) -> list[str]:
 def _explain_and_wait(page, images: int) -> float:
     """Click Explain; seconds until the gallery's answer is drawn (its busy state has come and
     gone and it shows `images` pictures)."""
+    # An answer still in flight (a change that re-explains) must end first: its busy state would
+    # be taken for this click's.
+    page.wait_for_function(
+        "document.querySelector('#gallery [data-testid=status-tracker]').classList"
+        ".contains('hide')",
+        timeout=60_000,
+    )
     page.evaluate(
         """() => {
             const tracker = document.querySelector('#gallery [data-testid=status-tracker]');
