@@ -18,6 +18,14 @@ EXPECTED = {
     "segmentation.py": ["gradcam layer: backbone.16", "scorecam (top 16 channels): (2, 1, 96, 96)"],
     "timm_models.py": ["vit_tiny_patch16_224", "layer blocks.11.norm1", "layer layer4"],
     "hugging_face.py": ["layer vit.layers.3.layernorm_before", "convnext.encoder.stages.3"],
+    "metrics.py": ["gradcam    avg drop", "scorecam   avg drop"],
+    "evaluation.py": ["| Method | Avg drop % ↓ |", "| gradcam |", "images: 24"],
+    "app_core.py": ["automatic layer: features", "tiles: 6 (cross.png,", "| gradcam | "],
+    "logging_maps.py": [
+        "tensorboard: logged maps/gradcam",
+        "wandb: logged maps (offline run)",
+        "lightning: logged 4 grids at epochs [1, 3]",
+    ],
     "volumes_and_signals.py": [
         "volume cam      maps (2, 1, 16, 32, 32)",
         "signal scorecam maps (3, 1, 500)",

@@ -72,7 +72,7 @@ def test_lightning_callback_logs_a_fixed_batch_every_n_epochs(tmp_path) -> None:
     class Classifier(lightning.LightningModule):
         def __init__(self) -> None:
             super().__init__()
-            self.net = camkit.models.example_net(classes=3)
+            self.net = camkit.models.example_net(classes=3).train()
 
         def forward(self, x):
             return self.net(x)
