@@ -49,7 +49,7 @@ def explain(
     method's constructor (``output=``, ``reshape=``, ``fuse=``, ``head=``) or to the call
     (``score="softmax"``), wherever the name belongs.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> x = torch.rand(4, 3, 32, 32)

@@ -21,7 +21,7 @@ class Augmented:
     brought back to the original frame (flipped back, resized), and the views' maps are averaged
     and renormalised. ``Augmented(e, flip=False, scales=(1.0,))`` is `e` itself.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> smooth = camkit.Augmented(camkit.GradCAM(net), flip=True, scales=(1.0, 1.5))

@@ -35,7 +35,7 @@ def hook_here(module: nn.Module, hook: ForwardHook, *, pre: bool = False) -> Rem
     """Register a forward (or forward pre-) hook that runs only for forward passes made by the
     calling thread; other threads' passes through the same module go by untouched.
 
-    Example:
+    Examples:
         >>> import threading, torch
         >>> layer, seen = torch.nn.Identity(), []
         >>> handle = hook_here(layer, lambda m, i, o: seen.append(o.shape))
@@ -142,7 +142,7 @@ def capture(
     With ``differentiable=True`` the caller must run the forward pass under ``torch.no_grad()``;
     the first hooked layer switches gradient recording on (restored when that context exits).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True))

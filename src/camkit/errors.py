@@ -4,7 +4,7 @@
 class CamkitWarning(UserWarning):
     """A map was computed but may not mean what you expect (constant map, training mode, ...).
 
-    Example:
+    Examples:
         >>> import warnings, camkit
         >>> warnings.simplefilter("error", camkit.CamkitWarning)  # make them fatal in a test suite
     """

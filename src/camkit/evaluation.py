@@ -61,7 +61,7 @@ class Batch:
 class Settings:
     """Protocol parameters; the defaults follow the papers, scaled to the input size.
 
-    Example:
+    Examples:
         >>> Settings().steps, Settings(tolerance=6.0).pointing_tolerance((96, 96))
         (16, 6.0)
     """
@@ -93,7 +93,7 @@ class EvaluationInterrupted(KeyboardInterrupt):
 class Report:
     """What `evaluate` measured: one row of summary figures per method, and the details.
 
-    Example:
+    Examples:
         >>> report = Report({"gradcam": {"Avg drop %": 12.5}}, {}, {}, {}, {"images": 4})
         >>> print(report.to_markdown().splitlines()[2])
         | gradcam | 12.50 |
@@ -184,7 +184,7 @@ def evaluate(
     The report's info holds, per method, the seconds of its explanations and of each metric,
     and the forward passes (calls and images) and backward passes the model made for them.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from camkit.models import load_shapes_model
         >>> from camkit.data import ShapesDataset
@@ -285,7 +285,7 @@ class Evaluation:
     batch's position, so a batch's figures do not depend on which batches came before it or
     on which process measured it.
 
-    Example:
+    Examples:
         >>> from camkit.models import load_shapes_model
         >>> from camkit.data import ShapesDataset
         >>> data = ShapesDataset(4, seed=1).stack()

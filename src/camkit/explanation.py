@@ -25,7 +25,7 @@ class Explanation:
         layers: dotted names of the layers used.
         method: the method's registered name.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> result = camkit.GradCAM(net)(torch.rand(2, 3, 16, 16), targets=[0, 4])

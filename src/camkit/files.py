@@ -23,7 +23,7 @@ class OutputError(OSError):
 def shown(name: object) -> str:
     """`name` as text safe to print: control characters (terminal escapes) are escaped.
 
-    Example:
+    Examples:
         >>> shown("evil\\x1b[2Jname.png")
         'evil\\\\x1b[2Jname.png'
     """
@@ -37,7 +37,7 @@ def write_file(path: Path, write: Callable[[BinaryIO], None]) -> None:
     Raises `OutputError` when `path` is a symbolic link, or when writing fails (disk full, no
     permission); no temporary file is left behind in either case.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as folder:
         ...     target = Path(folder) / "a.txt"
@@ -78,7 +78,7 @@ def check_output_folder(folder: Path) -> None:
 
     Nothing is created: the first existing folder on the way up must be a writable folder.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.NamedTemporaryFile() as f:
         ...     check_output_folder(Path(f.name) / "out")

@@ -45,7 +45,7 @@ def read_image(path: str | Path, max_side: int | None = MAX_SIDE) -> Tensor:
     `max_side=None` (or 0) keeps the full size. Raises `ImageReadError` (a `ValueError`) for
     files that are missing, not images, decompression bombs or hold non-finite pixels.
 
-    Example:
+    Examples:
         >>> import tempfile, numpy as np
         >>> from PIL import Image
         >>> with tempfile.NamedTemporaryFile(suffix=".png") as f:
@@ -98,7 +98,7 @@ def _bounded(width: int, height: int, max_side: int | None) -> tuple[int, int] |
 def image_to_tensor(image: Image.Image, max_side: int | None = None) -> Tensor:
     """A PIL image of any mode as float32 RGB (3, H, W) in [0, 1] (see the module notes).
 
-    Example:
+    Examples:
         >>> image_to_tensor(Image.new("I;16", (3, 2), 40000)).shape
         torch.Size([3, 2, 3])
     """

@@ -21,7 +21,7 @@ SpatialInput = int | str | None
 class Inputs:
     """The model's inputs and which of them is spatial.
 
-    Example:
+    Examples:
         >>> import torch
         >>> inputs = Inputs.wrap({"mask": torch.ones(2, 5), "image": torch.zeros(2, 3, 8, 8)})
         >>> inputs.key, inputs.batch, tuple(inputs.spatial.shape)

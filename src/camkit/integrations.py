@@ -4,7 +4,7 @@ Each logger takes the pictures shown (B, 3, H, W) in [0, 1] and an `Explanation`
 batch, and logs one overlay per image (the first target). Nothing here imports TensorBoard,
 wandb or Lightning until it is used: they are the user's dependencies, not camkit's.
 
-Example:
+Examples:
     >>> import torch, camkit
     >>> from camkit.integrations import overlays
     >>> net = camkit.models.example_net()
@@ -120,7 +120,7 @@ def map_logger(
     which suits inputs in [0, 1]; give the un-normalised pictures otherwise). The model is left
     in the mode it was in.
 
-    Example:
+    Examples:
         >>> import torch
         >>> callback = map_logger(torch.rand(4, 3, 32, 32), methods=["gradcam", "gradcam++"],
         ...                       every=5)

@@ -49,7 +49,7 @@ def _spellings(name: str) -> list[str]:
 def resolve_layers(model: nn.Module, layer: LayerSpec) -> list[tuple[str, nn.Module]]:
     """Turn a layer spec (name, module, or a list of those) into (dotted name, module) pairs.
 
-    Example:
+    Examples:
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
         >>> [name for name, _ in resolve_layers(net, ["0", net[1]])]
@@ -118,7 +118,7 @@ def to_spatial(t: Tensor, input_spatial: Sequence[int]) -> Tensor | None:
     Tokens form a grid with the input's aspect ratio, after up to two leading tokens (class,
     distillation) that are dropped. Only 2-D inputs have such layouts.
 
-    Example:
+    Examples:
         >>> import torch
         >>> to_spatial(torch.zeros(2, 1 + 14 * 14, 768), (224, 224)).shape  # ViT-B/16
         torch.Size([2, 768, 14, 14])
@@ -157,7 +157,7 @@ class Candidate:
         grid: the spatial grid the map has at this layer.
         block: a container or a normalisation layer (what the automatic choice takes for tokens).
 
-    Example:
+    Examples:
         >>> Candidate("layer4", (1, 512, 7, 7), "spatial", (7, 7), True).cells
         49
     """
@@ -199,7 +199,7 @@ def candidates(model: nn.Module, x: ModelInput | Inputs) -> list[Candidate]:
     (B, N, C) tokens or (B, h, w, C) channels-last. Adaptive pooling and `nn.Identity` (an alias
     of the layer before it) are left out.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
@@ -247,7 +247,7 @@ def find_spatial_layer(model: nn.Module, x: ModelInput | Inputs, output: object 
        score (one forward and backward pass of the first input decides). After the last block
        only the class token counts, so this is the last block's first norm.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))

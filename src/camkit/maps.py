@@ -19,7 +19,7 @@ _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 def rectify(weighted: Tensor, layer: str) -> Tensor:
     """ReLU of a method's weighted sum, with non-finite values replaced by 0 (and a warning).
 
-    Example:
+    Examples:
         >>> import torch
         >>> rectify(torch.tensor([[[-1.0, 2.0]]]), "layer").tolist()
         [[[0.0, 2.0]]]
@@ -39,7 +39,7 @@ def rectify(weighted: Tensor, layer: str) -> Tensor:
 def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
     """Resize (B, K, *spatial) maps to `size` with (bi/tri)linear interpolation.
 
-    Example:
+    Examples:
         >>> import torch
         >>> upsample(torch.ones(1, 2, 3, 3), (8, 6)).shape
         torch.Size([1, 2, 8, 6])
@@ -52,7 +52,7 @@ def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
 def normalise(maps: Tensor) -> Tensor:
     """Scale each (B, K) map to [0, 1] (min-max); a constant map becomes 0, or 1 where positive.
 
-    Example:
+    Examples:
         >>> import torch
         >>> normalise(torch.tensor([[[1.0, 3.0, 2.0]], [[0.0, 0.0, 0.0]]])).tolist()
         [[[0.0, 1.0, 0.5]], [[0.0, 0.0, 0.0]]]
@@ -83,7 +83,7 @@ def warn_constant(maps: Tensor, method: str) -> None:
 def fuse(maps: Sequence[Tensor], how: Fuse = "mean") -> Tensor:
     """Combine normalised per-layer maps of one shape into one normalised map.
 
-    Example:
+    Examples:
         >>> import torch
         >>> fuse([torch.tensor([[[0.0, 1.0]]]), torch.tensor([[[1.0, 1.0]]])], "max").tolist()
         [[[1.0, 1.0]]]

@@ -34,7 +34,7 @@ _FORMULAS = {
 def check_colormap(colormap: str) -> None:
     """Raise `ValueError` naming the choices unless `colormap` is a colour map camkit can draw.
 
-    Example:
+    Examples:
         >>> check_colormap("viridis-ish")
         Traceback (most recent call last):
         ...
@@ -58,7 +58,7 @@ def check_colormap(colormap: str) -> None:
 def colourise(values: Tensor, colormap: str = "jet") -> Tensor:
     """(H, W) values in [0, 1] -> (3, H, W) RGB in [0, 1].
 
-    Example:
+    Examples:
         >>> colourise(torch.tensor([[0.0, 1.0]]), "hot")[:, 0, 1].tolist()
         [1.0, 1.0, 1.0]
     """
@@ -104,7 +104,7 @@ def overlay(
 
     `map` is (H, W) or (1, H, W) in [0, 1], resized (bilinear) to the image if needed.
 
-    Example:
+    Examples:
         >>> import torch
         >>> picture = overlay(torch.rand(3, 32, 40), torch.rand(8, 10), alpha=0.4)
         >>> picture.size, picture.mode
@@ -132,7 +132,7 @@ def grid(
 ) -> Image.Image:
     """Pictures in rows, each scaled to `tile` pixels high, with a title per column and row.
 
-    Example:
+    Examples:
         >>> from PIL import Image
         >>> pictures = [[Image.new("RGB", (96, 96))] * 3] * 2
         >>> grid(pictures, ["image", "gradcam", "cam"], ["star 9.1", "disc 2.0"]).size

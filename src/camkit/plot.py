@@ -28,7 +28,7 @@ def _colour(index: int) -> tuple[int, int, int]:
 def y_range(values: Sequence[float]) -> tuple[float, float]:
     """[0, 1] for data within it, [-1, 1] for correlations, else the data's own range.
 
-    Example:
+    Examples:
         >>> y_range([0.2, 0.9]), y_range([-0.3, 0.8]), y_range([2.0, 2.0])
         ((0.0, 1.0), (-1.0, 1.0), (1.5, 2.5))
     """
@@ -86,7 +86,7 @@ def line_chart(
     """One line per named series over shared x values, with axes, ticks and a legend, as an RGB
     image of `size` pixels. The y range covers the data (`y_range`).
 
-    Example:
+    Examples:
         >>> chart = line_chart({"a": [1.0, 0.5, 0.0]}, [0.0, 0.5, 1.0], title="t", xlabel="x",
         ...                    ylabel="y")
         >>> chart.size, chart.mode

@@ -45,7 +45,7 @@ class Box:
     ``(cx, cy, w, h, objectness, class scores...)``, scored as objectness x class score. Any
     other format: write ``f(outputs, rows)`` that returns the (M, K) scores.
 
-    Example:
+    Examples:
         >>> import torch
         >>> detections = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 30, 30]]),
         ...                "labels": torch.tensor([1, 2]), "scores": torch.tensor([0.9, 0.7])}]
@@ -149,7 +149,7 @@ class Region:
     The output is (B, classes, H, W) logits, or a dict with ``"out"`` (torchvision), or any
     output `output=` selects.
 
-    Example:
+    Examples:
         >>> import torch
         >>> logits = torch.zeros(2, 3, 4, 4)
         >>> logits[:, 1, :2, :2] = 1.0

@@ -13,7 +13,7 @@ def adder(registry: dict[str, Any], kind: str, name: str) -> Callable[[C], C]:
     """A class decorator that registers the class as `name` (refusing a name in use) and sets
     its ``name`` attribute.
 
-    Example:
+    Examples:
         >>> entries: dict[str, type] = {}
         >>> @adder(entries, "metric", "demo")
         ... class Demo:
@@ -36,7 +36,7 @@ def lookup(registry: Mapping[str, Any], kind: str, name: str) -> Any:
     """The entry registered as `name`; a `ValueError` naming the close matches and every valid
     name otherwise (the one message every entry point gives for a wrong name).
 
-    Example:
+    Examples:
         >>> lookup({"cam": 1, "gradcam": 2}, "method", "gradcm")
         Traceback (most recent call last):
         ...

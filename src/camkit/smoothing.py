@@ -17,7 +17,7 @@ class Noise:
     Smilkov et al. 2017); Smooth Grad-CAM++ uses it for its averaged derivatives. All copies
     of all inputs go through the model as one batch. ``Noise(1, 0.0)`` is the plain method.
 
-    Example:
+    Examples:
         >>> import torch
         >>> Noise(copies=3, sigma=0.1, seed=0).expand(torch.zeros(2, 1, 4)).shape
         torch.Size([6, 1, 4])

@@ -124,7 +124,7 @@ def explain_batches(
             input's maps depend on its batch alone, not on the batches before it or the process
             that ran it; the caller's random state is left as it was. None: the global stream.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from camkit.models import load_shapes_model
         >>> model = load_shapes_model()

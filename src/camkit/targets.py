@@ -15,7 +15,7 @@ from torch import Tensor
 class TopK:
     """Explain each image's `k` highest-scoring classes, best first.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
         ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
@@ -38,7 +38,7 @@ class Contrast:
     Each is a class index for every input, or one index per input. Use it as ``targets=``;
     ``output=`` of the method picks the class scores from structured outputs first.
 
-    Example:
+    Examples:
         >>> import torch
         >>> Contrast(2, [0, 1])(torch.tensor([[1.0, 0.0, 5.0], [0.0, 3.0, 4.0]])).tolist()
         [[4.0], [1.0]]
@@ -70,7 +70,7 @@ def select_output(outputs: Any, selector: OutputSelector = None) -> Tensor:
     ``logits`` field or key (HuggingFace style), the ``"out"`` key (torchvision segmentation), or
     the first element of a tuple.
 
-    Example:
+    Examples:
         >>> import torch
         >>> select_output({"logits": torch.zeros(2, 5), "aux": 0}).shape
         torch.Size([2, 5])
@@ -191,7 +191,7 @@ def _probabilities(outputs: Any) -> Tensor:
 def takes_rows(function: Callable[..., Any]) -> bool:
     """Whether a target function takes a second argument, the image index of each output row.
 
-    Example:
+    Examples:
         >>> takes_rows(lambda outputs: outputs), takes_rows(lambda outputs, rows: outputs)
         (False, True)
     """
@@ -253,7 +253,7 @@ def score_targets(
     copies, for smoothing); predicted and top-k classes come from the copies' mean scores, so every
     copy explains the same classes. Scores keep their graph so they can be differentiated.
 
-    Example:
+    Examples:
         >>> import torch
         >>> indices, scores, _ = score_targets(torch.tensor([[0.0, 2.0, 1.0]]), None, batch_size=1)
         >>> indices.tolist(), scores.tolist()

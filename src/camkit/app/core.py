@@ -4,7 +4,7 @@ them to widgets, and the tests call them directly.
 The maps are computed once per question (`explain_pictures`); opacity and colour map are applied
 afterwards (`render`), so moving a slider never runs the model.
 
-Example:
+Examples:
     >>> from camkit.app.core import Question, explain_pictures, open_model, render, sample_pictures
     >>> model = open_model("shapes")
     >>> pictures = sample_pictures()[:1]
@@ -75,7 +75,7 @@ def open_model(
 
     Raises `ValueError` with a one-line reason for a model or file that does not fit.
 
-    Example:
+    Examples:
         >>> model = open_model("shapes")
         >>> model.automatic, model.warning
         ('features', '')
@@ -100,7 +100,7 @@ def layer_choices(model: AppModel) -> list[tuple[str, str]]:
     """(label, layer name) for a dropdown: the name and output shape, the automatic choice
     marked and first.
 
-    Example:
+    Examples:
         >>> layer_choices(open_model("shapes"))[0]
         ('features  (1, 128, 12, 12)  ← automatic', 'features')
     """

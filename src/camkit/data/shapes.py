@@ -68,7 +68,7 @@ def shape_coverage(
 ) -> Tensor:
     """Fraction of each pixel covered by the shape, (H, W) in [0, 1].
 
-    Example:
+    Examples:
         >>> cover = shape_coverage(0, (9, 9), centre=(4.5, 4.5), radius=3.0, angle=0.0)
         >>> round(float(cover.sum()), 1)  # a disc of radius 3 has area 9 * pi = 28.3
         28.0
@@ -157,7 +157,7 @@ def render(labels: list[int], size: tuple[int, int], g: torch.Generator) -> dict
     Returns ``image`` (3, H, W) float32 in [0, 1], ``mask`` (n, H, W) bool (pixels at least half
     covered), ``box`` (n, 4) long as (x0, y0, x1, y1) with x1, y1 exclusive, ``label`` (n,).
 
-    Example:
+    Examples:
         >>> import torch
         >>> sample = render([3, 5], (64, 80), torch.Generator().manual_seed(0))
         >>> sample["image"].shape, sample["mask"].shape, sample["box"].shape
@@ -205,7 +205,7 @@ class ShapesDataset(Dataset):
     "box": (4,)}``; with ``objects=2`` (two different classes) ``label`` is (2,), ``mask``
     (2, H, W) and ``box`` (2, 4). Boxes are (x0, y0, x1, y1) in pixels, x1 and y1 exclusive.
 
-    Example:
+    Examples:
         >>> data = ShapesDataset(10, seed=1)
         >>> sample = data[3]
         >>> sample["image"].shape, CLASSES[int(sample["label"])] in CLASSES
@@ -242,7 +242,7 @@ class ShapesDataset(Dataset):
     def stack(self, start: int = 0, stop: int | None = None) -> dict[str, Tensor]:
         """Samples start..stop as one batch: ``image`` (N, 3, H, W), ``label`` (N, ...), ...
 
-        Example:
+        Examples:
             >>> ShapesDataset(4, size=32).stack()["image"].shape
             torch.Size([4, 3, 32, 32])
         """

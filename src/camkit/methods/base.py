@@ -59,7 +59,7 @@ E = TypeVar("E", bound="type[Explainer]")
 def register(name: str) -> Callable[[E], E]:
     """Class decorator: make a method available as `METHODS[name]` and `explain(method=name)`.
 
-    Example:
+    Examples:
         >>> import camkit
         >>> @camkit.register("activation-sum")
         ... class ActivationSum(camkit.Explainer):
@@ -82,7 +82,7 @@ def unregister(name: str) -> None:
 def method_class(name: str) -> type[Explainer]:
     """The class registered as `name`; a `ValueError` with close matches for an unknown name.
 
-    Example:
+    Examples:
         >>> method_class("gradcam++").__name__
         'GradCAMPlusPlus'
     """
@@ -109,7 +109,7 @@ class Evidence:
         scorer: scores the targets on the outputs of other batches built from the rows.
         copies: how many copies of the batch the rows hold.
 
-    Example:
+    Examples:
         >>> import torch
         >>> Evidence("layer4", torch.ones(1, 2, 3, 3), None, None, None).spatial
         (2, 3)
@@ -230,7 +230,9 @@ class Explainer:
             model as ``model(*x)`` or ``model(**x)``), the index or key of the one the maps are
             drawn on; None: the first with spatial dimensions.
 
-    Example (a new method is only its rule; here HiResCAM, ``sum_k g * A``):
+    Examples:
+        A new method is only its rule; here HiResCAM, ``sum_k g * A``:
+
         >>> import torch, camkit
         >>> class HiRes(camkit.Explainer):
         ...     def weigh(self, evidence):

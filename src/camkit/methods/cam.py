@@ -83,7 +83,7 @@ class CAM(Explainer):
     Needs no gradient: one forward pass under `torch.inference_mode`. The head is found (and
     checked) automatically, or given as `head=`. The map does not depend on `score=`.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.CAM(net)(torch.rand(2, 3, 16, 16)).maps.shape

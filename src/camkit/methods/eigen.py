@@ -17,7 +17,7 @@ def first_component(evidence: Tensor) -> Tensor:
     projection is signed to correlate positively with the channel sum ``sum_k evidence^k``:
     maps are never inverted at random.
 
-    Example:
+    Examples:
         >>> import torch
         >>> a = torch.zeros(1, 2, 2, 2)
         >>> a[0, :, 0, 0] = 3.0  # one bright location
@@ -48,7 +48,7 @@ class EigenCAM(Explainer):
 
     No gradient: one forward pass. Every target of an input gets the same map.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.EigenCAM(net)(torch.rand(2, 3, 16, 16), targets=camkit.TopK(2)).maps.shape
@@ -69,7 +69,7 @@ class EigenGradCAM(Explainer):
 
     Signed to correlate positively with ``sum_k g^k * A^k`` (the HiResCAM map).
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.EigenGradCAM(net)(torch.rand(2, 3, 16, 16)).maps.shape

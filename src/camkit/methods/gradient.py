@@ -30,7 +30,7 @@ def per_target(activations: Tensor) -> Tensor:
 class GradCAM(Explainer):
     """Grad-CAM (Selvaraju et al. 2017): ``ReLU(sum_k alpha_k^c A^k)``, ``alpha = mean_ij dS/dA``.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.GradCAM(net)(torch.rand(2, 3, 16, 16), targets=3).maps.shape
@@ -68,7 +68,7 @@ class GradCAMPlusPlus(Explainer):
     piecewise linear. `raw` omits the positive factor exp(S) of dY/dA (it overflows for large
     scores and cancels in the normalised map).
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.GradCAMPlusPlus(net)(torch.rand(2, 3, 16, 16), targets=camkit.TopK(2)).maps.shape
@@ -91,7 +91,7 @@ class SmoothGradCAMPlusPlus(Explainer):
     each input's value range) go through the model as one batch; ``copies=1, sigma=0`` is
     Grad-CAM++. torchcam's version takes A from one extra clean pass instead of the mean.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> explain = camkit.SmoothGradCAMPlusPlus(net, copies=4, sigma=0.1, seed=0)
@@ -139,7 +139,7 @@ class HiResCAM(Explainer):
     On a GAP + linear head it equals CAM; unlike Grad-CAM it cannot show regions that the
     averaging of gradients would credit to the wrong place.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.HiResCAM(net)(torch.rand(1, 3, 16, 16)).raw[0].shape
@@ -155,7 +155,7 @@ class HiResCAM(Explainer):
 class GradCAMElementWise(Explainer):
     """Element-wise Grad-CAM (as in pytorch-grad-cam): ``sum_k ReLU(g^k * A^k)``.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.GradCAMElementWise(net)(torch.rand(1, 3, 16, 16)).maps.shape
@@ -174,7 +174,7 @@ class XGradCAM(Explainer):
     A channel whose activations sum to 0 gets weight 0; pytorch-grad-cam adds 1e-7 to the
     denominator instead.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.XGradCAM(net)(torch.rand(1, 3, 16, 16)).maps.shape
@@ -196,7 +196,9 @@ class XGradCAM(Explainer):
 class LayerCAM(Explainer):
     """LayerCAM (Jiang et al. 2021): ``sum_k ReLU(g^k) * A^k``; several layers fuse well.
 
-    Example (two layers, fused by their mean as LayerCAM's paper does with its maps):
+    Examples:
+        Two layers, fused by their mean as LayerCAM's paper does with its maps:
+
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.LayerCAM(net, layer=["0", "1"])(torch.rand(1, 3, 16, 16)).layers

@@ -38,7 +38,7 @@ class ScoreCAM(Explainer):
     times faster). The score is the explained one (the logit by default), as in pytorch-grad-cam;
     the paper uses the softmax probability (``score="softmax"``) and no softmax over channels.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.ScoreCAM(net, batch_size=4)(torch.rand(2, 3, 16, 16)).maps.shape
@@ -98,7 +98,7 @@ class AblationCAM(Explainer):
     batch of ablated copies (at most ``batch_size`` rows), so the layer must be the output of a
     whole block: a later skip connection from before the layer cannot take the larger batch.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.AblationCAM(net)(torch.rand(2, 3, 16, 16)).maps.shape

@@ -63,7 +63,7 @@ def as_targets(
 class ModelScores:
     """Class scores of a model for batches of inputs, in chunks, without recording a graph.
 
-    Example:
+    Examples:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
         >>> ModelScores(net, batch_size=2)(torch.rand(5, 1, 2, 2)).shape
@@ -105,7 +105,7 @@ class ModelScores:
 def like_input(value: float | Tensor, x: Tensor) -> Tensor:
     """A scalar, a (C,) per-channel value or a tensor, shaped to broadcast against x.
 
-    Example:
+    Examples:
         >>> import torch
         >>> like_input(torch.tensor([0.1, 0.2, 0.3]), torch.zeros(2, 3, 4, 4)).shape
         torch.Size([1, 3, 1, 1])
@@ -133,7 +133,7 @@ def relevance_ranks(maps: Tensor, seed: int | None = 0) -> Tensor:
     permutation, so removing "the least relevant pixels" does not cut away the top rows of the
     image first; ``seed=None`` keeps pixel order instead.
 
-    Example:
+    Examples:
         >>> import torch
         >>> relevance_ranks(torch.tensor([[0.2, 0.9, 0.5]])).tolist()
         [[2, 0, 1]]

@@ -21,7 +21,7 @@ from camkit.targets import OutputSelector
 class Confidence:
     """Scores of the explained class on each input (`base`) and on the map-masked input (`masked`).
 
-    Example:
+    Examples:
         >>> import torch
         >>> result = Confidence(base=torch.tensor([0.5, 0.4]), masked=torch.tensor([0.25, 0.6]))
         >>> result.average_drop, result.increase_in_confidence, result.drop
@@ -71,7 +71,7 @@ def confidence(
         base: (B, classes) scores of `x` already computed (reuses that forward pass).
         score: "softmax" (probabilities, as in the paper) or "logit".
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> from camkit.metrics import confidence
         >>> net = camkit.models.example_net(classes=3)
@@ -96,7 +96,7 @@ def win_rate(a: Confidence | Tensor, b: Confidence | Tensor) -> float:
     Compared on the signed drop (Y - O) / Y, so when both raise the score the larger rise wins;
     ties are no win for either side.
 
-    Example:
+    Examples:
         >>> import torch
         >>> win_rate(torch.tensor([0.1, 0.5, 0.2, 0.3]), torch.tensor([0.2, 0.4, 0.2, 0.9]))
         50.0

@@ -33,7 +33,7 @@ from camkit.targets import OutputSelector
 class Curve:
     """Class scores (B, steps + 1) after each step; `fractions` (steps + 1,) of pixels changed.
 
-    Example:
+    Examples:
         >>> import torch
         >>> curve = Curve(torch.tensor([[1.0, 0.5, 0.0]]), torch.tensor([0.0, 0.5, 1.0]))
         >>> curve.auc.tolist(), curve.mean_auc
@@ -56,7 +56,7 @@ class Curve:
 def auc(scores: Tensor, fractions: Tensor | None = None) -> Tensor:
     """Trapezoid rule over the last axis; evenly spaced on [0, 1] when `fractions` is None.
 
-    Example:
+    Examples:
         >>> import torch
         >>> auc(torch.tensor([[1.0, 0.0, 0.0]])).tolist()
         [0.25]
@@ -69,7 +69,7 @@ def auc(scores: Tensor, fractions: Tensor | None = None) -> Tensor:
 def blur(x: Tensor, kernel: int = 11, sigma: float = 5.0) -> Tensor:
     """Gaussian blur of (B, C, H, W) inputs, the insertion start of RISE (kernel 11, sigma 5).
 
-    Example:
+    Examples:
         >>> import torch
         >>> blur(torch.ones(1, 3, 16, 16)).allclose(torch.ones(1, 3, 16, 16))
         True
@@ -155,7 +155,7 @@ def deletion(
         score: "softmax" (RISE) or "logit".
         seed: orders pixels of equal relevance at random, repeatably (None: pixel order).
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> from camkit.metrics import deletion
         >>> net = camkit.models.example_net(classes=3)
@@ -186,7 +186,7 @@ def insertion(
 
     Arguments as for `deletion`; `start` is the (B, C, *spatial) input before any insertion.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> from camkit.metrics import insertion
         >>> net = camkit.models.example_net(classes=3)

@@ -35,7 +35,7 @@ def neighbour_sum(v: Tensor) -> Tensor:
 
     Shifted additions: on a CPU several times faster than the equivalent depthwise convolution.
 
-    Example:
+    Examples:
         >>> import torch
         >>> neighbour_sum(torch.ones(1, 1, 3, 3))[0, 0].tolist()[0]  # a corner has 3 neighbours
         [0.4166666865348816, 0.6666666865348816, 0.4166666865348816]
@@ -62,7 +62,7 @@ def impute(
     noise of standard deviation `noise`; kept pixels are unchanged. A removed region with no kept
     pixel at all (everything removed) becomes 0.
 
-    Example:
+    Examples:
         >>> import torch
         >>> x = torch.arange(9.0).view(1, 1, 3, 3)
         >>> centre = torch.zeros(1, 3, 3, dtype=torch.bool)
@@ -147,7 +147,7 @@ def _conjugate_gradients(
 class Road:
     """Class scores (B, P) and correctness (B, P) after removing each of `percentages`.
 
-    Example:
+    Examples:
         >>> import torch
         >>> road = Road(torch.tensor([10.0, 50.0]), torch.tensor([[0.9, 0.2], [0.8, 0.6]]),
         ...             torch.tensor([[True, False], [True, True]]), "morf")
@@ -198,7 +198,7 @@ def road(
         seed: seeds the noise and the order of pixels of equal relevance, so results repeat.
         base: (B, classes) scores of `x` already computed, used to find the predicted class.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> from camkit.metrics import road
         >>> net = camkit.models.example_net(classes=3)

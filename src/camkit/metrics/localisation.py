@@ -27,7 +27,7 @@ from camkit.metrics._common import Maps, as_maps
 def boxes_to_masks(boxes: Tensor, size: Sequence[int]) -> Tensor:
     """(B, H, W) bool masks of (B, 4) boxes (x0, y0, x1, y1; ends exclusive).
 
-    Example:
+    Examples:
         >>> import torch
         >>> boxes_to_masks(torch.tensor([[1, 0, 3, 1]]), (2, 4)).int().tolist()
         [[[0, 1, 1, 0], [0, 0, 0, 0]]]
@@ -42,7 +42,7 @@ def boxes_to_masks(boxes: Tensor, size: Sequence[int]) -> Tensor:
 def masks_to_boxes(masks: Tensor) -> Tensor:
     """(B, 4) tight boxes around (B, H, W) bool masks; an empty mask gives (0, 0, 0, 0).
 
-    Example:
+    Examples:
         >>> import torch
         >>> mask = torch.zeros(1, 4, 5, dtype=torch.bool)
         >>> mask[0, 1:3, 2:4] = True
@@ -66,7 +66,7 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
     """(B,) intersection over union of paired (B, 4) boxes.
 
-    Example:
+    Examples:
         >>> import torch
         >>> box_iou(torch.tensor([[0, 0, 2, 2]]), torch.tensor([[1, 0, 3, 2]]))  # 2 / (4 + 4 - 2)
         tensor([0.3333])
@@ -109,7 +109,7 @@ def largest_component(foreground: Tensor) -> Tensor:
     Every component ends up labelled with the largest pixel index it holds; ties in size go to
     the component holding the later pixel in row-major order.
 
-    Example:
+    Examples:
         >>> import torch
         >>> mask = torch.tensor([[[1, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 1]]], dtype=torch.bool)
         >>> largest_component(mask).int().tolist()
@@ -150,7 +150,7 @@ def _regions(regions: Tensor, size: Sequence[int]) -> Tensor:
 class Pointing:
     """Hits (B,) of the pointing game and the classes (B,) they count towards.
 
-    Example:
+    Examples:
         >>> import torch
         >>> result = Pointing(torch.tensor([True, False, True]), torch.tensor([0, 0, 1]))
         >>> result.accuracy, result.per_class
@@ -190,7 +190,7 @@ def pointing_game(
             explanation's targets, else one class).
         tolerance: in pixels (15 in Zhang et al. on 224-pixel images).
 
-    Example:
+    Examples:
         >>> import torch
         >>> maps = torch.zeros(2, 8, 8)
         >>> maps[0, 1, 1] = maps[1, 7, 7] = 1.0
@@ -222,7 +222,7 @@ def pointing_game(
 def energy_pointing_game(maps: Maps, regions: Tensor) -> Tensor:
     """(B,) share of each map's mass inside its box (or mask); 0 for an all-zero map.
 
-    Example:
+    Examples:
         >>> import torch
         >>> maps = torch.tensor([[[1.0, 3.0], [0.0, 0.0]]])
         >>> energy_pointing_game(maps, torch.tensor([[1, 0, 2, 2]])).tolist()
@@ -238,7 +238,7 @@ def energy_pointing_game(maps: Maps, regions: Tensor) -> Tensor:
 def map_boxes(maps: Maps, threshold: float) -> Tensor:
     """(B, 4) box around the largest component of pixels >= `threshold` x the map's maximum.
 
-    Example:
+    Examples:
         >>> import torch
         >>> maps = torch.tensor([[[0.1, 0.9, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 0.0]]])
         >>> map_boxes(maps, 0.2).tolist()
@@ -253,7 +253,7 @@ def map_boxes(maps: Maps, threshold: float) -> Tensor:
 class BoxAccuracy:
     """Hits (B, T): IoU >= `iou` for each map at each threshold (T,).
 
-    Example:
+    Examples:
         >>> import torch
         >>> hits = torch.tensor([[True, True], [False, True], [False, False]])
         >>> result = BoxAccuracy(torch.tensor([0.1, 0.5]), hits, 0.5)
@@ -292,7 +292,7 @@ def box_accuracy(
     One threshold gives the CAM paper's protocol (0.2 of the maximum; Grad-CAM used 0.15); a
     sweep gives MaxBoxAcc (`default_thresholds()`).
 
-    Example:
+    Examples:
         >>> import torch
         >>> maps = torch.zeros(2, 8, 8)
         >>> maps[:, 2:5, 2:5] = 1.0
@@ -312,7 +312,7 @@ def box_accuracy(
 def default_thresholds(step: float = 0.05) -> Tensor:
     """Thresholds step, 2 step, ... < 1 for MaxBoxAcc (Choe et al. sweep 0.01 steps).
 
-    Example:
+    Examples:
         >>> default_thresholds(0.25).tolist()
         [0.25, 0.5, 0.75]
     """

@@ -38,7 +38,7 @@ def spearman(a: Maps, b: Maps) -> Tensor:
 
     A constant map has no ranking to share: its correlation is 0 by convention.
 
-    Example:
+    Examples:
         >>> import torch
         >>> spearman(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.tensor([[1.0, 3.0, 2.0, 4.0]]))
         tensor([0.8000])
@@ -61,7 +61,7 @@ def ssim(
     C1 = (0.01 L)^2, C2 = (0.03 L)^2 with L = `data_range`; averaged over the positions where the
     window fits (a window larger than the map shrinks to the map's smallest side).
 
-    Example:
+    Examples:
         >>> import torch
         >>> ssim(torch.ones(1, 4, 4), torch.zeros(1, 4, 4), window=3)  # C1 / (1 + C1)
         tensor([9.9990e-05])
@@ -102,7 +102,7 @@ def cascade_steps(model: nn.Module) -> list[str]:
     A block is the parent of layers that own parameters (a conv with its batch norm is one step);
     layers at the top level are steps of their own.
 
-    Example:
+    Examples:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3),
         ...     torch.nn.BatchNorm2d(4)), torch.nn.Flatten(), torch.nn.LazyLinear(2))
@@ -132,7 +132,7 @@ def _randomise(module: nn.Module) -> None:
 class Sanity:
     """Similarity (S, B) of the original maps to the maps after each of S randomisation steps.
 
-    Example:
+    Examples:
         >>> import torch
         >>> result = Sanity(["fc", "conv"], torch.tensor([[0.5, 0.7], [0.1, 0.3]]),
         ...                 torch.tensor([[0.6, 0.8], [0.2, 0.2]]))
@@ -181,7 +181,7 @@ def cascading_randomisation(
         original: the original model's maps, when already computed (an Explanation or tensor).
         options: passed to the method's constructor (layer=..., output=...).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from camkit.metrics import cascading_randomisation
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),

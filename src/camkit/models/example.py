@@ -13,7 +13,7 @@ def example_net(classes: int = 5, seed: int = 1) -> nn.Module:
     Layers: ``"0"`` the convolution, ``"1"`` its ReLU (the layer camkit finds), ``"4"`` the
     linear head. It is the CAM architecture, so every method applies.
 
-    Example:
+    Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
         >>> camkit.GradCAM(net)(torch.rand(2, 3, 16, 16)).maps.shape

@@ -26,7 +26,7 @@ class ShapesNet(nn.Module):
     Takes RGB images in [0, 1] of any size (normalisation is part of the model); the feature map
     (``features``) has 1/8 of the input's resolution. About 0.29 M parameters.
 
-    Example:
+    Examples:
         >>> import torch
         >>> ShapesNet()(torch.rand(2, 3, 96, 96)).shape
         torch.Size([2, 6])
@@ -67,7 +67,7 @@ def load_shapes_model(pretrained: bool = True) -> ShapesNet:
 
     ``pretrained=False`` gives the same network with random weights, a control for sanity checks.
 
-    Example:
+    Examples:
         >>> model = load_shapes_model()
         >>> model.classes[:3], model.training
         (('disc', 'square', 'triangle'), False)
