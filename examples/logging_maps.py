@@ -16,6 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 import camkit
 from camkit.integrations import log_tensorboard, log_wandb, map_logger
 
+torch.manual_seed(0)  # the same random data and training every run
 folder = Path(tempfile.mkdtemp(prefix="camkit-logging-"))
 net = camkit.models.example_net(classes=3)
 x = torch.rand(4, 3, 32, 32)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import gap_net
 
 import camkit
+from conftest import gap_net
 
 
 def test_registry_names_the_three_methods() -> None:

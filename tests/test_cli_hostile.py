@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import gap_net
 from PIL import Image
 from test_images import png_header_only
 
 from camkit.cli import explain as explain_module
 from camkit.cli import main
+from conftest import gap_net
 
 QUICK = ["--methods", "gradcam"]
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from conftest import gap_net
 from torch import nn
 
 from camkit.layers import find_spatial_layer, resolve_layers, unwrap
+from conftest import gap_net
 
 
 def test_names_modules_brackets_and_lists() -> None:

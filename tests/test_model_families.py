@@ -11,12 +11,12 @@ import timm
 import torch
 import torchvision
 import transformers
-from conftest import gap_net
 from torch import nn
 
 import camkit
 from camkit import Region
 from camkit.layers import candidates, find_spatial_layer
+from conftest import gap_net
 
 
 def not_constant(result: camkit.Explanation) -> bool:

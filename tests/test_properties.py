@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import gap_net
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -20,6 +19,7 @@ from test_reliability import hook_count
 
 import camkit
 from camkit.cli import main
+from conftest import gap_net
 
 EVERY_METHOD = [m for m in camkit.METHODS if m != "activation-sum"]
 FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)

@@ -12,10 +12,10 @@ import weakref
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import gap_net
 from torch import nn
 
 import camkit
+from conftest import gap_net
 
 METHODS = ["cam", "gradcam", "gradcam++"]
 EVERY_METHOD = [m for m in camkit.METHODS if m != "activation-sum"]  # not a doctest's example

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import gap_net
 
 import camkit
 from camkit.stream import Unreadable, explain_batches
+from conftest import gap_net
 
 
 def test_batches_are_grouped_by_size_and_equal_the_library_call() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from conftest import gap_net
 from torch import nn
 
 import camkit
+from conftest import gap_net
 
 
 def test_cam_is_the_class_weights_on_the_feature_map(images) -> None:

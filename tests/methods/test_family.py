@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from conftest import gap_net
 from family_reference import ablationcam, eigencam, gradient_maps, scorecam
 from torch import nn
 
 import camkit
+from conftest import gap_net
 
 GRADIENT_RULES = ["hirescam", "gradcam-elementwise", "xgradcam", "layercam", "eigengradcam"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from conftest import ARCHITECTURES, gap_net
 from reference import reference_maps
 from torch import nn
 
 import camkit
+from conftest import ARCHITECTURES, gap_net
 
 
 def _named(model: nn.Module, name: str) -> nn.Module:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import gap_net
 
 import camkit
 from camkit.metrics import Sanity, cascade_steps, cascading_randomisation, spearman, ssim
+from conftest import gap_net
 
 C1, C2 = 0.01**2, 0.03**2
 

@@ -12,7 +12,7 @@ import copy
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +20,12 @@ from torch import Tensor, nn
 
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
-from camkit.layers import resolve_layers
-from camkit.methods.base import Explainer, method_class
+from camkit.layers import LayerSpec, resolve_layers
+from camkit.methods.base import Explainer, ExplainerOptions, method_class
 from camkit.metrics._common import Maps, as_maps
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def _average_ranks(values: Tensor) -> Tensor:
@@ -163,7 +166,8 @@ def cascading_randomisation(
     steps: Sequence[str] | None = None,
     seed: int = 0,
     original: Maps | None = None,
-    **options: Any,
+    layer: LayerSpec = None,
+    **options: Unpack[ExplainerOptions],
 ) -> Sanity:
     """Randomise a copy of `model` from the top down and compare each step's maps to the original.
 
@@ -179,7 +183,8 @@ def cascading_randomisation(
             `cascade_steps(model)`.
         seed: seeds the re-initialisation (the global random state is left as it was).
         original: the original model's maps, when already computed (an Explanation or tensor).
-        options: passed to the method's constructor (layer=..., output=...).
+        layer: the explained layer(s), as for the method (default: the method's choice).
+        options: the method's other construction options (output=..., reshape=...).
 
     Examples:
         >>> import torch
@@ -193,24 +198,24 @@ def cascading_randomisation(
     """
     explainer_class = method_class(method) if isinstance(method, str) else method
     if original is None:
-        original = explainer_class(model, **options)(x, targets)
+        original = explainer_class(model, layer, **options)(x, targets)
     reference = as_maps(original, x.shape[2:])
     if isinstance(original, Explanation):
         # The same layers and classes as the original, whatever the randomised model prefers.
-        options = {**options, "layer": list(original.layers)}
+        layer = list(original.layers)
         if targets is None and original.targets is not None:
             targets = original.targets[:, 0]
     elif targets is None:
         raise ValueError("with the original maps as a tensor, give the targets they explain")
-    elif options.get("layer") is not None:
-        options = {**options, "layer": [n for n, _ in resolve_layers(model, options["layer"])]}
+    elif layer is not None:
+        layer = [n for n, _ in resolve_layers(model, layer)]
     randomised = copy.deepcopy(model)
     modules = dict(randomised.named_modules())
     order = list(steps) if steps is not None else cascade_steps(model)
     missing = [name for name in order if name not in modules]
     if missing:
         raise ValueError(f"no module named {missing[0]!r} in the model; steps are module names")
-    explainer = explainer_class(randomised, **options)
+    explainer = explainer_class(randomised, layer, **options)
     correlations, similarities = [], []
     devices = [x.device.index or 0] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
