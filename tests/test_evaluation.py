@@ -12,7 +12,7 @@ import torch
 import camkit
 from camkit import metrics
 from camkit.data import ShapesDataset
-from camkit.evaluation import Batch, Report, Settings, evaluate
+from camkit.evaluation import Batch, Evaluation, Report, Settings, evaluate
 from camkit.models import load_shapes_model
 
 
@@ -200,3 +200,32 @@ def test_the_sanity_checks_passes_on_the_model_copies_are_counted() -> None:
     # the explanation (with its one-image layer probe), then the original and one explanation
     # per randomisation step on the copy (each with its layer probe)
     assert report.info["passes"]["gradcam"]["forward"] >= 2 + steps
+
+
+def test_bootstrap_statistics_reproduce_the_figures_and_intervals_cover_them(shapes) -> None:
+    model, data = shapes
+    settings = Settings(steps=4, sanity_images=4, resamples=200)
+    evaluation = Evaluation(model, ["cam", "gradcam", "gradcam++"], settings=settings)
+    for start, batch in zip((0, 3), _batches(data, 3), strict=True):
+        evaluation.add(evaluation.measure(batch, start))
+    report = evaluation.report()
+    for method, plugins in evaluation.measures.items():
+        for plugin in plugins.values():
+            for column, (count, figure) in plugin.statistics().items():
+                # On the images as they are, each statistic is the table's figure.
+                whole = float(figure(torch.arange(count)[None])[0])
+                assert whole == pytest.approx(report.rows[method][column], rel=1e-5), column
+                low, high = report.intervals[method][column]
+                assert low - 1e-6 <= report.rows[method][column] <= high + 1e-6, column
+    # CAM and Grad-CAM are the same maps on this network: never a significant difference.
+    for column, table in report.differ.items():
+        assert table["cam"]["gradcam"] is False, column
+        assert all(table[a][b] == table[b][a] for a in table for b in table[a])
+    assert report.differ["Sanity rho"]["gradcam"]["gradcam++"] is True  # 0.1 against 0.7
+    again = Evaluation(model, ["cam", "gradcam", "gradcam++"], settings=settings)
+    for start, batch in zip((0, 3), _batches(data, 3), strict=True):
+        again.add(again.measure(batch, start))
+    assert again.report().intervals == report.intervals  # seeded
+    markdown = report.to_markdown()
+    assert "± half the 95% bootstrap interval over images (200 resamples" in markdown
+    assert " ±" in markdown.splitlines()[2]

@@ -74,6 +74,7 @@ class Settings:
     sanity_images: int = 16  # cascading randomisation on the first N inputs
     seed: int = 0
     batch_size: int = 256  # rows per forward pass of perturbed inputs
+    resamples: int = 1000  # bootstrap resamples for the intervals (0: none)
 
     def pointing_tolerance(self, size: Sequence[int]) -> float:
         return self.tolerance if self.tolerance is not None else 15.0 * min(size) / 224
@@ -104,6 +105,10 @@ class Report:
     sanity: dict[str, dict[str, list[Any]]]  # method -> steps, spearman, ssim (means)
     win: dict[str, dict[str, float]]  # win[a][b]: Win % of a over b
     info: dict[str, Any]
+    # method -> column -> [low, high]: the 95% bootstrap interval over images
+    intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # column -> method a -> method b -> whether a and b differ (paired bootstrap, 95%)
+    differ: dict[str, dict[str, dict[str, bool]]] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -116,9 +121,15 @@ class Report:
         spec = column_specs()
         header = ["Method", *(c + arrows[spec[c][0]] for c in columns)]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        best = {c: self._best(c) for c in columns}
         for method, row in self.rows.items():
-            cells = [_format(c, row.get(c)) for c in columns]
+            cells = [self._cell(method, c, row.get(c), best[c]) for c in columns]
             lines.append("| " + " | ".join([method, *cells]) + " |")
+        if self.intervals:
+            lines += ["", f"± half the 95% bootstrap interval over images ("
+                      f"{self.info.get('bootstrap', {}).get('resamples', '?')} resamples, "
+                      "seeded); * differs from the column's best method (paired bootstrap, "
+                      "95%)."]  # fmt: skip
         if self.win:
             names = list(self.win)
             lines += ["", "Win % (row beats column: smaller relative drop on the same image)", ""]
@@ -146,12 +157,33 @@ class Report:
             lines.append("| " + " | ".join([method, *cells]) + " |")
         return lines
 
+    def _best(self, column: str) -> str | None:
+        """The method with the best figure in `column` (None if the column is empty)."""
+        scored = {m: r[column] for m, r in self.rows.items() if r.get(column) is not None}
+        if not scored:
+            return None
+        pick = min if column_specs()[column][0] == "lower" else max
+        return pick(scored, key=scored.__getitem__)
+
+    def _cell(self, method: str, column: str, value: float | None, best: str | None) -> str:
+        text = _format(column, value)
+        interval = self.intervals.get(method, {}).get(column)
+        if value is None or interval is None:
+            return text
+        half = column_specs()[column][1].format((interval[1] - interval[0]) / 2)
+        worse = method != best and self.differ.get(column, {}).get(method, {}).get(str(best), False)
+        return f"{text} ±{half}{'*' if worse else ''}"
+
     def to_csv(self) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["method", *self.columns])
+        bounded = [c for c in self.columns if any(c in i for i in self.intervals.values())]
+        writer.writerow(["method", *self.columns, *(f"{c} {e}" for c in bounded
+                                                      for e in ("low", "high"))])  # fmt: skip
         for method, row in self.rows.items():
-            writer.writerow([method, *(_csv(row.get(c)) for c in self.columns)])
+            limits = [self.intervals.get(method, {}).get(c, [None, None]) for c in bounded]
+            writer.writerow([method, *(_csv(row.get(c)) for c in self.columns),
+                             *(_csv(v) for pair in limits for v in pair)])  # fmt: skip
         return buffer.getvalue()
 
     def to_json(self) -> str:
@@ -453,4 +485,45 @@ def _report(
             }
         },
     }
-    return Report(rows, curves, sanity, win if len(drops) > 1 else {}, info)
+    intervals, differ = _bootstrap(measures, settings)
+    if intervals:
+        info["bootstrap"] = {"resamples": settings.resamples, "seed": settings.seed, "level": 0.95}
+    return Report(rows, curves, sanity, win if len(drops) > 1 else {}, info, intervals, differ)
+
+
+def _bootstrap(
+    measures: dict[str, dict[str, Measure]], settings: Settings
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, dict[str, bool]]]]:
+    """95% percentile intervals of every figure over images, and paired differences.
+
+    Every method is resampled with the same image indices (one draw per image count, seeded),
+    so a difference between two methods is measured on the same images: the pair differs when
+    the interval of the difference excludes 0.
+    """
+    if settings.resamples < 1:
+        return {}, {}
+    generator = torch.Generator().manual_seed(settings.seed)
+    drawn: dict[int, Tensor] = {}
+    samples: dict[str, dict[str, Tensor]] = {}  # column -> method -> (R,) resampled figures
+    intervals: dict[str, dict[str, list[float]]] = {}
+    for method, plugins in measures.items():
+        for plugin in plugins.values():
+            for column, (count, figure) in plugin.statistics().items():
+                if count not in drawn:
+                    drawn[count] = torch.randint(count, (settings.resamples, count),
+                                                 generator=generator)  # fmt: skip
+                values = figure(drawn[count]).double()
+                samples.setdefault(column, {})[method] = values
+                low, high = torch.quantile(values, torch.tensor([0.025, 0.975]).double())
+                intervals.setdefault(method, {})[column] = [float(low), float(high)]
+    differ: dict[str, dict[str, dict[str, bool]]] = {}
+    for column, by_method in samples.items():
+        table = differ.setdefault(column, {})
+        for a, first in by_method.items():
+            for b, second in by_method.items():
+                if len(first) != len(second) or a == b:
+                    table.setdefault(a, {})[b] = False
+                    continue
+                low, high = torch.quantile(first - second, torch.tensor([0.025, 0.975]).double())
+                table.setdefault(a, {})[b] = bool(low > 0 or high < 0)
+    return intervals, differ

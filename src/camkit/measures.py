@@ -103,6 +103,12 @@ class Measure:
         """Mean curves for the plots (default: none)."""
         return {}
 
+    def statistics(self) -> dict[str, Statistic]:
+        """Column -> (image count n, f): ``f(indices)`` recomputes the column's figure on each
+        row of resampled image indices (R, n) -> (R,). `camkit.evaluation` bootstraps the
+        intervals and the paired differences with it (default: none)."""
+        return {}
+
     def info(self) -> dict[str, Any]:
         """Extra facts for the report's info (default: none)."""
         return {}
@@ -113,6 +119,13 @@ MEASURES: Mapping[str, type[Measure]] = MappingProxyType(_REGISTRY)
 """Metric name -> plug-in class, in the order of the report's columns."""
 
 M = TypeVar("M", bound=type[Measure])
+Statistic = tuple[int, Callable[[Tensor], Tensor]]
+
+
+def _mean_of(values: Tensor, scale: float = 1.0) -> Statistic:
+    """The mean of per-image values, as a statistic."""
+    values = values.float()
+    return len(values), lambda indices: values[indices].mean(dim=1) * scale
 
 
 def register_measure(name: str) -> Callable[[M], M]:
@@ -157,6 +170,15 @@ class Drop(Measure):
         joined = self.joined()
         return {"Avg drop %": joined.average_drop, "Increase %": joined.increase_in_confidence}
 
+    def statistics(self) -> dict[str, Statistic]:
+        if not self.done():
+            return {}
+        joined = self.joined()
+        return {
+            "Avg drop %": _mean_of(joined.drop.clamp_min(0), 100),
+            "Increase %": _mean_of(joined.masked > joined.base, 100),
+        }
+
 
 class _Curve(Measure):
     def curves(self) -> dict[str, list[float]]:
@@ -166,6 +188,9 @@ class _Curve(Measure):
         if not self.done():
             return {}
         return {self.columns[0][0]: float(metrics.auc(_cat(self.done())).mean())}
+
+    def statistics(self) -> dict[str, Statistic]:
+        return {self.columns[0][0]: _mean_of(metrics.auc(_cat(self.done())))} if self.done() else {}
 
 
 @register_measure("deletion")
@@ -234,6 +259,12 @@ class Road(Measure):
         morf, lerf = (_cat([p[i] for p in self.done()]).float() for i in (0, 1))
         return {"ROAD MoRF acc": float(morf.mean()), "ROAD LeRF acc": float(lerf.mean())}
 
+    def statistics(self) -> dict[str, Statistic]:
+        if not self.done():
+            return {}
+        morf, lerf = (_cat([p[i] for p in self.done()]).float().mean(dim=1) for i in (0, 1))
+        return {"ROAD MoRF acc": _mean_of(morf), "ROAD LeRF acc": _mean_of(lerf)}
+
     def curves(self) -> dict[str, list[float]]:
         if not self.done():
             return {}
@@ -261,6 +292,23 @@ class PointingGame(Measure):
         )
         return {"Pointing %": 100 * joined.accuracy}
 
+    def statistics(self) -> dict[str, Statistic]:
+        if not self.done():
+            return {}
+        hits = _cat([p.hits for p in self.done()]).float()
+        classes = _cat([p.classes for p in self.done()])
+        _, labels = classes.unique(return_inverse=True)
+        onehot = torch.nn.functional.one_hot(labels).float()  # (n, classes present)
+
+        def balanced(indices: Tensor) -> Tensor:  # hits per class, averaged over classes
+            chosen = onehot[indices]  # (R, n, C)
+            counts = chosen.sum(dim=1)
+            per_class = (hits[indices][..., None] * chosen).sum(dim=1) / counts.clamp_min(1)
+            present = (counts > 0).float()
+            return 100 * (per_class * present).sum(dim=1) / present.sum(dim=1)
+
+        return {"Pointing %": (len(hits), balanced)}
+
 
 @register_measure("energy")
 class Energy(Measure):
@@ -276,6 +324,9 @@ class Energy(Measure):
 
     def summary(self) -> dict[str, float]:
         return {"Energy %": 100 * float(_cat(self.done()).mean())} if self.done() else {}
+
+    def statistics(self) -> dict[str, Statistic]:
+        return {"Energy %": _mean_of(_cat(self.done()), 100)} if self.done() else {}
 
 
 @register_measure("boxacc")
@@ -301,6 +352,16 @@ class BoxAccuracy(Measure):
         return (
             {"box_best_threshold": round(self._joined().best_threshold, 4)} if self.done() else {}
         )
+
+    def statistics(self) -> dict[str, Statistic]:
+        if not self.done():
+            return {}
+        hits = self._joined().hits.float()  # (n, thresholds)
+
+        def best(indices: Tensor) -> Tensor:  # the best threshold of each resample
+            return 100 * hits[indices].mean(dim=1).max(dim=1).values
+
+        return {"MaxBoxAcc %": (len(hits), best)}
 
 
 @register_measure("sanity")
@@ -332,6 +393,14 @@ class SanityCheck(Measure):
         return {
             "Sanity rho": float(self.result.mean_spearman.mean()),
             "Sanity SSIM": float(self.result.mean_ssim.mean()),
+        }
+
+    def statistics(self) -> dict[str, Statistic]:
+        if self.result is None:
+            return {}
+        return {
+            "Sanity rho": _mean_of(self.result.spearman.mean(dim=0)),
+            "Sanity SSIM": _mean_of(self.result.ssim.mean(dim=0)),
         }
 
     def details(self) -> dict[str, list[Any]]:
