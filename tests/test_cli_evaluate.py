@@ -235,3 +235,21 @@ def test_ctrl_c_keeps_the_finished_batches_and_exits_130(tmp_path, capsys, monke
     for method in ("gradcam", "cam"):  # the kept figures are exactly those of the 6 images
         for column in ("Avg drop %", "Pointing %"):
             assert report["rows"][method][column] == complete["rows"][method][column]
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "extra"),
+    [("shortcut", "shortcut", []), ("deep", "hard", ["--layer", "features.6.0"])],
+)
+def test_the_other_bundled_benchmarks(tmp_path, capsys, model, data, extra) -> None:
+    out = tmp_path / data
+    code = main(["evaluate", "--model", model, "--data", data, "--limit", "6", "--methods",
+                 "gradcam,scorecam", "--metrics", "pointing,energy", "--out", str(out),
+                 *extra, *QUICK])  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    report = json.loads((out / "results.json").read_text())
+    assert report["info"]["images"] == 6 and report["info"]["model"] == model
+    assert set(report["rows"]) == {"gradcam", "scorecam"}
+    low, high = report["intervals"]["scorecam"]["Pointing %"]
+    assert 0 <= low <= report["rows"]["scorecam"]["Pointing %"] <= high <= 100

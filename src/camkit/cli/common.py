@@ -29,6 +29,8 @@ from camkit.overlay import check_colormap
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 BUNDLED = "shapes"
+SHORTCUT = "shortcut"  # the bundled model that learned a planted tag (camkit.data.ShortcutShapes)
+DEEP = "deep"  # the deeper bundled model (camkit.models.deep), explained at "features.6.0"
 
 
 class UsageError(Exception):
@@ -200,6 +202,20 @@ def load_model(name: str, weights: str | None, trust: bool = False) -> LoadedMod
                 )
             _load_into(model, _load_state(Path(weights)), weights, "the bundled model")
         return LoadedModel(BUNDLED, model, None, None, None, model.classes)
+    if name == DEEP:
+        from camkit.models.deep import load_deep_model
+
+        if weights not in (None, "DEFAULT", "random"):
+            raise UsageError("--model deep: --weights DEFAULT (shipped) or random (untrained)")
+        deep = load_deep_model(pretrained=weights != "random")
+        return LoadedModel(DEEP, deep, None, None, None, deep.classes)
+    if name == SHORTCUT:
+        from camkit.models.shortcut import load_shortcut_model
+
+        if weights is not None:
+            raise UsageError("--model shortcut has its shipped weights only: leave out --weights")
+        model = load_shortcut_model()
+        return LoadedModel(SHORTCUT, model, None, None, None, model.classes)
     if Path(name).suffix in (".pt", ".pt2", ".pth", ".ts") or Path(name).is_file():
         if not Path(name).is_file():
             raise UsageError(f"model file {shown(name)} does not exist")
@@ -362,7 +378,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=BUNDLED,
-        help="'shapes' (bundled, default), a torchvision classification model name, or a "
+        help="'shapes' (bundled, default), 'shortcut' (bundled, learned a planted tag), 'deep' "
+        "(bundled, non-linear after its layer 'features.6.0'), a torchvision classification model "
+        "name, or a "
         "torch.export .pt2 file",
     )
     parser.add_argument(

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from camkit.cli.common import (
     BUNDLED,
     IMAGE_SUFFIXES,
+    SHORTCUT,
     LoadedModel,
     UsageError,
     add_model_options,
@@ -51,6 +52,9 @@ from camkit.stream import Unreadable
 from camkit.targets import select_output
 
 SHAPES_SEED = 31337  # the held-out split of the bundled benchmark (training used other seeds)
+SHORTCUT_SEED = 4000  # the conflict split the shortcut model's training script reports on
+HARD = "hard"  # the deeper model's harder split
+HARD_SEED = 6000  # its held-out images (training used seed 5000)
 MASK_SUFFIX = ".mask.png"
 
 
@@ -155,11 +159,55 @@ class ShapesImages(Dataset[tuple[Tensor, int, Tensor | None]]):
         return sample["image"], int(sample["label"]), sample["mask"]
 
 
-Items = Union["FolderImages", ShapesImages]
+Items = Union["FolderImages", ShapesImages, "ShortcutImages", "HardImages"]
+
+
+class ShortcutImages(Dataset[tuple[Tensor, int, Tensor | None]]):
+    """The shortcut benchmark's conflict split (tag and shape disagree) as (input, the tag's
+    class, the tag's mask) items: the localisation metrics then say how often, and how much,
+    a map points at the tag, the model's real evidence."""
+
+    def __init__(self, count: int, side: int) -> None:
+        from camkit.data import ShortcutShapes
+
+        self.data = ShortcutShapes(count, split="conflict", size=side, seed=SHORTCUT_SEED)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, Tensor | None]:
+        sample = self.data[index]
+        return sample["image"], int(sample["label"]), sample["tag_mask"]
+
+
+class HardImages(Dataset[tuple[Tensor, int, Tensor | None]]):
+    """The harder split of the deeper model (`camkit.data.HardShapes`), held out from training."""
+
+    def __init__(self, count: int, side: int) -> None:
+        from camkit.data import HardShapes
+
+        self.data = HardShapes(count, size=side, seed=HARD_SEED)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, Tensor | None]:
+        sample = self.data[index]
+        return sample["image"], int(sample["label"]), sample["mask"]
 
 
 def _source(args: argparse.Namespace, loaded: LoadedModel) -> tuple[Items, int]:
     """The images to evaluate, as a dataset of (input, label, mask) items, and the highest label."""
+    if args.data == HARD:
+        from camkit.data import CLASSES
+
+        count = args.limit if args.limit is not None else 200
+        return HardImages(count, args.size or 96), len(CLASSES) - 1  # type: ignore[return-value]
+    if args.data == SHORTCUT:
+        from camkit.data import CLASSES
+
+        count = args.limit if args.limit is not None else 200
+        return ShortcutImages(count, args.size or 96), len(CLASSES) - 1  # type: ignore[return-value]
     if args.data == BUNDLED:
         from camkit.data import CLASSES
 
@@ -427,7 +475,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--data",
         default=BUNDLED,
-        help="'shapes' (the bundled benchmark, with masks) or a folder of class subfolders; "
+        help="'shapes' (the bundled benchmark, with masks), 'shortcut' (the shortcut benchmark's "
+        "conflict split, the tag as the mask; with --model shortcut), 'hard' (the harder "
+        "split, for --model deep --layer features.6.0) or a folder of class subfolders; "
         f"an optional mask next to an image is named <image stem>{MASK_SUFFIX}",
     )
     parser.add_argument("--methods", help="comma-separated, or 'all' (default: all)")
