@@ -21,10 +21,11 @@ EXPLAINED_LAYER = "features.6.0"
 
 class DeepShapesNet(nn.Module):
     """Convolutional features (``features``, at 1/4 resolution; explained at its last
-    convolution, `EXPLAINED_LAYER`), two more stages that pool to 1/16, global average pooling and a two-layer MLP. Between the explained layer and the
-    score the network is non-linear in space and in channels, so the methods that coincide on
-    `ShapesNet` (CAM, Grad-CAM, HiResCAM, XGrad-CAM) give different maps here, and CAM does not
-    apply at all. About 0.29 M parameters.
+    convolution, `EXPLAINED_LAYER`), two more stages that pool to 1/16, global average pooling
+    and a two-layer MLP. Between the explained layer and the score the network is non-linear in
+    space and in channels, so the methods that coincide on `ShapesNet` (CAM, Grad-CAM,
+    HiResCAM, XGrad-CAM; LayerCAM and element-wise Grad-CAM) give different maps here, and CAM
+    does not apply at all. About 0.24 M parameters.
 
     Examples:
         >>> import torch
