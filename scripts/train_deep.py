@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from train_shapes import accuracy, augment
+from training import accuracy, fit, save_half
 
 from camkit.data import HardShapes
 from camkit.models.deep import WEIGHTS_FILE, DeepShapesNet
@@ -39,32 +38,13 @@ def main() -> None:
     print(f"generated {args.train} + 1000 images in {time.perf_counter() - start:.0f} s",
           flush=True)  # fmt: skip
     model = DeepShapesNet()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
-    steps = args.epochs * (args.train // args.batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps)
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(args.train, generator=g)
-        total = 0.0
-        for step in range(args.train // args.batch):
-            batch = order[step * args.batch : (step + 1) * args.batch]
-            loss = F.cross_entropy(model(augment(images[batch].float() / 255, g)), labels[batch])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            total += float(loss.detach())
+
+    def report(epoch: int, loss: float) -> str:
         held = accuracy(model, held_out["image"], held_out["label"])
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {total / (args.train // args.batch):.4f}, "
-              f"held-out accuracy {held:.4f} ({time.perf_counter() - start:.0f} s)",
-              flush=True)  # fmt: skip
-    model.eval()
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, args.out)
-    shipped = DeepShapesNet()
-    shipped.load_state_dict({k: v.float() if v.is_floating_point() else v
-                             for k, v in state.items()})  # fmt: skip
+        return f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}, held-out accuracy {held:.4f}"
+
+    fit(model, images, labels, epochs=args.epochs, batch=args.batch, g=g, after_epoch=report)
+    shipped = save_half(model, args.out, DeepShapesNet())
     final = accuracy(shipped, held_out["image"], held_out["label"])
     size = args.out.stat().st_size / 2**20
     print(f"final held-out accuracy {final:.4f}; saved {args.out} ({size:.2f} MiB)")

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from train_shapes import accuracy, augment
+from training import accuracy, fit, save_half
 
 from camkit.data import ShortcutShapes
 from camkit.models.shapes import ShapesNet
@@ -42,34 +41,15 @@ def main() -> None:
     print(f"generated {args.train} + 1000 images in {time.perf_counter() - start:.0f} s",
           flush=True)  # fmt: skip
     model = ShapesNet()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
-    steps = args.epochs * (args.train // args.batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps)
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(args.train, generator=g)
-        total = 0.0
-        for step in range(args.train // args.batch):
-            batch = order[step * args.batch : (step + 1) * args.batch]
-            loss = F.cross_entropy(model(augment(images[batch].float() / 255, g)), labels[batch])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            total += float(loss.detach())
+
+    def report(epoch: int, loss: float) -> str:
         follows = accuracy(model, conflict["image"], conflict["label"])
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {total / (args.train // args.batch):.4f}, "
-              f"follows the tag on {follows:.4f} of the conflict split "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
-    model.eval()
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, args.out)
-    shipped = ShapesNet()
-    shipped.load_state_dict(
-        {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    )
-    check = evidence_check(shipped.eval(), conflict)
+        return (f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}, follows the tag on "
+                f"{follows:.4f} of the conflict split")  # fmt: skip
+
+    fit(model, images, labels, epochs=args.epochs, batch=args.batch, g=g, after_epoch=report)
+    shipped = save_half(model, args.out, ShapesNet())
+    check = evidence_check(shipped, conflict)
     size = args.out.stat().st_size / 2**20
     print(f"shipped weights on the conflict split: follows the tag {check['follows_tag']:.4f}, "
           f"the shape {check['follows_shape']:.4f}; removing the tag changes the prediction "

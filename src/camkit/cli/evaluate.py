@@ -143,79 +143,49 @@ class FolderImages(Dataset[tuple[Tensor, int, Tensor | None] | Unreadable]):
         return self.loaded.normalise(picture), label, mask
 
 
-class ShapesImages(Dataset[tuple[Tensor, int, Tensor | None]]):
-    """The bundled benchmark's held-out split as (model input, label, mask) items."""
+class GeneratedImages(Dataset[tuple[Tensor, int, Tensor | None]]):
+    """A generated benchmark as (model input, label, mask) items; `mask` names the sample's
+    ground truth: the object (``"mask"``) or, for the shortcut benchmark, the tag
+    (``"tag_mask"``: the localisation metrics then say how often a map points at the tag, the
+    shortcut model's real evidence)."""
 
-    def __init__(self, count: int, side: int) -> None:
-        from camkit.data import ShapesDataset
-
-        self.data = ShapesDataset(count, size=side, seed=SHAPES_SEED)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int, Tensor | None]:
-        sample = self.data[index]
-        return sample["image"], int(sample["label"]), sample["mask"]
-
-
-Items = Union["FolderImages", ShapesImages, "ShortcutImages", "HardImages"]
-
-
-class ShortcutImages(Dataset[tuple[Tensor, int, Tensor | None]]):
-    """The shortcut benchmark's conflict split (tag and shape disagree) as (input, the tag's
-    class, the tag's mask) items: the localisation metrics then say how often, and how much,
-    a map points at the tag, the model's real evidence."""
-
-    def __init__(self, count: int, side: int) -> None:
-        from camkit.data import ShortcutShapes
-
-        self.data = ShortcutShapes(count, split="conflict", size=side, seed=SHORTCUT_SEED)
+    def __init__(self, data: Any, mask: str = "mask") -> None:
+        self.data, self.mask = data, mask
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int, Tensor | None]:
         sample = self.data[index]
-        return sample["image"], int(sample["label"]), sample["tag_mask"]
+        return sample["image"], int(sample["label"]), sample[self.mask]
 
 
-class HardImages(Dataset[tuple[Tensor, int, Tensor | None]]):
-    """The harder split of the deeper model (`camkit.data.HardShapes`), held out from training."""
+Items = Union["FolderImages", GeneratedImages]
 
-    def __init__(self, count: int, side: int) -> None:
-        from camkit.data import HardShapes
 
-        self.data = HardShapes(count, size=side, seed=HARD_SEED)
+def _generated(name: str, count: int, side: int) -> GeneratedImages:
+    """The held-out images of a bundled benchmark: shapes, shortcut (conflict split) or hard."""
+    from camkit.data import HardShapes, ShapesDataset, ShortcutShapes
 
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int, Tensor | None]:
-        sample = self.data[index]
-        return sample["image"], int(sample["label"]), sample["mask"]
+    if name == SHORTCUT:
+        conflict = ShortcutShapes(count, split="conflict", size=side, seed=SHORTCUT_SEED)
+        return GeneratedImages(conflict, "tag_mask")
+    if name == HARD:
+        return GeneratedImages(HardShapes(count, size=side, seed=HARD_SEED))
+    return GeneratedImages(ShapesDataset(count, size=side, seed=SHAPES_SEED))
 
 
 def _source(args: argparse.Namespace, loaded: LoadedModel) -> tuple[Items, int]:
     """The images to evaluate, as a dataset of (input, label, mask) items, and the highest label."""
-    if args.data == HARD:
+    if args.data in (BUNDLED, SHORTCUT, HARD):
         from camkit.data import CLASSES
 
         count = args.limit if args.limit is not None else 200
-        return HardImages(count, args.size or 96), len(CLASSES) - 1  # type: ignore[return-value]
-    if args.data == SHORTCUT:
-        from camkit.data import CLASSES
-
-        count = args.limit if args.limit is not None else 200
-        return ShortcutImages(count, args.size or 96), len(CLASSES) - 1  # type: ignore[return-value]
-    if args.data == BUNDLED:
-        from camkit.data import CLASSES
-
-        count = args.limit if args.limit is not None else 200
-        return ShapesImages(count, args.size or 96), len(CLASSES) - 1  # type: ignore[return-value]
+        return _generated(args.data, count, args.size or 96), len(CLASSES) - 1
     if not Path(args.data).is_dir():
         raise UsageError(
-            f"--data {shown(args.data)!r}: use 'shapes' (bundled) or a folder of class subfolders"
+            f"--data {shown(args.data)!r}: use 'shapes', 'shortcut' or 'hard' (bundled) or a "
+            "folder of class subfolders"
         )
     items = _folder_dataset(Path(args.data), loaded)[: args.limit]
     side = args.size or loaded.size or min(_first_readable(items, MAX_SIDE).shape[1:])

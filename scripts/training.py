@@ -1,0 +1,69 @@
+"""What the training scripts share: the seeded loop, and float16 weights saved and read back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def augment(images: Tensor, g: torch.Generator) -> Tensor:
+    """Flips and quarter turns: the classes (and the shortcut's tag colours) are invariant."""
+    if bool(torch.rand(1, generator=g) < 0.5):
+        images = images.flip(3)
+    return torch.rot90(images, int(torch.randint(0, 4, (1,), generator=g)), dims=(2, 3))
+
+
+def accuracy(model: nn.Module, images: Tensor, labels: Tensor) -> float:
+    model.eval()
+    with torch.inference_mode():
+        predicted = torch.cat([model(chunk).argmax(1) for chunk in images.split(256)])
+    return float((predicted == labels).float().mean())
+
+
+def fit(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    epochs: int,
+    batch: int,
+    g: torch.Generator,
+    after_epoch: Callable[[int, float], str],
+) -> None:
+    """AdamW with a one-cycle schedule over uint8 `images`, augmented; after each epoch prints
+    ``after_epoch(epoch, mean loss)`` and the seconds since the start."""
+    start = time.perf_counter()
+    count = len(images)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
+    steps = epochs * (count // batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(count, generator=g)
+        total = 0.0
+        for step in range(count // batch):
+            chosen = order[step * batch : (step + 1) * batch]
+            loss = F.cross_entropy(model(augment(images[chosen].float() / 255, g)), labels[chosen])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += float(loss.detach())
+        said = after_epoch(epoch, total / (count // batch))
+        print(f"{said} ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def save_half(model: nn.Module, out: Path, fresh: nn.Module) -> nn.Module:
+    """Save the weights as float16 to `out`; return `fresh` with them loaded back as float32,
+    the weights exactly as shipped."""
+    model.eval()
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out)
+    fresh.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return fresh.eval()
