@@ -253,3 +253,18 @@ def test_the_other_bundled_benchmarks(tmp_path, capsys, model, data, extra) -> N
     assert set(report["rows"]) == {"gradcam", "scorecam"}
     low, high = report["intervals"]["scorecam"]["Pointing %"]
     assert 0 <= low <= report["rows"]["scorecam"]["Pointing %"] <= high <= 100
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "shortcut", "--weights", "mine.pt"], "has its shipped weights only"),
+        (["--model", "deep", "--weights", "mine.pt"], "--weights DEFAULT (shipped) or random"),
+        (["--model", "deep", "--layer", "features.9"], "features.9"),
+    ],
+)
+def test_the_other_bundled_models_refuse_what_does_not_fit(tmp_path, capsys, args, message) -> None:
+    code = main(["evaluate", "--data", "hard", "--limit", "2", "--out", str(tmp_path / "o"),
+                 *args, *QUICK])  # fmt: skip
+    assert code == 2
+    assert message in capsys.readouterr().err
