@@ -8,12 +8,11 @@ every epoch; saves the weights as float16.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
-from training import accuracy, fit, save_half
+from training import accuracy, arguments, fit, save_half
 
 from camkit.data import HardShapes
 from camkit.models.deep import WEIGHTS_FILE, DeepShapesNet
@@ -22,12 +21,7 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "camkit" / "models" 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--train", type=int, default=10000)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args()
+    args = arguments(__doc__ or "", epochs=8, train=10000, out=DEFAULT_OUT)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     start = time.perf_counter()

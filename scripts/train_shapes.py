@@ -9,12 +9,11 @@ every epoch, and saves the weights as float16 (well under 2 MiB).
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
-from training import accuracy, fit, save_half
+from training import accuracy, arguments, fit, save_half
 
 from camkit.data import ShapesDataset
 from camkit.models.shapes import WEIGHTS_FILE, ShapesNet
@@ -23,12 +22,7 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "camkit" / "models" 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--train", type=int, default=16000)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args()
+    args = arguments(__doc__ or "", epochs=10, train=16000, out=DEFAULT_OUT)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def arguments(doc: str, *, epochs: int, train: int, out: Path) -> argparse.Namespace:
+    """The options every training script takes, with its own defaults."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--train", type=int, default=train)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=out)
+    return parser.parse_args()
 
 
 def augment(images: Tensor, g: torch.Generator) -> Tensor:

@@ -134,6 +134,8 @@ class Handlers:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        # The bundled samples, decoded once: every question reuses them.
+        self.samples = dict(core.sample_pictures())
 
     def choose_model(self, state: Session | None, name: str, weights: str | None) -> tuple:
         """Load the chosen model: its layers and classes fill the dropdowns."""
@@ -188,7 +190,8 @@ class Handlers:
                 cls=classes.index(a) if a in classes else None,
                 foil=classes.index(b) if b in classes else None,
             )
-            state.shown = core.explain_pictures(model, _pictures(state, samples, uploads), question)
+            pictures = self._pictures(state, samples, uploads)
+            state.shown = core.explain_pictures(model, pictures, question)
             self.app.explained += 1
             tiles, files = self._rendered(state, alpha, colormap)
         except ValueError as error:
@@ -214,6 +217,13 @@ class Handlers:
             return gr.update(), gr.update()
         return self._rendered(state, alpha, colormap)
 
+    def _pictures(self, state: Session, samples: list[str], uploads: list[str] | None) -> list:
+        found = [(n, self.samples[n]) for n in samples if n in self.samples]
+        for path in uploads or []:
+            state.uploads.append(path)
+            found.append(core.read_upload(path))
+        return found
+
     def _rendered(self, state: Session, alpha: float, colormap: str) -> tuple[list, list[str]]:
         tiles = core.render(state.shown, alpha=alpha, colormap=colormap)
         shutil.rmtree(state.folder, ignore_errors=True)
@@ -222,19 +232,10 @@ class Handlers:
         return tiles, [str(p) for p in files]
 
 
-def _pictures(state: Session, samples: list[str], uploads: list[str] | None) -> list:
-    by_name = dict(core.sample_pictures())
-    found = [(n, by_name[n]) for n in samples if n in by_name]
-    for path in uploads or []:
-        state.uploads.append(path)
-        found.append(core.read_upload(path))
-    return found
-
-
 def build(app: App) -> gr.Blocks:
     """The page, wired to `app`."""
     handlers = Handlers(app)
-    samples = [name for name, _ in core.sample_pictures()]
+    samples = list(handlers.samples)
     start_name = app.start[0]
     model_names = [start_name] + [n for n in [BUNDLED, *_torchvision_names()] if n != start_name]
 
