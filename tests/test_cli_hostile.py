@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +20,10 @@ import torch
 from PIL import Image
 from test_images import png_header_only
 
+from camkit import files as files_module
 from camkit.cli import explain as explain_module
 from camkit.cli import main
+from camkit.files import LEDGER
 from conftest import gap_net
 
 QUICK = ["--methods", "gradcam"]
@@ -215,7 +218,7 @@ def test_one_bad_image_never_silences_a_method_for_the_others(tmp_path, capsys) 
 
 
 def test_disk_full_leaves_no_partial_file_and_goes_on(tmp_path, capsys, monkeypatch) -> None:
-    real_write_file = explain_module.write_file
+    real_write_file = files_module.write_file
 
     def write_file(path, write):
         if path.name != "img1_grid.png":
@@ -227,7 +230,7 @@ def test_disk_full_leaves_no_partial_file_and_goes_on(tmp_path, capsys, monkeypa
 
         return real_write_file(path, half_then_full)
 
-    monkeypatch.setattr(explain_module, "write_file", write_file)
+    monkeypatch.setattr(files_module, "write_file", write_file)
     images = [str(rgb(tmp_path / f"img{i}.png", seed=i)) for i in (1, 2)]
     code, lines = run(capsys, *images, "--out", str(tmp_path / "o"), *QUICK)
     assert code == 1
@@ -266,7 +269,7 @@ def test_ctrl_c_leaves_complete_files_only_and_exits_130(tmp_path, capsys, monke
     assert (
         lines[-1] == f"camkit: interrupted after 2 of 5 input(s); wrote 6 complete files to {out}/"
     )
-    assert sorted(os.listdir(out)) == [
+    assert sorted(set(os.listdir(out)) - {LEDGER}) == [
         "img0.json", "img0_gradcam.png", "img0_grid.png",
         "img1.json", "img1_gradcam.png", "img1_grid.png",
     ]  # fmt: skip
@@ -325,3 +328,119 @@ def test_a_4096_pixel_photo_goes_through_in_bounded_memory(tmp_path) -> None:
     assert int(peak_kib) < 2 * 1024 * 1024, f"peak RSS {int(peak_kib) / 1024:.0f} MiB"
     summary = json.loads((tmp_path / "o" / "big.json").read_text())
     assert summary["input_size"] == [1024, 1024]
+
+
+# Issue 21: nothing of a user's is lost, renamed onto another input, or left out silently.
+
+
+def test_an_output_never_replaces_a_file_the_run_did_not_write(tmp_path, capsys) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rgb(folder / "x.png", seed=1)
+    users_own = rgb(folder / "x_gradcam.png", seed=2).read_bytes()
+    code, lines = run(capsys, str(folder), "--out", str(folder), *QUICK)
+    assert code == 1
+    assert errors(lines) == [
+        f"camkit: error: {folder / 'x.png'}: {folder / 'x_gradcam.png'} is an input of this "
+        "run: it is not replaced (choose another output folder)"
+    ]
+    assert (folder / "x_gradcam.png").read_bytes() == users_own
+    assert not (folder / "x.json").exists()  # x.png is not done: a rerun does it again
+    # The user's file is an input like any other, explained under its own name.
+    assert {"x_gradcam_gradcam.png", "x_gradcam_grid.png", "x_gradcam.json"} <= set(
+        os.listdir(folder)
+    )
+    # The same command again: camkit's own outputs are not taken for inputs, and are replaced.
+    code = main(["explain", str(folder), "--out", str(folder), *QUICK])
+    printed = capsys.readouterr()
+    assert code == 1 and len(errors(printed.err.splitlines())) == 1
+    assert "(2 files camkit wrote there left out of the inputs)" in printed.out
+    assert not [n for n in os.listdir(folder) if n.startswith("x_gradcam_gradcam_")]
+    assert (folder / "x_gradcam.png").read_bytes() == users_own
+
+
+def test_an_input_given_by_name_is_never_written_over(tmp_path, capsys) -> None:
+    out = tmp_path / "o"
+    run(capsys, str(rgb(tmp_path / "x.png")), "--out", str(out), *QUICK)
+    # The overlay camkit wrote, explained with an output folder where "x.png" is taken by it.
+    overlay = out / "x_gradcam.png"
+    shutil.copy(overlay, tmp_path / "x_gradcam.png")
+    before = overlay.read_bytes()
+    code, lines = run(capsys, str(overlay), str(tmp_path / "x.png"), "--out", str(out), *QUICK)
+    assert code == 1
+    assert f"{out / 'x_gradcam.png'} is an input of this run: it is not replaced" in "".join(lines)
+    assert overlay.read_bytes() == before
+
+
+def test_output_names_follow_the_folder_tree_not_the_order_of_discovery(tmp_path, capsys) -> None:
+    data, out = tmp_path / "data", tmp_path / "o"
+    (data / "b").mkdir(parents=True)
+    rgb(data / "b" / "img.png", seed=1)
+    assert run(capsys, str(data), "--out", str(out), *QUICK)[0] == 0
+    first = (out / "b" / "img_gradcam.png").read_bytes()
+    # A new input whose name sorts first, with the same file name, and one with another suffix.
+    (data / "a").mkdir()
+    rgb(data / "a" / "img.png", seed=2)
+    rgb(data / "b" / "img.jpg", seed=3)
+    code, lines = run(capsys, str(data), "--out", str(out), "--skip-existing", *QUICK)
+    assert code == 0, lines
+    summaries = {p.relative_to(out).as_posix(): json.loads(p.read_text())["image"]
+                 for p in out.rglob("*.json")}  # fmt: skip
+    assert summaries == {
+        "a/img.json": str(data / "a" / "img.png"),
+        "b/img.json": str(data / "b" / "img.png"),
+        "b/img.png.json": str(data / "b" / "img.png"),
+        "b/img.jpg.json": str(data / "b" / "img.jpg"),
+    }
+    assert (out / "b" / "img_gradcam.png").read_bytes() == first  # b/img.png's, untouched
+    # A lost output is redone, and only it: the other inputs are complete.
+    (out / "a" / "img_grid.png").unlink()
+    code = main(["explain", str(data), "--out", str(out), "--skip-existing", *QUICK])
+    printed = capsys.readouterr().out
+    assert (
+        code == 0 and "wrote 3 files for 3 input(s)" in printed and "(2 complete already" in printed
+    )
+    assert (out / "a" / "img_grid.png").is_file()
+
+
+def test_a_summary_of_another_image_never_counts_as_complete(tmp_path, capsys) -> None:
+    out = tmp_path / "o"
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    rgb(tmp_path / "one" / "img.png", seed=1)
+    rgb(tmp_path / "two" / "img.png", seed=2)
+    assert run(capsys, str(tmp_path / "one" / "img.png"), "--out", str(out), *QUICK)[0] == 0
+    code = main(["explain", str(tmp_path / "two" / "img.png"), "--out", str(out),
+                 "--skip-existing", *QUICK])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "skipped" not in printed
+    assert json.loads((out / "img.json").read_text())["image"] == str(tmp_path / "two/img.png")
+
+
+def test_output_stems_do_not_depend_on_the_other_inputs() -> None:
+    root = Path("/data")
+    names = ["a/img.png", "b/img.png", "img.png", "c/d/e.jpg", "x.png", "x.jpg", "y.bmp"]
+    full = dict(zip(names, explain_module.output_stems([root / n for n in names], root),
+                    strict=True))  # fmt: skip
+    assert full == {"a/img.png": "a/img", "b/img.png": "b/img", "img.png": "img",
+                    "c/d/e.jpg": "c/d/e", "x.png": "x.png", "x.jpg": "x.jpg",
+                    "y.bmp": "y"}  # fmt: skip
+    for left_out in names:  # removing any input leaves every other name alone
+        rest = [n for n in names if n != left_out]
+        stems = explain_module.output_stems([root / n for n in rest], root)
+        for name, stem in zip(rest, stems, strict=True):
+            assert stem == full[name] or {name, left_out} == {"x.png", "x.jpg"}
+
+
+def test_a_users_file_in_the_output_folder_is_never_replaced(tmp_path, capsys) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "x_gradcam.png").write_bytes(b"the user's own picture")
+    (out / "results.md").write_text("the user's notes")
+    code, lines = run(capsys, str(rgb(tmp_path / "x.png")), "--out", str(out), *QUICK)
+    assert code == 1
+    assert errors(lines) == [
+        f"camkit: error: {tmp_path / 'x.png'}: {out / 'x_gradcam.png'}: camkit did not write "
+        "it, so it is not replaced (move it, or choose another output folder)"
+    ]
+    assert (out / "x_gradcam.png").read_bytes() == b"the user's own picture"

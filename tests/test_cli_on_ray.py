@@ -11,6 +11,7 @@ import pytest
 
 from camkit.cli import main
 from camkit.cli.common import bundled_samples
+from camkit.files import LEDGER, read_ledger
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra camkit[ray]")
 
@@ -26,7 +27,10 @@ def cluster():
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    """Every output's bytes; the ledger as the set of names it holds (actors append to it in
+    the order they finish)."""
+    files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != LEDGER}
+    return files | {LEDGER: repr(sorted(read_ledger(folder))).encode()}
 
 
 def test_explain_on_ray_writes_the_same_bytes_as_a_local_run(cluster, tmp_path, capsys) -> None:

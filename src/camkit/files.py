@@ -4,16 +4,25 @@ Every output is written to a temporary name in its own folder and renamed into p
 reader (or an interrupted run) never sees a partial file, and the rename replaces what is at
 the name rather than writing through it. An existing symbolic link at the name is refused, never
 followed: a planted link cannot redirect camkit's output onto another file.
+
+An `OutputFolder` replaces only files that camkit wrote there: it keeps the names it wrote in a
+ledger inside the folder (`.camkit-files`), and refuses to write over any other file (a user's
+own `x_gradcam.png`, an input of the run, a file from another tool).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
+
+LEDGER = ".camkit-files"
+"""The file in an output folder that lists, one JSON string a line, the names camkit wrote."""
 
 
 class OutputError(OSError):
@@ -97,3 +106,120 @@ def check_output_folder(folder: Path) -> None:
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"{shown(existing)} is not writable: choose another output folder")
+
+
+class OutputFolder:
+    """An output folder that camkit writes into without ever replacing a file it did not write.
+
+    A name is camkit's once it is in the folder's ledger (`LEDGER`): it is added there before
+    the file is first written, so a rerun (or `--skip-existing`) replaces its own outputs, and
+    nothing else. Writing a name that is taken by a file camkit did not write, or by one of
+    `inputs`, raises `OutputError`. Names may hold sub-folders (``"a/img_gradcam.png"``); a
+    sub-folder that is a symbolic link is refused. Safe to share between threads.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     (Path(root) / "x_gradcam.png").write_bytes(b"the user's own file")
+        ...     out = OutputFolder(Path(root))
+        ...     out.write_text("a/x.json", "{}")  # new: written, and recorded as camkit's
+        ...     out.write_text("a/x.json", "{ }")  # camkit's own: replaced
+        ...     try:
+        ...         out.write_text("x_gradcam.png", "overlay")
+        ...     except OutputError as error:
+        ...         print(str(error).split(": ", 1)[1])
+        19
+        camkit did not write it, so it is not replaced (move it, or choose another output folder)
+    """
+
+    def __init__(self, root: Path, inputs: Iterable[Path] = ()) -> None:
+        self.root = root
+        self.inputs = {identity(p) for p in inputs}
+        self.owned = read_ledger(root)
+        self._lock = threading.Lock()
+
+    def path(self, name: str) -> Path:
+        """Where `name` is written, once it is free for camkit (see `claim`)."""
+        return self.root / name
+
+    def claim(self, name: str) -> Path:
+        """The path of `name`, made free for camkit: its folders made, the name recorded in the
+        ledger. Raises `OutputError` when a file camkit did not write is there, or an input."""
+        path = self.root / name
+        with self._lock:
+            self._make_folders(path.parent)
+            if identity(path) in self.inputs:
+                raise OutputError(
+                    f"{shown(path)} is an input of this run: it is not replaced (choose another "
+                    "output folder)"
+                )
+            if path.is_symlink():
+                raise OutputError(
+                    f"{shown(path)} is a symbolic link: refused (remove it to write there)"
+                )
+            if name not in self.owned:
+                if path.exists():
+                    raise OutputError(
+                        f"{shown(path)}: camkit did not write it, so it is not replaced (move "
+                        "it, or choose another output folder)"
+                    )
+                self._record(name)
+        return path
+
+    def write(self, name: str, write: Callable[[BinaryIO], None]) -> None:
+        """`write_file` at `name`, refused where `claim` refuses."""
+        write_file(self.claim(name), write)
+
+    def write_text(self, name: str, text: str) -> None:
+        """`write_text` at `name`, refused where `claim` refuses."""
+        write_text(self.claim(name), text)
+
+    def _make_folders(self, folder: Path) -> None:
+        relative = folder.relative_to(self.root).parts
+        current = self.root
+        for part in ("", *relative):
+            current = current / part if part else current
+            if current.is_symlink():
+                raise OutputError(f"{shown(current)} is a symbolic link: refused as a folder")
+            try:
+                current.mkdir(exist_ok=True)
+            except FileExistsError:
+                raise OutputError(f"{shown(current)} is a file, not a folder") from None
+            except OSError as error:
+                raise OutputError(f"cannot create {shown(current)}: {error.strerror}") from None
+
+    def _record(self, name: str) -> None:
+        ledger = self.root / LEDGER
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            descriptor = os.open(ledger, flags, 0o666)
+            with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(name) + "\n")  # one write: whole lines when appended
+        except OSError as error:
+            raise OutputError(f"cannot record {shown(name)} in {shown(ledger)}: "
+                              f"{error.strerror or error}") from error  # fmt: skip
+        self.owned.add(name)
+
+
+def read_ledger(root: Path) -> set[str]:
+    """The names camkit wrote in `root` (empty when it has no ledger). A line that is not a
+    JSON string (a torn write, an edit) names nothing."""
+    try:
+        lines = (root / LEDGER).read_text(encoding="utf-8", errors="replace").splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+    except OSError as error:
+        raise OutputError(f"cannot read {shown(root / LEDGER)}: {error.strerror}") from error
+    names = set()
+    for line in lines:
+        with contextlib.suppress(ValueError):  # not a name camkit recorded: it owns nothing
+            name = json.loads(line)
+            if isinstance(name, str):
+                names.add(name)
+    return names
+
+
+def identity(path: Path) -> Path:
+    """A path with `..` and links resolved, for comparing files (the name itself not followed
+    when it is a link: writing replaces the link, not its target)."""
+    return Path(os.path.realpath(path.parent)) / path.name

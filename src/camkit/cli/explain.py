@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 import torch
@@ -40,7 +41,7 @@ from camkit.cli.common import (
     progress_bar,
 )
 from camkit.explanation import Explanation
-from camkit.files import OutputError, shown, write_file, write_text
+from camkit.files import OutputError, OutputFolder, identity, shown
 from camkit.images import MAX_SIDE, ImageReadError, read_image
 from camkit.methods import METHODS, Explainer
 from camkit.overlay import grid, overlay, to_pil
@@ -48,13 +49,60 @@ from camkit.stream import Unreadable, explain_batches
 from camkit.targets import TopK, select_output
 
 
-def _inputs(paths: Sequence[str]) -> Iterator[Path]:
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            yield path  # missing or unreadable files are reported when read
+def _inputs(given: Sequence[str], own: set[Path]) -> tuple[list[Path], Path, int]:
+    """The inputs: each file given, and the images under each folder given (recursively, in
+    sorted order) except the outputs camkit wrote there (`own`: a folder can be its own
+    `--out`); the folder their output names are relative to; and how many outputs were left
+    out. Anything else than a regular file is reported when read, never opened."""
+    found: list[Path] = []
+    left_out = 0
+    for text in given:
+        path = Path(text)
+        if not path.is_dir():
+            found.append(path)  # missing, unreadable or special files are reported when read
+            continue
+        for image in sorted(path.rglob("*")):
+            if image.suffix.lower() not in IMAGE_SUFFIXES or image.is_dir():
+                continue
+            if identity(image) in own:
+                left_out += 1
+            else:
+                found.append(image)
+    unique = list({identity(p): p for p in reversed(found)}.values())[::-1]  # first kept
+    folders = [os.path.abspath(t if Path(t).is_dir() else os.path.dirname(os.path.abspath(t)))
+               for t in given]  # fmt: skip
+    return unique, Path(os.path.commonpath(folders)) if folders else Path.cwd(), left_out
+
+
+def _plan(given: Sequence[str], folder: OutputFolder) -> tuple[list[Path], list[str | None], int]:
+    """The inputs, their output stems (None: refused) and the count of camkit's own outputs
+    left out of the input folders; no input given: the bundled samples."""
+    if not given:
+        samples = bundled_samples()
+        return samples, output_stems(samples, samples[0].parent), 0
+    own = {identity(folder.path(name)) for name in folder.owned}
+    paths, root, left_out = _inputs(given, own)
+    return paths, output_stems(paths, root), left_out
+
+
+def output_stems(paths: Sequence[Path], root: Path) -> list[str | None]:
+    """Each input's output stem: its path below `root` without the suffix (``"a/img"`` for
+    ``root/a/img.png``), so that a name never depends on which other inputs exist. Inputs of
+    one folder that share a stem (``img.png``, ``img.jpg``) keep their suffix (``"a/img.png"``).
+    None: a stem that is still taken (``img.png`` and ``img.jpg`` beside ``img.png.jpg``):
+    reported, not used.
+
+    Examples:
+        >>> output_stems([Path("/d/a/img.png"), Path("/d/b/img.png"), Path("/d/x.png")], Path("/d"))
+        ['a/img', 'b/img', 'x']
+        >>> output_stems([Path("/d/img.png"), Path("/d/img.jpg")], Path("/d"))
+        ['img.png', 'img.jpg']
+    """
+    below = [Path(os.path.relpath(os.path.abspath(p), root)).as_posix() for p in paths]
+    plain = [str(PurePosixPath(b).with_suffix("")) for b in below]
+    shared = {stem for stem in plain if plain.count(stem) > 1}
+    stems = [b if stem in shared else stem for b, stem in zip(below, plain, strict=True)]
+    return [stem if stems.count(stem) == 1 else None for stem in stems]
 
 
 def _targets(args: argparse.Namespace, loaded: LoadedModel) -> int | TopK | None:
@@ -91,14 +139,6 @@ def _check_target_range(model: torch.nn.Module, x: Tensor, targets: int | TopK |
         raise UsageError(f"{what}: the model has {count} classes (0 to {count - 1})")
 
 
-def _unique_stem(path: Path, used: set[str]) -> str:
-    stem, n = path.stem, 2
-    while stem in used:
-        stem, n = f"{path.stem}-{n}", n + 1
-    used.add(stem)
-    return stem
-
-
 class ImageFiles(Dataset[dict[str, Any] | Unreadable]):
     """The input files, read in the DataLoader's worker processes: each item is a dict with
     the picture shown, the model input, the path and the output stem, or `Unreadable`."""
@@ -119,14 +159,16 @@ class ImageFiles(Dataset[dict[str, Any] | Unreadable]):
         return {"input": model_input, "picture": picture, "path": path, "stem": self.stems[index]}
 
 
-def _complete(out: Path, stem: str, methods: Sequence[str]) -> bool:
-    """Whether a run already wrote everything for `stem`: its JSON summary is written last,
-    for the same methods, and every file it lists exists."""
+def _complete(out: Path, stem: str, path: Path, methods: Sequence[str]) -> bool:
+    """Whether a run already wrote everything for the input `path` at `stem`: its JSON summary
+    (written last) names this image and the same methods, and every file it lists exists."""
+    summary_path = out / f"{stem}.json"
     try:
-        summary = json.loads((out / f"{stem}.json").read_text())
+        summary = json.loads(summary_path.read_text())
         files = summary["files"]
         listed = [files["grid"], *(n for names in files.values() if isinstance(names, dict)
                                    for group in names.values() for n in group)]  # fmt: skip
+        same_image = os.path.abspath(summary["image"]) == os.path.abspath(path)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
     plain = all(
@@ -134,8 +176,9 @@ def _complete(out: Path, stem: str, methods: Sequence[str]) -> bool:
     )
     return (
         plain
+        and same_image
         and summary.get("methods") == list(methods)
-        and all((out / n).is_file() for n in listed)
+        and all((summary_path.parent / n).is_file() for n in listed)
     )
 
 
@@ -145,7 +188,7 @@ class Run:
 
     args: argparse.Namespace
     loaded: LoadedModel
-    out: Path
+    out: OutputFolder
     progress: tqdm
     written: int = 0
     failures: int = 0
@@ -192,7 +235,7 @@ def write_outputs(
     item: dict[str, Any],
     results: dict[str, tuple[Explanation, int]],
     loaded: LoadedModel,
-    out: Path,
+    out: OutputFolder,
     args: argparse.Namespace,
 ) -> tuple[int, str]:
     """The files of one input: (files written, "" or the line saying why writing failed)."""
@@ -218,7 +261,7 @@ def _png(picture: Image.Image) -> Callable[[BinaryIO], None]:
 
 
 def _save_maps(
-    item: dict[str, Any], method: str, result: Explanation, row: int, out: Path, kind: str
+    item: dict[str, Any], method: str, result: Explanation, row: int, out: OutputFolder, kind: str
 ) -> list[str]:
     """--save-maps: the upsampled maps (K, *spatial) and the raw maps at each layer's size."""
     stem = f"{item['stem']}_{method}"
@@ -226,8 +269,8 @@ def _save_maps(
     raw = [r[row].detach().cpu() for r in result.raw]
     if kind == "pt":
         payload = {"maps": maps, "raw": raw, "layers": list(result.layers)}
-        write_file(out / f"{stem}.pt", lambda handle: torch.save(payload, handle))
-        return [f"{stem}.pt"]
+        out.write(f"{stem}.pt", lambda handle: torch.save(payload, handle))
+        return [PurePosixPath(f"{stem}.pt").name]
     import numpy as np
 
     names = [f"{stem}.npy"] + [f"{stem}_raw{'' if i == 0 else i}.npy" for i in range(len(raw))]
@@ -236,20 +279,21 @@ def _save_maps(
         return lambda handle: np.save(handle, tensor.float().numpy())
 
     for name, tensor in zip(names, [maps, *raw], strict=True):
-        write_file(out / name, npy(tensor))
-    return names
+        out.write(name, npy(tensor))
+    return [PurePosixPath(name).name for name in names]
 
 
 def _write_item(
     item: dict[str, Any],
     results: dict[str, tuple[Explanation, int]],
     loaded: LoadedModel,
-    out: Path,
+    out: OutputFolder,
     args: argparse.Namespace,
 ) -> int:
     """Overlays, grid, saved maps and the JSON summary of one input; returns the file count."""
     first, row = next(iter(results.values()))
     picture_shown, stem = item["picture"], item["stem"]
+    name = PurePosixPath(stem).name  # the JSON lists its files by name, beside it
     k_count = first.maps.shape[1]
     overlays: dict[str, list[str]] = {}
     saved: dict[str, list[str]] = {}
@@ -258,8 +302,8 @@ def _write_item(
         for k in range(k_count):
             picture = overlay(picture_shown, result.maps[b, k], args.colormap, args.alpha)
             suffix = "" if k_count == 1 else f"_{k + 1}"
-            write_file(out / f"{stem}_{method}{suffix}.png", _png(picture))
-            overlays.setdefault(method, []).append(f"{stem}_{method}{suffix}.png")
+            out.write(f"{stem}_{method}{suffix}.png", _png(picture))
+            overlays.setdefault(method, []).append(f"{name}_{method}{suffix}.png")
             rows[k].append(picture)
         if args.save_maps:
             saved[method] = _save_maps(item, method, result, b, out, args.save_maps)
@@ -274,11 +318,10 @@ def _write_item(
         for k in range(k_count)
     ]
     row_titles = [f"{t['name']}  score {t['score']:.2f}" for t in targets]
-    grid_path = out / f"{stem}_grid.png"
     tile = min(160, picture_shown.shape[1])  # small images at their own size: cheaper to encode
-    write_file(grid_path, _png(grid(rows, ["image", *results], row_titles, tile=tile)))
+    out.write(f"{stem}_grid.png", _png(grid(rows, ["image", *results], row_titles, tile=tile)))
     logits = first.outputs if isinstance(first.outputs, Tensor) else None
-    files: dict[str, Any] = {"overlays": overlays, "grid": grid_path.name}
+    files: dict[str, Any] = {"overlays": overlays, "grid": f"{name}_grid.png"}
     if saved:
         files["maps"] = saved
     summary = {
@@ -291,7 +334,7 @@ def _write_item(
         "methods": list(results),
         "files": files,
     }
-    write_text(out / f"{stem}.json", json.dumps(summary, indent=2) + "\n")  # last: complete
+    out.write_text(f"{stem}.json", json.dumps(summary, indent=2) + "\n")  # last: complete
     return sum(map(len, overlays.values())) + sum(map(len, saved.values())) + 2
 
 
@@ -346,18 +389,25 @@ def explain_command(args: argparse.Namespace) -> int:
     layer = parse_layer(args, model)
     targets = _targets(args, loaded)
     explainers = {m: METHODS[m](model, layer=layer) for m in methods}
-    paths = list(_inputs(args.inputs)) if args.inputs else bundled_samples()
     out = Path(args.out)
+    try:
+        folder = OutputFolder(out)
+    except OutputError as error:
+        raise UsageError(f"--out {shown(out)}: {error}") from None
+    paths, stems, left_out = _plan(args.inputs, folder)
+    folder.inputs = {identity(p) for p in paths}  # never written over, whatever the ledger says
     make_output_folder(out)
-    used: set[str] = set()
-    stems = [_unique_stem(path, used) for path in paths]
-    todo = list(range(len(paths)))
+    todo = [i for i, stem in enumerate(stems) if stem is not None]
     if args.skip_existing:
-        todo = [i for i in todo if not _complete(out, stems[i], methods)]
-    data = ImageFiles([paths[i] for i in todo], [stems[i] for i in todo], loaded, args.max_size)
-    run = Run(
-        args, loaded, out, progress_bar(len(paths), "explaining", initial=len(paths) - len(todo))
-    )
+        todo = [i for i in todo if not _complete(out, str(stems[i]), paths[i], methods)]
+    done_before = sum(stem is not None for stem in stems) - len(todo)
+    data = ImageFiles([paths[i] for i in todo], [str(stems[i]) for i in todo], loaded,
+                      args.max_size)  # fmt: skip
+    run = Run(args, loaded, folder, progress_bar(len(paths), "explaining", initial=done_before))
+    for path, stem in zip(paths, stems, strict=True):
+        if stem is None:
+            run.failed(path, "read", ValueError("another input's outputs would have the same "
+                                                "names: rename one of them"))  # fmt: skip
     if loaded.classes is None and targets is not None:  # the classes asked for must exist
         first = next((item for item in map(data.__getitem__, range(len(data)))
                       if not isinstance(item, Unreadable)), None)  # fmt: skip
@@ -384,10 +434,12 @@ def explain_command(args: argparse.Namespace) -> int:
         )
         return 130
     run.progress.close()
-    skipped = (
-        f" ({len(paths) - len(todo)} complete already, skipped)" if len(todo) < len(paths) else ""
-    )
-    print(f"camkit: wrote {run.written} files for {len(paths)} input(s) to {shown(out)}/{skipped}")
+    notes = [f"{done_before} complete already, skipped"] if done_before else []
+    if left_out:
+        notes.append(f"{left_out} files camkit wrote there left out of the inputs")
+    notes_text = f" ({'; '.join(notes)})" if notes else ""
+    print(f"camkit: wrote {run.written} files for {len(paths)} input(s) to {shown(out)}/"
+          f"{notes_text}")  # fmt: skip
     return 1 if run.failures else 0
 
 

@@ -34,6 +34,7 @@ import torch
 
 from camkit.cli.common import LoadedModel, UsageError
 from camkit.evaluation import Evaluation, Settings
+from camkit.files import OutputFolder
 from camkit.layers import LayerSpec
 from camkit.methods import METHODS
 from camkit.targets import Targets
@@ -154,6 +155,8 @@ class ExplainWorker:
         self.model = loaded.model.to(self.device).eval()
         self.explainers = {m: METHODS[m](self.model, layer=layer) for m in methods}
         self.paths, self.stems = paths, stems
+        # The driver checked the folder; each actor keeps its own view of the ledger.
+        self.out = OutputFolder(Path(args.out), inputs=paths)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from camkit.cli.explain import ImageFiles, failure_message, write_outputs
@@ -177,8 +180,7 @@ class ExplainWorker:
         for batch in stream:
             for item, results in zip(batch.items, batch.results, strict=True):
                 index = position[str(item["path"])]
-                count, problem = write_outputs(item, results, self.loaded, Path(self.args.out),
-                                               self.args)  # fmt: skip
+                count, problem = write_outputs(item, results, self.loaded, self.out, self.args)
                 written[index] += count
                 if problem:
                     errors[index].append(problem)
