@@ -8,8 +8,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -444,3 +446,49 @@ def test_a_users_file_in_the_output_folder_is_never_replaced(tmp_path, capsys) -
         "it, so it is not replaced (move it, or choose another output folder)"
     ]
     assert (out / "x_gradcam.png").read_bytes() == b"the user's own picture"
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_special_files_are_named_and_skipped_never_opened(tmp_path, capsys, workers) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rgb(folder / "good.png")
+    os.mkfifo(folder / "pipe.png")  # opened for reading, it would wait for a writer forever
+    (folder / "zero.png").symlink_to("/dev/zero")  # read, it would fill the memory
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(folder / "sock.png"))
+    finished: list[tuple[int, list[str]]] = []
+    args = [str(folder), "--out", str(tmp_path / "o"), "--workers", str(workers), *QUICK]
+    worker = threading.Thread(target=lambda: finished.append(run(capsys, *args)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    listener.close()
+    assert finished, "camkit explain hung on a special file"
+    code, lines = finished[0]
+    assert code == 1
+    assert sorted(errors(lines)) == [
+        f"camkit: error: {folder / 'pipe.png'}: is a named pipe, not an image file: skipped",
+        f"camkit: error: {folder / 'sock.png'}: is a socket, not an image file: skipped",
+        f"camkit: error: {folder / 'zero.png'}: is a character device, not an image file: skipped",
+    ]
+    assert (tmp_path / "o" / "good.json").is_file()
+
+
+def test_a_pipe_where_camkit_keeps_its_ledger_or_a_summary_never_blocks(tmp_path, capsys) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    os.mkfifo(out / "x.json")
+    finished: list[tuple[int, list[str]]] = []
+    args = [str(rgb(tmp_path / "x.png")), "--out", str(out), "--skip-existing", *QUICK]
+    worker = threading.Thread(target=lambda: finished.append(run(capsys, *args)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert finished and finished[0][0] == 1
+    assert "x.json: camkit did not write it, so it is not replaced" in finished[0][1][-1]
+    (tmp_path / "p").mkdir()
+    os.mkfifo(tmp_path / "p" / LEDGER)
+    code, lines = run(capsys, str(tmp_path / "x.png"), "--out", str(tmp_path / "p"), *QUICK)
+    assert code == 2 and lines == [
+        f"camkit: error: --out {tmp_path / 'p'}: {tmp_path / 'p' / LEDGER} is not a regular "
+        "file: remove it"
+    ]

@@ -142,3 +142,16 @@ def test_missing_broken_and_truncated_files(tmp_path) -> None:
         read_image(tmp_path / "cut.png")
     with pytest.raises(ImageReadError, match="folder"):
         read_image(tmp_path)
+
+
+def test_an_unreadable_file_says_permission_denied(tmp_path, monkeypatch) -> None:
+    # Simulated: the tests may run as root, who can read any file.
+    path = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(path)
+
+    def denied(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("camkit.images.os.open", denied)
+    with pytest.raises(ImageReadError, match="^cannot be read: permission denied$"):
+        read_image(path)

@@ -190,7 +190,9 @@ class OutputFolder:
 
     def _record(self, name: str) -> None:
         ledger = self.root / LEDGER
+        # Non-blocking: a named pipe planted there fails at once instead of waiting for a reader.
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        flags |= getattr(os, "O_NONBLOCK", 0)
         try:
             descriptor = os.open(ledger, flags, 0o666)
             with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
@@ -204,12 +206,19 @@ class OutputFolder:
 def read_ledger(root: Path) -> set[str]:
     """The names camkit wrote in `root` (empty when it has no ledger). A line that is not a
     JSON string (a torn write, an edit) names nothing."""
+    ledger = root / LEDGER
     try:
-        lines = (root / LEDGER).read_text(encoding="utf-8", errors="replace").splitlines()
+        if not ledger.is_file():  # a named pipe there would block the read forever
+            if ledger.exists() or ledger.is_symlink():
+                raise OutputError(f"{shown(ledger)} is not a regular file: remove it")
+            return set()
+        lines = ledger.read_text(encoding="utf-8", errors="replace").splitlines()
     except (FileNotFoundError, NotADirectoryError):
         return set()
     except OSError as error:
-        raise OutputError(f"cannot read {shown(root / LEDGER)}: {error.strerror}") from error
+        if isinstance(error, OutputError):
+            raise
+        raise OutputError(f"cannot read {shown(ledger)}: {error.strerror}") from error
     names = set()
     for line in lines:
         with contextlib.suppress(ValueError):  # not a name camkit recorded: it owns nothing

@@ -18,8 +18,13 @@ that would decode to more than `MAX_PIXELS` pixels (decompression bombs) are ref
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 import torch.nn.functional as F
@@ -55,10 +60,10 @@ def read_image(path: str | Path, max_side: int | None = MAX_SIDE) -> Tensor:
     """
     path = Path(path)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _open_regular(path) as handle:
             # Pillow only warns between 1x and 2x its limit; camkit refuses both.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(handle) as image:
                 pixels = image.width * image.height
                 if pixels > MAX_PIXELS:
                     raise ImageReadError(_too_large(image.width, image.height))
@@ -67,6 +72,8 @@ def read_image(path: str | Path, max_side: int | None = MAX_SIDE) -> Tensor:
         raise ImageReadError("no such file") from None
     except IsADirectoryError:
         raise ImageReadError("is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageReadError("cannot be read: permission denied") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         head = str(error).split(",")[0].rstrip(". ")
         raise ImageReadError(f"{head} (a decompression bomb?): refused") from None
@@ -78,6 +85,40 @@ def read_image(path: str | Path, max_side: int | None = MAX_SIDE) -> Tensor:
         # Pillow reports truncated or malformed data as OSError, SyntaxError or ValueError.
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ImageReadError(f"not a readable image ({reason})") from None
+
+
+_SPECIAL = {
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+@contextlib.contextmanager
+def _open_regular(path: Path) -> Iterator[BinaryIO]:
+    """The file at `path` opened for reading, if it is a regular file (links followed). A named
+    pipe, socket or device is refused without waiting on it: opening is non-blocking, and the
+    kind is checked on the open file, so it cannot change between the check and the read."""
+    if stat.S_ISSOCK(os.stat(path).st_mode):  # a socket cannot even be opened
+        raise ImageReadError(f"is {_SPECIAL[stat.S_IFSOCK]}, not an image file: skipped")
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        kind = stat.S_IFMT(os.fstat(descriptor).st_mode)
+        if kind == stat.S_IFDIR:
+            raise IsADirectoryError(path)
+        if kind != stat.S_IFREG:
+            raise ImageReadError(
+                f"is {_SPECIAL.get(kind, 'not a regular file')}, not an image file: skipped"
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+        handle = os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    with handle:
+        yield handle
 
 
 def _too_large(width: int, height: int) -> str:

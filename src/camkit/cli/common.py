@@ -218,7 +218,8 @@ def load_model(name: str, weights: str | None, trust: bool = False) -> LoadedMod
         return LoadedModel(SHORTCUT, model, None, None, None, model.classes)
     if Path(name).suffix in (".pt", ".pt2", ".pth", ".ts") or Path(name).is_file():
         if not Path(name).is_file():
-            raise UsageError(f"model file {shown(name)} does not exist")
+            what = "is not a regular file" if Path(name).exists() else "does not exist"
+            raise UsageError(f"model file {shown(name)} {what}")
         return _exported_model(Path(name), trust)
     return _torchvision_model(name, weights)
 

@@ -163,6 +163,8 @@ def _complete(out: Path, stem: str, path: Path, methods: Sequence[str]) -> bool:
     """Whether a run already wrote everything for the input `path` at `stem`: its JSON summary
     (written last) names this image and the same methods, and every file it lists exists."""
     summary_path = out / f"{stem}.json"
+    if not summary_path.is_file():  # missing, or a pipe or device that would block a read
+        return False
     try:
         summary = json.loads(summary_path.read_text())
         files = summary["files"]
