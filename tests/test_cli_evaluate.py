@@ -61,7 +61,7 @@ def test_a_class_per_folder_dataset_with_masks(tmp_path, capsys) -> None:
     code = main([*args, "--metrics", "drop,pointing"])
     printed = capsys.readouterr()
     assert code == 1  # the broken image is reported, the others are evaluated
-    assert "broken.png (or its mask): not a readable image" in printed.err
+    assert "broken.png: not a readable image" in printed.err
     report = json.loads((out / "results.json").read_text())
     assert report["info"]["images"] == 6 and report["info"]["input_size"] == [64, 64]
     assert report["rows"]["gradcam"]["Pointing %"] > 50  # labels follow the model's class names
@@ -178,7 +178,7 @@ def test_a_corrupt_image_that_sorts_first_does_not_block_the_run(tmp_path, capsy
                  "--out", str(tmp_path / "o"), *QUICK])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1  # reported; the other six are evaluated at their own size
-    assert "0000-corrupt.png (or its mask): not a readable image" in err
+    assert "0000-corrupt.png: not a readable image" in err
     report = json.loads((tmp_path / "o" / "results.json").read_text())
     assert report["info"]["images"] == 6 and report["info"]["input_size"] == [64, 64]
 
@@ -268,3 +268,95 @@ def test_the_other_bundled_models_refuse_what_does_not_fit(tmp_path, capsys, arg
                  *args, *QUICK])  # fmt: skip
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+# Issue 21: masks that do not fit, and datasets where only some images have one.
+
+
+def _masked_folder(root: Path, masked: set[int], size: int = 64) -> Path:
+    data = ShapesDataset(6, size=size, seed=3)
+    for index in range(len(data)):
+        item = data[index]
+        folder = root / CLASSES[int(item["label"])]
+        folder.mkdir(parents=True, exist_ok=True)
+        to_pil(item["image"]).save(folder / f"{index}.png")
+        if index in masked:
+            mask = to_pil(item["mask"][None].float().expand(3, -1, -1))
+            mask.save(folder / f"{index}.mask.png")
+    return root
+
+
+def _report(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_a_mask_of_another_size_is_refused_and_its_image_evaluated(tmp_path, capsys) -> None:
+    root = _masked_folder(tmp_path / "data", masked={0, 1, 2, 3, 4, 5})
+    wrong = next(root.rglob("0.mask.png"))
+    with Image.open(wrong) as mask:
+        mask.resize((64, 40)).save(wrong)  # 64 wide, 40 high, for a 64 x 64 image
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--data", str(root), "--methods", "gradcam", "--out", str(out),
+                 "--metrics", "drop,pointing", *QUICK])  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 1
+    assert printed.err.strip().splitlines() == [
+        f"camkit: error: {wrong} is 64 x 40 pixels but its image 64 x 64: a mask must have its "
+        f"image's size; {wrong.with_name('0.png')} is evaluated without a mask"
+    ]
+    info = _report(out)["info"]
+    assert info["images"] == 6 and info["masked_images"] == 5
+    assert "Pointing %: on the 5 of 6 images that have an object mask." in printed.out
+
+
+def test_localisation_metrics_count_only_the_images_with_masks(tmp_path, capsys) -> None:
+    some = _masked_folder(tmp_path / "some", masked={1, 2, 4})
+    only = _masked_folder(tmp_path / "only", masked={1, 2, 4})
+    for path in only.rglob("*.png"):  # the same images, only those with masks
+        if (
+            not path.name.endswith(".mask.png")
+            and not path.with_name(path.stem + ".mask.png").exists()
+        ):
+            path.unlink()
+    figures = {}
+    for name, root in (("some", some), ("only", only)):
+        out = tmp_path / f"eval-{name}"
+        code = main(["evaluate", "--data", str(root), "--methods", "gradcam", "--out", str(out),
+                     "--metrics", "drop,pointing,energy", *QUICK])  # fmt: skip
+        printed = capsys.readouterr()
+        assert code == 0, printed.err
+        figures[name] = _report(out)
+    assert figures["some"]["info"]["masked_images"] == 3 and figures["some"]["info"]["images"] == 6
+    for column in ("Pointing %", "Energy %"):  # measured on exactly the images with masks
+        assert figures["some"]["rows"]["gradcam"][column] == pytest.approx(
+            figures["only"]["rows"]["gradcam"][column]
+        )
+    assert "Pointing %, Energy %: on the 3 of 6 images" in (tmp_path / "eval-some" / "results.md"
+                                                             ).read_text()  # fmt: skip
+    # The default metrics include localisation as soon as one image has a mask.
+    assert main(["evaluate", "--data", str(some), "--methods", "cam", "--out", str(tmp_path / "d"),
+                 "--metrics", "", *QUICK, "--sanity-images", "0"]) == 0  # fmt: skip
+    assert "Pointing %" in _report(tmp_path / "d")["rows"]["cam"]
+
+
+def test_localisation_asked_for_without_any_mask_says_why_it_is_absent(tmp_path, capsys) -> None:
+    root = _masked_folder(tmp_path / "data", masked=set())
+    code = main(["evaluate", "--data", str(root), "--methods", "cam", "--out", str(tmp_path / "o"),
+                 "--metrics", "drop,pointing", *QUICK])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0
+    assert err.strip().splitlines() == [
+        f"camkit: warning: pointing: no image of {root} has an object mask (<image stem>.mask.png "
+        "beside the image), so these columns are left out"
+    ]
+
+
+def test_a_report_never_replaces_a_users_file(tmp_path, capsys) -> None:
+    (tmp_path / "results.md").write_text("my notes")
+    code = main(["evaluate", "--limit", "2", "--methods", "cam", "--out", str(tmp_path), *QUICK])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"camkit: error: --out {tmp_path}: results.md there were not written by camkit and are "
+        "not replaced: move them, or choose another output folder"
+    )
+    assert (tmp_path / "results.md").read_text() == "my notes"

@@ -50,11 +50,16 @@ def column_specs() -> dict[str, tuple[str, str]]:
 
 @dataclass
 class Batch:
-    """Model inputs (B, C, H, W), their classes (B,), and object masks (B, H, W) if known."""
+    """Model inputs (B, C, H, W), their classes (B,), and object masks (B, H, W) if known.
+
+    `masked` (B,) bool says which rows have a mask when only some do (the others' rows of
+    `masks` are ignored); None: every row has one when `masks` is given.
+    """
 
     inputs: Tensor
     labels: Tensor
     masks: Tensor | None = None
+    masked: Tensor | None = None
 
 
 @dataclass
@@ -125,6 +130,7 @@ class Report:
         for method, row in self.rows.items():
             cells = [self._cell(method, c, row.get(c), best[c]) for c in columns]
             lines.append("| " + " | ".join([method, *cells]) + " |")
+        lines += self._mask_note()
         if self.intervals:
             lines += ["", f"± half the 95% bootstrap interval over images ("
                       f"{self.info.get('bootstrap', {}).get('resamples', '?')} resamples, "
@@ -140,6 +146,16 @@ class Report:
                 lines.append("| " + " | ".join([a, *cells]) + " |")
         lines += self._cost_lines()
         return "\n".join(lines) + "\n"
+
+    def _mask_note(self) -> list[str]:
+        """Which images the localisation columns count, when not all had a mask."""
+        regional = [c for cls in METRICS.values() if cls.needs_regions for c, _, _ in cls.columns]
+        shown = [c for c in self.columns if c in regional]
+        masked, images = self.info.get("masked_images"), self.info.get("images")
+        if not shown or masked is None or masked == images:
+            return []
+        return ["", f"{', '.join(shown)}: on the {masked} of {images} images that have an "
+                "object mask."]  # fmt: skip
 
     def _cost_lines(self) -> list[str]:
         """Seconds per method and metric, and the model passes they made."""
@@ -212,7 +228,8 @@ def evaluate(
 ) -> Report:
     """Explain every batch with every method and score the maps with the chosen metrics.
 
-    Metrics that need object masks (pointing, energy, boxacc) use the batches that have them.
+    Metrics that need object masks (pointing, energy, boxacc) use the images that have them
+    (`Batch.masked`); the report's info counts them (``masked_images``).
     The report's info holds, per method, the seconds of its explanations and of each metric,
     and the forward passes (calls and images) and backward passes the model made for them.
 
@@ -298,6 +315,7 @@ class BatchResult:
         seconds: method -> task ("explain" or a metric) -> seconds.
         forward: "method/task" or "clean" -> [forward calls, images].
         backward: method -> backward passes.
+        masked: how many of the batch's images have an object mask.
     """
 
     position: int
@@ -307,6 +325,7 @@ class BatchResult:
     seconds: dict[str, dict[str, float]]
     forward: dict[str, list[int]]
     backward: dict[str, int]
+    masked: int = 0
 
 
 class Evaluation:
@@ -348,6 +367,7 @@ class Evaluation:
         self.backward = dict.fromkeys(methods, 0)
         self.forward: dict[str, list[int]] = {}
         self.images = 0
+        self.masked = 0  # images with an object mask
         self.size: tuple[int, ...] = ()
 
     def measure(self, batch: Batch, position: int = 0) -> BatchResult:
@@ -355,6 +375,7 @@ class Evaluation:
         the dataset index of its first input. Records nothing: pass the result to `add`."""
         x, labels = batch.inputs, batch.labels.to(batch.inputs.device)
         masks = None if batch.masks is None else batch.masks.to(x.device)
+        masked = None if batch.masked is None else batch.masked.to(x.device)
         seconds = {m: dict.fromkeys(spent, 0.0) for m, spent in self.seconds.items()}
         parts: dict[str, dict[str, Any]] = {m: {} for m in self.measures}
         devices = [d.index or 0 for d in _cuda_devices(self.model)]
@@ -375,13 +396,15 @@ class Evaluation:
             for method, explainer in self.explainers.items():
                 explanation = timed(method, "explain", functools.partial(explainer, x, labels))
                 context = Context(self.model, x, labels, masks, explanation, clean,
-                                  self.settings, method, self.layer, position)  # fmt: skip
+                                  self.settings, method, self.layer, position,
+                                  masked)  # fmt: skip
                 for name, plugin in self.measures[method].items():
                     part = timed(method, name, functools.partial(plugin.part, context))
                     parts[method][name] = part
         backward = {m: int(e.needs_gradients) for m, e in self.explainers.items()}
+        with_masks = 0 if masks is None else len(x) if masked is None else int(masked.sum())
         return BatchResult(position, int(x.shape[0]), tuple(x.shape[2:]), parts, seconds,
-                           passes.forward, backward)  # fmt: skip
+                           passes.forward, backward, with_masks)  # fmt: skip
 
     def add(self, result: BatchResult) -> None:
         """Record a measured batch; batches are added in the order of their positions."""
@@ -393,6 +416,7 @@ class Evaluation:
             self.backward[method] += result.backward[method]
         self._count(result.forward)
         self.images += result.images
+        self.masked += result.masked
         self.size = result.size
 
     def _count(self, forward: dict[str, list[int]]) -> None:
@@ -420,8 +444,10 @@ class Evaluation:
         else:
             measures = {m: {n: v for n, v in ms.items() if n != "sanity"}
                         for m, ms in measures.items()}  # fmt: skip
-        return _report(measures, self.settings, self.images, self.size, self.seconds,
-                       self.backward, self.forward)  # fmt: skip
+        report = _report(measures, self.settings, self.images, self.size, self.seconds,
+                         self.backward, self.forward)  # fmt: skip
+        report.info["masked_images"] = self.masked
+        return report
 
 
 def _report(

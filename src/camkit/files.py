@@ -166,6 +166,11 @@ class OutputFolder:
                 self._record(name)
         return path
 
+    def taken(self, names: Iterable[str]) -> list[str]:
+        """The names among `names` where a file is that camkit did not write (checked before
+        a long job, so that it does not end in a refusal)."""
+        return [n for n in names if n not in self.owned and (self.root / n).exists()]
+
     def write(self, name: str, write: Callable[[BinaryIO], None]) -> None:
         """`write_file` at `name`, refused where `claim` refuses."""
         write_file(self.claim(name), write)

@@ -50,6 +50,8 @@ class Context:
         settings: the protocol parameters (`camkit.evaluation.Settings`).
         method: the method's name; layer: the explained layer spec.
         position: the dataset index of the batch's first input.
+        masked: (B,) bool, the rows whose mask is real when only some are; None: all (or none,
+            when `masks` is None). A plug-in that needs masks sees only those rows.
     """
 
     model: nn.Module
@@ -62,6 +64,27 @@ class Context:
     method: str
     layer: LayerSpec
     position: int = 0
+    masked: Tensor | None = None
+
+    def with_masks(self) -> Context | None:
+        """The context of the rows that have a mask (None: no row has one)."""
+        if self.masks is None or (self.masked is not None and not bool(self.masked.any())):
+            return None
+        if self.masked is None or bool(self.masked.all()):
+            return dataclasses.replace(self, masked=None)
+        rows = self.masked.nonzero().flatten()
+        e = self.explanation
+        explanation = dataclasses.replace(
+            e,
+            maps=e.maps[rows],
+            raw=tuple(r[rows] for r in e.raw),
+            targets=None if e.targets is None else e.targets[rows],
+            scores=e.scores[rows],
+            outputs=e.outputs[rows] if isinstance(e.outputs, Tensor) else e.outputs,
+        )
+        return dataclasses.replace(self, x=self.x[rows], labels=self.labels[rows],
+                                   masks=self.masks[rows], explanation=explanation,
+                                   clean=self.clean[rows], masked=None)  # fmt: skip
 
 
 class Measure:
@@ -80,9 +103,13 @@ class Measure:
         self.parts.append(self.part(context))
 
     def part(self, context: Context) -> Any:
-        """One batch's part, kept by nothing (a batch without masks is None for region
-        metrics): `camkit.evaluation` measures batches in any process and appends in order."""
-        return None if self.needs_regions and context.masks is None else self.measure(context)
+        """One batch's part, kept by nothing: `camkit.evaluation` measures batches in any
+        process and appends in order. A region metric measures the rows with a mask (None:
+        the batch has none)."""
+        if not self.needs_regions:
+            return self.measure(context)
+        regional = context.with_masks()
+        return None if regional is None else self.measure(regional)
 
     def measure(self, context: Context) -> Any:
         """The per-input results of one batch."""

@@ -43,7 +43,7 @@ from camkit.evaluation import (
     Settings,
     needs_regions,
 )
-from camkit.files import OutputError, shown, write_file, write_text
+from camkit.files import OutputError, OutputFolder, shown
 from camkit.images import MAX_SIDE, ImageReadError, read_image
 from camkit.methods import METHODS
 from camkit.plot import line_chart
@@ -120,30 +120,61 @@ def _first_readable(items: list[tuple[Path, int]], max_side: int) -> Tensor:
     raise UsageError("none of the images is readable")
 
 
-class FolderImages(Dataset[tuple[Tensor, int, Tensor | None] | Unreadable]):
-    """A class-per-folder dataset read in worker processes: (model input, label, mask or None),
-    or `Unreadable` for a file (or its mask) that cannot be read."""
+def mask_path(image: Path) -> Path:
+    """Where an image's optional object mask is: beside it, named <image stem>.mask.png."""
+    return image.with_name(image.stem + MASK_SUFFIX)
+
+
+Item = tuple[Tensor, int, "Tensor | None", str]
+"""A dataset item: (model input, label, object mask or None, "" or why a mask was refused)."""
+
+
+class FolderImages(Dataset[Item | Unreadable]):
+    """A class-per-folder dataset read in worker processes: (model input, label, mask or None,
+    problem), or `Unreadable` for an image that cannot be read. A mask that cannot be used (not
+    readable, or not of its image's size) is left out with a line saying why; the image is
+    still evaluated with the metrics that need no mask."""
 
     def __init__(self, items: list[tuple[Path, int]], side: int, loaded: LoadedModel) -> None:
         self.items, self.side, self.loaded = items, side, loaded
+        # Images with a mask file (known before reading, to choose the metrics).
+        self.masked = sum(_exists(mask_path(path)) for path, _ in items)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int, Tensor | None] | Unreadable:
+    def __getitem__(self, index: int) -> Item | Unreadable:
         path, label = self.items[index]
-        mask_path = path.with_name(path.stem + MASK_SUFFIX)
         try:
-            picture = _square(read_image(path, MAX_SIDE), self.side)
-            mask = None
-            if mask_path.is_file():
-                mask = _square(read_image(mask_path, MAX_SIDE), self.side, nearest=True)[0] > 0.5
+            picture = read_image(path, MAX_SIDE)
         except ImageReadError as error:
-            return Unreadable(path, f"(or its mask): {error}")
-        return self.loaded.normalise(picture), label, mask
+            return Unreadable(path, str(error))
+        mask, problem = self._mask(path, picture.shape[1:])
+        square = _square(picture, self.side)
+        return self.loaded.normalise(square), label, mask, problem
+
+    def _mask(self, path: Path, size: tuple[int, ...]) -> tuple[Tensor | None, str]:
+        """The image's mask at the input's size, or (None, why it is left out)."""
+        where = mask_path(path)
+        if not _exists(where):
+            return None, ""
+        left_out = f"{shown(path)} is evaluated without a mask"
+        try:
+            mask = read_image(where, MAX_SIDE)
+        except ImageReadError as error:
+            return None, f"{shown(where)}: {error}; {left_out}"
+        if mask.shape[1:] != size:
+            (mh, mw), (h, w) = mask.shape[1:], size
+            return None, (f"{shown(where)} is {mw} x {mh} pixels but its image {w} x {h}: a mask "
+                          f"must have its image's size; {left_out}")  # fmt: skip
+        return _square(mask, self.side, nearest=True)[0] > 0.5, ""
 
 
-class GeneratedImages(Dataset[tuple[Tensor, int, Tensor | None]]):
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+class GeneratedImages(Dataset[Item]):
     """A generated benchmark as (model input, label, mask) items; `mask` names the sample's
     ground truth: the object (``"mask"``) or, for the shortcut benchmark, the tag
     (``"tag_mask"``: the localisation metrics then say how often a map points at the tag, the
@@ -151,13 +182,14 @@ class GeneratedImages(Dataset[tuple[Tensor, int, Tensor | None]]):
 
     def __init__(self, data: Any, mask: str = "mask") -> None:
         self.data, self.mask = data, mask
+        self.masked = len(data)  # every generated image has its ground truth
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int, Tensor | None]:
+    def __getitem__(self, index: int) -> Item:
         sample = self.data[index]
-        return sample["image"], int(sample["label"]), sample[self.mask]
+        return sample["image"], int(sample["label"]), sample[self.mask], ""
 
 
 Items = Union["FolderImages", GeneratedImages]
@@ -193,20 +225,24 @@ def _source(args: argparse.Namespace, loaded: LoadedModel) -> tuple[Items, int]:
 
 
 def to_batch(chunk: list[Any], device: str, fail: Callable[[str], None]) -> Batch | None:
-    """One batch of read items (None if none was readable); unreadable ones are reported."""
+    """One batch of read items (None if none was readable); unreadable images and refused
+    masks are reported. Images without a mask get a blank one, marked in `Batch.masked`."""
     for unreadable in (c for c in chunk if isinstance(c, Unreadable)):
-        fail(f"{shown(unreadable.item)} {unreadable.reason}")
+        fail(f"{shown(unreadable.item)}: {unreadable.reason}")
     read = [c for c in chunk if not isinstance(c, Unreadable)]
+    for problem in (item[3] for item in read if item[3]):
+        fail(problem)
     if not read:
         return None
-    masks = [mask for _, _, mask in read]
-    return Batch(
-        torch.stack([x for x, _, _ in read]).to(device),
-        torch.tensor([label for _, label, _ in read], device=device),
-        torch.stack(masks).to(device)  # type: ignore[arg-type]
-        if all(m is not None for m in masks)
-        else None,
-    )
+    inputs = torch.stack([x for x, _, _, _ in read]).to(device)
+    labels = torch.tensor([label for _, label, _, _ in read], device=device)
+    has = [mask is not None for _, _, mask, _ in read]
+    if not any(has):
+        return Batch(inputs, labels)
+    blank = torch.zeros(inputs.shape[2:], dtype=torch.bool)
+    masks = torch.stack([blank if m is None else m for _, _, m, _ in read]).to(device)
+    masked = None if all(has) else torch.tensor(has, device=device)
+    return Batch(inputs, labels, masks, masked)
 
 
 def _local_batches(
@@ -233,7 +269,7 @@ def _first_batch(data: Items, args: argparse.Namespace) -> tuple[int, Batch] | N
     return None
 
 
-def _write_plots(report: Report, out: Path) -> list[Path]:
+def _write_plots(report: Report, out: OutputFolder) -> list[str]:
     written = []
     charts = []
     for name, what in (("deletion", "deleted"), ("insertion", "inserted")):
@@ -259,10 +295,9 @@ def _write_plots(report: Report, out: Path) -> list[Path]:
                 (f"sanity_{key}", series, list(range(1, steps + 1)), title, xlabel, label)
             )
     for name, series, xs, title, xlabel, ylabel in charts:
-        path = out / f"{name}.png"
         chart = line_chart(series, xs, title=title, xlabel=xlabel, ylabel=ylabel)
-        write_file(path, functools.partial(_save_png, chart))
-        written.append(path)
+        out.write(f"{name}.png", functools.partial(_save_png, chart))
+        written.append(f"{name}.png")
     return written
 
 
@@ -318,18 +353,56 @@ def _check_metrics(text: str | None) -> list[str] | None:
     return chosen
 
 
+def _with_masks_or_not(chosen: list[str] | None, data: Items, name: str) -> list[str]:
+    """The metrics to run: those chosen, or all that the data allows (the localisation ones
+    when at least one image has a mask). Chosen localisation metrics with no mask at all are
+    left out with a warning that says why."""
+    regions = needs_regions()
+    if chosen is None:
+        return [m for m in METRICS if data.masked or m not in regions]
+    missing = [m for m in chosen if m in regions]
+    if missing and not data.masked:
+        warnings.warn(
+            f"{', '.join(missing)}: no image of {shown(name)} has an object mask (<image stem>"
+            f"{MASK_SUFFIX} beside the image), so these columns are left out",
+            CamkitWarning,
+            stacklevel=2,
+        )
+    return chosen
+
+
+REPORT_FILES = ("results.md", "results.csv", "results.json")
+PLOTS = ("deletion", "insertion", "road_morf", "road_lerf", "sanity_spearman", "sanity_ssim")
+
+
+def _check_free(out: Path) -> None:
+    """Before any work: the report's names in `out` are free, or camkit's own."""
+    try:
+        taken = OutputFolder(out).taken([*REPORT_FILES, *(f"{p}.png" for p in PLOTS)])
+    except OutputError as error:
+        raise UsageError(f"--out {shown(out)}: {error}") from None
+    if taken:
+        raise UsageError(
+            f"--out {shown(out)}: {', '.join(taken)} there were not written by camkit and are "
+            "not replaced: move them, or choose another output folder"
+        )
+
+
 def _write_report(report: Report, out: Path) -> int:
-    """results.md/.csv/.json and the plots, each written whole; returns the plot count."""
-    write_text(out / "results.md", report.to_markdown())
-    write_text(out / "results.csv", report.to_csv())
-    write_text(out / "results.json", report.to_json())
-    return len(_write_plots(report, out))
+    """results.md/.csv/.json and the plots, each written whole, never over a file camkit did
+    not write; returns the plot count."""
+    folder = OutputFolder(out)
+    folder.write_text("results.md", report.to_markdown())
+    folder.write_text("results.csv", report.to_csv())
+    folder.write_text("results.json", report.to_json())
+    return len(_write_plots(report, folder))
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods) or list(METHODS)
     chosen = _check_metrics(args.metrics)
     check_options(args)
+    _check_free(Path(args.out))
     if args.fill != "mean":
         _fill(args.fill, torch.zeros(1, 3, 1, 1))  # a usage error now, not after loading
     loaded = load_model(args.model, args.weights, args.trust_model)
@@ -364,9 +437,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     methods = _applicable(methods, model, layer, first[1], fail)
     if not methods:
         return 1
-    if chosen is None:
-        regions = needs_regions()
-        chosen = [m for m in METRICS if first[1].masks is not None or m not in regions]
+    chosen = _with_masks_or_not(chosen, data, args.data)
     settings = Settings(
         steps=args.steps,
         fill=_fill(args.fill, first[1].inputs),
