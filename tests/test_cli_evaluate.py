@@ -88,6 +88,13 @@ def test_a_folder_without_masks_skips_localisation(tmp_path, capsys) -> None:
         (["--metrics", "aopc"], "unknown metric 'aopc'; valid: drop, deletion"),
         (["--methods", "gradcam+"], "unknown method 'gradcam+'"),
         (["--limit", "0"], "--limit 0: must be at least 1"),
+        (["--steps", "1000000000"], "--steps 1000000000: at most 1024"),
+        (["--sanity-images", "1000000000"], "--sanity-images 1000000000: at most 1024"),
+        (["--size", "100000"], "--size 100000: at most 4096 (pixels)"),
+        (
+            ["--size", "4096", "--batch-size", "4096"],
+            "--batch-size 4096 at 4096 x 4096 pixels: about 3072.0 GiB of images at once",
+        ),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, capsys, args, message) -> None:

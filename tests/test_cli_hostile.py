@@ -65,6 +65,14 @@ def errors(lines: list[str]) -> list[str]:
         (["--workers", "100000"], "--workers 100000: at most 64"),
         (["--std", "0", "1", "1"], "--std 0.0 1.0 1.0: give three positive numbers"),
         (["--mean", "nan", "0", "0"], "--mean nan 0.0 0.0: give three finite numbers"),
+        (["--size", "100000"], "--size 100000: at most 4096 (pixels)"),
+        (["--max-size", "100000"], "--max-size 100000: at most 16384 (pixels; 0 keeps"),
+        (["--batch-size", "100000"], "--batch-size 100000: at most 4096 (images held at once)"),
+        (
+            ["--size", "4096", "--batch-size", "4096"],
+            "--batch-size 4096 with --size 4096: about "
+            "3072.0 GiB of images at once, over half of this machine's",
+        ),
     ],
 )
 def test_every_option_is_checked_before_any_work(tmp_path, capsys, option, message) -> None:
@@ -492,3 +500,16 @@ def test_a_pipe_where_camkit_keeps_its_ledger_or_a_summary_never_blocks(tmp_path
         f"camkit: error: --out {tmp_path / 'p'}: {tmp_path / 'p' / LEDGER} is not a regular "
         "file: remove it"
     ]
+
+
+def test_a_thin_image_scaled_up_past_the_pixel_limit_is_refused_alone(tmp_path, capsys) -> None:
+    thin = rgb(tmp_path / "thin.png", (4, 2000))  # 2000 wide, 4 high
+    good = rgb(tmp_path / "good.png", (40, 48))
+    code, lines = run(capsys, str(thin), str(good), "--size", "4096", "--out", str(tmp_path / "o"),
+                      *QUICK)  # fmt: skip
+    assert code == 1
+    assert errors(lines) == [
+        f"camkit: error: {thin}: resized to a shorter side of 4096, its 1024 x 2 picture would "
+        "be 2097152 x 4096 pixels: over the limit of 89,478,485"  # 1024: after --max-size
+    ]
+    assert (tmp_path / "o" / "good.json").is_file()

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from camkit.errors import CamkitWarning
 from camkit.files import OutputError, check_output_folder, shown
+from camkit.images import MAX_PIXELS
 from camkit.layers import resolve_layers
 from camkit.methods import METHODS, method_class
 from camkit.overlay import check_colormap
@@ -49,11 +50,19 @@ class LoadedModel:
     classes: Sequence[str] | None
 
     def prepare(self, picture: Tensor) -> tuple[Tensor, Tensor]:
-        """(picture shown in [0, 1], model input), both (3, H, W), from a (3, H, W) picture."""
+        """(picture shown in [0, 1], model input), both (3, H, W), from a (3, H, W) picture.
+
+        Raises `ValueError` when resizing would make the picture larger than `MAX_PIXELS` (a
+        long, thin image whose shorter side is scaled up to `size`)."""
         if self.size:
             height, width = picture.shape[1:]
             scale = self.size / min(height, width)
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            if size[0] * size[1] > MAX_PIXELS:
+                raise ValueError(
+                    f"resized to a shorter side of {self.size}, its {width} x {height} picture "
+                    f"would be {size[1]} x {size[0]} pixels: over the limit of {MAX_PIXELS:,}"
+                )
             picture = F.interpolate(
                 picture[None], size=size, mode="bilinear", align_corners=False, antialias=True
             )[0].clamp(0, 1)
@@ -297,17 +306,28 @@ _MINIMUM = {
 }
 
 
-# Reader processes beyond this exhaust a machine long before they help.
-_MAXIMUM = {"workers": 64, "ray_workers": 4096}
+MAX_INPUT_SIDE = 4096
+"""The largest --size: an input side beyond it costs gigabytes per image in any CNN."""
+
+# Option -> (largest valid value, why): values that size processes or memory.
+_MAXIMUM = {
+    "workers": (64, "each is a process"),
+    "ray_workers": (4096, "each is a process"),
+    "size": (MAX_INPUT_SIDE, "pixels"),
+    "max_size": (16384, "pixels; 0 keeps the full size, up to the decompression-bomb limit"),
+    "batch_size": (4096, "images held at once"),
+    "steps": (1024, "steps of the deletion and insertion curves"),
+    "sanity_images": (1024, "images kept for the randomisation check"),
+}
 
 
 def check_options(args: argparse.Namespace) -> None:
     """Every numeric option in its range, the colour map known, the output folder writable."""
-    for option, most in _MAXIMUM.items():
+    for option, (most, why) in _MAXIMUM.items():
         value = getattr(args, option, None)
         if value is not None and value > most:
             flag = "--" + option.replace("_", "-")
-            raise UsageError(f"{flag} {value}: at most {most} (each is a process)")
+            raise UsageError(f"{flag} {value}: at most {most} ({why})")
     if getattr(args, "ray_workers", None) is not None and getattr(args, "ray", None) is None:
         raise UsageError("--ray-workers is for runs on Ray: add --ray [ADDRESS]")
     for option, (least, unit) in _MINIMUM.items():
@@ -338,6 +358,29 @@ def check_options(args: argparse.Namespace) -> None:
         check_output_folder(Path(args.out))
     except OutputError as error:
         raise UsageError(f"--out {shown(args.out)}: {error}") from None
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its container's limit if lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def check_memory(what: str, images: int, side: int) -> None:
+    """A usage error when `images` float32 RGB inputs of `side` x `side` pixels, with the
+    copies a job keeps of each (picture, input, maps: about four), would fill more than half of
+    this machine's memory: found now, not as a crash after minutes of work."""
+    need = images * side * side * 3 * 4 * 4
+    have = machine_memory()
+    if need > have // 2:
+        raise UsageError(
+            f"{what}: about {need / 2**30:.1f} GiB of images at once, over half of this "
+            f"machine's {have / 2**30:.1f} GiB: choose smaller values"
+        )
 
 
 def make_output_folder(folder: Path) -> None:

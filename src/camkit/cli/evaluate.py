@@ -26,6 +26,7 @@ from camkit.cli.common import (
     UsageError,
     add_model_options,
     add_ray_options,
+    check_memory,
     check_options,
     default_workers,
     load_model,
@@ -213,7 +214,10 @@ def _source(args: argparse.Namespace, loaded: LoadedModel) -> tuple[Items, int]:
         from camkit.data import CLASSES
 
         count = args.limit if args.limit is not None else 200
-        return _generated(args.data, count, args.size or 96), len(CLASSES) - 1
+        side = args.size or 96
+        check_memory(f"--batch-size {args.batch_size} at {side} x {side} pixels", args.batch_size,
+                     side)  # fmt: skip
+        return _generated(args.data, count, side), len(CLASSES) - 1
     if not Path(args.data).is_dir():
         raise UsageError(
             f"--data {shown(args.data)!r}: use 'shapes', 'shortcut' or 'hard' (bundled) or a "
@@ -221,6 +225,7 @@ def _source(args: argparse.Namespace, loaded: LoadedModel) -> tuple[Items, int]:
         )
     items = _folder_dataset(Path(args.data), loaded)[: args.limit]
     side = args.size or loaded.size or min(_first_readable(items, MAX_SIDE).shape[1:])
+    check_memory(f"--batch-size {args.batch_size} at {side} x {side} pixels", args.batch_size, side)
     return FolderImages(items, side, loaded), max(label for _, label in items)
 
 

@@ -32,6 +32,7 @@ from camkit.cli.common import (
     add_model_options,
     add_ray_options,
     bundled_samples,
+    check_memory,
     check_options,
     default_workers,
     load_model,
@@ -42,7 +43,7 @@ from camkit.cli.common import (
 )
 from camkit.explanation import Explanation
 from camkit.files import OutputError, OutputFolder, identity, shown
-from camkit.images import MAX_SIDE, ImageReadError, read_image
+from camkit.images import MAX_SIDE, read_image
 from camkit.methods import METHODS, Explainer
 from camkit.overlay import grid, overlay, to_pil
 from camkit.stream import Unreadable, explain_batches
@@ -154,8 +155,10 @@ class ImageFiles(Dataset[dict[str, Any] | Unreadable]):
         path = self.paths[index]
         try:
             picture, model_input = self.loaded.prepare(read_image(path, self.max_side))
-        except ImageReadError as error:
+        except ValueError as error:  # ImageReadError, or too large once resized
             return Unreadable(path, str(error))
+        except RuntimeError as error:  # torch could not allocate the resized picture
+            return Unreadable(path, f"cannot be resized for the model ({_reason(error)})")
         return {"input": model_input, "picture": picture, "path": path, "stem": self.stems[index]}
 
 
@@ -380,6 +383,9 @@ def _explain_here(
 def explain_command(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     check_options(args)
+    if args.size:
+        check_memory(f"--batch-size {args.batch_size} with --size {args.size}", args.batch_size,
+                     args.size)  # fmt: skip
     loaded = load_model(args.model, args.weights, args.trust_model)
     if args.size is not None:
         loaded.size = args.size or None
