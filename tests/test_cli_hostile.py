@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -285,36 +286,110 @@ def test_ctrl_c_leaves_complete_files_only_and_exits_130(tmp_path, capsys, monke
     ]  # fmt: skip
 
 
-def camkit_process(*args: str, cwd: Path) -> subprocess.Popen[str]:
+COMMAND = Path(sys.executable).parent / "camkit"  # the console script pip installed
+
+
+def camkit_process(*args: str, cwd: Path, command: Sequence[str] = ()) -> subprocess.Popen[str]:
+    """The command in a process of its own group, as a terminal runs it: Ctrl-C there goes to
+    the whole group (the reader processes too), which `interrupt` does."""
     return subprocess.Popen(
-        [sys.executable, "-m", "camkit", *args],
+        [*(command or [sys.executable, "-m", "camkit"]), *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
+
+
+def interrupt(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """Ctrl-C to the process's group; its exit code and stderr."""
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+def wait_for(path: Path, process: subprocess.Popen[str], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def image_folder(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    for i in range(count):
+        rgb(folder / f"img{i:03d}.png", (64, 64), seed=i)
+    return folder
+
+
+def assert_one_interrupted_line(code: int, stderr: str, folder: Path | None) -> None:
+    assert code == 130, stderr
+    assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("camkit: interrupted"), stderr
+    if folder is not None and folder.exists():
+        names = os.listdir(folder)
+        assert not [n for n in names if n.endswith(".part")]
+        for name in names:
+            if name.endswith(".json"):
+                json.loads((folder / name).read_text())  # complete, parseable
 
 
 @pytest.mark.slow
 def test_a_real_sigint_ends_the_run_with_one_line(tmp_path) -> None:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(200):
-        rgb(folder / f"img{i:03d}.png", (64, 64), seed=i)
-    process = camkit_process("explain", "in", "--out", "o", "--batch-size", "2", cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "o" / "img003.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    assert "camkit: interrupted after" in stderr.strip().splitlines()[-1]
-    names = os.listdir(tmp_path / "o")
-    assert not [n for n in names if n.endswith(".part")]
-    for name in names:
-        if name.endswith(".json"):
-            json.loads((tmp_path / "o" / name).read_text())  # complete, parseable
+    image_folder(tmp_path / "in", 200)
+    process = camkit_process("explain", "in", "--out", "o", "--batch-size", "2", "--workers", "2",
+                             cwd=tmp_path)  # fmt: skip
+    wait_for(tmp_path / "o" / "img003.json", process)
+    assert_one_interrupted_line(*interrupt(process), tmp_path / "o")
+
+
+# A Ctrl-C that lands while the main process takes a tensor from a reader process. The timing
+# is made certain: the request for the tensor's memory is cut after the connection is made, as
+# the interrupt would cut it. Readers that hand tensors over by passing file descriptors then
+# print the broken connection (multiprocessing/resource_sharer.py, _serve) on every run.
+INTERRUPTED_HANDOVER = """
+import sys, time
+from multiprocessing import connection, process, resource_sharer
+
+def interrupted_request(ident):
+    address, _ = ident
+    connection.Client(address, authkey=process.current_process().authkey).close()
+    time.sleep(1)  # the reader answers the cut connection now
+    raise KeyboardInterrupt
+
+resource_sharer._resource_sharer.get_connection = interrupted_request
+from camkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_readers_hand_over_images_prints_no_traceback(tmp_path) -> None:
+    image_folder(tmp_path / "in", 40)
+    process = camkit_process("explain", "in", "--out", "o", "--batch-size", "2", "--workers", "2",
+                             "--methods", "gradcam", cwd=tmp_path,
+                             command=[sys.executable, "-c", INTERRUPTED_HANDOVER])  # fmt: skip
+    wait_for(tmp_path / "o" / "img003.json", process)
+    if process.poll() is None:  # readers that share no descriptors: a real Ctrl-C ends it
+        code, stderr = interrupt(process)
+    else:  # the cut hand-over interrupted the run itself
+        stderr, code = process.communicate(timeout=60)[1], process.returncode
+    assert_one_interrupted_line(code, stderr, tmp_path / "o")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seconds", [0.3, 0.8, 1.5, 3.0])
+def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_130(tmp_path, seconds) -> None:
+    """The console script, interrupted while Python imports torch and camkit (the first
+    seconds), while the model loads, or while it explains."""
+    assert COMMAND.is_file(), f"{COMMAND}: pip install -e . installs the camkit command there"
+    image_folder(tmp_path / "in", 400)
+    process = camkit_process("explain", "in", "--out", "o", "--methods", "gradcam",
+                             cwd=tmp_path, command=[str(COMMAND)])  # fmt: skip
+    time.sleep(seconds)
+    assert process.poll() is None, "the run ended before the interrupt: give it more images"
+    assert_one_interrupted_line(*interrupt(process), tmp_path / "o")
 
 
 @pytest.mark.slow

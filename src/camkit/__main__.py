@@ -2,6 +2,6 @@
 
 import sys
 
-from camkit.cli import main
+from camkit_command import main
 
 sys.exit(main())

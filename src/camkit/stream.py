@@ -9,7 +9,9 @@ other input is still explained.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -68,6 +70,52 @@ def _as_list(batch: list[Any]) -> list[Any]:
     return batch
 
 
+def read_chunks(
+    data: Dataset[Any] | Iterable[Any], batch_size: int, num_workers: int
+) -> Iterator[list[Any]]:
+    """Lists of `batch_size` consecutive items of `data` (the last may be shorter), read by
+    `num_workers` processes (0: here) while the caller works on the previous ones.
+
+    Ctrl-C belongs to the main process: the readers start with it blocked and then ignore it
+    (the main process ends them), and they hand tensors over through named shared memory, not
+    by passing file descriptors, whose hand-over a Ctrl-C in the main process can cut halfway
+    (the reader would print the broken connection). So an interrupted run prints one line.
+    """
+    loader: Iterable[list[Any]] = DataLoader(
+        data,  # type: ignore[arg-type]  # an iterable works as an IterableDataset does
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_as_list,
+        shuffle=False,
+        prefetch_factor=2 if num_workers else None,
+        worker_init_fn=_start_reader if num_workers else None,
+    )
+    with _interrupts_held():  # the readers are forked now, and inherit the blocked signal
+        chunks = iter(loader)
+    yield from chunks
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT held back in this thread; one that came meanwhile is delivered at the end."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _start_reader(_worker_id: int) -> None:
+    """The start of each reader process (see `read_chunks`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # ignored from now on
+    torch.multiprocessing.set_sharing_strategy("file_system")  # this reader process only
+
+
 def _batches(
     data: Dataset[Any] | Iterable[Any], batch_size: int, num_workers: int
 ) -> Iterator[list[Any]]:
@@ -77,15 +125,7 @@ def _batches(
     other chunks: a batch depends only on its chunk, so a run split over processes or machines
     (`camkit explain --ray`) makes the same batches, and the same maps to the last bit.
     """
-    loader: Iterable[list[Any]] = DataLoader(
-        data,  # type: ignore[arg-type]
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=_as_list,
-        shuffle=False,
-        prefetch_factor=2 if num_workers else None,
-    )
-    for chunk in loader:
+    for chunk in read_chunks(data, batch_size, num_workers):
         groups: dict[tuple[int, ...], list[Any]] = {}
         for item in chunk:
             if isinstance(item, Unreadable):

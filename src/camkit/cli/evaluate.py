@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from camkit.cli.common import (
     BUNDLED,
@@ -49,7 +49,7 @@ from camkit.images import MAX_SIDE, ImageReadError, read_image
 from camkit.methods import METHODS
 from camkit.plot import line_chart
 from camkit.registry import lookup
-from camkit.stream import Unreadable
+from camkit.stream import Unreadable, read_chunks
 from camkit.targets import select_output
 
 SHAPES_SEED = 31337  # the held-out split of the bundled benchmark (training used other seeds)
@@ -255,9 +255,7 @@ def _local_batches(
 ) -> Iterator[tuple[int, Batch]]:
     """(position, batch) for chunks of `--batch-size` items, read by `--workers` processes
     while the model works on the previous batch."""
-    loader = DataLoader(data, batch_size=args.batch_size, num_workers=args.workers,
-                        collate_fn=list)  # fmt: skip
-    for number, chunk in enumerate(loader):
+    for number, chunk in enumerate(read_chunks(data, args.batch_size, args.workers)):
         batch = to_batch(chunk, args.device, fail)
         if batch is not None:
             yield number * args.batch_size, batch
