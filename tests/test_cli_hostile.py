@@ -588,3 +588,30 @@ def test_a_thin_image_scaled_up_past_the_pixel_limit_is_refused_alone(tmp_path, 
         "be 2097152 x 4096 pixels: over the limit of 89,478,485"  # 1024: after --max-size
     ]
     assert (tmp_path / "o" / "good.json").is_file()
+
+
+def test_a_ray_address_where_no_cluster_runs_fails_at_once(tmp_path, capsys) -> None:
+    started = time.monotonic()
+    code, lines = run(capsys, str(rgb(tmp_path / "a.png")), "--ray", "127.0.0.1:1", "--out",
+                      str(tmp_path / "o"), *QUICK)  # fmt: skip
+    assert time.monotonic() - started < 30
+    assert code == 2 and lines == [
+        "camkit: error: --ray 127.0.0.1:1: no Ray cluster answers there (connection refused); "
+        "check that `ray start --head` runs on that machine and that the port is its GCS port "
+        "(6379), or leave out the address to start a local cluster"
+    ]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_ray_keeps_its_own_log_lines_off_the_terminal(tmp_path) -> None:
+    image_folder(tmp_path / "in", 4)
+    result = subprocess.run(
+        [sys.executable, "-m", "camkit", "explain", "in", "--ray", "--ray-workers", "1",
+         "--out", "o", *QUICK],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # Ray's notes and warnings are in its log files
+    assert result.stdout.startswith("camkit: wrote 12 files for 4 input(s)")

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import pickle
+import socket
 import sys
 import warnings
 import zipfile
@@ -239,6 +240,20 @@ def bundled_samples() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if Path(str(p)).suffix == ".png")
 
 
+class _Stderr:
+    """Writes to whatever `sys.stderr` is when it writes (`--ray` points it elsewhere for a
+    while); a progress bar made earlier follows it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def progress_bar(total: int, label: str, initial: int = 0) -> tqdm:
     """A progress bar on stderr with the rate and the time left, shown only on a terminal and
     for more than one item."""
@@ -247,7 +262,7 @@ def progress_bar(total: int, label: str, initial: int = 0) -> tqdm:
         initial=initial,
         desc=label,
         unit="img",
-        file=sys.stderr,
+        file=_Stderr(),
         disable=total <= 1 or not sys.stderr.isatty(),
         dynamic_ncols=True,
     )
@@ -328,8 +343,12 @@ def check_options(args: argparse.Namespace) -> None:
         if value is not None and value > most:
             flag = "--" + option.replace("_", "-")
             raise UsageError(f"{flag} {value}: at most {most} ({why})")
-    if getattr(args, "ray_workers", None) is not None and getattr(args, "ray", None) is None:
-        raise UsageError("--ray-workers is for runs on Ray: add --ray [ADDRESS]")
+    for option in ("ray_workers", "ray_log"):
+        if getattr(args, option, None) is not None and getattr(args, "ray", None) is None:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} is for runs on Ray: add --ray [ADDRESS]")
+    if getattr(args, "ray", None):
+        check_reachable(args.ray)
     for option, (least, unit) in _MINIMUM.items():
         value = getattr(args, option, None)
         if value is not None and value < least:
@@ -383,6 +402,49 @@ def check_memory(what: str, images: int, side: int) -> None:
         )
 
 
+RAY_PROBE_SECONDS = 5.0
+"""How long `--ray HOST:PORT` waits for the address to answer before saying it does not."""
+
+
+def check_reachable(address: str) -> None:
+    """A usage error, within `RAY_PROBE_SECONDS`, when `address` names a host and port where
+    nothing answers (Ray itself would keep retrying for minutes). Other forms ("", "auto",
+    "local") are Ray's to resolve.
+
+    Examples:
+        >>> check_reachable("127.0.0.1:1")
+        Traceback (most recent call last):
+        ...
+        camkit.cli.common.UsageError: --ray 127.0.0.1:1: no Ray cluster answers there (...)
+    """
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), RAY_PROBE_SECONDS):
+            return
+    except OSError as error:
+        reason = (
+            f"no answer in {RAY_PROBE_SECONDS:.0f} s"
+            if isinstance(error, TimeoutError)
+            else (error.strerror or str(error)).lower()
+        )
+    client = address.startswith("ray://")
+    raise UsageError(
+        f"--ray {address}: no Ray cluster answers there ({reason}); check that "
+        "`ray start --head` runs on that machine and "
+        f"that the port is its {'Ray Client port (10001)' if client else 'GCS port (6379)'}, "
+        "or leave out the address to start a local cluster"
+    )
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def make_output_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -414,6 +476,12 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="Ray actors holding the model (default: one per GPU with --device cuda, else one "
         "per CPU of the cluster)",
+    )
+    parser.add_argument(
+        "--ray-log",
+        metavar="FILE",
+        help="where Ray's own log lines go (default: a temporary file, removed after the run "
+        "unless Ray failed; '-': the terminal)",
     )
 
 

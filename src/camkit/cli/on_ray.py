@@ -24,6 +24,9 @@ import contextlib
 import copy
 import io
 import logging
+import os
+import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,9 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from camkit.cli.common import LoadedModel, UsageError
+from camkit.cli.common import LoadedModel, UsageError, check_reachable, first_line
 from camkit.evaluation import Evaluation, Settings
-from camkit.files import OutputFolder
+from camkit.files import OutputFolder, shown
 from camkit.layers import LayerSpec
 from camkit.methods import METHODS
 from camkit.targets import Targets
@@ -52,31 +55,91 @@ def _ray() -> Any:
 
 
 @contextlib.contextmanager
-def connected(address: str) -> Iterator[Any]:
+def connected(address: str, log: str | None = None) -> Iterator[Any]:
     """Ray, joined to the cluster at `address` ("": RAY_ADDRESS's, or a new local one); a
-    cluster started here is shut down on leaving, one that was running is left alone."""
+    cluster started here is shut down on leaving, one that was running is left alone.
+
+    Ray's own lines (its C++ core writes them to the process's stderr) go to the file `log`
+    ("-": the terminal; None: a temporary file, removed unless Ray failed)."""
     ray = _ray()
     started = not ray.is_initialized()
     if started:
+        check_reachable(address or os.environ.get("RAY_ADDRESS", ""))
+    with _ray_lines_to(log):
+        if started:
+            try:
+                ray.init(
+                    address=address or None,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,  # Ray's notes; its errors raise
+                )
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                raise UsageError(
+                    f"--ray {address or '(local)'}: cannot join Ray ({first_line(error)})"
+                ) from None
         try:
-            ray.init(
-                address=address or None,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.ERROR,  # Ray's notes; its errors raise
-            )
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise UsageError(f"--ray {address or '(local)'}: cannot join Ray ({first})") from None
+            yield _configured(ray)
+        finally:
+            if started:
+                ray.shutdown()
+
+
+@contextlib.contextmanager
+def _ray_lines_to(log: str | None) -> Iterator[None]:
+    """The process's stderr (file descriptor 2, where Ray's core writes) sent to `log` for the
+    block, while camkit's own messages (`sys.stderr`) still reach the terminal."""
+    if log == "-":
+        yield
+        return
+    if log is None:
+        handle, name = tempfile.mkstemp(prefix="camkit-ray-", suffix=".log")
+        os.close(handle)
+    else:
+        name = log
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    try:
+        descriptor = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    except OSError as error:
+        os.close(terminal)
+        raise UsageError(f"--ray-log {shown(name)}: cannot write it ({error.strerror})") from None
+    os.dup2(descriptor, 2)
+    os.close(descriptor)
+    before = sys.stderr
+    if _descriptor(before) == 2:  # camkit's messages keep going where they went
+        sys.stderr = open(terminal, "w", closefd=False)  # noqa: SIM115 - closed below
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        if sys.stderr is not before:
+            sys.stderr.close()
+            sys.stderr = before
+        os.dup2(terminal, 2)
+        os.close(terminal)
+        if log is None and not failed:
+            os.unlink(name)
+        elif log is None:
+            print(f"camkit: Ray's own log lines are in {shown(name)}", file=sys.stderr)
+
+
+def _descriptor(stream: Any) -> int | None:
+    """The file descriptor a text stream writes to (None: not a file, e.g. captured)."""
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _configured(ray: Any) -> Any:
+    """Ray, with Ray Data set up for camkit's runs."""
     context = ray.data.DataContext.get_current()
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes on its progress bars
     context.enable_progress_bars = False  # camkit's own bar shows the progress
     context.execution_options.preserve_order = True  # results come back in dataset order
-    try:
-        yield ray
-    finally:
-        if started:
-            ray.shutdown()
+    return ray
 
 
 def _pool(ray: Any, args: argparse.Namespace, chunks: int) -> tuple[int, dict[str, Any]]:
@@ -203,7 +266,7 @@ def explain_on_ray(
     job = {"loaded": replace(loaded, model=_on_cpu(loaded.model)), "args": args,
            "methods": list(methods), "layer": layer, "targets": targets, "paths": list(paths),
            "stems": list(stems)}  # fmt: skip
-    with connected(args.ray) as ray:
+    with connected(args.ray, args.ray_log) as ray:
         for row in _run(ray, ExplainWorker, job, args, len(paths)):
             yield int(row["written"]), str(row["errors"])
 
@@ -265,7 +328,7 @@ def evaluate_on_ray(
         "layer": evaluation.layer,
         "device": args.device,
     }
-    with connected(args.ray) as ray:
+    with connected(args.ray, args.ray_log) as ray:
         for row in _run(ray, EvaluateWorker, job, args, len(data)):
             for line in filter(None, str(row["errors"]).split("\n")):
                 fail(line)
