@@ -53,6 +53,8 @@ def served():
     yield f"http://127.0.0.1:{port}/", app
     assert app.wait_idle(120), "the app's handlers were still running"
     page.close()
+    app.close()
+    assert not app.folder.exists()  # no session's files outlive the app
 
 
 def _record(name: str, seconds: float) -> None:

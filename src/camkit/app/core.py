@@ -211,11 +211,11 @@ def explain_pictures(
     targets = question.targets()
     classes = model.loaded.classes
     results = []
-    for name, picture in pictures:
+    for name, picture in zip(distinct_names([n for n, _ in pictures]), (p for _, p in pictures),
+                             strict=True):  # fmt: skip
         shown_picture, x = model.loaded.prepare(picture)
         x = x[None].to(model.device)
-        with torch.no_grad():
-            logits = select_output(model.loaded.model(x))[0]
+        logits = _logits(model, x, name)
         shown = Shown(
             name, shown_picture, x[0], _predictions(logits, classes), {}, {}, "", None, {}
         )
@@ -237,6 +237,43 @@ def explain_pictures(
         shown.target = _target_words(question, shown, classes)
         results.append(shown)
     return results
+
+
+def distinct_names(names: Sequence[str]) -> list[str]:
+    """The names, made distinct by their stems (the downloads are named by stem): a name whose
+    stem came before is numbered (``cross.png``, ``cross-2.png``), so two uploads of one file
+    name, or an upload named like a sample, keep their own files and captions.
+
+    Examples:
+        >>> distinct_names(["cross.png", "disc.png", "cross.png", "cross-2.png", "cross.jpg"])
+        ['cross.png', 'disc.png', 'cross-3.png', 'cross-2.png', 'cross-4.jpg']
+    """
+    given = {Path(name).stem for name in names}
+    seen: set[str] = set()
+    result = []
+    for name in names:
+        path, unique, number = Path(name), name, 2
+        while Path(unique).stem in seen or (unique != name and Path(unique).stem in given):
+            unique = f"{path.stem}-{number}{path.suffix}"
+            number += 1
+        seen.add(Path(unique).stem)
+        result.append(unique)
+    return result
+
+
+def _logits(model: AppModel, x: Tensor, name: str) -> Tensor:
+    """The model's scores for one picture; a picture the model cannot take (smaller than its
+    smallest input, say) is a `ValueError` that names the picture and its size."""
+    try:
+        with torch.no_grad():
+            return select_output(model.loaded.model(x))[0]
+    except (RuntimeError, ValueError, IndexError) as error:
+        height, width = x.shape[-2:]
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{name} is {width} x {height} pixels: too small for this model, or not a shape it "
+            f"takes (it failed: {first}); use a larger image"
+        ) from None
 
 
 def _target_words(question: Question, shown: Shown, classes: Sequence[str] | None) -> str:
@@ -331,7 +368,7 @@ def export(
 
     folder.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
-    for item in shown:
+    for item in shown:  # names made distinct by `explain_pictures`
         stem = Path(item.name).stem
         overlays = {}
         for method, heat in item.maps.items():

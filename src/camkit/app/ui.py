@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import secrets
 import shutil
 import tempfile
 import threading
@@ -27,6 +28,7 @@ from camkit.cli.common import BUNDLED
 from camkit.methods import METHODS
 
 RANDOM = "random weights"
+MAX_SESSIONS = 64  # sessions whose files are kept at once (each: one answer's files)
 TARGETS = {"top prediction": "top", "a class": "class", "A rather than B": "contrast"}
 
 
@@ -46,19 +48,27 @@ def _torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+SESSION_HOURS = 1.0
+"""A session's results and files are deleted this long after its last answer (Gradio's
+`time_to_live`), or when the app stops, whichever comes first."""
+
+
 @dataclasses.dataclass
 class Session:
-    """One browser session's results and files (removed when the session ends)."""
+    """One browser session's results and files: the files of its latest answer only, in its
+    own folder under the app's, made when first needed and removed when the session ends."""
 
+    folder: Path
     model: tuple[str, str] = (BUNDLED, "")
     shown: list[core.Shown] = dataclasses.field(default_factory=list)
-    folder: Path = dataclasses.field(default_factory=lambda: Path(tempfile.mkdtemp("-camkit")))
     uploads: list[str] = dataclasses.field(default_factory=list)
 
     def clear(self) -> None:
+        """Delete the session's files: its answer's downloads and its uploads."""
         shutil.rmtree(self.folder, ignore_errors=True)
         for path in self.uploads:
             Path(path).unlink(missing_ok=True)
+        self.uploads.clear()
 
 
 class App:
@@ -78,6 +88,9 @@ class App:
         self.models: OrderedDict[tuple[str, str], core.AppModel] = OrderedDict()
         self.lock = threading.Lock()
         self.explained = 0  # questions answered with the model (the tests count them)
+        # Every session's files live under this folder, which `close` removes.
+        self.folder = Path(tempfile.mkdtemp(prefix="camkit-app-"))
+        self.sessions: OrderedDict[Path, Session] = OrderedDict()
         self.jobs = 0  # handlers running now
         self.idle = threading.Condition()
         self.model(self.start)  # a wrong --model fails now, before the server starts
@@ -98,6 +111,33 @@ class App:
         """Wait until no handler runs (True), or `timeout` seconds (False)."""
         with self.idle:
             return self.idle.wait_for(lambda: self.jobs == 0, timeout)
+
+    def session(self) -> Session:
+        """A new session, in a folder of its own; beyond `MAX_SESSIONS` the oldest one's files
+        are deleted (its page then asks again), so the disk holds a bounded amount."""
+        with self.lock:
+            folder = self.folder / secrets.token_hex(8)
+            session = Session(folder, model=self.start)
+            self.sessions[folder] = session
+            while len(self.sessions) > MAX_SESSIONS:
+                _, oldest = self.sessions.popitem(last=False)
+                oldest.clear()
+            return session
+
+    def end(self, session: Session | None) -> None:
+        """A session ended (its page closed long enough, or its time ran out): its files go."""
+        if session is not None:
+            with self.lock:
+                self.sessions.pop(session.folder, None)
+            session.clear()
+
+    def close(self) -> None:
+        """Delete every session's files (the app stops)."""
+        with self.lock:
+            for session in self.sessions.values():
+                session.clear()
+            self.sessions.clear()
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def model(self, key: tuple[str, str]) -> core.AppModel:
         with self.lock:
@@ -139,7 +179,7 @@ class Handlers:
 
     def choose_model(self, state: Session | None, name: str, weights: str | None) -> tuple:
         """Load the chosen model: its layers and classes fill the dropdowns."""
-        state = state or Session(model=self.app.start)
+        state = state or self.app.session()
         key = (name, weights or "")
         if weights:
             state.uploads.append(weights)
@@ -179,7 +219,7 @@ class Handlers:
     ) -> tuple:
         """Explain the chosen images: overlays, the top-5 and the files to download (and clear
         the curves, which `curves` computes next)."""
-        state = state or Session(model=self.app.start)
+        state = state or self.app.session()
         try:
             model = self.app.model(state.model)
             classes = model.classes
@@ -240,7 +280,7 @@ def build(app: App) -> gr.Blocks:
     model_names = [start_name] + [n for n in [BUNDLED, *_torchvision_names()] if n != start_name]
 
     with gr.Blocks(title="camkit", delete_cache=(600, 3600)) as page:
-        session = gr.State(None, delete_callback=lambda s: s.clear() if s else None)
+        session = gr.State(None, time_to_live=SESSION_HOURS * 3600, delete_callback=app.end)
         gr.Markdown(
             "# camkit · class activation maps\nChoose images, a model, a layer, methods "
             "and a target, then **Explain**."

@@ -45,6 +45,7 @@ def app_command(args: argparse.Namespace) -> int:
         print("\ncamkit: app stopped", flush=True)
     finally:
         page.close()
+        app.close()  # every session's files go with the app
     return 0
 
 
