@@ -146,6 +146,7 @@ def test_opacity_and_colour_map_redraw_without_the_model(served, page, monkeypat
     url, _ = served
     _open(page, url)
     _explain_and_wait(page, 3)
+    page.wait_for_selector("#aucs table", timeout=60_000)  # the answer's curves are done too
     calls = []
 
     def counted(name: str):

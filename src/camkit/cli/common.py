@@ -415,7 +415,7 @@ def check_reachable(address: str) -> None:
         >>> check_reachable("127.0.0.1:1")
         Traceback (most recent call last):
         ...
-        camkit.cli.common.UsageError: --ray 127.0.0.1:1: no Ray cluster answers there (...)
+        camkit.cli.common.UsageError: --ray 127.0.0.1:1: no Ray cluster answers there (...); ...
     """
     where = address.removeprefix("ray://")
     host, _, port = where.rpartition(":")
