@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -615,3 +616,30 @@ def test_ray_keeps_its_own_log_lines_off_the_terminal(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # Ray's notes and warnings are in its log files
     assert result.stdout.startswith("camkit: wrote 12 files for 4 input(s)")
+
+
+def test_a_file_given_twice_is_explained_once(tmp_path, capsys) -> None:
+    image = rgb(tmp_path / "x.png")
+    code = main(["explain", str(image), str(tmp_path / "." / "x.png"), str(tmp_path), "--out",
+                 str(tmp_path / "o"), *QUICK])  # fmt: skip
+    assert code == 0
+    assert "wrote 3 files for 1 input(s)" in capsys.readouterr().out
+
+
+def test_rays_lines_go_to_a_log_that_is_kept_only_when_ray_fails(capsys) -> None:
+    from camkit.cli.on_ray import _ray_lines_to
+
+    logs = Path(tempfile.gettempdir())
+    before = set(logs.glob("camkit-ray-*.log"))
+    with _ray_lines_to(None):
+        os.write(2, b"a note of Ray's core\n")  # what Ray's C++ core writes to stderr
+    assert capsys.readouterr().err == ""
+    assert set(logs.glob("camkit-ray-*.log")) == before  # its file removed
+    with pytest.raises(RuntimeError), _ray_lines_to(None):
+        os.write(2, b"why Ray failed\n")
+        raise RuntimeError("the cluster went away")
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("camkit: Ray's own log lines are in ")
+    kept = Path(line.removeprefix("camkit: Ray's own log lines are in "))
+    assert kept.read_text() == "why Ray failed\n"
+    kept.unlink()

@@ -7,7 +7,16 @@ import os
 
 import pytest
 
-from camkit.files import OutputError, check_output_folder, shown, write_file, write_text
+from camkit.files import (
+    LEDGER,
+    OutputError,
+    OutputFolder,
+    check_output_folder,
+    read_ledger,
+    shown,
+    write_file,
+    write_text,
+)
 
 
 def test_a_file_is_written_whole_with_no_temporary_left(tmp_path) -> None:
@@ -62,3 +71,53 @@ def test_output_folder_checks(tmp_path) -> None:
 def test_names_with_control_characters_are_shown_escaped() -> None:
     assert shown("a\x1b]0;pwned\x07b\nc.png") == "a\\x1b]0;pwned\\x07b\\nc.png"
     assert shown("plain café.png") == "plain café.png"
+
+
+def test_a_broken_or_edited_ledger_can_only_make_camkit_more_careful(tmp_path) -> None:
+    (tmp_path / "user.png").write_text("the user's")
+    (tmp_path / "mine.png").write_text("camkit's")
+    lines = [
+        '"mine.png"',  # a name camkit recorded
+        '"user.pn',  # a line cut short
+        "\udcff garbage \x00",  # not JSON
+        '["user.png", 1, 2]',  # not a name
+        '"../user.png"',  # names that leave the folder, or the ledger itself
+        '"/etc/passwd"',
+        '""',
+        f'"{LEDGER}"',
+    ]
+    (tmp_path / LEDGER).write_text("\n".join(lines) + "\n", errors="surrogateescape")
+    assert read_ledger(tmp_path) == {"mine.png"}
+    out = OutputFolder(tmp_path)
+    out.write_text("mine.png", "replaced")
+    with pytest.raises(OutputError, match="user.png: camkit did not write it"):
+        out.write_text("user.png", "overwritten")
+    assert (tmp_path / "user.png").read_text() == "the user's"
+    (tmp_path / LEDGER).write_text("")  # empty: nothing is camkit's
+    with pytest.raises(OutputError, match="mine.png: camkit did not write it"):
+        OutputFolder(tmp_path).write_text("mine.png", "again")
+
+
+def test_a_ledger_that_is_a_link_is_refused(tmp_path) -> None:
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text('"victim.png"\n')
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / LEDGER).symlink_to(elsewhere)
+    with pytest.raises(OutputError, match="is not a regular file: remove it"):
+        OutputFolder(tmp_path / "out")
+    assert elsewhere.read_text() == '"victim.png"\n'
+
+
+def test_a_large_ledger_is_read_whole(tmp_path) -> None:
+    names = [f"d{i % 97}/img{i}_gradcam.png" for i in range(100_000)]
+    (tmp_path / LEDGER).write_text("".join(f'"{n}"\n' for n in names))
+    assert read_ledger(tmp_path) == set(names)
+
+
+def test_a_sub_folder_that_is_a_link_is_refused(tmp_path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OutputError, match="a is a symbolic link: refused as a folder"):
+        OutputFolder(tmp_path / "out").write_text("a/img.json", "{}")
+    assert not list((tmp_path / "elsewhere").iterdir())

@@ -112,10 +112,11 @@ class OutputFolder:
     """An output folder that camkit writes into without ever replacing a file it did not write.
 
     A name is camkit's once it is in the folder's ledger (`LEDGER`): it is added there before
-    the file is first written, so a rerun (or `--skip-existing`) replaces its own outputs, and
-    nothing else. Writing a name that is taken by a file camkit did not write, or by one of
-    `inputs`, raises `OutputError`. Names may hold sub-folders (``"a/img_gradcam.png"``); a
-    sub-folder that is a symbolic link is refused. Safe to share between threads.
+    the file is first written, so a rerun (or `--skip-existing`) replaces camkit's own outputs
+    (also one cut short or edited since: the name is camkit's) and nothing else. Writing a name
+    that is taken by a file camkit did not write, or by one of `inputs`, raises `OutputError`.
+    Names may hold sub-folders (``"a/img_gradcam.png"``); a sub-folder that is a symbolic link
+    is refused. Safe to share between threads.
 
     Examples:
         >>> import tempfile
@@ -136,6 +137,7 @@ class OutputFolder:
         self.root = root
         self.inputs = {identity(p) for p in inputs}
         self.owned = read_ledger(root)
+        self._folders: set[Path] = set()  # made (or found) and checked already
         self._lock = threading.Lock()
 
     def path(self, name: str) -> Path:
@@ -180,9 +182,10 @@ class OutputFolder:
         write_text(self.claim(name), text)
 
     def _make_folders(self, folder: Path) -> None:
-        relative = folder.relative_to(self.root).parts
+        if folder in self._folders:  # each folder is checked and made once per run
+            return
         current = self.root
-        for part in ("", *relative):
+        for part in ("", *folder.relative_to(self.root).parts):
             current = current / part if part else current
             if current.is_symlink():
                 raise OutputError(f"{shown(current)} is a symbolic link: refused as a folder")
@@ -192,6 +195,7 @@ class OutputFolder:
                 raise OutputError(f"{shown(current)} is a file, not a folder") from None
             except OSError as error:
                 raise OutputError(f"cannot create {shown(current)}: {error.strerror}") from None
+        self._folders.add(folder)
 
     def _record(self, name: str) -> None:
         ledger = self.root / LEDGER
@@ -210,13 +214,13 @@ class OutputFolder:
 
 def read_ledger(root: Path) -> set[str]:
     """The names camkit wrote in `root` (empty when it has no ledger). A line that is not a
-    JSON string (a torn write, an edit) names nothing."""
+    JSON string (a torn write, an edit), or a name that leaves the folder, names nothing: an
+    edited ledger can make camkit no bolder outside its folder."""
     ledger = root / LEDGER
     try:
-        if not ledger.is_file():  # a named pipe there would block the read forever
-            if ledger.exists() or ledger.is_symlink():
-                raise OutputError(f"{shown(ledger)} is not a regular file: remove it")
-            return set()
+        if ledger.is_symlink() or (ledger.exists() and not ledger.is_file()):
+            # A named pipe there would block the read; a link could point anywhere.
+            raise OutputError(f"{shown(ledger)} is not a regular file: remove it")
         lines = ledger.read_text(encoding="utf-8", errors="replace").splitlines()
     except (FileNotFoundError, NotADirectoryError):
         return set()
@@ -224,13 +228,21 @@ def read_ledger(root: Path) -> set[str]:
         if isinstance(error, OutputError):
             raise
         raise OutputError(f"cannot read {shown(ledger)}: {error.strerror}") from error
-    names = set()
-    for line in lines:
-        with contextlib.suppress(ValueError):  # not a name camkit recorded: it owns nothing
-            name = json.loads(line)
-            if isinstance(name, str):
-                names.add(name)
-    return names
+    return {name for name in map(_ledger_name, lines) if name is not None}
+
+
+def _ledger_name(line: str) -> str | None:
+    """The name a ledger line records, or None for a line camkit does not write."""
+    try:
+        name = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(name, str):
+        return None
+    path = Path(name)
+    if not path.parts or path.is_absolute() or ".." in path.parts or name == LEDGER:
+        return None
+    return name
 
 
 def identity(path: Path) -> Path:

@@ -27,7 +27,14 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from camkit.cli.common import BUNDLED, LoadedModel, UsageError, bundled_samples, load_model
+from camkit.cli.common import (
+    BUNDLED,
+    LoadedModel,
+    UsageError,
+    bundled_samples,
+    first_line,
+    load_model,
+)
 from camkit.errors import CamkitWarning
 from camkit.images import ImageReadError, read_image
 from camkit.layers import candidates, find_spatial_layer
@@ -269,10 +276,9 @@ def _logits(model: AppModel, x: Tensor, name: str) -> Tensor:
             return select_output(model.loaded.model(x))[0]
     except (RuntimeError, ValueError, IndexError) as error:
         height, width = x.shape[-2:]
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(
             f"{name} is {width} x {height} pixels: too small for this model, or not a shape it "
-            f"takes (it failed: {first}); use a larger image"
+            f"takes (it failed: {first_line(error)}); use a larger image"
         ) from None
 
 

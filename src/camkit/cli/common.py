@@ -84,8 +84,9 @@ def _load_state(path: Path) -> dict[str, Tensor]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"{shown(path)} is not a readable PyTorch checkpoint ({first})") from None
+        raise UsageError(
+            f"{shown(path)} is not a readable PyTorch checkpoint ({first_line(error)})"
+        ) from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
@@ -343,12 +344,7 @@ def check_options(args: argparse.Namespace) -> None:
         if value is not None and value > most:
             flag = "--" + option.replace("_", "-")
             raise UsageError(f"{flag} {value}: at most {most} ({why})")
-    for option in ("ray_workers", "ray_log"):
-        if getattr(args, option, None) is not None and getattr(args, "ray", None) is None:
-            flag = "--" + option.replace("_", "-")
-            raise UsageError(f"{flag} is for runs on Ray: add --ray [ADDRESS]")
-    if getattr(args, "ray", None):
-        check_reachable(args.ray)
+    _check_ray_options(args)
     for option, (least, unit) in _MINIMUM.items():
         value = getattr(args, option, None)
         if value is not None and value < least:
@@ -377,6 +373,16 @@ def check_options(args: argparse.Namespace) -> None:
         check_output_folder(Path(args.out))
     except OutputError as error:
         raise UsageError(f"--out {shown(args.out)}: {error}") from None
+
+
+def _check_ray_options(args: argparse.Namespace) -> None:
+    """The Ray options come with --ray, whose address (or RAY_ADDRESS's) answers."""
+    for option in ("ray_workers", "ray_log"):
+        if getattr(args, option, None) is not None and getattr(args, "ray", None) is None:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} is for runs on Ray: add --ray [ADDRESS]")
+    if getattr(args, "ray", None) is not None:  # no address: the one in RAY_ADDRESS, if any
+        check_reachable(args.ray or os.environ.get("RAY_ADDRESS", ""))
 
 
 def machine_memory() -> int:

@@ -214,9 +214,7 @@ def _source(args: argparse.Namespace, loaded: LoadedModel) -> tuple[Items, int]:
         from camkit.data import CLASSES
 
         count = args.limit if args.limit is not None else 200
-        side = args.size or 96
-        check_memory(f"--batch-size {args.batch_size} at {side} x {side} pixels", args.batch_size,
-                     side)  # fmt: skip
+        side = _checked_side(args, args.size or 96)
         return _generated(args.data, count, side), len(CLASSES) - 1
     if not Path(args.data).is_dir():
         raise UsageError(
@@ -225,8 +223,13 @@ def _source(args: argparse.Namespace, loaded: LoadedModel) -> tuple[Items, int]:
         )
     items = _folder_dataset(Path(args.data), loaded)[: args.limit]
     side = args.size or loaded.size or min(_first_readable(items, MAX_SIDE).shape[1:])
+    return FolderImages(items, _checked_side(args, side), loaded), max(label for _, label in items)
+
+
+def _checked_side(args: argparse.Namespace, side: int) -> int:
+    """The input side, once a batch of that size is known to fit in memory."""
     check_memory(f"--batch-size {args.batch_size} at {side} x {side} pixels", args.batch_size, side)
-    return FolderImages(items, side, loaded), max(label for _, label in items)
+    return side
 
 
 def to_batch(chunk: list[Any], device: str, fail: Callable[[str], None]) -> Batch | None:

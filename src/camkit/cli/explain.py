@@ -55,24 +55,25 @@ def _inputs(given: Sequence[str], own: set[Path]) -> tuple[list[Path], Path, int
     sorted order) except the outputs camkit wrote there (`own`: a folder can be its own
     `--out`); the folder their output names are relative to; and how many outputs were left
     out. Anything else than a regular file is reported when read, never opened."""
-    found: list[Path] = []
+    found: dict[Path, Path] = {}  # by identity: a file given twice (or in a folder given) once
     left_out = 0
     for text in given:
         path = Path(text)
-        if not path.is_dir():
-            found.append(path)  # missing, unreadable or special files are reported when read
-            continue
-        for image in sorted(path.rglob("*")):
-            if image.suffix.lower() not in IMAGE_SUFFIXES or image.is_dir():
-                continue
-            if identity(image) in own:
+        # Missing, unreadable or special files given by name are reported when read.
+        images = [path] if not path.is_dir() else [
+            p for p in sorted(path.rglob("*"))
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+        ]  # fmt: skip
+        for image in images:
+            key = identity(image)
+            if path.is_dir() and key in own:
                 left_out += 1
             else:
-                found.append(image)
-    unique = list({identity(p): p for p in reversed(found)}.values())[::-1]  # first kept
+                found.setdefault(key, image)
     folders = [os.path.abspath(t if Path(t).is_dir() else os.path.dirname(os.path.abspath(t)))
                for t in given]  # fmt: skip
-    return unique, Path(os.path.commonpath(folders)) if folders else Path.cwd(), left_out
+    root = Path(os.path.commonpath(folders)) if folders else Path.cwd()
+    return list(found.values()), root, left_out
 
 
 def _plan(given: Sequence[str], folder: OutputFolder) -> tuple[list[Path], list[str | None], int]:
@@ -380,23 +381,35 @@ def _explain_here(
                 task.add_done_callback(lambda _task: waiting.release())
 
 
-def explain_command(args: argparse.Namespace) -> int:
-    methods = parse_methods(args.methods)
-    check_options(args)
-    if args.size:
-        check_memory(f"--batch-size {args.batch_size} with --size {args.size}", args.batch_size,
-                     args.size)  # fmt: skip
-    loaded = load_model(args.model, args.weights, args.trust_model)
-    if args.size is not None:
-        loaded.size = args.size or None
-    if args.mean is not None or args.std is not None:
-        loaded.mean, loaded.std = tuple(args.mean or (0.0,) * 3), tuple(args.std or (1.0,) * 3)
-    model = loaded.model.to(args.device).eval()
-    if methods is None:
-        methods = ["gradcam", "gradcam++"] + (["cam"] if loaded.name == BUNDLED else [])
-    layer = parse_layer(args, model)
-    targets = _targets(args, loaded)
-    explainers = {m: METHODS[m](model, layer=layer) for m in methods}
+@dataclass
+class Plan:
+    """What a run writes: every input, its output stem (None: refused, its names are another
+    input's), the inputs to explain now, and the outputs of camkit left out of the inputs."""
+
+    folder: OutputFolder
+    paths: list[Path]
+    stems: list[str | None]
+    todo: list[int]
+    left_out: int
+
+    @property
+    def done_before(self) -> int:
+        """Inputs complete from an earlier run (`--skip-existing`)."""
+        return sum(stem is not None for stem in self.stems) - len(self.todo)
+
+    def refused(self) -> list[Path]:
+        return [path for path, stem in zip(self.paths, self.stems, strict=True) if stem is None]
+
+    def notes(self) -> str:
+        """What the closing line adds: skipped inputs, outputs left out of the inputs."""
+        notes = [f"{self.done_before} complete already, skipped"] if self.done_before else []
+        if self.left_out:
+            notes.append(f"{self.left_out} files camkit wrote there left out of the inputs")
+        return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _plan_run(args: argparse.Namespace, methods: Sequence[str]) -> Plan:
+    """The inputs and their outputs in `--out` (made now), before any work."""
     out = Path(args.out)
     try:
         folder = OutputFolder(out)
@@ -408,14 +421,41 @@ def explain_command(args: argparse.Namespace) -> int:
     todo = [i for i, stem in enumerate(stems) if stem is not None]
     if args.skip_existing:
         todo = [i for i in todo if not _complete(out, str(stems[i]), paths[i], methods)]
-    done_before = sum(stem is not None for stem in stems) - len(todo)
-    data = ImageFiles([paths[i] for i in todo], [str(stems[i]) for i in todo], loaded,
-                      args.max_size)  # fmt: skip
-    run = Run(args, loaded, folder, progress_bar(len(paths), "explaining", initial=done_before))
-    for path, stem in zip(paths, stems, strict=True):
-        if stem is None:
-            run.failed(path, "read", ValueError("another input's outputs would have the same "
-                                                "names: rename one of them"))  # fmt: skip
+    return Plan(folder, paths, stems, todo, left_out)
+
+
+def _load(args: argparse.Namespace) -> LoadedModel:
+    """The model, with the preprocessing the options set (`--size`, `--mean`, `--std`)."""
+    if args.size:
+        check_memory(f"--batch-size {args.batch_size} with --size {args.size}", args.batch_size,
+                     args.size)  # fmt: skip
+    loaded = load_model(args.model, args.weights, args.trust_model)
+    if args.size is not None:
+        loaded.size = args.size or None
+    if args.mean is not None or args.std is not None:
+        loaded.mean, loaded.std = tuple(args.mean or (0.0,) * 3), tuple(args.std or (1.0,) * 3)
+    return loaded
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    methods = parse_methods(args.methods)
+    check_options(args)
+    loaded = _load(args)
+    model = loaded.model.to(args.device).eval()
+    if methods is None:
+        methods = ["gradcam", "gradcam++"] + (["cam"] if loaded.name == BUNDLED else [])
+    layer = parse_layer(args, model)
+    targets = _targets(args, loaded)
+    explainers = {m: METHODS[m](model, layer=layer) for m in methods}
+    plan = _plan_run(args, methods)
+    paths, out = plan.paths, Path(args.out)
+    data = ImageFiles([paths[i] for i in plan.todo], [str(plan.stems[i]) for i in plan.todo],
+                      loaded, args.max_size)  # fmt: skip
+    run = Run(args, loaded, plan.folder,
+              progress_bar(len(paths), "explaining", initial=plan.done_before))  # fmt: skip
+    for path in plan.refused():
+        run.failed(path, "read", ValueError("another input's outputs would have the same names: "
+                                            "rename one of them"))  # fmt: skip
     if loaded.classes is None and targets is not None:  # the classes asked for must exist
         first = next((item for item in map(data.__getitem__, range(len(data)))
                       if not isinstance(item, Unreadable)), None)  # fmt: skip
@@ -442,12 +482,8 @@ def explain_command(args: argparse.Namespace) -> int:
         )
         return 130
     run.progress.close()
-    notes = [f"{done_before} complete already, skipped"] if done_before else []
-    if left_out:
-        notes.append(f"{left_out} files camkit wrote there left out of the inputs")
-    notes_text = f" ({'; '.join(notes)})" if notes else ""
     print(f"camkit: wrote {run.written} files for {len(paths)} input(s) to {shown(out)}/"
-          f"{notes_text}")  # fmt: skip
+          f"{plan.notes()}")  # fmt: skip
     return 1 if run.failures else 0
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from camkit.cli.common import LoadedModel, UsageError, check_reachable, first_line
+from camkit.cli.common import LoadedModel, UsageError, first_line
 from camkit.evaluation import Evaluation, Settings
 from camkit.files import OutputFolder, shown
 from camkit.layers import LayerSpec
@@ -62,9 +62,7 @@ def connected(address: str, log: str | None = None) -> Iterator[Any]:
     Ray's own lines (its C++ core writes them to the process's stderr) go to the file `log`
     ("-": the terminal; None: a temporary file, removed unless Ray failed)."""
     ray = _ray()
-    started = not ray.is_initialized()
-    if started:
-        check_reachable(address or os.environ.get("RAY_ADDRESS", ""))
+    started = not ray.is_initialized()  # the address was probed with the options
     with _ray_lines_to(log):
         if started:
             try:
