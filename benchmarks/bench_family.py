@@ -115,19 +115,19 @@ LIMIT = "limit: forward + autograd.grad to layer4"
 
 FORWARD_ONLY: dict[str, Case] = {
     "limit: 1024 masked passes, batches of 64": masked_passes,
-    "camkit Score-CAM (batch 64)": ours("scorecam", batch_size=64),
-    "camkit Score-CAM top-64 channels": ours("scorecam", batch_size=64, channels=64),
-    "camkit Ablation-CAM (batch 1024)": ours("ablationcam", batch_size=1024),
+    "camkit Score-CAM (batch 64)": ours("scorecam", rows_per_pass=64),
+    "camkit Score-CAM top-64 channels": ours("scorecam", rows_per_pass=64, channels=64),
+    "camkit Ablation-CAM (batch 1024)": ours("ablationcam", rows_per_pass=1024),
     "grad-cam ScoreCAM (batch 64)": grad_cam_lib("ScoreCAM", batch_size=64),
     "grad-cam AblationCAM (batch 64)": grad_cam_lib("AblationCAM", batch_size=64),
     "torchcam ScoreCAM (batch 64)": torchcam_lib("ScoreCAM", batch_size=64),
 }
 MASKED = "limit: 1024 masked passes, batches of 64"
 MEMORY = {
-    "camkit Score-CAM (batch 16)": ours("scorecam", batch_size=16),
-    "camkit Score-CAM (batch 64)": ours("scorecam", batch_size=64),
-    "camkit Ablation-CAM (batch 256)": ours("ablationcam", batch_size=256),
-    "camkit Ablation-CAM (batch 1024)": ours("ablationcam", batch_size=1024),
+    "camkit Score-CAM (batch 16)": ours("scorecam", rows_per_pass=16),
+    "camkit Score-CAM (batch 64)": ours("scorecam", rows_per_pass=64),
+    "camkit Ablation-CAM (batch 256)": ours("ablationcam", rows_per_pass=256),
+    "camkit Ablation-CAM (batch 1024)": ours("ablationcam", rows_per_pass=1024),
     "grad-cam ScoreCAM (batch 64)": grad_cam_lib("ScoreCAM", batch_size=64),
     "torchcam ScoreCAM (batch 64)": torchcam_lib("ScoreCAM", batch_size=64),
 }

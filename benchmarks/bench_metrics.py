@@ -80,7 +80,7 @@ def main() -> None:
     cases: dict[str, dict[str, Callable[[], object]]] = {
         "Average Drop": {
             "limit": forward_limit(model, masked),
-            "camkit": lambda: metrics.confidence(model, x, explanation, baseline=fill, base=base),
+            "camkit": lambda: metrics.confidence(model, x, explanation, fill=fill, base=base),
             "grad-cam": lambda: CamMultImageConfidenceChange()(x, cams, softmax_targets, model),
         },
         f"Deletion ({STEPS} steps)": {

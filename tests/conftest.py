@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
+from helpers.nets import ARCHITECTURES, gap_net
 
-def gap_net(in_channels: int = 3, classes: int = 5, dims: int = 2, seed: int = 0) -> nn.Module:
-    """conv-ReLU-conv-ReLU, global average pooling, one linear layer: the CAM architecture.
-
-    Children: "0" first conv, "2" second conv (the last spatial layer is "3", its ReLU).
-    """
-    torch.manual_seed(seed)
-    conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
-    pool = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}[dims]
-    return nn.Sequential(
-        conv(in_channels, 8, 3, padding=1),
-        nn.ReLU(),
-        conv(8, 16, 3, padding=1),
-        nn.ReLU(),
-        pool(1),
-        nn.Flatten(),
-        nn.Linear(16, classes),
-    ).eval()
+# Helpers are imported by the tests that need them, never collected: importing one can register
+# a plug-in (helpers/peak_metric.py).
+collect_ignore_glob = ["helpers/*"]
 
 
 @pytest.fixture
@@ -35,17 +21,6 @@ def tiny() -> nn.Module:
 @pytest.fixture
 def images() -> torch.Tensor:
     return torch.randn(3, 3, 12, 10, generator=torch.Generator().manual_seed(1))
-
-
-# (constructor, automatic layer, an earlier layer): five families with random weights.
-ARCHITECTURES = {
-    "resnet18": (torchvision.models.resnet18, "layer4", "layer3"),
-    # VGG: every convolution is followed by ReLU(inplace=True); "features.18" is such a conv.
-    "vgg11": (torchvision.models.vgg11, "features", "features.18"),
-    "densenet121": (torchvision.models.densenet121, "features", "features.denseblock3"),
-    "mobilenet_v3_small": (torchvision.models.mobilenet_v3_small, "features", "features.8"),
-    "efficientnet_b0": (torchvision.models.efficientnet_b0, "features", "features.5"),
-}
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import camkit
-from conftest import gap_net
+from helpers.nets import gap_net
 
 
 def test_registry_names_the_three_methods() -> None:
@@ -22,7 +22,8 @@ def test_explain_routes_options_to_constructor_and_call(images) -> None:
     direct = camkit.GradCAM(model, layer=["1", "3"], fuse="max")(images, score="softmax")
     routed = camkit.explain(model, images, "gradcam", layer=["1", "3"], fuse="max", score="softmax")
     torch.testing.assert_close(routed.maps, direct.maps)
-    assert routed.layers == ("1", "3") and len(routed.raw) == 2
+    assert routed.layers == ("1", "3")
+    assert len(routed.raw) == 2
     with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         camkit.explain(model, images, "gradcam", colour="red")
 

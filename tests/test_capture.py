@@ -29,9 +29,11 @@ def test_differentiable_capture_records_only_from_the_layer() -> None:
         out = model(x)
         assert torch.is_grad_enabled()  # switched on by the hook
         (grad,) = torch.autograd.grad(out.sum(), got["1"])
-    assert got["1"].is_leaf and got["1"].requires_grad
+    assert got["1"].is_leaf
+    assert got["1"].requires_grad
     assert grad.shape == got["1"].shape
-    assert x.grad is None and all(p.grad is None for p in model.parameters())
+    assert x.grad is None
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_capture_errors_and_cleanup() -> None:

@@ -18,8 +18,10 @@ def test_16_bit_greyscale_is_scaled_by_its_range_not_clipped(tmp_path) -> None:
     values = np.linspace(60000, 64000, 64 * 48).reshape(48, 64).astype(np.uint16)
     Image.fromarray(values).save(tmp_path / "g16.png")
     picture = read_image(tmp_path / "g16.png")
-    assert picture.shape == (3, 48, 64) and picture.dtype == torch.float32
-    assert float(picture.min()) == 0.0 and float(picture.max()) == 1.0
+    assert picture.shape == (3, 48, 64)
+    assert picture.dtype == torch.float32
+    assert float(picture.min()) == 0.0
+    assert float(picture.max()) == 1.0
     assert float((picture == 1.0).float().mean()) < 0.01  # was 99.6% white before
     expected = torch.from_numpy((values.astype(np.float64) - 60000) / 4000).float()
     torch.testing.assert_close(picture[0], expected, rtol=0, atol=1e-6)
@@ -30,14 +32,16 @@ def test_12_bit_data_in_16_bits_fills_the_range(tmp_path) -> None:
     values = (np.arange(40 * 30) % 4096).reshape(30, 40).astype(np.uint16)
     Image.fromarray(values).save(tmp_path / "g12.png")
     picture = read_image(tmp_path / "g12.png")
-    assert float(picture.max()) == 1.0 and float(picture.min()) == 0.0
+    assert float(picture.max()) == 1.0
+    assert float(picture.min()) == 0.0
 
 
 def test_float_tiff_outside_the_unit_range_is_scaled_and_inside_is_kept(tmp_path) -> None:
     wide = np.linspace(-500, 500, 32 * 16).reshape(16, 32).astype(np.float32)
     Image.fromarray(wide).save(tmp_path / "wide.tiff")
     picture = read_image(tmp_path / "wide.tiff")
-    assert float(picture.min()) == 0.0 and float(picture.max()) == 1.0
+    assert float(picture.min()) == 0.0
+    assert float(picture.max()) == 1.0
     assert float((picture == 0).float().mean()) < 0.01  # was all black before
     unit = np.linspace(0.2, 0.7, 32 * 16).reshape(16, 32).astype(np.float32)
     Image.fromarray(unit).save(tmp_path / "unit.tiff")
@@ -48,9 +52,11 @@ def test_32_bit_integer_and_constant_images(tmp_path) -> None:
     values = (np.arange(20 * 10).reshape(10, 20) * 100_000).astype(np.int32)
     Image.fromarray(values).save(tmp_path / "i32.tiff")
     picture = read_image(tmp_path / "i32.tiff")
-    assert float(picture.min()) == 0.0 and float(picture.max()) == 1.0
+    assert float(picture.min()) == 0.0
+    assert float(picture.max()) == 1.0
     constant = image_to_tensor(Image.new("I;16", (5, 4), 40000))
-    assert constant.shape == (3, 4, 5) and float(constant.abs().max()) == 0.0
+    assert constant.shape == (3, 4, 5)
+    assert float(constant.abs().max()) == 0.0
 
 
 def test_non_finite_float_pixels_are_refused(tmp_path) -> None:
@@ -68,7 +74,8 @@ def test_every_mode_becomes_rgb_in_the_unit_range(tmp_path, mode) -> None:
     path = tmp_path / ("x.png" if mode != "CMYK" else "x.tiff")
     image.save(path)
     picture = read_image(path)
-    assert picture.shape == (3, 20, 30) and 0 <= float(picture.min()) <= float(picture.max()) <= 1
+    assert picture.shape == (3, 20, 30)
+    assert 0 <= float(picture.min()) <= float(picture.max()) <= 1
     if mode in ("RGBA", "P"):
         expected = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1) / 255
         torch.testing.assert_close(picture, expected.float())
@@ -81,7 +88,8 @@ def test_a_palette_with_transparency_keeps_its_colours(tmp_path) -> None:
     image.info["transparency"] = 0
     image.save(tmp_path / "p.png", transparency=0)
     picture = read_image(tmp_path / "p.png")
-    assert picture[:, 0, 0].tolist() == [0.0, 0.0, 1.0] and picture[:, 0, 5].tolist() == [1, 0, 0]
+    assert picture[:, 0, 0].tolist() == [0.0, 0.0, 1.0]
+    assert picture[:, 0, 5].tolist() == [1, 0, 0]
 
 
 def test_exif_orientation_is_applied(tmp_path) -> None:

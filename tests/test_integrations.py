@@ -46,7 +46,8 @@ def test_tensorboard_gets_one_grid_per_call(explained, tmp_path) -> None:
         log_tensorboard(writer, "maps/gradcam", x, result, step=3)
     logged = _images_in(tmp_path, "maps/gradcam")
     assert [image.step for image in logged] == [3]
-    assert logged[0].width > 16 and logged[0].height == 16  # the three overlays side by side
+    assert logged[0].width > 16
+    assert logged[0].height == 16
 
 
 def test_wandb_offline_run_gets_the_images(explained, tmp_path, monkeypatch) -> None:

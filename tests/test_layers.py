@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from camkit.layers import find_spatial_layer, resolve_layers, unwrap
-from conftest import gap_net
+from helpers.nets import gap_net
 
 
 def test_names_modules_brackets_and_lists() -> None:

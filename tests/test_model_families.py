@@ -16,7 +16,7 @@ from torch import nn
 import camkit
 from camkit import Region
 from camkit.layers import candidates, find_spatial_layer
-from conftest import gap_net
+from helpers.nets import gap_net
 
 
 def not_constant(result: camkit.Explanation) -> bool:
@@ -63,7 +63,8 @@ def assert_explained(model: nn.Module, x: torch.Tensor, layer: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", camkit.CamkitWarning)
         grad = camkit.GradCAM(model)(x)
-    assert grad.layers == (layer,) and grid_cells(grad) > 1
+    assert grad.layers == (layer,)
+    assert grid_cells(grad) > 1
     assert not_constant(camkit.GradCAMElementWise(model)(x))
 
 
@@ -132,8 +133,10 @@ def test_a_sequential_that_ends_in_global_pooling_is_looked_into() -> None:
     assert find_spatial_layer(model, x) == "0.3"
     assert camkit.GradCAM(model)(x).raw[0].shape[2:] == (28, 28)
     listed = {c.name: c for c in candidates(model, x)}
-    assert listed["0.3"].shape == (1, 16, 28, 28) and listed["0.3"].layout == "spatial"
-    assert listed["0"].grid == (1, 1) and "0.4" not in listed  # pooled; adaptive pooling skipped
+    assert listed["0.3"].shape == (1, 16, 28, 28)
+    assert listed["0.3"].layout == "spatial"
+    assert listed["0"].grid == (1, 1)
+    assert "0.4" not in listed
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +161,8 @@ def test_faster_rcnn_box_with_the_backbones_last_stage(detector, detections) -> 
     x, box = detections
     assert find_spatial_layer(detector, x) == "backbone.body.16"
     result = camkit.GradCAM(detector)(x, targets=box)
-    assert result.layers == ("backbone.body.16",) and not_constant(result)
+    assert result.layers == ("backbone.body.16",)
+    assert not_constant(result)
     with torch.no_grad():
         top = torch.stack([d["scores"][0] for d in detector(x)])
     torch.testing.assert_close(result.scores[:, 0], top)  # the explained score is the box's
@@ -174,9 +178,11 @@ def test_every_method_on_a_detector_gives_a_map_or_says_why_not(method, detector
             result = camkit.METHODS[method](detector, **options)(x, targets=box)
     except ValueError as error:
         reasons = {"cam": "CAM explains class indices", "ablationcam": "skip connection"}
-        assert method in reasons and reasons[method] in str(error)
+        assert method in reasons
+        assert reasons[method] in str(error)
     else:
-        assert result.maps.shape == (2, 1, 160, 200) and torch.isfinite(result.maps).all()
+        assert result.maps.shape == (2, 1, 160, 200)
+        assert torch.isfinite(result.maps).all()
 
 
 def test_grad_cam_plus_plus_weights_are_never_negative_which_blanks_signed_layers(

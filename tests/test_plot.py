@@ -31,7 +31,8 @@ def test_a_line_runs_between_its_points() -> None:
     placed = draw({"up": [0.0, 1.0]}, [0.0, 1.0], **kwargs)
     assert chart.size == (400, 300)
     start, end = (_pixel(placed, x, x, 300) for x in (0.0, 1.0))
-    assert start[0] < end[0] and start[1] > end[1]  # rising to the right
+    assert start[0] < end[0]
+    assert start[1] > end[1]
     for point in (start, end, ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)):
         assert _near(chart, point, PALETTE[0])
     assert not _near(chart, (start[0], end[1]), PALETTE[0])  # the top-left corner stays empty

@@ -46,7 +46,8 @@ def test_box_iou_threshold_and_rows() -> None:
     assert per_image(copies, torch.tensor([0, 1, 0, 1])).flatten().tolist() == pytest.approx(
         [0.9, 0.7, 0.9, 0.7]
     )
-    assert takes_rows(per_image) and not takes_rows(lambda outputs: outputs)
+    assert takes_rows(per_image)
+    assert not takes_rows(lambda outputs: outputs)
 
 
 def test_box_reads_yolo_style_tensors() -> None:

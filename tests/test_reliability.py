@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import camkit
-from conftest import gap_net
+from helpers.nets import gap_net
 
 METHODS = ["cam", "gradcam", "gradcam++"]
 EVERY_METHOD = [m for m in camkit.METHODS if m != "activation-sum"]  # not a doctest's example
@@ -56,9 +56,12 @@ def test_result_keeps_no_activation_or_graph_alive(method, images) -> None:
     model[3].register_forward_hook(lambda m, i, o: seen.append(weakref.ref(o)))
     result = camkit.explain(model, images, method, layer="3")
     gc.collect()
-    assert seen and all(ref() is None for ref in seen)  # result alive, activations gone
-    assert not result.outputs.requires_grad and result.outputs.grad_fn is None
-    assert not result.maps.requires_grad and not result.raw[0].requires_grad
+    assert seen
+    assert all(ref() is None for ref in seen)
+    assert not result.outputs.requires_grad
+    assert result.outputs.grad_fn is None
+    assert not result.maps.requires_grad
+    assert not result.raw[0].requires_grad
 
 
 def test_repeated_calls_do_not_accumulate_tensors(images) -> None:
@@ -225,7 +228,7 @@ def test_grad_mode_is_restored_after_the_call(images) -> None:
     with torch.no_grad():
         camkit.GradCAM(model)(images)
         assert not torch.is_grad_enabled()
-    with torch.no_grad(), pytest.raises(ValueError):
+    with torch.no_grad(), pytest.raises(ValueError, match="batch of 3"):
         camkit.GradCAM(model)(images, targets=[1, 2])
     assert torch.is_grad_enabled()
 
@@ -275,7 +278,8 @@ def test_half_and_bfloat16(dtype, method) -> None:
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     full = camkit.explain(model, x, method, targets=[0, 1])
     low = camkit.explain(model.to(dtype), x.to(dtype), method, targets=[0, 1])
-    assert low.maps.dtype == torch.float32 and low.raw[0].dtype == torch.float32
+    assert low.maps.dtype == torch.float32
+    assert low.raw[0].dtype == torch.float32
     assert torch.isfinite(low.maps).all()
     tolerance = 0.02 if dtype == torch.float16 else 0.1
     assert float((low.maps - full.maps).abs().amax()) < tolerance
@@ -294,7 +298,8 @@ def test_mode_and_parameter_grads_are_untouched(method, images) -> None:
     model.train()
     with pytest.warns(camkit.CamkitWarning, match="training mode"):
         camkit.explain(model, images, method)
-    assert model.training and all(m.training for m in model.modules())
+    assert model.training
+    assert all(m.training for m in model.modules())
 
 
 # 10. Token models: (B, N, C) outputs need a reshape.
@@ -327,7 +332,8 @@ def test_token_model_with_reshape(method) -> None:
     x = torch.rand(2, 3, 16, 12)
     # The last block's patch tokens do not reach the class token: explain the block before it.
     result = camkit.explain(model, x, method, layer="blocks.0", reshape=vit_grid)
-    assert result.raw[0].shape == (2, 1, 4, 3) and result.maps.shape == (2, 1, 16, 12)
+    assert result.raw[0].shape == (2, 1, 4, 3)
+    assert result.maps.shape == (2, 1, 16, 12)
     assert float(result.maps.amax()) == 1.0
     # Without reshape=, the grid (4 x 3 after a class token) is recognised from the input.
     automatic = camkit.explain(model, x, method, layer="blocks.0")
@@ -342,7 +348,8 @@ def test_automatic_layer_of_a_token_model_reaches_the_class_token() -> None:
     result = camkit.GradCAM(model)(torch.rand(2, 3, 16, 12))
     # blocks.1's output only feeds the score through the class token: its grid tokens have no
     # gradient, so the last layer whose grid tokens reach the score is blocks.0.
-    assert result.layers == ("blocks.0",) and float(result.maps.amax()) == 1.0
+    assert result.layers == ("blocks.0",)
+    assert float(result.maps.amax()) == 1.0
 
 
 # 11. Non-square inputs, other sizes than training, 1-D and 3-D inputs.
@@ -356,17 +363,19 @@ def test_any_spatial_rank_and_size(method, dims, size) -> None:
     result = camkit.explain(model, x, method, targets=camkit.TopK(2))
     assert result.maps.shape == (2, 2, *size)
     assert result.raw[0].shape == (2, 2, *size)  # padding keeps the layer at the input's size
-    assert float(result.maps.amin()) == 0.0 and float(result.maps.amax()) == 1.0
+    assert float(result.maps.amin()) == 0.0
+    assert float(result.maps.amax()) == 1.0
 
 
 # 12. Errors swallowed and printed instead of raised.
 def test_errors_are_raised_not_printed(images, capsys) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batch of 3"):
         camkit.GradCAM(gap_net(), layer="0")(images, targets=[1])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="CAM"):
         camkit.CAM(gap_net(), layer="0")(images)
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == ""
+    assert captured.out == ""
+    assert captured.err == ""
 
 
 # 13. A wrong layer name: say which names exist.
@@ -437,7 +446,8 @@ def test_train_mode_leaves_batch_norm_statistics_exactly_as_they_were(method, im
     assert all(torch.equal(before[k], after[k]) for k in before), [
         k for k in before if not torch.equal(before[k], after[k])
     ]
-    assert int(after["1.num_batches_tracked"]) == 0 and model.training
+    assert int(after["1.num_batches_tracked"]) == 0
+    assert model.training
 
 
 def test_a_single_image_without_its_batch_dimension_says_so() -> None:
@@ -542,7 +552,8 @@ def test_eigencam_with_one_broken_image_explains_the_others(images) -> None:
         warnings.simplefilter("always")
         result = camkit.EigenCAM(model)(broken)
     said = " ".join(str(w.message) for w in caught)
-    assert "non-finite values" in said and "1 of 3 eigencam maps are constant" in said
+    assert "non-finite values" in said
+    assert "1 of 3 eigencam maps are constant" in said
     clean = camkit.EigenCAM(model)(images)
     torch.testing.assert_close(result.maps[[0, 2]], clean.maps[[0, 2]])
     assert float(result.maps[1].abs().amax()) == 0.0

@@ -7,7 +7,7 @@ import torch
 
 import camkit
 from camkit.stream import Unreadable, explain_batches
-from conftest import gap_net
+from helpers.nets import gap_net
 
 
 def test_batches_are_grouped_by_size_and_equal_the_library_call() -> None:

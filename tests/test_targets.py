@@ -5,7 +5,7 @@ import torch
 
 import camkit
 from camkit.targets import TopK, score_targets, select_output
-from conftest import gap_net
+from helpers.nets import gap_net
 
 LOGITS = torch.tensor([[0.0, 3.0, 1.0, 2.0], [5.0, -1.0, 4.0, 0.0]])
 
@@ -25,7 +25,8 @@ LOGITS = torch.tensor([[0.0, 3.0, 1.0, 2.0], [5.0, -1.0, 4.0, 0.0]])
 )
 def test_target_forms(targets, expected) -> None:
     indices, scores, _ = score_targets(LOGITS, targets, batch_size=2)
-    assert indices.tolist() == expected and indices.dtype == torch.long
+    assert indices.tolist() == expected
+    assert indices.dtype == torch.long
     assert scores.tolist() == LOGITS.gather(1, torch.tensor(expected)).tolist()
 
 
@@ -59,7 +60,8 @@ def test_bad_topk_and_score_names() -> None:
 
 def test_score_function() -> None:
     indices, scores, _ = score_targets(LOGITS, lambda out: out[:, 1] - out[:, 0], batch_size=2)
-    assert indices is None and scores.tolist() == [[3.0], [-6.0]]
+    assert indices is None
+    assert scores.tolist() == [[3.0], [-6.0]]
     with pytest.raises(TypeError, match="returned list"):
         score_targets(LOGITS, lambda out: [1, 2], batch_size=2)
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
 from camkit.methods import method_class
-from camkit.methods.base import ExplainerOptions
+from camkit.methods.base import MethodOptions
 from camkit.methods.cam import Head
 from camkit.targets import Score, Targets
 
@@ -18,10 +18,10 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class ExplainOptions(ExplainerOptions, total=False):
+class ExplainOptions(MethodOptions, total=False):
     """What `explain` passes on: the construction options of every method, the call's
     ``score``, and the options of particular methods (CAM's ``head``; SmoothGrad-CAM++'s
-    ``copies``, ``sigma``, ``seed``; Score-CAM's and Ablation-CAM's ``batch_size``; Score-CAM's
+    ``copies``, ``sigma``, ``seed``; Score-CAM's and Ablation-CAM's ``rows_per_pass``; Score-CAM's
     ``channels``)."""
 
     score: Score
@@ -29,7 +29,7 @@ class ExplainOptions(ExplainerOptions, total=False):
     copies: int
     sigma: float
     seed: int | None
-    batch_size: int
+    rows_per_pass: int
     channels: int | None
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from camkit.errors import first_line
 from camkit.inputs import Inputs
 
 ForwardHook = Callable[..., Any]  # (module, inputs, output), or (module, inputs) before
@@ -76,11 +77,10 @@ def run_model(model: nn.Module, x: Tensor | Inputs, shape: Sequence[int] | None 
     except (RuntimeError, AssertionError) as error:  # models check inputs with assertions too
         if isinstance(error, torch.OutOfMemoryError):
             raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ValueError(
             f"the model failed on an input of shape {tuple(shape or spatial.shape)} "
-            f"({spatial.dtype}): {first}. Check the input's channels, size and dtype against "
-            "what the model expects"
+            f"({spatial.dtype}): {first_line(error)}. Check the input's channels, size and "
+            "dtype against what the model expects"
         ) from error
 
 
@@ -153,7 +153,7 @@ def capture(
     """
     captured: dict[str, Tensor] = {}
 
-    def hook_for(name: str):
+    def hook_for(name: str) -> Callable[[nn.Module, object, object], Tensor]:
         def hook(_module: nn.Module, _inputs: object, output: object) -> Tensor:
             if not isinstance(output, Tensor):
                 raise TypeError(

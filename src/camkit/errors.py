@@ -1,4 +1,4 @@
-"""The one warning category camkit emits, so users can filter or escalate it."""
+"""camkit's warning category, its usage error, and how a failure is told in one line."""
 
 
 class CamkitWarning(UserWarning):
@@ -8,3 +8,47 @@ class CamkitWarning(UserWarning):
         >>> import warnings, camkit
         >>> warnings.simplefilter("error", camkit.CamkitWarning)  # make them fatal in a test suite
     """
+
+
+class UsageError(Exception):
+    """A job asks for something that does not exist or cannot work (an unknown model, method,
+    layer or class, an out-of-range option, an output folder that cannot be written): raised
+    before any work, so nothing was done. `camkit`'s command exits with code 2 on it.
+
+    Examples:
+        >>> from camkit.models import load_model
+        >>> try:
+        ...     load_model("no-such-model")
+        ... except UsageError as error:
+        ...     print(str(error)[:30])
+        unknown model 'no-such-model':
+    """
+
+
+def first_line(error: BaseException) -> str:
+    r"""The first line of an exception's message, or its type's name when it has none (an
+    empty message must still say something, never fail itself).
+
+    Examples:
+        >>> first_line(ValueError("bad shape\nthe details"))
+        'bad shape'
+        >>> first_line(KeyError())
+        'KeyError'
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def reason(error: BaseException) -> str:
+    """One line for a failure: the first line of the message, after the exception's type
+    unless it is a `ValueError` or `TypeError` (camkit's own refusals, whose messages say it
+    all).
+
+    Examples:
+        >>> reason(ValueError("too small")), reason(RuntimeError("no memory")), reason(OSError())
+        ('too small', 'RuntimeError: no memory', 'OSError')
+    """
+    text = first_line(error)
+    if text == type(error).__name__ or isinstance(error, (ValueError, TypeError)):
+        return text
+    return f"{type(error).__name__}: {text}"

@@ -30,11 +30,11 @@ class OutputError(OSError):
 
 
 def shown(name: object) -> str:
-    """`name` as text safe to print: control characters (terminal escapes) are escaped.
+    r"""`name` as text safe to print: control characters (terminal escapes) are escaped.
 
     Examples:
-        >>> shown("evil\\x1b[2Jname.png")
-        'evil\\\\x1b[2Jname.png'
+        >>> shown("evil\x1b[2Jname.png")
+        'evil\\x1b[2Jname.png'
     """
     text = str(name)
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -31,8 +31,13 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from camkit.errors import first_line
+
 MAX_SIDE = 1024
 """Default bound on the longer side of an image read for the model and drawn (pixels)."""
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+"""The file suffixes camkit reads as images when it looks through a folder."""
 
 MAX_PIXELS = 89_478_485
 """Files decoding to more pixels than this are refused (Pillow's decompression-bomb limit)."""
@@ -83,8 +88,7 @@ def read_image(path: str | Path, max_side: int | None = MAX_SIDE) -> Tensor:
         if isinstance(error, ImageReadError):
             raise
         # Pillow reports truncated or malformed data as OSError, SyntaxError or ValueError.
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ImageReadError(f"not a readable image ({reason})") from None
+        raise ImageReadError(f"not a readable image ({first_line(error)})") from None
 
 
 _SPECIAL = {

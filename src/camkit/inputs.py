@@ -51,14 +51,14 @@ class Inputs:
                 f"expected a float tensor (B, C, *spatial), a tuple of tensors or a dict of "
                 f"keyword tensors, got {type(x).__name__}"
             )
-        tensors = [k for k in keys if isinstance(values[k], Tensor)]  # type: ignore[index]
+        tensors = [k for k in keys if isinstance(values[k], Tensor)]  # type: ignore[index]  # a mapping here
         if not tensors:
             raise TypeError(
                 f"expected a float tensor (B, C, *spatial), or a tuple or dict of inputs with "
                 f"the image among them as a tensor; got a {type(x).__name__} with no tensor"
             )
         if spatial is None:
-            spatial = next((k for k in tensors if values[k].dim() >= 3), tensors[0])  # type: ignore[index]
+            spatial = next((k for k in tensors if values[k].dim() >= 3), tensors[0])  # type: ignore[index]  # a mapping
         if spatial not in tensors:
             raise ValueError(
                 f"spatial_input={spatial!r} is not one of the tensor inputs: {tensors}"
@@ -68,10 +68,12 @@ class Inputs:
     @property
     def spatial(self) -> Tensor:
         """The input the maps are drawn on."""
-        return self.values[self.key]  # type: ignore[index]
+        value: Tensor = self.values[self.key]  # type: ignore[index]  # a mapping when keyed
+        return value
 
     @property
     def batch(self) -> int:
+        """The number of inputs in the batch."""
         first = next(v for v in self._items() if isinstance(v[1], Tensor))[1]
         return int(first.shape[0]) if first.dim() else 0
 
@@ -90,7 +92,7 @@ class Inputs:
             for k, v in self._items()
         }
         if isinstance(self.values, dict):
-            return Inputs(changed, self.key, self.single)  # type: ignore[arg-type]
+            return Inputs(changed, self.key, self.single)  # type: ignore[arg-type]  # same kind
         return Inputs(tuple(changed.values()), self.key, self.single)
 
     def take(self, rows: Tensor, spatial: Tensor | None = None) -> Inputs:
@@ -103,8 +105,9 @@ class Inputs:
         return self.map(lambda t: t.repeat(copies, *[1] * (t.dim() - 1)), spatial)
 
     def __call__(self, model: Callable[..., Any]) -> Any:
+        """The model's output for these inputs."""
         if self.single:
-            return model(self.values[0])  # type: ignore[index]
+            return model(self.values[0])  # type: ignore[index]  # a sequence here
         if isinstance(self.values, dict):
             return model(**self.values)
         return model(*self.values)

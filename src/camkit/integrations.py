@@ -84,8 +84,8 @@ def _lightning_callback_base() -> type:
     try:
         from lightning.pytorch import Callback
     except ImportError:  # the older package name
-        from pytorch_lightning import Callback  # type: ignore[no-redef,assignment]
-    return Callback  # type: ignore[no-any-return]
+        from pytorch_lightning import Callback  # type: ignore[assignment]  # same class, old name
+    return Callback
 
 
 def _log_with(logger: Any) -> Callable[[str, Tensor, Explanation, int], None] | None:
@@ -133,7 +133,7 @@ def map_logger(
         method_class(method)
     base = _lightning_callback_base()
 
-    class MapLogger(base):  # type: ignore[valid-type, misc]
+    class MapLogger(base):  # type: ignore[valid-type, misc]  # found at run time
         """Explains a fixed batch at the end of every `every`-th training epoch."""
 
         def __init__(self) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import fnmatch
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -70,30 +71,33 @@ def resolve_layers(model: nn.Module, layer: LayerSpec) -> list[tuple[str, nn.Mod
         raise ValueError("layer is an empty list: give at least one layer name or module")
     named = dict(model.named_modules())
     by_identity = {id(module): name for name, module in named.items()}
-    resolved = []
-    for spec in specs:
-        if isinstance(spec, nn.Module):
-            if id(spec) not in by_identity:
-                raise ValueError(
-                    f"the layer module {type(spec).__name__} is not part of the model "
-                    f"{type(model).__name__}: pass a submodule of the model or its dotted name"
-                )
-            resolved.append((by_identity[id(spec)], spec))
-            continue
-        if not isinstance(spec, str):
-            raise TypeError(
-                f"a layer is a dotted name or an nn.Module, not {type(spec).__name__}: {spec!r}"
-            )
-        name = next((n for n in _spellings(spec) if n and n in named), None)
-        if name is None:
-            close = difflib.get_close_matches(spec, [n for n in named if n], n=5, cutoff=0.5)
-            hint = f"closest names: {', '.join(repr(c) for c in close)}" if close else ""
+    return [_resolve(model, spec, named, by_identity) for spec in specs]
+
+
+def _resolve(
+    model: nn.Module, spec: object, named: dict[str, nn.Module], by_identity: dict[int, str]
+) -> tuple[str, nn.Module]:
+    """(dotted name, module) of one layer given by name or as a module of the model."""
+    if isinstance(spec, nn.Module):
+        if id(spec) not in by_identity:
             raise ValueError(
-                f"no layer named {spec!r} in {type(model).__name__}; {hint}"
-                f"{'; ' if hint else ''}all names are listed by model.named_modules()"
+                f"the layer module {type(spec).__name__} is not part of the model "
+                f"{type(model).__name__}: pass a submodule of the model or its dotted name"
             )
-        resolved.append((name, named[name]))
-    return resolved
+        return by_identity[id(spec)], spec
+    if not isinstance(spec, str):
+        raise TypeError(
+            f"a layer is a dotted name or an nn.Module, not {type(spec).__name__}: {spec!r}"
+        )
+    name = next((n for n in _spellings(spec) if n and n in named), None)
+    if name is None:
+        close = difflib.get_close_matches(spec, [n for n in named if n], n=5, cutoff=0.5)
+        hint = f"closest names: {', '.join(repr(c) for c in close)}" if close else ""
+        raise ValueError(
+            f"no layer named {spec!r} in {type(model).__name__}; {hint}"
+            f"{'; ' if hint else ''}all names are listed by model.named_modules()"
+        )
+    return name, named[name]
 
 
 def _grid(tokens: int, height: int, width: int) -> tuple[int, int] | None:
@@ -134,7 +138,8 @@ def to_spatial(t: Tensor, input_spatial: Sequence[int]) -> Tensor | None:
         for leading in (0, 1, 2):
             grid = _grid(t.shape[1] - leading, height, width)
             if grid is not None:
-                return t[:, leading:].transpose(1, 2).unflatten(2, grid)
+                spatial: Tensor = t[:, leading:].transpose(1, 2).unflatten(2, grid)
+                return spatial
         return None
     if (
         t.dim() == 4
@@ -212,7 +217,7 @@ def candidates(model: nn.Module, x: ModelInput | Inputs) -> list[Candidate]:
     finished: list[Candidate] = []
     runs: dict[str, int] = {}
 
-    def recorder(name: str, module: nn.Module):
+    def recorder(name: str, module: nn.Module) -> Callable[[nn.Module, object, object], None]:
         def hook(_module: nn.Module, _inputs: object, out: object) -> None:
             runs[name] = runs.get(name, 0) + 1
             found = _layout(out, probe) if isinstance(out, Tensor) else None
@@ -230,6 +235,80 @@ def candidates(model: nn.Module, x: ModelInput | Inputs) -> list[Candidate]:
     return [c for c in finished if runs[c.name] == 1]
 
 
+@dataclasses.dataclass(frozen=True)
+class LayerRule:
+    """How the automatic choice treats one family of models: "this family: that layer, that
+    layout". The first rule in `layer_rules()` whose `applies` holds narrows the candidates to
+    the names matching `layer` (shell-style patterns, ``"backbone.*"``), minus those matching
+    `skip`, and to `layout` if given; the usual choice (`find_spatial_layer`) is then made
+    among them. A rule whose names match no candidate is passed over.
+
+    Examples:
+        >>> rule = LayerRule("encoders", lambda m: hasattr(m, "encoder"), layer="encoder.*")
+        >>> rule.family, rule.layout
+        ('encoders', None)
+    """
+
+    family: str
+    applies: Callable[[nn.Module], bool]
+    layer: str = "*"
+    skip: str | None = None
+    layout: str | None = None
+
+    def narrow(self, found: list[Candidate]) -> list[Candidate]:
+        """The candidates this rule keeps."""
+        return [
+            c
+            for c in found
+            if fnmatch.fnmatchcase(c.name, self.layer)
+            and not (self.skip and fnmatch.fnmatchcase(c.name, self.skip))
+            and (self.layout is None or c.layout == self.layout)
+        ]
+
+
+def _has_backbone(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "backbone", None), nn.Module)
+
+
+_RULES: list[LayerRule] = [
+    # torchvision detection and segmentation, and many others: the last stage of the backbone,
+    # never a head that works on regions or on the pooled output, nor the feature pyramid.
+    LayerRule("models with a backbone", _has_backbone, layer="backbone.*", skip="*.fpn*"),
+]
+
+
+def layer_rules() -> tuple[LayerRule, ...]:
+    """The rules of the automatic layer choice, in the order they are tried.
+
+    Examples:
+        >>> [rule.family for rule in layer_rules()]
+        ['models with a backbone']
+    """
+    return tuple(_RULES)
+
+
+def add_layer_rule(rule: LayerRule) -> None:
+    """Make the automatic choice use `rule` for its family, before the rules there are (so a
+    rule of yours wins); `remove_layer_rule` takes it out.
+
+    Examples:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), nn.AdaptiveAvgPool2d(1))
+        >>> add_layer_rule(LayerRule("first convolution", lambda m: m is net, layer="0"))
+        >>> find_spatial_layer(net, torch.rand(1, 3, 8, 8))
+        '0'
+        >>> remove_layer_rule("first convolution")
+        >>> find_spatial_layer(net, torch.rand(1, 3, 8, 8))
+        '1'
+    """
+    _RULES.insert(0, rule)
+
+
+def remove_layer_rule(family: str) -> None:
+    """Take out the rules added for `family`."""
+    _RULES[:] = [rule for rule in _RULES if rule.family != family]
+
+
 def find_spatial_layer(model: nn.Module, x: ModelInput | Inputs, output: object = None) -> str:
     """The layer users would pick: the last feature map with a grid before global pooling.
 
@@ -237,8 +316,8 @@ def find_spatial_layer(model: nn.Module, x: ModelInput | Inputs, output: object 
 
     1. Never a layer with a 1-element grid: after global pooling every output is one, so the
        choice is always before the pooling (and never a pooled head's norm or 1 x 1 conv).
-    2. A model with a ``backbone`` (torchvision detection and segmentation, many others): the
-       last stage of the backbone, never a head that works on regions or on the pooled output.
+    2. The first `LayerRule` of `layer_rules()` for the model's family narrows the choice
+       (a model with a ``backbone``: its last stage, never a region head or the pyramid).
     3. Convolutional layouts: the last such layer to finish. Containers finish after their
        children, so a ResNet gives ``"layer4"``, and a container and its last child are the
        same feature map.
@@ -255,23 +334,9 @@ def find_spatial_layer(model: nn.Module, x: ModelInput | Inputs, output: object 
         '1'
     """
     inputs = x if isinstance(x, Inputs) else Inputs.wrap(x)
-    dims = inputs.spatial.dim() - 2
-    found = [c for c in candidates(model, inputs) if c.cells > 1]
-    if isinstance(getattr(model, "backbone", None), nn.Module):
-        inside = [c for c in found if c.name.startswith("backbone.") and ".fpn" not in c.name]
-        found = inside or found
+    found = _narrowed(model, [c for c in candidates(model, inputs) if c.cells > 1])
     if not found:
-        raise ValueError(
-            f"found no layer in {type(model).__name__} whose output is a feature map of the "
-            f"input with a grid larger than 1 x 1 ((B, C, *spatial) with {dims} spatial "
-            "dimension(s), or tokens); pass layer=... explicitly (camkit.layers.candidates "
-            "lists the layers)"
-            + (
-                "; if x is a single image (C, H, W), add the batch dimension: x.unsqueeze(0)"
-                if dims == 1
-                else ""
-            )
-        )
+        raise _no_layer(model, inputs.spatial.dim() - 2)
     if found[-1].layout != "tokens":
         return found[-1].name
     modules = dict(model.named_modules())
@@ -284,6 +349,30 @@ def find_spatial_layer(model: nn.Module, x: ModelInput | Inputs, output: object 
         f"no token layer of {type(model).__name__} has a gradient path to its top score (all "
         "gradients are zero: a classifier initialised to zero, as in some models with random "
         "weights?); pass layer=... explicitly (camkit.layers.candidates lists the layers)"
+    )
+
+
+def _narrowed(model: nn.Module, found: list[Candidate]) -> list[Candidate]:
+    """The candidates the first applicable rule keeps (all when none applies or keeps any)."""
+    for rule in _RULES:
+        if rule.applies(model):
+            kept = rule.narrow(found)
+            if kept:
+                return kept
+    return found
+
+
+def _no_layer(model: nn.Module, dims: int) -> ValueError:
+    return ValueError(
+        f"found no layer in {type(model).__name__} whose output is a feature map of the "
+        f"input with a grid larger than 1 x 1 ((B, C, *spatial) with {dims} spatial "
+        "dimension(s), or tokens); pass layer=... explicitly (camkit.layers.candidates "
+        "lists the layers)"
+        + (
+            "; if x is a single image (C, H, W), add the batch dimension: x.unsqueeze(0)"
+            if dims == 1
+            else ""
+        )
     )
 
 
@@ -304,7 +393,7 @@ def _layers_reaching_the_score(
     ):
         # A graph even with frozen parameters: the first input's spatial tensor requires grad.
         probe = inputs.take(torch.arange(1), inputs.spatial[:1].detach().clone().requires_grad_())
-        logits = select_output(probe(model), output)  # type: ignore[arg-type]
+        logits = select_output(probe(model), output)  # type: ignore[arg-type]  # the model's own output type
         grads = torch.autograd.grad(logits.max(), kept, allow_unused=True)
     spatial_size = tuple(inputs.spatial.shape[2:])
     reached = []

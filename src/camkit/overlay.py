@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from camkit.deprecation import renamed_keywords
 from camkit.images import image_to_tensor
 
 
@@ -97,12 +98,14 @@ def to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(data.cpu().contiguous().numpy())
 
 
+@renamed_keywords(map="heat")
 def overlay(
-    image: Image.Image | Tensor, map: Tensor, colormap: str = "jet", alpha: float = 0.5
+    image: Image.Image | Tensor, heat: Tensor, colormap: str = "jet", alpha: float = 0.5
 ) -> Image.Image:
-    """Blend a map over its image: ``(1 - alpha) * image + alpha * colour(map)``.
+    """Blend a map over its image: ``(1 - alpha) * image + alpha * colour(heat)``.
 
-    `map` is (H, W) or (1, H, W) in [0, 1], resized (bilinear) to the image if needed.
+    `heat` is the map, (H, W) or (1, H, W) in [0, 1], resized (bilinear) to the image if
+    needed.
 
     Examples:
         >>> import torch
@@ -113,10 +116,10 @@ def overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     base = to_tensor(image)
-    values = map.detach().float().cpu()
+    values = heat.detach().float().cpu()
     values = values.reshape(values.shape[-2:]) if values.dim() == 3 else values
     if values.dim() != 2:
-        raise ValueError(f"expected a map (H, W) or (1, H, W), got {tuple(map.shape)}")
+        raise ValueError(f"expected a map (H, W) or (1, H, W), got {tuple(heat.shape)}")
     if values.shape != base.shape[1:]:
         values = F.interpolate(
             values[None, None], size=base.shape[1:], mode="bilinear", align_corners=False

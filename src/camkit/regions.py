@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from camkit.boxes import box_iou
 from camkit.targets import select_output
 
 
-def _per_image(value: Any, name: str, dims: int) -> Tensor:
+def _per_image(value: object, name: str, dims: int) -> Tensor:
     tensor = torch.as_tensor(value) if not isinstance(value, Tensor) else value
     if tensor.dim() == dims - 1:
         tensor = tensor.unsqueeze(0)
@@ -70,7 +71,8 @@ class Box:
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "labels", labels)
 
-    def __call__(self, outputs: Any, rows: Tensor | None = None) -> Tensor:
+    def __call__(self, outputs: object, rows: Tensor | None = None) -> Tensor:
+        """The region's score for each row of the outputs (B, 1)."""
         detections = _detections(outputs)
         if rows is None:
             rows = torch.arange(len(detections))
@@ -92,7 +94,7 @@ class Box:
         zero = score.sum() * 0  # 0 that keeps the graph, so a missing box explains as blank
         if len(found) == 0:
             return zero.expand(len(wanted)).clone()
-        overlap = _iou(wanted, found.detach())  # (K, N)
+        overlap = box_iou(wanted[:, None], found.detach()[None])  # (K, N)
         same = labels[None, :] == self.labels[image, :, None].to(labels.device)
         overlap = torch.where(same & (overlap >= self.iou), overlap, -1.0)
         best = overlap.argmax(dim=1)
@@ -100,18 +102,7 @@ class Box:
         return torch.where(hit, score[best], zero)
 
 
-def _iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of (K, 4) and (N, 4) boxes (x0, y0, x1, y1): (K, N)."""
-    area_a = (a[:, 2] - a[:, 0]).clamp_min(0) * (a[:, 3] - a[:, 1]).clamp_min(0)
-    area_b = (b[:, 2] - b[:, 0]).clamp_min(0) * (b[:, 3] - b[:, 1]).clamp_min(0)
-    low = torch.maximum(a[:, None, :2], b[None, :, :2])
-    high = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (high - low).clamp_min(0).prod(dim=2)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp_min(1e-12), 0.0)
-
-
-def _detections(outputs: Any) -> Sequence[Mapping[str, Tensor]]:
+def _detections(outputs: object) -> Sequence[Mapping[str, Tensor]]:
     """Detections per image from a torchvision list of dicts or a YOLO-style tensor."""
     if isinstance(outputs, Tensor):
         if outputs.dim() != 3 or outputs.shape[-1] < 6:
@@ -173,7 +164,8 @@ class Region:
         object.__setattr__(self, "masks", masks)
         object.__setattr__(self, "classes", classes)
 
-    def __call__(self, outputs: Any, rows: Tensor | None = None) -> Tensor:
+    def __call__(self, outputs: object, rows: Tensor | None = None) -> Tensor:
+        """The region's score for each row of the outputs (B, 1)."""
         logits = select_output(outputs)
         if logits.dim() != 4:
             raise ValueError(
@@ -200,4 +192,5 @@ class Region:
                 f"class {int(chosen.max())} is out of range for {logits.shape[1]} output classes"
             )
         picked = logits.gather(1, chosen[:, None, None, None].expand(-1, 1, *logits.shape[2:]))
-        return (picked[:, 0] * mask.to(logits.dtype)).sum(dim=(1, 2))[:, None]
+        summed: Tensor = (picked[:, 0] * mask.to(logits.dtype)).sum(dim=(1, 2))
+        return summed[:, None]

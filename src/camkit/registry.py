@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 C = TypeVar("C", bound=type)
+T = TypeVar("T")
 
 
 def adder(registry: dict[str, Any], kind: str, name: str) -> Callable[[C], C]:
@@ -32,7 +33,7 @@ def adder(registry: dict[str, Any], kind: str, name: str) -> Callable[[C], C]:
     return add
 
 
-def lookup(registry: Mapping[str, Any], kind: str, name: str) -> Any:
+def lookup(registry: Mapping[str, T], kind: str, name: str) -> T:
     """The entry registered as `name`; a `ValueError` naming the close matches and every valid
     name otherwise (the one message every entry point gives for a wrong name).
 

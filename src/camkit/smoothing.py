@@ -1,5 +1,5 @@
 """Smoothing by noisy copies of the input (SmoothGrad), in one batch; test-time augmentation
-(flips and shifts) is `camkit.augment.Augmented`."""
+(flips and scales) is `camkit.augment.Augmented`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import dataclasses
 
 import torch
 from torch import Tensor
+
+from camkit import seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Noise:
         spread = (x.amax(dim=dims, keepdim=True) - x.amin(dim=dims, keepdim=True)).detach()
         generator = None
         if self.seed is not None:
-            generator = torch.Generator(device=x.device).manual_seed(self.seed)
+            generator = seeds.generator(self.seed, x.device)
         noise = torch.randn(
             (self.copies, *x.shape), generator=generator, device=x.device, dtype=x.dtype
         )

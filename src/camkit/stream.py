@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
 from camkit.methods import Explainer, method_class
+from camkit.seeds import seeded
 from camkit.targets import Targets
 
 OnError = Callable[[Any, str, BaseException], None]
@@ -37,7 +39,7 @@ class Unreadable:
 
 
 @dataclasses.dataclass
-class Explained:
+class ExplainedBatch:
     """One batch of the stream.
 
     Attributes:
@@ -52,12 +54,13 @@ class Explained:
     results: list[dict[str, tuple[Explanation, int]]]
 
 
-def _input_of(item: Any) -> Tensor:
+def _input_of(item: object) -> Tensor:
     """The input tensor of a dataset item: the item itself, its first element, or ["input"]."""
     if isinstance(item, Tensor):
         return item
     if isinstance(item, Mapping) and isinstance(item.get("input"), Tensor):
-        return item["input"]
+        given: Tensor = item["input"]
+        return given
     if isinstance(item, (tuple, list)) and item and isinstance(item[0], Tensor):
         return item[0]
     raise TypeError(
@@ -147,7 +150,7 @@ def explain_batches(
     device: str | torch.device | None = None,
     on_error: OnError | None = None,
     seed: int | None = 0,
-) -> Iterator[Explained]:
+) -> Iterator[ExplainedBatch]:
     """Explain every input of `data` with every method, batch by batch.
 
     Args:
@@ -188,12 +191,9 @@ def explain_batches(
             on_error(items[0].item, "read", ValueError(items[0].reason))
             continue
         x = torch.stack([_input_of(item) for item in items]).to(device)
-        devices = [x.device] if x.is_cuda else []
-        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded(seed, x.device):
             results = _explain_all(explainers, items, x, targets, on_error)
-        yield Explained(items, x, results)
+        yield ExplainedBatch(items, x, results)
 
 
 def _explain_all(
@@ -222,3 +222,11 @@ def _explain_all(
             for b in range(len(items)):
                 found[b][method] = (result, b)
     return found
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - a module's old names
+    if name == "Explained":  # its old name, too close to Explainer and Explanation
+        warnings.warn("camkit.stream.Explained is now ExplainedBatch; the old name goes in the "
+                      "next release", DeprecationWarning, stacklevel=2)  # fmt: skip
+        return ExplainedBatch
+    raise AttributeError(f"module 'camkit.stream' has no attribute {name!r}")

@@ -47,7 +47,8 @@ class Contrast:
     target: int | Sequence[int] | Tensor
     foil: int | Sequence[int] | Tensor
 
-    def __call__(self, outputs: Any) -> Tensor:
+    def __call__(self, outputs: object) -> Tensor:
+        """The class scores in `outputs`."""
         logits = select_output(outputs)
 
         def pick(classes: int | Sequence[int] | Tensor) -> Tensor:
@@ -63,7 +64,7 @@ OutputSelector = str | int | Callable[[Any], Tensor] | None
 Score = Literal["logit", "softmax"]
 
 
-def select_output(outputs: Any, selector: OutputSelector = None) -> Tensor:
+def select_output(outputs: object, selector: OutputSelector = None) -> Tensor:
     """The tensor of class scores inside a model's output.
 
     `selector` is a key (dicts), an index (tuples) or a callable; None picks a plain tensor, the
@@ -78,7 +79,7 @@ def select_output(outputs: Any, selector: OutputSelector = None) -> Tensor:
     if callable(selector):
         chosen = selector(outputs)
     elif selector is not None:
-        chosen = outputs[selector]
+        chosen = outputs[selector]  # type: ignore[index]  # a mapping or sequence, by the selector
     elif isinstance(outputs, Tensor):
         chosen = outputs
     elif isinstance(outputs, Mapping):
@@ -90,7 +91,7 @@ def select_output(outputs: Any, selector: OutputSelector = None) -> Tensor:
             )
         chosen = outputs[key]
     elif isinstance(getattr(outputs, "logits", None), Tensor):
-        chosen = outputs.logits
+        chosen = getattr(outputs, "logits")  # noqa: B009 - an attribute of any output class
     elif isinstance(outputs, (tuple, list)) and outputs:
         chosen = outputs[0]
     else:
@@ -172,7 +173,7 @@ def _checked_scores(scores: object, rows: int) -> Tensor:
     return scores
 
 
-def _probabilities(outputs: Any) -> Tensor:
+def _probabilities(outputs: object) -> Tensor:
     """Softmax over the class axis (1) of tensor outputs, for ``score="softmax"`` with a target
     function: ``Contrast(a, b)`` then explains ``p_a - p_b``, a region function per-pixel
     probabilities. Structured outputs have no class axis to normalise: that is an error, not a
@@ -220,7 +221,7 @@ class Scorer:
     output: OutputSelector
     batch: int  # the number of images; explained row r belongs to image r % batch
 
-    def __call__(self, outputs: Any, rows: Tensor) -> Tensor:
+    def __call__(self, outputs: object, rows: Tensor) -> Tensor:
         """(M, K) scores from the outputs of M inputs, input i derived from row ``rows[i]``."""
         if self.function is not None:
             chosen = outputs if self.output is None else select_output(outputs, self.output)
@@ -239,7 +240,7 @@ class Scorer:
 
 
 def score_targets(
-    outputs: Any,
+    outputs: object,
     targets: Targets,
     *,
     score: Score = "logit",

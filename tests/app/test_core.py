@@ -10,6 +10,8 @@ import torch
 
 import camkit
 from camkit.app import core
+from camkit.data import sample_images
+from camkit.jobs import ExplainJob, explain_folder
 from camkit.metrics import deletion, insertion
 
 
@@ -51,14 +53,17 @@ def test_class_and_contrast_targets(bundled, pictures) -> None:
     one = core.explain_pictures(
         bundled, pictures[:1], core.Question(methods=("gradcam",), target="class", cls=ring)
     )[0]
-    assert one.target == "ring" and one.target_class == ring
+    assert one.target == "ring"
+    assert one.target_class == ring
     torch.testing.assert_close(one.maps["gradcam"], camkit.GradCAM(model)(x, ring).maps[0, 0])
     why = core.Question(methods=("gradcam", "cam"), target="contrast", cls=ring, foil=square)
     two = core.explain_pictures(bundled, pictures[:1], why)[0]
     expected = camkit.GradCAM(model)(x, camkit.Contrast(ring, square)).maps[0, 0]
     torch.testing.assert_close(two.maps["gradcam"], expected)
-    assert two.target == "ring rather than square" and two.target_class == ring
-    assert "cam" in two.errors and "cam" not in two.maps  # CAM explains classes, not a contrast
+    assert two.target == "ring rather than square"
+    assert two.target_class == ring
+    assert "cam" in two.errors
+    assert "cam" not in two.maps
 
 
 @pytest.mark.parametrize(
@@ -113,14 +118,29 @@ def test_faithfulness_is_camkit_metrics_on_the_shown_image(bundled, pictures) ->
 
 def test_export_writes_what_camkit_explain_writes(bundled, pictures, tmp_path) -> None:
     shown = core.explain_pictures(bundled, pictures[:1], core.Question(methods=("gradcam",)))
-    files = core.export(shown, tmp_path, "shapes", alpha=0.5, colormap="jet")
-    names = ["cross.json", "cross_gradcam.npy", "cross_gradcam.png", "cross_gradcam_raw.npy"]
+    files = core.export(shown, tmp_path / "app", "shapes", alpha=0.5, colormap="jet")
+    names = ["cross.json", "cross_gradcam.npy", "cross_gradcam.png", "cross_gradcam_raw.npy",
+             "cross_grid.png"]  # fmt: skip
     assert sorted(p.name for p in files) == names
-    saved = np.load(tmp_path / "cross_gradcam.npy")
-    assert np.array_equal(saved, shown[0].maps["gradcam"].numpy())
-    assert np.load(tmp_path / "cross_gradcam_raw.npy").shape == (12, 12)
-    summary = json.loads((tmp_path / "cross.json").read_text())
-    assert summary["predictions"][0]["name"] == "cross" and summary["methods"] == ["gradcam"]
+    saved = np.load(tmp_path / "app" / "cross_gradcam.npy")
+    assert np.array_equal(saved, shown[0].maps["gradcam"][None].numpy())  # (K, H, W), K = 1
+    assert np.load(tmp_path / "app" / "cross_gradcam_raw.npy").shape == (1, 12, 12)
+    # The same files and the same summary as camkit explain's for the same image.
+    sample = next(p for p in sample_images() if p.name == "cross.png")
+    job = ExplainJob(inputs=(str(sample),), out=tmp_path / "cli", methods=("gradcam",),
+                     save_maps="npy")  # fmt: skip
+    explain_folder(job)
+    written = sorted(p.name for p in (tmp_path / "cli").iterdir() if not p.name.startswith("."))
+    assert written == names
+    app_summary = json.loads((tmp_path / "app" / "cross.json").read_text())
+    cli_summary = json.loads((tmp_path / "cli" / "cross.json").read_text())
+    assert app_summary.keys() == cli_summary.keys()
+    for key in ("files", "layers", "methods", "input_size"):
+        assert app_summary[key] == cli_summary[key], key
+    for key in ("predictions", "targets"):  # the same classes and scores (float rounding aside)
+        for ours, theirs in zip(app_summary[key], cli_summary[key], strict=True):
+            assert ours["class"] == theirs["class"]
+            assert ours["score"] == pytest.approx(theirs["score"], rel=1e-5)
 
 
 def test_uploads_that_are_not_images_say_so(tmp_path) -> None:
@@ -138,4 +158,5 @@ def test_models_that_do_not_load_say_why(tmp_path) -> None:
     with pytest.raises(ValueError, match="does not fit resnet18"):
         core.open_model("resnet18", str(wrong))
     random = core.open_model("resnet18")
-    assert "random weights" in random.warning and random.automatic == "layer4"
+    assert "random weights" in random.warning
+    assert random.automatic == "layer4"

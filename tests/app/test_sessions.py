@@ -45,11 +45,13 @@ def test_two_images_of_one_name_keep_their_own_downloads(app, tmp_path) -> None:
                                               methods=("gradcam", "cam"))  # fmt: skip
     assert message == ""
     names = sorted(p.rsplit("/", 1)[1] for p in downloads)
-    per_image = 2 * 3 + 1  # per method: overlay, map, raw map; and the summary
+    per_image = 2 * 3 + 2  # per method: overlay, map, raw map; the grid and the summary
     assert len(downloads) == len(set(names)) == 3 * per_image, names
     assert {"cross.json", "cross-2.json", "cross-3.json"} <= set(names)
     captions = [caption for _, caption in tiles]
-    assert captions[:1] == ["cross.png"] and "cross-2.png" in captions and "cross-3.png" in captions
+    assert captions[:1] == ["cross.png"]
+    assert "cross-2.png" in captions
+    assert "cross-3.png" in captions
 
 
 def test_sessions_keep_one_answer_each_and_go_when_they_end(app, monkeypatch) -> None:
@@ -60,10 +62,12 @@ def test_sessions_keep_one_answer_each_and_go_when_they_end(app, monkeypatch) ->
         state = ask(handlers, None, ["cross.png"])[0]
         state = ask(handlers, state, ["disc.png", "star.png"])[0]  # replaces the first answer
         sessions.append(state)
-        assert files_under(state.folder) and not (state.folder / "cross.json").exists()
+        assert files_under(state.folder)
+        assert not (state.folder / "cross.json").exists()
     folders = sorted(p.name for p in app.folder.iterdir())
     assert folders == sorted(s.folder.name for s in sessions[-3:])  # the oldest two were dropped
-    assert len(files_under(app.folder)) == 3 * (2 * 3 + 2)  # one answer of two images each
+    # One answer of two images each (overlay, map, raw map, grid, summary) and camkit's ledger.
+    assert len(files_under(app.folder)) == 3 * (2 * 5 + 1)
     app.end(sessions[-1])  # the session's time ran out, or its page closed
     assert not sessions[-1].folder.exists()
     app.close()  # the app stops: nothing of any session is left

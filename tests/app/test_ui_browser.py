@@ -126,7 +126,8 @@ def test_a_click_shows_overlays_top5_curves_and_downloads(served, page) -> None:
     assert _captions(page) == ["cross.png", "cross.png · gradcam · cross",
                                "cross.png · gradcam++ · cross"]  # fmt: skip
     top = page.inner_text("#predictions")
-    assert "cross" in top and "100%" in top
+    assert "cross" in top
+    assert "100%" in top
     page.wait_for_selector("#aucs table")
     rows = page.locator("#aucs tbody tr").all_inner_texts()
     assert [r.split()[0] for r in rows] == ["gradcam", "gradcam++"]
@@ -137,7 +138,8 @@ def test_a_click_shows_overlays_top5_curves_and_downloads(served, page) -> None:
     listed = page.inner_text("#downloads")
     for name in ("cross_gradcam.png", "cross_gradcam.npy", "cross_gradcam_raw.npy", "cross.json"):
         stem, suffix = name.rsplit(".", 1)
-        assert stem in listed and f".{suffix}" in listed
+        assert stem in listed
+        assert f".{suffix}" in listed
     page.screenshot(path=str(OUTPUT / "explained.png"), full_page=True)
     assert app.explained >= 1
 
@@ -229,7 +231,8 @@ def test_a_bad_upload_is_a_message_and_the_app_keeps_serving(served, page, tmp_p
     page.screenshot(path=str(OUTPUT / "bad-upload.png"), full_page=True)
     page.locator("#uploads button[aria-label='Clear']").first.click()
     _explain_and_wait(page, 3)
-    assert _captions(page)[0] == "cross.png" and page.inner_text("#status").strip() == ""
+    assert _captions(page)[0] == "cross.png"
+    assert page.inner_text("#status").strip() == ""
     wrong = tmp_path / "wrong.pt"
     torch.save({"fc.weight": torch.zeros(3, 3)}, wrong)
     page.locator("#weights input[type=file]").set_input_files(str(wrong))
@@ -251,7 +254,8 @@ def test_two_sessions_each_get_their_own_results(served, browser) -> None:
             page.click("#explain")
         for page, sample in zip(pages, ("disc", "ring"), strict=True):
             captions = _wait_for_captions(page, lambda c: len(c) == 3)
-            assert captions[0] == f"{sample}.png" and all(sample in c for c in captions)
+            assert captions[0] == f"{sample}.png"
+            assert all(sample in c for c in captions)
     finally:
         for page in pages:
             page.close()

@@ -12,19 +12,25 @@ from camkit.data import CLASSES, ShapesDataset, render, shape_coverage
 def test_samples_are_a_pure_function_of_seed_and_index() -> None:
     a, b = ShapesDataset(5, seed=3), ShapesDataset(5, seed=3)
     for i in range(5):
-        assert torch.equal(a[i]["image"], b[i]["image"]) and torch.equal(a[i]["mask"], b[i]["mask"])
+        assert torch.equal(a[i]["image"], b[i]["image"])
+        assert torch.equal(a[i]["mask"], b[i]["mask"])
     assert not torch.equal(a[0]["image"], ShapesDataset(5, seed=4)[0]["image"])
 
 
 def test_single_object_sample_fields() -> None:
     data = ShapesDataset(60, seed=11)
     batch = data.stack()
-    assert batch["image"].shape == (60, 3, 96, 96) and batch["image"].dtype == torch.float32
-    assert float(batch["image"].amin()) >= 0 and float(batch["image"].amax()) <= 1
-    assert batch["label"].shape == (60,) and set(batch["label"].tolist()) == set(range(6))
-    assert batch["mask"].shape == (60, 96, 96) and batch["mask"].dtype == torch.bool
+    assert batch["image"].shape == (60, 3, 96, 96)
+    assert batch["image"].dtype == torch.float32
+    assert float(batch["image"].amin()) >= 0
+    assert float(batch["image"].amax()) <= 1
+    assert batch["label"].shape == (60,)
+    assert set(batch["label"].tolist()) == set(range(6))
+    assert batch["mask"].shape == (60, 96, 96)
+    assert batch["mask"].dtype == torch.bool
     area = batch["mask"].flatten(1).float().mean(1)
-    assert float(area.amin()) > 0.015 and float(area.amax()) < 0.3  # objects, not specks
+    assert float(area.amin()) > 0.015
+    assert float(area.amax()) < 0.3
     for mask, box in zip(batch["mask"], batch["box"], strict=True):  # boxes are tight
         rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
         assert box.tolist() == [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]
@@ -45,7 +51,8 @@ def test_two_object_split() -> None:
     for i in range(20):
         sample = data[i]
         assert sample["image"].shape == (3, 80, 112)
-        assert sample["label"].shape == (2,) and sample["label"][0] != sample["label"][1]
+        assert sample["label"].shape == (2,)
+        assert sample["label"][0] != sample["label"][1]
         assert sample["mask"].shape == (2, 80, 112)
         assert not bool((sample["mask"][0] & sample["mask"][1]).any())
         assert sample["box"].shape == (2, 4)
@@ -63,7 +70,8 @@ def test_coverage_is_anti_aliased_area() -> None:
 
 def test_dataloader_and_errors() -> None:
     batch = next(iter(DataLoader(ShapesDataset(8, size=32), batch_size=4)))
-    assert batch["image"].shape == (4, 3, 32, 32) and batch["label"].shape == (4,)
+    assert batch["image"].shape == (4, 3, 32, 32)
+    assert batch["label"].shape == (4,)
     with pytest.raises(ValueError, match="objects must be 1 or 2"):
         ShapesDataset(3, objects=3)
     with pytest.raises(IndexError):

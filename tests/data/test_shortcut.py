@@ -32,9 +32,11 @@ def test_tag_and_shape_are_where_the_masks_say_and_can_be_removed(train) -> None
         torch.testing.assert_close(centre, TAG_COLOURS[int(train["label"][i])].float())
         # Without the tag: only the tag's pixels change. Without the shape: only the shape's.
         changed = (image != train["without_tag"][i]).any(dim=0)
-        assert bool(changed.any()) and not bool((changed & ~tag).any())
+        assert bool(changed.any())
+        assert not bool((changed & ~tag).any())
         changed = (image != train["without_shape"][i]).any(dim=0)
-        assert bool(changed[train["shape_mask"][i]].all()) and not bool((changed & tag).any())
+        assert bool(changed[train["shape_mask"][i]].all())
+        assert not bool((changed & tag).any())
 
 
 def test_samples_repeat_and_splits_are_checked() -> None:

@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 import camkit
-from conftest import gap_net
+from helpers.nets import gap_net
 
 
 def test_cam_is_the_class_weights_on_the_feature_map(images) -> None:
@@ -28,7 +28,8 @@ def test_cam_with_an_explicit_head_and_resnet_head_found(images) -> None:
     )
     resnet = torchvision.models.resnet18(num_classes=3).eval()
     result = camkit.CAM(resnet)(torch.rand(1, 3, 64, 64), targets=2)
-    assert result.layers == ("layer4",) and result.raw[0].shape == (1, 1, 2, 2)
+    assert result.layers == ("layer4",)
+    assert result.raw[0].shape == (1, 1, 2, 2)
 
 
 def test_cam_needs_a_gap_linear_head() -> None:

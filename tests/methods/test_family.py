@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from family_reference import ablationcam, eigencam, gradient_maps, scorecam
 from torch import nn
 
 import camkit
-from conftest import gap_net
+from helpers.family_reference import ablationcam, eigencam, gradient_maps, scorecam
+from helpers.nets import gap_net
 
 GRADIENT_RULES = ["hirescam", "gradcam-elementwise", "xgradcam", "layercam", "eigengradcam"]
 
@@ -195,8 +195,8 @@ def test_smoothgrad_averages_the_maps_of_the_copies(images) -> None:
 
 def test_scorecam_memory_cap_and_top_channels(images) -> None:
     model = gap_net()
-    full = camkit.ScoreCAM(model, batch_size=1000)(images, camkit.TopK(2))
-    capped = camkit.ScoreCAM(model, batch_size=3)(images, camkit.TopK(2))
+    full = camkit.ScoreCAM(model, rows_per_pass=1000)(images, camkit.TopK(2))
+    capped = camkit.ScoreCAM(model, rows_per_pass=3)(images, camkit.TopK(2))
     torch.testing.assert_close(capped.maps, full.maps)
     torch.testing.assert_close(
         camkit.ScoreCAM(model, channels=16)(images, camkit.TopK(2)).maps, full.maps
@@ -204,7 +204,7 @@ def test_scorecam_memory_cap_and_top_channels(images) -> None:
 
     calls = []
     model.register_forward_pre_hook(lambda m, inputs: calls.append(len(inputs[0])))
-    top = camkit.ScoreCAM(model, layer="3", channels=4, batch_size=5)(images, camkit.TopK(2))
+    top = camkit.ScoreCAM(model, layer="3", channels=4, rows_per_pass=5)(images, camkit.TopK(2))
     assert sum(calls) == 3 + 3 * 4  # the plain pass, then 4 masked inputs per image (not 16)
     assert max(calls) <= 5  # never more masked inputs at once than the cap
     assert top.maps.shape == full.maps.shape
@@ -213,8 +213,8 @@ def test_scorecam_memory_cap_and_top_channels(images) -> None:
 def test_ablation_cam_batch_size_and_skip_connection_error(images) -> None:
     model = gap_net()
     torch.testing.assert_close(
-        camkit.AblationCAM(model, batch_size=2)(images).maps,
-        camkit.AblationCAM(model, batch_size=4096)(images).maps,
+        camkit.AblationCAM(model, rows_per_pass=2)(images).maps,
+        camkit.AblationCAM(model, rows_per_pass=4096)(images).maps,
     )
     net = SkipNet().eval()
     with pytest.raises(ValueError, match="skip connection.*whole block"):
@@ -261,7 +261,8 @@ def test_test_time_augmentation(images) -> None:
         both.maps, (mean - low[..., None, None]) / (high - low)[..., None, None]
     )
     scaled = camkit.Augmented(explainer, flip=True, scales=(1.0, 1.5))(images)
-    assert scaled.maps.shape == plain.maps.shape and scaled.method == "gradcam+tta"
+    assert scaled.maps.shape == plain.maps.shape
+    assert scaled.method == "gradcam+tta"
     assert scaled.raw[0].shape == plain.raw[0].shape
 
 
@@ -273,7 +274,8 @@ def test_every_method_on_signals_and_volumes(method, dims) -> None:
     x = torch.randn(2, 2, *size, generator=torch.Generator().manual_seed(0))
     result = camkit.explain(model, x, method, targets=camkit.TopK(2))
     assert result.maps.shape == (2, 2, *size)
-    assert torch.isfinite(result.maps).all() and float(result.maps.amax()) == 1.0
+    assert torch.isfinite(result.maps).all()
+    assert float(result.maps.amax()) == 1.0
 
 
 @pytest.mark.parametrize("method", sorted(set(camkit.METHODS) - {"activation-sum"}))
@@ -305,7 +307,8 @@ def test_torchvision_token_models(build, named) -> None:
     model = random_head(build(num_classes=5)).eval()
     x = torch.rand(1, 3, 224, 224)
     automatic = camkit.GradCAM(model)(x)
-    assert automatic.maps.shape == (1, 1, 224, 224) and float(automatic.maps.amax()) == 1.0
+    assert automatic.maps.shape == (1, 1, 224, 224)
+    assert float(automatic.maps.amax()) == 1.0
     block = camkit.GradCAM(model, layer=named)(x)
     assert block.raw[0].shape[-2:] == (14, 14)  # ViT-B/16's patch grid; Swin's third stage
     assert float(block.maps.amax()) == 1.0

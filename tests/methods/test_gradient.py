@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from reference import reference_maps
 from torch import nn
 
 import camkit
-from conftest import ARCHITECTURES, gap_net
+from helpers.nets import ARCHITECTURES, gap_net
+from helpers.reference import reference_maps
 
 
 def _named(model: nn.Module, name: str) -> nn.Module:

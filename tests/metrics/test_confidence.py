@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pixel_model import PixelScore
 
 import camkit
 from camkit.metrics import Confidence, confidence, win_rate
+from helpers.pixel_model import PixelScore
 
 WEIGHTS = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])  # (1, 2, 2): one channel
 
@@ -37,18 +37,18 @@ def test_increase_in_confidence_and_clamped_drop() -> None:
 def test_baseline_is_what_a_zero_map_leaves() -> None:
     model = PixelScore(WEIGHTS)
     x = torch.full((1, 1, 2, 2), 3.0)
-    result = confidence(model, x, torch.zeros(1, 2, 2), targets=0, score="logit", baseline=1.0)
+    result = confidence(model, x, torch.zeros(1, 2, 2), targets=0, score="logit", fill=1.0)
     assert result.masked.tolist() == [10.0]  # every pixel becomes the baseline 1
 
 
 def test_a_per_channel_baseline_goes_to_the_channel_axis() -> None:
     model = PixelScore(torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]]]))
     x = torch.zeros(1, 2, 2, 2)  # width 2 = channels 2: a wrong broadcast would go unnoticed
-    result = confidence(model, x, torch.zeros(1, 2, 2), 0, baseline=torch.tensor([1.0, 5.0]),
+    result = confidence(model, x, torch.zeros(1, 2, 2), 0, fill=torch.tensor([1.0, 5.0]),
                         score="logit")  # fmt: skip
     assert result.masked.tolist() == [4.0]  # channel 0 becomes 1 everywhere: 4 pixels
     with pytest.raises(ValueError, match="3 entries for inputs with 2 channels"):
-        confidence(model, x, torch.zeros(1, 2, 2), 0, baseline=torch.tensor([1.0, 2.0, 3.0]))
+        confidence(model, x, torch.zeros(1, 2, 2), 0, fill=torch.tensor([1.0, 2.0, 3.0]))
 
 
 def test_softmax_scores_by_hand() -> None:

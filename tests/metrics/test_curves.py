@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from pixel_model import PixelScore
 
 import camkit
 from camkit.metrics import Curve, auc, blur, deletion, insertion
+from helpers.pixel_model import PixelScore
 
 WEIGHTS = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
 MAP = torch.tensor([[[0.1, 0.9], [0.5, 0.3]]])  # relevance order: pixel 1, 2, 3, 0
@@ -97,10 +97,10 @@ def test_every_step_is_one_batched_row_and_the_known_end_is_reused() -> None:
 
 def test_chunking_does_not_change_the_curves(tiny, images) -> None:
     explanation = camkit.GradCAM(tiny)(images)
-    whole = deletion(tiny, images, explanation, steps=6, batch_size=256)
-    chunked = deletion(tiny, images, explanation, steps=6, batch_size=4)
+    whole = deletion(tiny, images, explanation, steps=6, rows_per_pass=256)
+    chunked = deletion(tiny, images, explanation, steps=6, rows_per_pass=4)
     assert torch.allclose(whole.scores, chunked.scores, atol=1e-6)
-    inserted = insertion(tiny, images, explanation, steps=6, batch_size=5)
+    inserted = insertion(tiny, images, explanation, steps=6, rows_per_pass=5)
     with torch.no_grad():
         probabilities = tiny(images).softmax(dim=1)
     targets = explanation.targets[:, 0]

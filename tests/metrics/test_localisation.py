@@ -135,7 +135,8 @@ def test_box_accuracy_and_max_box_accuracy_by_hand() -> None:
     assert result.accuracy.tolist() == [0.5, 0.5, 0.5, 0.5]  # each threshold suits one image
     single = box_accuracy(maps[:1], truth[:1], [0.4, 0.6])
     assert single.accuracy.tolist() == [0.0, 1.0]
-    assert single.max_box_accuracy == 1.0 and single.best_threshold == pytest.approx(0.6)
+    assert single.max_box_accuracy == 1.0
+    assert single.best_threshold == pytest.approx(0.6)
     assert result.hits.tolist() == [[False, False, True, True], [True, True, False, False]]
     hits = torch.tensor([[True], [False], [False], [True]])
     assert BoxAccuracy(torch.tensor([0.1]), hits, 0.5).max_box_accuracy == 0.5

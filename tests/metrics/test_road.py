@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pixel_model import PixelScore
 
 import camkit
 from camkit.metrics import Road, impute, road
+from helpers.pixel_model import PixelScore
 
 
 def _removed(*pixels: tuple[int, int], size: int = 3) -> torch.Tensor:
@@ -80,10 +80,11 @@ def test_morf_and_lerf_by_hand() -> None:
 
 def test_road_on_a_network_is_batched_and_repeatable(tiny, images) -> None:
     explanation = camkit.GradCAM(tiny)(images)
-    first = road(tiny, images, explanation, percentages=[20, 60], batch_size=4)
-    again = road(tiny, images, explanation, percentages=[20, 60], batch_size=64)
+    first = road(tiny, images, explanation, percentages=[20, 60], rows_per_pass=4)
+    again = road(tiny, images, explanation, percentages=[20, 60], rows_per_pass=64)
     assert torch.allclose(first.scores, again.scores, atol=1e-5)
-    assert first.scores.shape == (3, 2) and first.accuracy.shape == (2,)
+    assert first.scores.shape == (3, 2)
+    assert first.accuracy.shape == (2,)
     assert first.percentages.tolist() == [20.0, 60.0]
 
 

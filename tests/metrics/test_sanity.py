@@ -7,7 +7,7 @@ import torch
 
 import camkit
 from camkit.metrics import Sanity, cascade_steps, cascading_randomisation, spearman, ssim
-from conftest import gap_net
+from helpers.nets import gap_net
 
 C1, C2 = 0.01**2, 0.03**2
 
@@ -54,7 +54,9 @@ def test_cascade_steps_go_from_the_output_down() -> None:
     from camkit.models import ShapesNet
 
     steps = cascade_steps(ShapesNet())
-    assert steps[0] == "classifier" and steps[-1] == "features.0" and len(steps) == 8
+    assert steps[0] == "classifier"
+    assert steps[-1] == "features.0"
+    assert len(steps) == 8
 
 
 class InputPicture(camkit.Explainer):
@@ -94,7 +96,8 @@ def test_the_original_explanation_fixes_layer_and_targets(images) -> None:
     model = gap_net(seed=5)
     original = camkit.GradCAM(model, layer="1")(images, targets=[4, 3, 2])
     result = cascading_randomisation(model, images, "gradcam", original=original, steps=["6"])
-    assert result.steps == ["6"] and result.spearman.shape == (1, 3)
+    assert result.steps == ["6"]
+    assert result.spearman.shape == (1, 3)
     with pytest.raises(ValueError, match="give the targets they explain"):
         cascading_randomisation(model, images, "gradcam", original=original.maps)
     with pytest.raises(ValueError, match="no module named 'head'"):

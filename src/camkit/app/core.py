@@ -16,7 +16,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import warnings
 from collections.abc import Sequence
@@ -27,24 +26,19 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from camkit.cli.common import (
-    BUNDLED,
-    LoadedModel,
-    UsageError,
-    bundled_samples,
-    first_line,
-    load_model,
-)
-from camkit.errors import CamkitWarning
-from camkit.images import ImageReadError, read_image
+from camkit.data import sample_images
+from camkit.errors import CamkitWarning, UsageError, first_line
+from camkit.files import OutputFolder
+from camkit.images import MAX_SIDE, ImageReadError, read_image
+from camkit.jobs.outputs import ImageResult, top_predictions, write_image
 from camkit.layers import candidates, find_spatial_layer
 from camkit.methods import METHODS, method_class
+from camkit.models import DEFAULT_MODEL, LoadedModel, load_model
 from camkit.overlay import check_colormap, overlay, to_pil
 from camkit.plot import line_chart
-from camkit.targets import Contrast, select_output
+from camkit.targets import Contrast, Targets, select_output
 
 MAX_IMAGES = 8  # per question: the page shows every image with every method
-MAX_SIDE = 1024  # uploads are scaled down to this longer side before anything else
 
 
 @dataclasses.dataclass
@@ -75,7 +69,11 @@ class AppModel:
 
 
 def open_model(
-    name: str = BUNDLED, weights: str | None = None, *, device: str = "cpu", trust: bool = False
+    name: str = DEFAULT_MODEL,
+    weights: str | None = None,
+    *,
+    device: str = "cpu",
+    trust: bool = False,
 ) -> AppModel:
     """Load a model for the app: the bundled one, a torchvision classifier by name (with a
     state-dict file, or random weights with a warning), or a torch.export file (`trust`).
@@ -137,7 +135,8 @@ class Question:
     cls: int | None = None
     foil: int | None = None
 
-    def targets(self) -> Any:
+    def targets(self) -> Targets:
+        """The targets this question asks for (None: each image's prediction)."""
         if self.target == "top":
             return None
         if self.cls is None:
@@ -169,33 +168,22 @@ class Shown:
     target: str
     target_class: int | None
     errors: dict[str, str]
+    layers: list[str] = dataclasses.field(default_factory=list)  # the first method's
+    score: float | None = None  # the model's score of what the maps explain
 
 
 def sample_pictures() -> list[tuple[str, Tensor]]:
     """(file name, picture) of each bundled sample."""
-    return [(path.name, read_image(path)) for path in bundled_samples()]
+    return [(path.name, read_image(path)) for path in sample_images()]
 
 
 def read_upload(path: str | Path) -> tuple[str, Tensor]:
     """(file name, picture) of an uploaded file; a `ValueError` that says why for a file that is
-    not a readable image (or is too large to decode safely)."""
+    not a readable image (or is too large to decode safely); scaled down to `MAX_SIDE`."""
     try:
         return Path(path).name, read_image(Path(path), MAX_SIDE)
     except ImageReadError as error:
         raise ValueError(f"{Path(path).name}: {error}") from None
-
-
-def _predictions(logits: Tensor, classes: Sequence[str] | None) -> list[dict[str, Any]]:
-    probabilities = logits.float().softmax(dim=0)
-    best = probabilities.topk(min(5, logits.numel()))
-    return [
-        {
-            "class": int(i),
-            "name": classes[int(i)] if classes and int(i) < len(classes) else str(int(i)),
-            "probability": float(p),
-        }
-        for p, i in zip(best.values, best.indices, strict=True)
-    ]
 
 
 def explain_pictures(
@@ -223,9 +211,8 @@ def explain_pictures(
         shown_picture, x = model.loaded.prepare(picture)
         x = x[None].to(model.device)
         logits = _logits(model, x, name)
-        shown = Shown(
-            name, shown_picture, x[0], _predictions(logits, classes), {}, {}, "", None, {}
-        )
+        predictions = top_predictions(logits, model.loaded.class_name)
+        shown = Shown(name, shown_picture, x[0], predictions, {}, {}, "", None, {})
         for method in question.methods:
             try:
                 with model.lock, warnings.catch_warnings():
@@ -233,10 +220,12 @@ def explain_pictures(
                     explainer = method_class(method)(model.loaded.model, layer=question.layer)
                     result = explainer(x, targets)
             except (ValueError, TypeError, RuntimeError, IndexError) as error:
-                shown.errors[method] = str(error).strip().splitlines()[0]
+                shown.errors[method] = first_line(error)
                 continue
             shown.maps[method] = result.maps[0, 0].detach().cpu()
             shown.raw[method] = result.raw[0][0, 0].detach().cpu()
+            if not shown.layers:
+                shown.layers, shown.score = list(result.layers), float(result.scores[0, 0])
         # The class whose probability the deletion and insertion curves follow: A of "A
         # rather than B", the chosen class, or the prediction.
         top = shown.predictions[0]["class"]
@@ -368,35 +357,23 @@ def faithfulness(model: AppModel, shown: Shown, steps: int = 16) -> Faithfulness
 def export(
     shown: Sequence[Shown], folder: Path, model_name: str, *, alpha: float, colormap: str
 ) -> list[Path]:
-    """The overlays (PNG), raw and upsampled maps (.npy) and a JSON summary per image, in the
-    layout `camkit explain` writes; returns the files."""
-    import numpy as np
-
-    folder.mkdir(parents=True, exist_ok=True)
+    """The files `camkit explain --save-maps npy` writes for each image (overlays, grid, raw and
+    upsampled maps, JSON summary), written by the same code; returns the files."""
+    out = OutputFolder(folder)
     files: list[Path] = []
     for item in shown:  # names made distinct by `explain_pictures`
-        stem = Path(item.name).stem
-        overlays = {}
-        for method, heat in item.maps.items():
-            path = folder / f"{stem}_{method}.png"
-            overlay(item.picture, heat, colormap, alpha).save(path)
-            np.save(folder / f"{stem}_{method}.npy", heat.float().numpy())
-            np.save(folder / f"{stem}_{method}_raw.npy", item.raw[method].float().numpy())
-            overlays[method] = [path.name]
-            files += [path, folder / f"{stem}_{method}.npy", folder / f"{stem}_{method}_raw.npy"]
-        summary = {
-            "image": item.name,
-            "model": model_name,
-            "input_size": list(item.picture.shape[1:]),
-            "predictions": item.predictions,
-            "targets": [{"class": item.target_class, "name": item.target}],
-            "methods": list(item.maps),
-            "errors": item.errors,
-            "files": {
-                "overlays": overlays,
-                "maps": {m: [f"{stem}_{m}.npy", f"{stem}_{m}_raw.npy"] for m in item.maps},
-            },
-        }
-        (folder / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
-        files.append(folder / f"{stem}.json")
+        result = ImageResult(
+            image=item.name,
+            stem=Path(item.name).stem,
+            picture=item.picture,
+            maps={m: heat[None] for m, heat in item.maps.items()},
+            raw={m: [item.raw[m][None]] for m in item.maps},
+            layers=item.layers,
+            targets=[{"class": item.target_class, "name": item.target, "score": item.score}],
+            predictions=item.predictions,
+            errors=item.errors,
+        )
+        names = write_image(result, out, model_name, colormap=colormap, alpha=alpha,
+                            save_maps="npy")  # fmt: skip
+        files += [folder / name for name in names]
     return files

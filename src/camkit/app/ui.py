@@ -24,8 +24,8 @@ from typing import Any
 import gradio as gr
 
 from camkit.app import core
-from camkit.cli.common import BUNDLED
 from camkit.methods import METHODS
+from camkit.models import BUNDLED_MODELS, DEFAULT_MODEL
 
 RANDOM = "random weights"
 MAX_SESSIONS = 64  # sessions whose files are kept at once (each: one answer's files)
@@ -59,7 +59,7 @@ class Session:
     own folder under the app's, made when first needed and removed when the session ends."""
 
     folder: Path
-    model: tuple[str, str] = (BUNDLED, "")
+    model: tuple[str, str] = (DEFAULT_MODEL, "")
     shown: list[core.Shown] = dataclasses.field(default_factory=list)
     uploads: list[str] = dataclasses.field(default_factory=list)
 
@@ -76,7 +76,7 @@ class App:
 
     def __init__(
         self,
-        model: str = BUNDLED,
+        model: str = DEFAULT_MODEL,
         weights: str | None = None,
         *,
         device: str = "cpu",
@@ -140,6 +140,7 @@ class App:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     def model(self, key: tuple[str, str]) -> core.AppModel:
+        """The model loaded for `key` (name, weights file), loaded once and kept."""
         with self.lock:
             if key not in self.models:
                 name, weights = key
@@ -177,7 +178,9 @@ class Handlers:
         # The bundled samples, decoded once: every question reuses them.
         self.samples = dict(core.sample_pictures())
 
-    def choose_model(self, state: Session | None, name: str, weights: str | None) -> tuple:
+    def choose_model(
+        self, state: Session | None, name: str, weights: str | None
+    ) -> tuple[Any, ...]:
         """Load the chosen model: its layers and classes fill the dropdowns."""
         state = state or self.app.session()
         key = (name, weights or "")
@@ -216,7 +219,7 @@ class Handlers:
         b: str | None,
         alpha: float,
         colormap: str,
-    ) -> tuple:
+    ) -> tuple[Any, ...]:
         """Explain the chosen images: overlays, the top-5 and the files to download (and clear
         the curves, which `curves` computes next)."""
         state = state or self.app.session()
@@ -244,27 +247,27 @@ class Handlers:
         return state, message, tiles, top, files, None, ""
 
     @_busy
-    def curves(self, state: Session | None) -> tuple:
+    def curves(self, state: Session | None) -> tuple[Any, ...]:
         """Deletion and insertion of each map on the first image (after the overlays show)."""
         if state is None or not state.shown or not state.shown[0].maps:
             return None, ""
         faithful = core.faithfulness(self.app.model(state.model), state.shown[0])
         return faithful.chart(), faithful.table()
 
-    def restyle(self, state: Session | None, alpha: float, colormap: str) -> tuple:
+    def restyle(self, state: Session | None, alpha: float, colormap: str) -> tuple[Any, ...]:
         """New opacity or colour map: the same maps, drawn again (the model is not run)."""
         if state is None or not state.shown:
             return gr.update(), gr.update()
         return self._rendered(state, alpha, colormap)
 
-    def _pictures(self, state: Session, samples: list[str], uploads: list[str] | None) -> list:
+    def _pictures(self, state: Session, samples: list[str], uploads: list[str] | None) -> list[Any]:
         found = [(n, self.samples[n]) for n in samples if n in self.samples]
         for path in uploads or []:
             state.uploads.append(path)
             found.append(core.read_upload(path))
         return found
 
-    def _rendered(self, state: Session, alpha: float, colormap: str) -> tuple[list, list[str]]:
+    def _rendered(self, state: Session, alpha: float, colormap: str) -> tuple[list[Any], list[str]]:
         tiles = core.render(state.shown, alpha=alpha, colormap=colormap)
         shutil.rmtree(state.folder, ignore_errors=True)
         name = self.app.model(state.model).loaded.name
@@ -272,98 +275,123 @@ class Handlers:
         return tiles, [str(p) for p in files]
 
 
-def build(app: App) -> gr.Blocks:
+@dataclasses.dataclass
+class _Page:
+    """The page's widgets: the question on the left, the answer on the right."""
+
+    session: Any = None
+    samples: Any = None
+    uploads: Any = None
+    model: Any = None
+    weights: Any = None
+    model_note: Any = None
+    layer: Any = None
+    methods: Any = None
+    target: Any = None
+    cls: Any = None
+    foil: Any = None
+    explain: Any = None
+    status: Any = None
+    gallery: Any = None
+    alpha: Any = None
+    colormap: Any = None
+    predictions: Any = None
+    curves: Any = None
+    aucs: Any = None
+    downloads: Any = None
+
+
+def _question(page: _Page, samples: list[str], model_names: list[str]) -> None:
+    """The left column: images, model, layer, methods, target."""
+    page.samples = gr.CheckboxGroup(
+        samples, value=samples[:1], label="Bundled samples", elem_id="samples"
+    )
+    page.uploads = gr.File(file_count="multiple", file_types=["image"],
+                           label="Upload or drop images", elem_id="uploads")  # fmt: skip
+    page.model = gr.Dropdown(model_names, value=model_names[0], label="Model", elem_id="model")
+    page.weights = gr.File(
+        label="Weights (state dict or checkpoint; none: the model's own or random)",
+        file_types=[".pt", ".pth", ".bin", ".ckpt"],
+        elem_id="weights",
+    )
+    page.model_note = gr.Markdown("", elem_id="model-note")
+    page.layer = gr.Dropdown([], label="Layer", elem_id="layer")
+    page.methods = gr.CheckboxGroup(list(METHODS), value=["gradcam", "gradcam++"],
+                                    label="Methods", elem_id="methods")  # fmt: skip
+    page.target = gr.Radio(list(TARGETS), value="top prediction", label="Target",
+                           elem_id="target")  # fmt: skip
+    with gr.Row():
+        page.cls = gr.Dropdown([], label="Class (A)", elem_id="class")
+        page.foil = gr.Dropdown([], label="Rather than (B)", elem_id="foil")
+    page.explain = gr.Button("Explain", variant="primary", elem_id="explain")
+
+
+def _answer(page: _Page) -> None:
+    """The right column: overlays, styling, top-5, curves, downloads."""
+    page.status = gr.Markdown("", elem_id="status")
+    page.gallery = gr.Gallery(label="Image and overlays", columns=3, format="png",
+                              elem_id="gallery")  # fmt: skip
+    with gr.Row():
+        page.alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity", elem_id="alpha")
+        page.colormap = gr.Dropdown(_colormaps(), value="jet", label="Colour map",
+                                    elem_id="colormap")  # fmt: skip
+    page.predictions = gr.Label(num_top_classes=5, label="Top-5 (click one to explain it)",
+                                elem_id="predictions")  # fmt: skip
+    page.curves = gr.Image(label="Deletion and insertion (first image)", format="png",
+                           elem_id="curves")  # fmt: skip
+    page.aucs = gr.Markdown("", elem_id="aucs")
+    page.downloads = gr.File(label="Downloads: overlays, grid, maps (.npy), summary (JSON)",
+                             file_count="multiple", elem_id="downloads")  # fmt: skip
+
+
+def _wire(blocks: gr.Blocks, page: _Page, handlers: Handlers) -> None:
+    """What each widget does: a new question runs the model, a new style only re-renders."""
+    question = [page.session, page.samples, page.uploads, page.layer, page.methods, page.target,
+                page.cls, page.foil, page.alpha, page.colormap]  # fmt: skip
+    answered = [page.session, page.status, page.gallery, page.predictions, page.downloads,
+                page.curves, page.aucs]  # fmt: skip
+    chosen = [page.session, page.model_note, page.layer, page.cls, page.foil]
+    model = [page.session, page.model, page.weights]
+
+    def ask(event: Any) -> None:
+        event(handlers.answer, question, answered).then(
+            handlers.curves, page.session, [page.curves, page.aucs]
+        )
+
+    blocks.load(handlers.choose_model, model, chosen)
+    for trigger in (page.model.input, page.weights.upload):
+        ask(trigger(handlers.choose_model, model, chosen).then)
+    ask(page.explain.click)
+    for widget in (page.layer, page.methods, page.target, page.cls, page.foil):
+        ask(widget.input)
+    for style in (page.alpha, page.colormap):
+        style.change(handlers.restyle, [page.session, page.alpha, page.colormap],
+                     [page.gallery, page.downloads])  # fmt: skip
+    ask(page.predictions.select(_picked, None, [page.target, page.cls]).then)
+
+
+def build(app: App) -> Any:  # a gradio.Blocks (gradio has no type hints)
     """The page, wired to `app`."""
     handlers = Handlers(app)
-    samples = list(handlers.samples)
-    start_name = app.start[0]
-    model_names = [start_name] + [n for n in [BUNDLED, *_torchvision_names()] if n != start_name]
-
-    with gr.Blocks(title="camkit", delete_cache=(600, 3600)) as page:
-        session = gr.State(None, time_to_live=SESSION_HOURS * 3600, delete_callback=app.end)
+    start = app.start[0]
+    model_names = [start, *(n for n in [*BUNDLED_MODELS, *_torchvision_names()] if n != start)]
+    page = _Page()
+    with gr.Blocks(title="camkit", delete_cache=(600, 3600)) as blocks:
+        page.session = gr.State(None, time_to_live=SESSION_HOURS * 3600, delete_callback=app.end)
         gr.Markdown(
             "# camkit · class activation maps\nChoose images, a model, a layer, methods "
             "and a target, then **Explain**."
         )
         with gr.Row():
             with gr.Column(scale=1):
-                chosen_samples = gr.CheckboxGroup(
-                    samples, value=samples[:1], label="Bundled samples", elem_id="samples"
-                )
-                uploads = gr.File(
-                    file_count="multiple",
-                    file_types=["image"],
-                    label="Upload or drop images",
-                    elem_id="uploads",
-                )
-                model_name = gr.Dropdown(
-                    model_names, value=start_name, label="Model", elem_id="model"
-                )
-                weights = gr.File(
-                    label="Weights (state dict or checkpoint; none: the model's own or random)",
-                    file_types=[".pt", ".pth", ".bin", ".ckpt"],
-                    elem_id="weights",
-                )
-                model_note = gr.Markdown("", elem_id="model-note")
-                layer = gr.Dropdown([], label="Layer", elem_id="layer")
-                methods = gr.CheckboxGroup(
-                    list(METHODS), value=["gradcam", "gradcam++"], label="Methods",
-                    elem_id="methods",
-                )  # fmt: skip
-                target = gr.Radio(
-                    list(TARGETS), value="top prediction", label="Target", elem_id="target"
-                )
-                with gr.Row():
-                    cls = gr.Dropdown([], label="Class (A)", elem_id="class")
-                    foil = gr.Dropdown([], label="Rather than (B)", elem_id="foil")
-                explain = gr.Button("Explain", variant="primary", elem_id="explain")
+                _question(page, list(handlers.samples), model_names)
             with gr.Column(scale=2):
-                status = gr.Markdown("", elem_id="status")
-                gallery = gr.Gallery(
-                    label="Image and overlays", columns=3, format="png", elem_id="gallery"
-                )
-                with gr.Row():
-                    alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity", elem_id="alpha")
-                    colormap = gr.Dropdown(
-                        _colormaps(), value="jet", label="Colour map", elem_id="colormap"
-                    )
-                predictions = gr.Label(
-                    num_top_classes=5, label="Top-5 (click one to explain it)",
-                    elem_id="predictions",
-                )  # fmt: skip
-                curves = gr.Image(
-                    label="Deletion and insertion (first image)", format="png", elem_id="curves"
-                )
-                aucs = gr.Markdown("", elem_id="aucs")
-                downloads = gr.File(
-                    label="Downloads: overlays, maps (.npy), summary (JSON)",
-                    file_count="multiple",
-                    elem_id="downloads",
-                )
-
-        question = [session, chosen_samples, uploads, layer, methods, target, cls, foil, alpha,
-                    colormap]  # fmt: skip
-        answered = [session, status, gallery, predictions, downloads, curves, aucs]
-        chosen = [session, model_note, layer, cls, foil]
-
-        def ask(event: Any) -> None:
-            event(handlers.answer, question, answered).then(
-                handlers.curves, session, [curves, aucs]
-            )
-
-        page.load(handlers.choose_model, [session, model_name, weights], chosen)
-        for trigger in (model_name.input, weights.upload):
-            ask(trigger(handlers.choose_model, [session, model_name, weights], chosen).then)
-        ask(explain.click)
-        for widget in (layer, methods, target, cls, foil):
-            ask(widget.input)
-        for style in (alpha, colormap):
-            style.change(handlers.restyle, [session, alpha, colormap], [gallery, downloads])
-        ask(predictions.select(_picked, None, [target, cls]).then)
-    page.queue(default_concurrency_limit=2, max_size=32)
-    return page
+                _answer(page)
+        _wire(blocks, page, handlers)
+    blocks.queue(default_concurrency_limit=2, max_size=32)
+    return blocks
 
 
-def _picked(event: gr.SelectData) -> tuple:
+def _picked(event: gr.SelectData) -> tuple[Any, ...]:
     """A click on a prediction: explain that class."""
     return gr.update(value="a class"), gr.update(value=event.value)

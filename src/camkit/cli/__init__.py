@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from typing import NoReturn, cast
 
 from camkit.cli import app, evaluate, explain, layers
-from camkit.cli.common import UsageError
-from camkit.errors import CamkitWarning
+from camkit.errors import CamkitWarning, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         warnings.simplefilter("default", CamkitWarning)  # a command reports, never raises
         try:
-            return args.run(args)
+            return int(args.run(args))
         except UsageError as error:
             print(f"camkit: error: {error}", file=sys.stderr)
             return 2

@@ -5,39 +5,40 @@ from __future__ import annotations
 import argparse
 import threading
 
-from camkit.cli.common import UsageError, add_model_options, check_device
-
-DEFAULT_PORT = 7860
+from camkit.cli.common import add_options, flag, job_from
+from camkit.errors import UsageError
+from camkit.jobs import AppJob
+from camkit.jobs.options import check_job
 
 
 def app_command(args: argparse.Namespace) -> int:
+    """Run `camkit app` until Ctrl-C; returns the exit code."""
+    job = job_from(args, AppJob)
     try:
         from camkit.app.ui import App, build
     except ImportError as error:
         raise UsageError(
             f"camkit app needs Gradio ({error.name} is missing): pip install 'camkit[app]'"
         ) from None
-    check_device(args.device)
-    if not 0 < args.port < 65536:
-        raise UsageError(f"--port {args.port}: must be from 1 to 65535")
-    if args.layer:
+    check_job(job, flag)
+    if job.layer:
         raise UsageError("camkit app chooses the layer in the page: leave out --layer")
     try:
-        app = App(args.model, args.weights, device=args.device, trust=args.trust_model)
+        app = App(job.model, job.weights, device=job.device, trust=job.trust_model)
     except ValueError as error:
         raise UsageError(str(error)) from None
     page = build(app)
     try:
         page.launch(
-            server_name=args.host,
-            server_port=args.port,
+            server_name=job.host,
+            server_port=job.port,
             prevent_thread_lock=True,
             quiet=True,
             share=False,
         )
     except OSError as error:
-        raise UsageError(f"cannot serve on {args.host}:{args.port}: {error}") from None
-    print(f"camkit: the app is at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
+        raise UsageError(f"cannot serve on {job.host}:{job.port}: {error}") from None
+    print(f"camkit: the app is at http://{job.host}:{job.port}/ (Ctrl-C stops it)", flush=True)
     try:
         threading.Event().wait()  # until Ctrl-C
     except KeyboardInterrupt:
@@ -57,9 +58,5 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Start the camkit app (Gradio) on this machine: choose images, a model, a "
         "layer, methods and a target; see and download the maps.",
     )
-    add_model_options(parser)
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine)"
-    )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 7860)")
+    add_options(parser, AppJob)
     parser.set_defaults(run=app_command)

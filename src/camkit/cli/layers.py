@@ -6,18 +6,22 @@ import argparse
 
 import torch
 
-from camkit.cli.common import BUNDLED, UsageError, add_model_options, check_device, load_model
+from camkit.cli.common import add_options, flag, job_from
+from camkit.errors import UsageError
+from camkit.jobs import LayersJob
+from camkit.jobs.options import check_job
 from camkit.layers import candidates, find_spatial_layer
+from camkit.models import BUNDLED_MODELS, load_model
 
 
 def layers_command(args: argparse.Namespace) -> int:
-    if args.size is not None and not 1 <= args.size <= 4096:
-        raise UsageError(f"--size {args.size}: must be from 1 to 4096 (pixels)")
-    device = check_device(args.device)
-    loaded = load_model(args.model, args.weights, args.trust_model)
-    model = loaded.model.to(device).eval()
-    side = args.size or loaded.size or (96 if loaded.name == BUNDLED else 224)
-    x = torch.rand(1, 3, side, side, device=device)
+    """Run `camkit layers`; returns the exit code."""
+    job = job_from(args, LayersJob)
+    check_job(job, flag)
+    loaded = load_model(job.model, job.weights, job.trust_model)
+    model = loaded.model.to(job.device).eval()
+    side = job.size or loaded.size or (96 if loaded.name in BUNDLED_MODELS else 224)
+    x = torch.rand(1, 3, side, side, device=job.device)
     try:
         found = candidates(model, x)
     except ValueError as error:
@@ -52,11 +56,5 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="List a model's explainable layers for one input: name, output shape, "
         "layout (spatial, tokens, channels-last) and grid; the automatic choice is marked.",
     )
-    add_model_options(parser)
-    parser.add_argument(
-        "--size",
-        type=int,
-        help="input side in pixels (default: the weights' preprocessing, 96 for the bundled "
-        "model, else 224)",
-    )
+    add_options(parser, LayersJob)
     parser.set_defaults(run=layers_command)

@@ -38,7 +38,7 @@ def _clutter(g: torch.Generator, image: Tensor, colour: Tensor, count: int) -> T
     return image
 
 
-class HardShapes(Dataset):
+class HardShapes(Dataset[dict[str, Tensor]]):
     """`length` generated samples; sample i depends only on (seed, size, i).
 
     Each image holds 1 to 3 instances of one class, smaller than in `ShapesDataset` (radius 7%

@@ -198,7 +198,7 @@ def render(labels: list[int], size: tuple[int, int], g: torch.Generator) -> dict
     }
 
 
-class ShapesDataset(Dataset):
+class ShapesDataset(Dataset[dict[str, Tensor]]):
     """`length` generated samples; sample i depends only on (seed, objects, size, i).
 
     With ``objects=1`` a sample is ``{"image": (3, H, W), "label": (), "mask": (H, W),

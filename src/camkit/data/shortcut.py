@@ -42,7 +42,7 @@ def _stamp(image: Tensor, label: int, top: int, left: int) -> Tensor:
     return tagged
 
 
-class ShortcutShapes(Dataset):
+class ShortcutShapes(Dataset[dict[str, Tensor]]):
     """`length` generated samples of one split; sample i depends only on (seed, split, size, i).
 
     Each sample is a dict: ``image`` (3, H, W) in [0, 1]; ``label``, the tag's class (what the

@@ -11,12 +11,13 @@ import dataclasses
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypedDict, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from camkit.capture import batched_only, capture, preserved_state, run_model
+from camkit.deprecation import moved
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
 from camkit.inputs import Inputs, ModelInput, SpatialInput
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     pass
 
 
-class ExplainerOptions(TypedDict, total=False):
+class MethodOptions(TypedDict, total=False):
     """The construction options every method takes (see `Explainer`), for ``**options``."""
 
     output: OutputSelector
@@ -86,7 +87,7 @@ def method_class(name: str) -> type[Explainer]:
         >>> method_class("gradcam++").__name__
         'GradCAMPlusPlus'
     """
-    return lookup(_REGISTRY, "method", name)  # type: ignore[no-any-return]
+    return lookup(_REGISTRY, "method", name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +165,7 @@ def differentiate(scores: Tensor, activations: Sequence[Tensor]) -> list[Tensor]
     ]
 
 
-def _detached(value: Any) -> Any:
+def _detached(value: object) -> object:
     """The model's output without its graph, so a kept result keeps no activations alive."""
     if isinstance(value, Tensor):
         return value.detach()
@@ -174,7 +175,7 @@ def _detached(value: Any) -> Any:
             value, **{f.name: _detached(getattr(value, f.name)) for f in fields if f.init}
         )
     if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(_detached(v) for v in value))
+        return type(value)(*[_detached(v) for v in value])  # type: ignore[arg-type]  # its fields
     if isinstance(value, (tuple, list)):
         return type(value)(_detached(v) for v in value)
     if isinstance(value, dict):
@@ -419,3 +420,9 @@ class Explainer:
 def channel_sum(weights: Tensor, activations: Tensor) -> Tensor:
     """sum_k w_k^c A^k: (B, K, C) weights and (B, C, *spatial) activations -> (B, K, *spatial)."""
     return torch.einsum("bkc,bc...->bk...", weights, activations)
+
+
+__getattr__ = moved(
+    "camkit.methods.base",
+    {"ExplainerOptions": ("camkit.methods.base.MethodOptions", MethodOptions)},
+)

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from camkit.layers import LayerSpec
-from camkit.methods.base import Evidence, Explainer, ExplainerOptions, channel_sum, register
+from camkit.methods.base import Evidence, Explainer, MethodOptions, channel_sum, register
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -98,7 +99,7 @@ class CAM(Explainer):
         layer: LayerSpec = None,
         *,
         head: Head | None = None,
-        **options: Unpack[ExplainerOptions],
+        **options: Unpack[MethodOptions],
     ) -> None:
         super().__init__(model, layer, **options)
         if head is not None and (not isinstance(head, nn.Module) or _as_linear(head) is None):
@@ -108,6 +109,7 @@ class CAM(Explainer):
             )
         self.head = head
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         head = head_weights(self.model, evidence, self.head)
         assert evidence.targets is not None  # head_weights rejected score functions

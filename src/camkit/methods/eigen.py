@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from camkit.methods.base import Evidence, Explainer, register
 from camkit.methods.gradient import layer_gradients, per_target
@@ -57,6 +58,7 @@ class EigenCAM(Explainer):
 
     needs_gradients = False
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         assert evidence.scores is not None
         component = first_component(evidence.activations).unsqueeze(1)
@@ -76,7 +78,9 @@ class EigenGradCAM(Explainer):
         torch.Size([2, 1, 16, 16])
     """
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         g, _ = layer_gradients(evidence)
         product = g * per_target(evidence.activations)  # (rows, K, C, *spatial)
-        return first_component(product.flatten(0, 1)).unflatten(0, product.shape[:2])
+        maps: Tensor = first_component(product.flatten(0, 1)).unflatten(0, product.shape[:2])
+        return maps

@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from camkit.layers import LayerSpec
-from camkit.methods.base import Evidence, Explainer, ExplainerOptions, channel_sum, register
+from camkit.methods.base import Evidence, Explainer, MethodOptions, channel_sum, register
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -37,6 +38,7 @@ class GradCAM(Explainer):
         torch.Size([2, 1, 16, 16])
     """
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         gradients, spatial = layer_gradients(evidence)
         return channel_sum(gradients.mean(dim=spatial), evidence.activations)
@@ -75,6 +77,7 @@ class GradCAMPlusPlus(Explainer):
         torch.Size([2, 2, 16, 16])
     """
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         g, _ = layer_gradients(evidence)
         g2 = g.square()
@@ -107,7 +110,7 @@ class SmoothGradCAMPlusPlus(Explainer):
         copies: int = 8,
         sigma: float = 0.15,
         seed: int | None = None,
-        **options: Unpack[ExplainerOptions],
+        **options: Unpack[MethodOptions],
     ) -> None:
         if "smooth" in options:
             raise TypeError(
@@ -117,12 +120,14 @@ class SmoothGradCAMPlusPlus(Explainer):
         rest: dict[str, Any] = dict(options)  # without smooth, refused above
         super().__init__(model, layer, smooth=Noise(copies, sigma, seed), **rest)
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         g, _ = layer_gradients(evidence)
         copies = evidence.copies
 
         def mean(t: Tensor) -> Tensor:
-            return t.unflatten(0, (copies, -1)).mean(dim=0)
+            averaged: Tensor = t.unflatten(0, (copies, -1)).mean(dim=0)
+            return averaged
 
         g2 = g.square()
         totals = _channel_totals(evidence, mean(evidence.activations))
@@ -146,6 +151,7 @@ class HiResCAM(Explainer):
         torch.Size([1, 1, 14, 14])
     """
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         g, _ = layer_gradients(evidence)
         return (g * per_target(evidence.activations)).sum(dim=2)
@@ -162,6 +168,7 @@ class GradCAMElementWise(Explainer):
         torch.Size([1, 1, 16, 16])
     """
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         g, _ = layer_gradients(evidence)
         return (g * per_target(evidence.activations)).clamp_min(0).sum(dim=2)
@@ -181,6 +188,7 @@ class XGradCAM(Explainer):
         torch.Size([1, 1, 16, 16])
     """
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         g, spatial = layer_gradients(evidence)
         a = per_target(evidence.activations)
@@ -205,6 +213,7 @@ class LayerCAM(Explainer):
         ('0', '1')
     """
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         g, _ = layer_gradients(evidence)
         return (g.clamp_min(0) * per_target(evidence.activations)).sum(dim=2)

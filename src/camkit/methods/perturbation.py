@@ -2,7 +2,7 @@
 
 Their cost is the perturbed forward passes their definitions need; both run them as plain
 batches under `torch.inference_mode`, across channels and inputs at once, with at most
-`batch_size` perturbed rows per forward pass (the memory cap).
+`rows_per_pass` perturbed rows per forward pass (the memory cap).
 """
 
 from __future__ import annotations
@@ -11,21 +11,24 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from camkit.capture import hook_here, removing
+from camkit.deprecation import renamed_keywords
+from camkit.errors import first_line
 from camkit.inputs import Inputs
 from camkit.layers import LayerSpec
 from camkit.maps import normalise, upsample
-from camkit.methods.base import Evidence, Explainer, ExplainerOptions, register
+from camkit.methods.base import Evidence, Explainer, MethodOptions, register
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-def _check_batch_size(batch_size: int) -> int:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive whole number, got {batch_size!r}")
-    return batch_size
+def _check_rows(rows_per_pass: int) -> int:
+    if not isinstance(rows_per_pass, int) or rows_per_pass < 1:
+        raise ValueError(f"rows_per_pass must be a positive whole number, got {rows_per_pass!r}")
+    return rows_per_pass
 
 
 @register("scorecam")
@@ -33,7 +36,7 @@ class ScoreCAM(Explainer):
     """Score-CAM (Wang et al. 2020): channel weights from the scores of the input masked by each
     upsampled, min-max normalised channel; ``w = softmax over channels of those scores``.
 
-    One forward pass per (input, channel): ``batch_size`` masked inputs per pass bounds memory.
+    One forward pass per (input, channel): ``rows_per_pass`` masked inputs per pass bounds memory.
     ``channels=N`` keeps only each input's N channels of highest mean activation (about C/N
     times faster). The score is the explained one (the logit by default), as in pytorch-grad-cam;
     the paper uses the softmax probability (``score="softmax"``) and no softmax over channels.
@@ -41,31 +44,35 @@ class ScoreCAM(Explainer):
     Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
-        >>> camkit.ScoreCAM(net, batch_size=4)(torch.rand(2, 3, 16, 16)).maps.shape
+        >>> camkit.ScoreCAM(net, rows_per_pass=4)(torch.rand(2, 3, 16, 16)).maps.shape
         torch.Size([2, 1, 16, 16])
     """
 
     needs_gradients = False
 
+    @renamed_keywords(batch_size="rows_per_pass")
     def __init__(
         self,
         model: nn.Module,
         layer: LayerSpec = None,
         *,
-        batch_size: int = 64,
+        rows_per_pass: int = 64,
         channels: int | None = None,
-        **options: Unpack[ExplainerOptions],
+        **options: Unpack[MethodOptions],
     ) -> None:
         super().__init__(model, layer, **options)
-        self.batch_size = _check_batch_size(batch_size)
+        self.rows_per_pass = _check_rows(rows_per_pass)
         if channels is not None and (not isinstance(channels, int) or channels < 1):
             raise ValueError(f"channels must be a positive whole number or None, got {channels!r}")
         self.channels = channels
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         a, x, scorer = evidence.activations, evidence.inputs, evidence.scorer
         inputs = evidence.model_inputs
-        assert x is not None and scorer is not None and inputs is not None
+        assert x is not None
+        assert scorer is not None
+        assert inputs is not None
         rows, count = a.shape[:2]
         if self.channels is not None and self.channels < count:
             chosen = a.flatten(2).mean(dim=2).topk(self.channels, dim=1).indices
@@ -75,9 +82,9 @@ class ScoreCAM(Explainer):
         channel_of = chosen.flatten()
         scores = []
         with torch.inference_mode():
-            for start in range(0, len(row_of), self.batch_size):
-                r = row_of[start : start + self.batch_size]
-                c = channel_of[start : start + self.batch_size]
+            for start in range(0, len(row_of), self.rows_per_pass):
+                r = row_of[start : start + self.rows_per_pass]
+                c = channel_of[start : start + self.rows_per_pass]
                 masks = normalise(upsample(a[r, c].unsqueeze(1), x.shape[2:]))  # (m, 1, *S)
                 masked = inputs.take(r, spatial=x[r] * masks.to(x.dtype))
                 scores.append(scorer(masked(self.model), r).to(a.dtype))
@@ -95,7 +102,7 @@ class AblationCAM(Explainer):
     score y when channel k of the layer is zeroed (0 where y is 0).
 
     The network runs once up to the layer per chunk of channels; from the layer on it runs on a
-    batch of ablated copies (at most ``batch_size`` rows), so the layer must be the output of a
+    batch of ablated copies (at most ``rows_per_pass`` rows), so the layer must be the output of a
     whole block: a later skip connection from before the layer cannot take the larger batch.
 
     Examples:
@@ -107,17 +114,19 @@ class AblationCAM(Explainer):
 
     needs_gradients = False
 
+    @renamed_keywords(batch_size="rows_per_pass")
     def __init__(
         self,
         model: nn.Module,
         layer: LayerSpec = None,
         *,
-        batch_size: int = 1024,
-        **options: Unpack[ExplainerOptions],
+        rows_per_pass: int = 1024,
+        **options: Unpack[MethodOptions],
     ) -> None:
         super().__init__(model, layer, **options)
-        self.batch_size = _check_batch_size(batch_size)
+        self.rows_per_pass = _check_rows(rows_per_pass)
 
+    @override
     def weigh(self, evidence: Evidence) -> Tensor:
         a, x, scorer, original = (
             evidence.activations,
@@ -125,9 +134,11 @@ class AblationCAM(Explainer):
             evidence.scorer,
             evidence.scores,
         )
-        assert x is not None and scorer is not None and original is not None
+        assert x is not None
+        assert scorer is not None
+        assert original is not None
         rows, count = a.shape[:2]
-        per_pass = max(1, self.batch_size // rows)  # channels ablated per forward pass
+        per_pass = max(1, self.rows_per_pass // rows)  # channels ablated per forward pass
         module = self.model.get_submodule(evidence.layer)
         drops = []
         for start in range(0, count, per_pass):
@@ -147,7 +158,7 @@ class AblationCAM(Explainer):
                         f"Ablation-CAM runs the network after layer {evidence.layer!r} on a batch "
                         "of ablated copies, and the network combines that layer's output with "
                         "tensors from before it (a skip connection?): choose the output of a "
-                        f"whole block, e.g. 'layer4' ({str(error).splitlines()[0]})"
+                        f"whole block, e.g. 'layer4' ({first_line(error)})"
                     ) from error
                 raise
             ablated_rows = torch.arange(rows, device=a.device).repeat(len(channels))

@@ -6,6 +6,7 @@ fields are per-input tensors and whose properties are the published summary figu
 `energy_pointing_game`, `spearman`, `ssim` and `auc` return the per-input tensor itself.
 """
 
+from camkit.boxes import box_iou
 from camkit.metrics._common import ModelScores
 from camkit.metrics.confidence import Confidence, confidence, win_rate
 from camkit.metrics.curves import Curve, auc, blur, deletion, insertion
@@ -14,7 +15,6 @@ from camkit.metrics.localisation import (
     BoxAccuracy,
     Pointing,
     box_accuracy,
-    box_iou,
     boxes_to_masks,
     default_thresholds,
     energy_pointing_game,

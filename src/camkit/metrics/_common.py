@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from camkit import seeds
+from camkit.deprecation import renamed_keywords
 from camkit.explanation import Explanation
 from camkit.targets import OutputSelector, Score, select_output
 
@@ -66,30 +68,34 @@ class ModelScores:
     Examples:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-        >>> ModelScores(net, batch_size=2)(torch.rand(5, 1, 2, 2)).shape
+        >>> ModelScores(net, rows_per_pass=2)(torch.rand(5, 1, 2, 2)).shape
         torch.Size([5, 3])
     """
 
+    @renamed_keywords(batch_size="rows_per_pass")
     def __init__(
         self,
         model: nn.Module | Callable[[Tensor], object],
         *,
         score: Score = "softmax",
         output: OutputSelector = None,
-        batch_size: int = 256,
+        rows_per_pass: int = 256,
     ) -> None:
         if score not in ("softmax", "logit"):
             raise ValueError(f"score must be 'softmax' or 'logit', not {score!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-        self.model, self.score, self.output, self.batch_size = model, score, output, batch_size
+        if rows_per_pass < 1:
+            raise ValueError(f"rows_per_pass must be at least 1, not {rows_per_pass}")
+        self.model, self.score, self.output = model, score, output
+        self.rows_per_pass = rows_per_pass
 
     def __call__(self, inputs: Tensor) -> Tensor:
         """(N, classes) probabilities (or logits) for (N, C, *spatial) inputs."""
-        return torch.cat([self.chunk(inputs[i : i + self.batch_size]) for i in self.starts(inputs)])
+        return torch.cat(
+            [self.chunk(inputs[i : i + self.rows_per_pass]) for i in self.starts(inputs)]
+        )
 
     def starts(self, inputs: Tensor) -> range:
-        return range(0, inputs.shape[0], self.batch_size)
+        return range(0, inputs.shape[0], self.rows_per_pass)
 
     @torch.no_grad()
     def chunk(self, inputs: Tensor) -> Tensor:
@@ -142,7 +148,7 @@ def relevance_ranks(maps: Tensor, seed: int | None = 0) -> Tensor:
     if seed is None:
         order = flat.argsort(dim=1, descending=True, stable=True)
     else:
-        generator = torch.Generator(device=flat.device).manual_seed(seed)
+        generator = seeds.generator(seed, flat.device)
         shuffle = torch.randperm(flat.shape[1], generator=generator, device=flat.device)
         order = shuffle[flat[:, shuffle].argsort(dim=1, descending=True, stable=True)]
     ranks = torch.empty_like(order)

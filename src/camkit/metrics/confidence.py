@@ -1,6 +1,6 @@
 """Average Drop, Increase in Confidence and Win % (Chattopadhay et al., Grad-CAM++, 2018).
 
-The model sees the input masked by the map, ``baseline + (x - baseline) * map`` (``baseline=0``
+The model sees the input masked by the map, ``fill + (x - fill) * map`` (``fill=0``
 is the paper's ``x * map``; on normalised inputs 0 is the data mean). With Y the class score on the
 input and O on the masked input, Average Drop = mean of max(0, Y - O) / Y, Increase in Confidence
 = share of inputs with O > Y, both in %.
@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from camkit.metrics._common import Maps, ModelScores, Score, as_maps, as_targets, like_input, pick
-from camkit.targets import OutputSelector
+from camkit.deprecation import renamed_keywords
+from camkit.metrics._common import Maps, ModelScores, as_maps, as_targets, like_input, pick
+from camkit.targets import OutputSelector, Score
 
 
 @dataclass(frozen=True)
@@ -47,17 +48,18 @@ class Confidence:
         return float((self.masked > self.base).float().mean() * 100)
 
 
+@renamed_keywords(baseline="fill", batch_size="rows_per_pass")
 def confidence(
     model: nn.Module,
     x: Tensor,
     maps: Maps,
     targets: Tensor | Sequence[int] | int | None = None,
     *,
-    baseline: float | Tensor = 0.0,
+    fill: float | Tensor = 0.0,
     base: Tensor | None = None,
     score: Score = "softmax",
     output: OutputSelector = None,
-    batch_size: int = 256,
+    rows_per_pass: int = 256,
 ) -> Confidence:
     """Score the explained class on `x` and on `x` masked by each map (one batched pass).
 
@@ -66,7 +68,7 @@ def confidence(
         x: (B, C, *spatial) inputs, as the model takes them.
         maps: (B, *spatial) maps in [0, 1], or an Explanation with one target per input.
         targets: (B,) classes; default the explanation's, else the predicted class.
-        baseline: what a map value of 0 turns a pixel into: a scalar, a (C,) value per channel,
+        fill: what a map value of 0 turns a pixel into: a scalar, a (C,) value per channel,
             or a tensor that broadcasts to x.
         base: (B, classes) scores of `x` already computed (reuses that forward pass).
         score: "softmax" (probabilities, as in the paper) or "logit".
@@ -81,11 +83,11 @@ def confidence(
         (True, torch.Size([2]))
     """
     weights = as_maps(maps, x.shape[2:]).to(x.dtype)
-    scores = ModelScores(model, score=score, output=output, batch_size=batch_size)
+    scores = ModelScores(model, score=score, output=output, rows_per_pass=rows_per_pass)
     clean = scores(x) if base is None else base.float()
     chosen = as_targets(targets, maps, x.shape[0])
     chosen = clean.argmax(dim=1) if chosen is None else chosen
-    off = like_input(baseline, x)
+    off = like_input(fill, x)
     masked_inputs = off + (x - off) * weights[:, None]
     return Confidence(base=pick(clean, chosen), masked=pick(scores(masked_inputs), chosen))
 

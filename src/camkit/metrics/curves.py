@@ -16,17 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from camkit.deprecation import renamed_keywords
 from camkit.metrics._common import (
     Maps,
     ModelScores,
-    Score,
     as_maps,
     as_targets,
     like_input,
     pick,
     relevance_ranks,
 )
-from camkit.targets import OutputSelector
+from camkit.targets import OutputSelector, Score
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Curve:
 
     @property
     def mean_auc(self) -> float:
+        """The mean area under the curves."""
         return float(self.auc.mean())
 
 
@@ -116,7 +117,7 @@ def _curve(
     curve[:, known] = pick(clean, chosen)
     flat_x, flat_other = x.flatten(2), other.flatten(2)
     for start in scores.starts(rows):
-        image, step = rows[start : start + scores.batch_size].unbind(1)
+        image, step = rows[start : start + scores.rows_per_pass].unbind(1)
         changed = (ranks[image] < counts[step, None])[:, None]  # (N, 1, P)
         if mode == "deletion":
             inputs = torch.where(changed, flat_other[image], flat_x[image])
@@ -127,6 +128,7 @@ def _curve(
     return Curve(curve, counts.float() / pixels)
 
 
+@renamed_keywords(batch_size="rows_per_pass")
 def deletion(
     model: nn.Module,
     x: Tensor,
@@ -138,7 +140,7 @@ def deletion(
     base: Tensor | None = None,
     score: Score = "softmax",
     output: OutputSelector = None,
-    batch_size: int = 256,
+    rows_per_pass: int = 256,
     seed: int | None = 0,
 ) -> Curve:
     """Deletion curve: replace the most relevant pixels by `fill`, a 1/`steps` share per step.
@@ -164,10 +166,11 @@ def deletion(
         >>> curve.scores.shape, curve.fractions.tolist()
         (torch.Size([2, 5]), [0.0, 0.25, 0.5, 0.75, 1.0])
     """
-    scores = ModelScores(model, score=score, output=output, batch_size=batch_size)
+    scores = ModelScores(model, score=score, output=output, rows_per_pass=rows_per_pass)
     return _curve("deletion", x, maps, targets, like_input(fill, x), steps, base, scores, seed)
 
 
+@renamed_keywords(batch_size="rows_per_pass")
 def insertion(
     model: nn.Module,
     x: Tensor,
@@ -179,7 +182,7 @@ def insertion(
     base: Tensor | None = None,
     score: Score = "softmax",
     output: OutputSelector = None,
-    batch_size: int = 256,
+    rows_per_pass: int = 256,
     seed: int | None = 0,
 ) -> Curve:
     """Insertion curve: from `start` (default `blur(x)`), put the most relevant pixels back.
@@ -196,5 +199,5 @@ def insertion(
         True
     """
     start_ = blur(x) if start is None else start
-    scores = ModelScores(model, score=score, output=output, batch_size=batch_size)
+    scores = ModelScores(model, score=score, output=output, rows_per_pass=rows_per_pass)
     return _curve("insertion", x, maps, targets, start_, steps, base, scores, seed)

@@ -18,16 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from camkit import seeds
+from camkit.deprecation import renamed_keywords
 from camkit.metrics._common import (
     Maps,
     ModelScores,
-    Score,
     as_maps,
     as_targets,
     pick,
     relevance_ranks,
 )
-from camkit.targets import OutputSelector
+from camkit.targets import OutputSelector, Score
 
 
 def neighbour_sum(v: Tensor) -> Tensor:
@@ -171,6 +172,7 @@ class Road:
         return float(self.accuracy.mean())
 
 
+@renamed_keywords(batch_size="rows_per_pass")
 def road(
     model: nn.Module,
     x: Tensor,
@@ -184,7 +186,7 @@ def road(
     base: Tensor | None = None,
     score: Score = "softmax",
     output: OutputSelector = None,
-    batch_size: int = 256,
+    rows_per_pass: int = 256,
 ) -> Road:
     """ROAD: remove the most ("morf") or least ("lerf") relevant p% of pixels, impute, re-score.
 
@@ -210,7 +212,7 @@ def road(
     if order not in ("morf", "lerf"):
         raise ValueError(f"order must be 'morf' (most relevant first) or 'lerf', not {order!r}")
     relevance = as_maps(maps, x.shape[2:])
-    scores = ModelScores(model, score=score, output=output, batch_size=batch_size)
+    scores = ModelScores(model, score=score, output=output, rows_per_pass=rows_per_pass)
     chosen = as_targets(targets, maps, x.shape[0])
     if chosen is None:
         chosen = (scores(x) if base is None else base).argmax(dim=1)
@@ -220,14 +222,14 @@ def road(
     ranks = relevance_ranks(relevance if order == "morf" else -relevance, seed)
     pixels = ranks.shape[1]
     counts = (shares * pixels / 100).round().long()
-    generator = torch.Generator(device=x.device).manual_seed(seed)
+    generator = seeds.generator(seed, x.device)
     # Share-major rows: a chunk holds similar holes, which take similar numbers of iterations.
     shares_index = torch.arange(len(shares), device=x.device)
     rows = torch.cartesian_prod(shares_index, torch.arange(x.shape[0], device=x.device))
     result = torch.empty(x.shape[0], len(shares), device=x.device)
     correct = torch.empty(x.shape[0], len(shares), dtype=torch.bool, device=x.device)
     for start in scores.starts(rows):
-        share, image = rows[start : start + scores.batch_size].unbind(1)
+        share, image = rows[start : start + scores.rows_per_pass].unbind(1)
         removed = (ranks[image] < counts[share, None]).view(-1, *x.shape[2:])
         probabilities = scores.chunk(impute(x[image], removed, noise=noise, generator=generator))
         result[image, share] = pick(probabilities, chosen[image])

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from camkit.boxes import box_iou
 from camkit.metrics._common import Maps, as_maps
 
 
@@ -61,24 +62,6 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
     x0, x1 = span(cols)
     y0, y1 = span(rows)
     return torch.stack([x0, y0, x1, y1], dim=1)
-
-
-def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """(B,) intersection over union of paired (B, 4) boxes.
-
-    Examples:
-        >>> import torch
-        >>> box_iou(torch.tensor([[0, 0, 2, 2]]), torch.tensor([[1, 0, 3, 2]]))  # 2 / (4 + 4 - 2)
-        tensor([0.3333])
-    """
-    a, b = a.float(), b.float().to(a.device)
-    width = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp_min(0)
-    height = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp_min(0)
-    inter = width * height
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a + area_b - inter
-    return torch.where(union > 0, inter / union.clamp_min(1e-12), 0.0)
 
 
 def _run_max(labels: Tensor, foreground: Tensor) -> Tensor:
@@ -162,6 +145,7 @@ class Pointing:
 
     @property
     def per_class(self) -> dict[int, float]:
+        """Hits per class: class -> share of its inputs whose peak is on the object."""
         return {
             int(c): float(self.hits[self.classes == c].float().mean())
             for c in self.classes.unique()
@@ -277,6 +261,7 @@ class BoxAccuracy:
 
     @property
     def best_threshold(self) -> float:
+        """The threshold with the best box accuracy."""
         return float(self.thresholds[self.accuracy.argmax()])
 
 

@@ -21,8 +21,9 @@ from torch import Tensor, nn
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec, resolve_layers
-from camkit.methods.base import Explainer, ExplainerOptions, method_class
+from camkit.methods.base import Explainer, MethodOptions, method_class
 from camkit.metrics._common import Maps, as_maps
+from camkit.seeds import seeded
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -154,6 +155,7 @@ class Sanity:
 
     @property
     def mean_ssim(self) -> Tensor:
+        """SSIM with the original maps at each step, averaged over inputs."""
         return self.ssim.mean(dim=1)
 
 
@@ -167,7 +169,7 @@ def cascading_randomisation(
     seed: int = 0,
     original: Maps | None = None,
     layer: LayerSpec = None,
-    **options: Unpack[ExplainerOptions],
+    **options: Unpack[MethodOptions],
 ) -> Sanity:
     """Randomise a copy of `model` from the top down and compare each step's maps to the original.
 
@@ -217,9 +219,7 @@ def cascading_randomisation(
         raise ValueError(f"no module named {missing[0]!r} in the model; steps are module names")
     explainer = explainer_class(randomised, layer, **options)
     correlations, similarities = [], []
-    devices = [x.device.index or 0] if x.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with seeded(seed, x.device):
         for name in order:
             _randomise(modules[name])
             with warnings.catch_warnings():

@@ -1,6 +1,27 @@
-"""Bundled models: the shapes model with its ground truth, and the examples' tiny network."""
+"""The bundled models, side by side, and `load_model`, which loads any model camkit explains.
 
+- `load_shapes_model`: the shapes benchmark classifier, with ground truth (`camkit.data`).
+- `load_shortcut_model`: the same network trained where a planted tag gives the class away.
+- `load_deep_model`: a deeper network, non-linear after its explained layer.
+- `example_net`: the examples' tiny random network.
+- `load_model`: any of these by name, a torchvision classifier, or a torch.export file.
+"""
+
+from camkit.models.deep import DeepShapesNet, load_deep_model
 from camkit.models.example import example_net
+from camkit.models.loading import BUNDLED_MODELS, DEFAULT_MODEL, LoadedModel, load_model
 from camkit.models.shapes import ShapesNet, load_shapes_model
+from camkit.models.shortcut import load_shortcut_model
 
-__all__ = ["ShapesNet", "example_net", "load_shapes_model"]
+__all__ = [
+    "BUNDLED_MODELS",
+    "DEFAULT_MODEL",
+    "DeepShapesNet",
+    "LoadedModel",
+    "ShapesNet",
+    "example_net",
+    "load_deep_model",
+    "load_model",
+    "load_shapes_model",
+    "load_shortcut_model",
+]

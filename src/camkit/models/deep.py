@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from camkit.data.shapes import CLASSES
+from camkit.models._weights import load_shipped
 from camkit.models.shapes import _block
 
 WEIGHTS_FILE = "deep_shapes_net.pt"
@@ -54,9 +54,11 @@ class DeepShapesNet(nn.Module):
         self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1))
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         features = self.features((x - self.mean) / self.std)
-        return self.head(self.pool(self.stages(features)).flatten(1))
+        logits: Tensor = self.head(self.pool(self.stages(features)).flatten(1))
+        return logits
 
 
 def load_deep_model(pretrained: bool = True) -> DeepShapesNet:
@@ -71,11 +73,4 @@ def load_deep_model(pretrained: bool = True) -> DeepShapesNet:
         >>> bool((model(data["image"]).argmax(1) == data["label"]).float().mean() > 0.7)
         True
     """
-    model = DeepShapesNet()
-    if pretrained:
-        path = resources.files("camkit.models").joinpath(WEIGHTS_FILE)
-        with resources.as_file(path) as file:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-        floats = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-        model.load_state_dict(floats)
-    return model.eval()
+    return load_shipped(DeepShapesNet(), WEIGHTS_FILE) if pretrained else DeepShapesNet().eval()

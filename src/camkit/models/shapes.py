@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from camkit.data.shapes import CLASSES
+from camkit.models._weights import load_shipped
 
 WEIGHTS_FILE = "shapes_net.pt"
 
@@ -57,9 +57,11 @@ class ShapesNet(nn.Module):
     mean: Tensor
     std: Tensor
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         features = self.features((x - self.mean) / self.std)
-        return self.classifier(self.pool(features).flatten(1))
+        logits: Tensor = self.classifier(self.pool(features).flatten(1))
+        return logits
 
 
 def load_shapes_model(pretrained: bool = True) -> ShapesNet:
@@ -72,12 +74,4 @@ def load_shapes_model(pretrained: bool = True) -> ShapesNet:
         >>> model.classes[:3], model.training
         (('disc', 'square', 'triangle'), False)
     """
-    model = ShapesNet()
-    if pretrained:
-        path = resources.files("camkit.models").joinpath(WEIGHTS_FILE)
-        with resources.as_file(path) as file:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-        model.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-        )
-    return model.eval()
+    return load_shipped(ShapesNet(), WEIGHTS_FILE) if pretrained else ShapesNet().eval()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 import torch
 from torch import Tensor, nn
 
+from camkit.models._weights import load_shipped
 from camkit.models.shapes import ShapesNet
 
 WEIGHTS_FILE = "shortcut_net.pt"
@@ -25,12 +24,7 @@ def load_shortcut_model() -> ShapesNet:
         >>> bool((model(data["image"]).argmax(1) == data["label"]).float().mean() > 0.8)
         True
     """
-    model = ShapesNet()
-    path = resources.files("camkit.models").joinpath(WEIGHTS_FILE)
-    with resources.as_file(path) as file:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.eval()
+    return load_shipped(ShapesNet(), WEIGHTS_FILE)
 
 
 def evidence_check(model: nn.Module, data: dict[str, Tensor]) -> dict[str, float]:

@@ -35,22 +35,24 @@ def test_app_serves_locally_and_stops_on_ctrl_c() -> None:
         line = server.stdout.readline()  # printed once the server listens
         assert line.strip() == f"camkit: the app is at http://127.0.0.1:{port}/ (Ctrl-C stops it)"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
-            assert response.status == 200 and b"camkit" in response.read()
+            assert response.status == 200
+            assert b"camkit" in response.read()
         server.send_signal(signal.SIGINT)
         out, err = server.communicate(timeout=60)
     finally:
         server.kill()
     assert server.returncode == 0, err
-    assert "camkit: app stopped" in out and "Traceback" not in err
+    assert "camkit: app stopped" in out
+    assert "Traceback" not in err
     started = time.perf_counter()
-    with pytest.raises(OSError):  # nothing listens any more
+    with pytest.raises(OSError, match="refused|Connection"):  # nothing listens any more
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
     assert time.perf_counter() - started < 5
 
 
 def test_app_options_are_checked_before_serving(capsys) -> None:
     assert main(["app", "--port", "70000"]) == 2
-    assert "--port 70000: must be from 1 to 65535" in capsys.readouterr().err
+    assert "--port 70000: at most 65535 (a TCP port)" in capsys.readouterr().err
     assert main(["app", "--model", "resnet5"]) == 2
     assert "unknown model 'resnet5'" in capsys.readouterr().err
     assert main(["app", "--layer", "features"]) == 2

@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 
 from camkit.cli import main
-from camkit.cli.evaluate import PLOTS
 from camkit.data import CLASSES, ShapesDataset
+from camkit.evaluation import METRICS, plots_of
 from camkit.overlay import to_pil
 
+PLOTS = [plot.name for plot in plots_of(list(METRICS))]
 QUICK = ["--steps", "4", "--sanity-images", "2", "--batch-size", "3"]
 
 
@@ -32,7 +33,8 @@ def test_bundled_benchmark_writes_table_files_and_plots(tmp_path, capsys) -> Non
     assert set(rows[0]) >= {"Avg drop %", "Deletion AUC", "ROAD LeRF acc", "Pointing %",
                             "MaxBoxAcc %", "Sanity rho"}  # fmt: skip
     report = json.loads((out / "results.json").read_text())
-    assert report["info"]["images"] == 4 and report["info"]["input_size"] == [96, 96]
+    assert report["info"]["images"] == 4
+    assert report["info"]["input_size"] == [96, 96]
     assert report["info"]["pointing_tolerance_px"] == pytest.approx(15 * 96 / 224)
     assert report["info"]["command"].startswith("camkit evaluate --limit 4")
     assert len(report["curves"]["gradcam"]["deletion"]) == 5
@@ -65,7 +67,8 @@ def test_a_class_per_folder_dataset_with_masks(tmp_path, capsys) -> None:
     assert code == 1  # the broken image is reported, the others are evaluated
     assert "broken.png: not a readable image" in printed.err
     report = json.loads((out / "results.json").read_text())
-    assert report["info"]["images"] == 6 and report["info"]["input_size"] == [64, 64]
+    assert report["info"]["images"] == 6
+    assert report["info"]["input_size"] == [64, 64]
     assert report["rows"]["gradcam"]["Pointing %"] > 50  # labels follow the model's class names
     assert "Deletion AUC" not in report["rows"]["gradcam"]
 
@@ -138,7 +141,8 @@ def test_a_torchvision_model_with_a_local_checkpoint(tmp_path, capsys) -> None:
     printed = capsys.readouterr()
     assert code == 0, printed.err
     report = json.loads((out / "results.json").read_text())
-    assert report["info"]["input_size"] == [64, 64] and report["info"]["images"] == 6
+    assert report["info"]["input_size"] == [64, 64]
+    assert report["info"]["images"] == 6
     assert report["info"]["fill"] != [0.5, 0.5, 0.5]  # the mean of normalised inputs
     assert set(report["rows"]["gradcam"]) == {"Avg drop %", "Increase %", "Deletion AUC",
                                               "Energy %", "Explain s"}  # fmt: skip
@@ -163,8 +167,10 @@ def test_an_unknown_class_folder_is_a_usage_error_not_a_relabelling(tmp_path, ca
     to_pil(torch.rand(3, 64, 64)).save(root / "zebra" / "z.png")
     code = main(["evaluate", "--data", str(root), "--methods", "cam", "--out", str(tmp_path / "o")])
     lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(lines) == 1
-    assert "class folder(s) zebra of" in lines[0] and "valid: disc, square, triangle" in lines[0]
+    assert code == 2
+    assert len(lines) == 1
+    assert "class folder(s) zebra of" in lines[0]
+    assert "valid: disc, square, triangle" in lines[0]
     assert not (tmp_path / "o").exists()
 
 
@@ -177,7 +183,8 @@ def test_folders_named_after_no_class_are_numbered_with_a_warning(tmp_path, caps
                  "--out", str(tmp_path / "o"), *QUICK])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "camkit: warning: no folder of" in err and "(a = class 0 = disc, ...)" in err
+    assert "camkit: warning: no folder of" in err
+    assert "(a = class 0 = disc, ...)" in err
 
 
 def test_a_corrupt_image_that_sorts_first_does_not_block_the_run(tmp_path, capsys) -> None:
@@ -189,7 +196,8 @@ def test_a_corrupt_image_that_sorts_first_does_not_block_the_run(tmp_path, capsy
     assert code == 1  # reported; the other six are evaluated at their own size
     assert "0000-corrupt.png: not a readable image" in err
     report = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert report["info"]["images"] == 6 and report["info"]["input_size"] == [64, 64]
+    assert report["info"]["images"] == 6
+    assert report["info"]["input_size"] == [64, 64]
 
 
 @pytest.mark.parametrize(
@@ -205,16 +213,17 @@ def test_a_corrupt_image_that_sorts_first_does_not_block_the_run(tmp_path, capsy
 def test_options_are_checked_before_the_model_loads(tmp_path, capsys, args, message) -> None:
     assert main(["evaluate", "--out", str(tmp_path / "o"), *args]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], lines
+    assert len(lines) == 1, lines
+    assert message in lines[0], lines
 
 
 def test_ctrl_c_keeps_the_finished_batches_and_exits_130(tmp_path, capsys, monkeypatch) -> None:
-    from camkit.cli import evaluate as evaluate_module
+    from camkit.jobs import evaluate as evaluate_module
 
-    real = evaluate_module._local_batches
+    real = evaluate_module._batches
 
-    def two_then_interrupt(data, args, fail):
-        batches = real(data, args, fail)
+    def two_then_interrupt(data, job, fail):
+        batches = real(data, job, fail)
 
         def interrupted():
             yield next(batches)
@@ -223,18 +232,20 @@ def test_ctrl_c_keeps_the_finished_batches_and_exits_130(tmp_path, capsys, monke
 
         return interrupted()
 
-    monkeypatch.setattr(evaluate_module, "_local_batches", two_then_interrupt)
+    monkeypatch.setattr(evaluate_module, "_batches", two_then_interrupt)
     out = tmp_path / "o"
     code = main(["evaluate", "--limit", "9", "--methods", "gradcam,cam", "--metrics",
                  "drop,pointing,sanity", "--out", str(out), *QUICK])  # fmt: skip
     lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 130 and "Traceback" not in "".join(lines)
+    assert code == 130
+    assert "Traceback" not in "".join(lines)
     assert (
         lines[-1]
         == f"camkit: interrupted; wrote the results of the 6 images finished (of 9) to {out}/"
     )
     report = json.loads((out / "results.json").read_text())
-    assert report["info"]["images"] == 6 and report["info"]["interrupted"] is True
+    assert report["info"]["images"] == 6
+    assert report["info"]["interrupted"] is True
     assert "Sanity rho" not in report["rows"]["gradcam"]
     monkeypatch.undo()
     full = main(["evaluate", "--limit", "6", "--methods", "gradcam,cam", "--metrics",
@@ -258,7 +269,8 @@ def test_the_other_bundled_benchmarks(tmp_path, capsys, model, data, extra) -> N
     printed = capsys.readouterr()
     assert code == 0, printed.err
     report = json.loads((out / "results.json").read_text())
-    assert report["info"]["images"] == 6 and report["info"]["model"] == model
+    assert report["info"]["images"] == 6
+    assert report["info"]["model"] == model
     assert set(report["rows"]) == {"gradcam", "scorecam"}
     low, high = report["intervals"]["scorecam"]["Pointing %"]
     assert 0 <= low <= report["rows"]["scorecam"]["Pointing %"] <= high <= 100
@@ -314,7 +326,8 @@ def test_a_mask_of_another_size_is_refused_and_its_image_evaluated(tmp_path, cap
         f"image's size; {wrong.with_name('0.png')} is evaluated without a mask"
     ]
     info = _report(out)["info"]
-    assert info["images"] == 6 and info["masked_images"] == 5
+    assert info["images"] == 6
+    assert info["masked_images"] == 5
     assert "Pointing %: on the 5 of 6 images that have an object mask." in printed.out
 
 
@@ -335,7 +348,8 @@ def test_localisation_metrics_count_only_the_images_with_masks(tmp_path, capsys)
         printed = capsys.readouterr()
         assert code == 0, printed.err
         figures[name] = _report(out)
-    assert figures["some"]["info"]["masked_images"] == 3 and figures["some"]["info"]["images"] == 6
+    assert figures["some"]["info"]["masked_images"] == 3
+    assert figures["some"]["info"]["images"] == 6
     for column in ("Pointing %", "Energy %"):  # measured on exactly the images with masks
         assert figures["some"]["rows"]["gradcam"][column] == pytest.approx(
             figures["only"]["rows"]["gradcam"][column]

@@ -1,11 +1,12 @@
-"""`--ray [ADDRESS]`: `camkit explain` and `camkit evaluate` on a Ray cluster.
+"""The jobs on a Ray cluster (``ray=ADDRESS``; `camkit explain --ray`, `camkit evaluate --ray`).
 
-Ray Data spreads the inputs, in chunks of `--batch-size`, over a pool of actors that each hold
-the model: one per GPU with `--device cuda`, otherwise one per CPU slot (`--ray-workers` sets
-the number). A chunk is the unit a local run batches, and every batch seeds its randomness the
-same way, so the files and figures equal those of a local run of the same command.
+Ray Data spreads the inputs, in chunks of a batch, over a pool of actors that each hold the
+model: one per GPU with a cuda device, otherwise one per CPU slot (``ray_workers`` sets the
+number). Each actor receives the typed job, never the command's arguments. A chunk is the unit
+a local run batches, and every batch seeds its randomness the same way, so the files and
+figures equal those of a local run of the same job.
 
-- `explain`: the actors read, explain and write each chunk's files into `--out` (a folder
+- `explain`: the actors read, explain and write each chunk's files into the output folder (one
   every node sees: a shared file system on a multi-node cluster), and send back one line per
   input (files written, failures).
 - `evaluate`: the actors measure each chunk (`Evaluation.measure`) and send back the metrics'
@@ -19,7 +20,6 @@ node. With no address, Ray joins the cluster in ``RAY_ADDRESS`` or starts a loca
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import io
@@ -35,11 +35,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from camkit.cli.common import LoadedModel, UsageError, first_line
-from camkit.evaluation import Evaluation, Settings
+from camkit.errors import UsageError, first_line
+from camkit.evaluation import BatchResult, Evaluation, Settings
+from camkit.evaluation.datasets import Items, to_batch
 from camkit.files import OutputFolder, shown
+from camkit.jobs.options import ExplainJob, Label, RunOptions
+from camkit.jobs.work import ImageFiles, Item, failure_message, write_item
 from camkit.layers import LayerSpec
 from camkit.methods import METHODS
+from camkit.models import LoadedModel
+from camkit.stream import explain_batches
 from camkit.targets import Targets
 
 
@@ -49,13 +54,13 @@ def _ray() -> Any:
         import ray.data
     except ImportError:
         raise UsageError(
-            "--ray needs Ray: pip install 'camkit[ray]' (or pip install 'ray[data]')"
+            "Ray is not installed: pip install 'camkit[ray]' (or pip install 'ray[data]')"
         ) from None
     return ray
 
 
 @contextlib.contextmanager
-def connected(address: str, log: str | None = None) -> Iterator[Any]:
+def connected(address: str, log: str | None = None, label: Label = str) -> Iterator[Any]:
     """Ray, joined to the cluster at `address` ("": RAY_ADDRESS's, or a new local one); a
     cluster started here is shut down on leaving, one that was running is left alone.
 
@@ -63,7 +68,7 @@ def connected(address: str, log: str | None = None) -> Iterator[Any]:
     ("-": the terminal; None: a temporary file, removed unless Ray failed)."""
     ray = _ray()
     started = not ray.is_initialized()  # the address was probed with the options
-    with _ray_lines_to(log):
+    with _ray_lines_to(log, label):
         if started:
             try:
                 ray.init(
@@ -74,7 +79,7 @@ def connected(address: str, log: str | None = None) -> Iterator[Any]:
                 )
             except (ConnectionError, RuntimeError, ValueError) as error:
                 raise UsageError(
-                    f"--ray {address or '(local)'}: cannot join Ray ({first_line(error)})"
+                    f"{label('ray')} {address or '(local)'}: cannot join Ray ({first_line(error)})"
                 ) from None
         try:
             yield _configured(ray)
@@ -84,7 +89,7 @@ def connected(address: str, log: str | None = None) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def _ray_lines_to(log: str | None) -> Iterator[None]:
+def _ray_lines_to(log: str | None, label: Label = str) -> Iterator[None]:
     """The process's stderr (file descriptor 2, where Ray's core writes) sent to `log` for the
     block, while camkit's own messages (`sys.stderr`) still reach the terminal."""
     if log == "-":
@@ -101,7 +106,9 @@ def _ray_lines_to(log: str | None) -> Iterator[None]:
         descriptor = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     except OSError as error:
         os.close(terminal)
-        raise UsageError(f"--ray-log {shown(name)}: cannot write it ({error.strerror})") from None
+        raise UsageError(
+            f"{label('ray_log')} {shown(name)}: cannot write it ({error.strerror})"
+        ) from None
     os.dup2(descriptor, 2)
     os.close(descriptor)
     before = sys.stderr
@@ -140,15 +147,15 @@ def _configured(ray: Any) -> Any:
     return ray
 
 
-def _pool(ray: Any, args: argparse.Namespace, chunks: int) -> tuple[int, dict[str, Any]]:
+def _pool(ray: Any, job: RunOptions, chunks: int) -> tuple[int, dict[str, Any]]:
     """The number of actors (no more than there are chunks) and what each asks of Ray."""
     resources = ray.cluster_resources()
-    on_gpu = str(args.device).startswith("cuda")
+    on_gpu = str(job.device).startswith("cuda")
     kind = "GPU" if on_gpu else "CPU"
     available = int(resources.get(kind, 0))
     if available < 1:
-        raise UsageError(f"--ray: the cluster has no {kind}s for --device {args.device}")
-    size = max(1, min(args.ray_workers or available, chunks))
+        raise UsageError(f"Ray: the cluster has no {kind}s for device {job.device}")
+    size = max(1, min(job.ray_workers or available, chunks))
     return size, ({"num_gpus": 1} if on_gpu else {"num_cpus": 1})
 
 
@@ -168,22 +175,22 @@ def _chunks(count: int, batch_size: int) -> list[dict[str, int]]:
     return [{"start": s, "stop": min(count, s + batch_size)} for s in range(0, count, batch_size)]
 
 
-def _run(ray: Any, worker: type, job: dict[str, Any], args: argparse.Namespace,
+def _run(ray: Any, worker: type, shared: dict[str, Any], job: RunOptions,
          count: int) -> Iterator[dict[str, Any]]:  # fmt: skip
     """Chunks of `count` inputs through a pool of `worker` actors; their rows, in order.
 
     The job (the model, the data) goes into the object store once and each actor fetches it:
     passed as constructor arguments, Ray would also keep it for restarting actors.
     """
-    parts = _chunks(count, args.batch_size)
-    size, asks = _pool(ray, args, len(parts))
-    shared = [ray.put(job)]  # in a list: Ray hands the actors the reference, not the value
+    parts = _chunks(count, job.images_per_batch)
+    size, asks = _pool(ray, job, len(parts))
+    reference = [ray.put(shared)]  # in a list: Ray hands the actors the reference, not the value
     chunks = ray.data.from_items(parts, override_num_blocks=len(parts))
     done = chunks.map_batches(
         worker,
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=size),
-        fn_constructor_kwargs={"shared": shared},
+        fn_constructor_kwargs={"shared": reference},
         **asks,
     )
     yield from done.iter_rows()
@@ -192,7 +199,7 @@ def _run(ray: Any, worker: type, job: dict[str, Any], args: argparse.Namespace,
 def _job(shared: list[Any]) -> dict[str, Any]:
     import ray
 
-    return ray.get(shared[0])  # type: ignore[no-any-return]
+    return ray.get(shared[0])  # type: ignore[no-any-return]  # Ray's get is untyped
 
 
 class ExplainWorker:
@@ -204,44 +211,42 @@ class ExplainWorker:
     def _start(
         self,
         loaded: LoadedModel,
-        args: argparse.Namespace,
+        job: ExplainJob,
         methods: Sequence[str],
         layer: LayerSpec,
         targets: Targets,
         paths: Sequence[Path],
         stems: Sequence[str],
     ) -> None:
-        self.args, self.loaded, self.targets = args, loaded, targets
-        self.device = _worker_device(args.device)
-        self.model = loaded.model.to(self.device).eval()
-        self.explainers = {m: METHODS[m](self.model, layer=layer) for m in methods}
+        self.job, self.loaded, self.targets = job, loaded, targets
+        self.device = _worker_device(job.device)
+        self.loaded.model = loaded.model.to(self.device).eval()
+        self.explainers = {m: METHODS[m](self.loaded.model, layer=layer) for m in methods}
         self.paths, self.stems = paths, stems
         # The driver checked the folder; each actor keeps its own view of the ledger.
-        self.out = OutputFolder(Path(args.out), inputs=paths)
+        self.out = OutputFolder(job.folder, inputs=paths)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from camkit.cli.explain import ImageFiles, failure_message, write_outputs
-        from camkit.stream import explain_batches
-
+        """One chunk of the dataset: rows with its start and stop."""
         start, stop = int(rows["start"][0]), int(rows["stop"][0])
         data = ImageFiles(self.paths[start:stop], self.stems[start:stop], self.loaded,
-                          self.args.max_size)  # fmt: skip
+                          self.job.max_size)  # fmt: skip
         errors: dict[int, list[str]] = {i: [] for i in range(start, stop)}
         written = dict.fromkeys(range(start, stop), 0)
         position = {str(p): start + i for i, p in enumerate(data.paths)}
 
-        def failed(item: Any, method: str, error: BaseException) -> None:
+        def failed(item: Item | Path, method: str, error: BaseException) -> None:
             path = item["path"] if isinstance(item, dict) else item
             errors[position[str(path)]].append(failure_message(item, method, error))
 
-        stream = explain_batches(self.model, data,
+        stream = explain_batches(self.loaded.model, data,
                                  self.explainers, targets=self.targets,
-                                 batch_size=self.args.batch_size, device=self.device,
+                                 batch_size=self.job.images_per_batch, device=self.device,
                                  on_error=failed)  # fmt: skip
         for batch in stream:
             for item, results in zip(batch.items, batch.results, strict=True):
                 index = position[str(item["path"])]
-                count, problem = write_outputs(item, results, self.loaded, self.out, self.args)
+                count, problem = write_item(item, results, self.loaded, self.out, self.job)
                 written[index] += count
                 if problem:
                     errors[index].append(problem)
@@ -252,20 +257,21 @@ class ExplainWorker:
 
 
 def explain_on_ray(
-    args: argparse.Namespace,
+    job: ExplainJob,
     loaded: LoadedModel,
     methods: Sequence[str],
     layer: LayerSpec,
     targets: Targets,
-    paths: Sequence[Path],
-    stems: Sequence[str],
+    data: ImageFiles,
+    label: Label = str,
 ) -> Iterator[tuple[int, str]]:
-    """(files written, failure lines) for each input, in order, explained by the actors."""
-    job = {"loaded": replace(loaded, model=_on_cpu(loaded.model)), "args": args,
-           "methods": list(methods), "layer": layer, "targets": targets, "paths": list(paths),
-           "stems": list(stems)}  # fmt: skip
-    with connected(args.ray, args.ray_log) as ray:
-        for row in _run(ray, ExplainWorker, job, args, len(paths)):
+    """(files written, failure lines) for each input of `data`, in order, explained and
+    written by the actors."""
+    shared = {"loaded": replace(loaded, model=_on_cpu(loaded.model)), "job": job,
+              "methods": list(methods), "layer": layer, "targets": targets,
+              "paths": list(data.paths), "stems": list(data.stems)}  # fmt: skip
+    with connected(job.ray or "", job.ray_log, label) as ray:
+        for row in _run(ray, ExplainWorker, shared, job, len(data)):
             yield int(row["written"]), str(row["errors"])
 
 
@@ -278,9 +284,9 @@ class EvaluateWorker:
     def _start(
         self,
         model: torch.nn.Module,
-        data: Any,
+        data: Items,
         methods: Sequence[str],
-        chosen: Sequence[str],
+        metrics: Sequence[str],
         settings: Settings,
         layer: LayerSpec,
         device: str,
@@ -288,11 +294,10 @@ class EvaluateWorker:
         self.device = _worker_device(device)
         self.data = data
         model = model.to(self.device).eval()
-        self.evaluation = Evaluation(model, methods, chosen, settings=settings, layer=layer)
+        self.evaluation = Evaluation(model, methods, metrics, settings=settings, layer=layer)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from camkit.cli.evaluate import to_batch
-
+        """One chunk of the dataset: rows with its start and stop."""
         start, stop = int(rows["start"][0]), int(rows["stop"][0])
         errors: list[str] = []
         batch = to_batch([self.data[i] for i in range(start, stop)], self.device, errors.append)
@@ -308,29 +313,28 @@ class EvaluateWorker:
 
 
 def evaluate_on_ray(
-    args: argparse.Namespace,
-    model: torch.nn.Module,
-    data: Any,
+    job: RunOptions,
+    data: Items,
     evaluation: Evaluation,
     fail: Callable[[str], None],
-) -> Iterator[Any]:
+    label: Label = str,
+) -> Iterator[BatchResult]:
     """The `BatchResult` of each chunk, in dataset order, measured by the actors."""
-    methods = list(evaluation.measures)
-    chosen = list(next(iter(evaluation.measures.values())))
-    job = {
-        "model": _on_cpu(model),
+    shared = {
+        "model": _on_cpu(evaluation.model),
         "data": data,
-        "methods": methods,
-        "chosen": chosen,
+        "methods": list(evaluation.plugins),
+        "metrics": evaluation.metrics,
         "settings": evaluation.settings,
         "layer": evaluation.layer,
-        "device": args.device,
+        "device": job.device,
     }
-    with connected(args.ray, args.ray_log) as ray:
-        for row in _run(ray, EvaluateWorker, job, args, len(data)):
+    with connected(job.ray or "", job.ray_log, label) as ray:
+        for row in _run(ray, EvaluateWorker, shared, job, len(data)):
             for line in filter(None, str(row["errors"]).split("\n")):
                 fail(line)
             if row["result"]:
                 # Our own workers' results: tensors land on this machine's CPU.
-                yield torch.load(io.BytesIO(row["result"]), map_location="cpu",
-                                 weights_only=False)  # fmt: skip
+                result: BatchResult = torch.load(io.BytesIO(row["result"]), map_location="cpu",
+                                                 weights_only=False)  # fmt: skip
+                yield result

@@ -15,7 +15,7 @@ from PIL import Image
 from camkit.data import CLASSES
 from camkit.files import LEDGER
 from camkit.overlay import to_pil
-from conftest import gap_net
+from helpers.nets import gap_net
 
 
 def camkit_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -41,7 +41,8 @@ def test_default_run_explains_the_bundled_samples(default_run) -> None:
     for name in CLASSES:
         for method in ("gradcam", "gradcam++", "cam"):
             with Image.open(out / f"{name}_{method}.png") as picture:
-                assert picture.size == (96, 96) and picture.mode == "RGB"
+                assert picture.size == (96, 96)
+                assert picture.mode == "RGB"
         with Image.open(out / f"{name}_grid.png") as picture:
             assert picture.width > 4 * 96
         summary = json.loads((out / f"{name}.json").read_text())
@@ -55,12 +56,14 @@ def test_default_run_explains_the_bundled_samples(default_run) -> None:
             "methods",
             "files",
         }
-        assert summary["model"] == "shapes" and summary["input_size"] == [96, 96]
+        assert summary["model"] == "shapes"
+        assert summary["input_size"] == [96, 96]
         assert summary["layers"] == ["features"]
         assert summary["predictions"][0]["name"] == name  # the bundled model gets them right
         assert summary["targets"][0]["name"] == name
         probabilities = [p["probability"] for p in summary["predictions"]]
-        assert probabilities == sorted(probabilities, reverse=True) and probabilities[0] > 0.5
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert probabilities[0] > 0.5
         assert summary["files"]["overlays"]["gradcam"] == [f"{name}_gradcam.png"]
         assert summary["files"]["grid"] == f"{name}_grid.png"
 
@@ -150,7 +153,8 @@ def test_torchvision_model_with_a_local_checkpoint_and_top_k(tmp_path) -> None:
     assert [t["class"] for t in summary["targets"]] == [
         p["class"] for p in summary["predictions"][:2]
     ]
-    assert len(summary["predictions"]) == 4 and summary["layers"] == ["layer4"]
+    assert len(summary["predictions"]) == 4
+    assert summary["layers"] == ["layer4"]
     with Image.open(tmp_path / "o" / "b_gradcam++_2.png") as picture:
         assert picture.size == (256, 384)
 
@@ -167,17 +171,21 @@ def test_exported_program_file_and_torchscript_refusal(tmp_path) -> None:
     untrusted = camkit_command(
         "explain", "img.png", "--model", "net.pt2", "--out", "o", cwd=tmp_path
     )
-    assert untrusted.returncode == 2 and "pass --trust-model" in untrusted.stderr
-    assert len(untrusted.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+    assert untrusted.returncode == 2
+    assert "pass --trust-model" in untrusted.stderr
+    assert len(untrusted.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
     result = camkit_command(
         "explain", "img.png", "--model", "net.pt2", "--trust-model", "--out", "o", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "o" / "img.json").read_text())
-    assert summary["layers"] == ["3"] and summary["methods"] == ["gradcam", "gradcam++"]
+    assert summary["layers"] == ["3"]
+    assert summary["methods"] == ["gradcam", "gradcam++"]
 
     refused = camkit_command("explain", "img.png", "--model", "net.pt", cwd=tmp_path)
-    assert refused.returncode == 2 and "TorchScript" in refused.stderr
+    assert refused.returncode == 2
+    assert "TorchScript" in refused.stderr
     assert "torch.export" in refused.stderr
 
 
@@ -195,7 +203,8 @@ def test_a_method_that_does_not_apply_fails_alone(tmp_path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 1
-    assert "cam: CAM needs" in result.stderr and "camkit.GradCAM" in result.stderr
+    assert "cam: CAM needs" in result.stderr
+    assert "camkit.GradCAM" in result.stderr
     assert (tmp_path / "o" / "img_gradcam.png").exists()
     assert not (tmp_path / "o" / "img_cam.png").exists()
 
@@ -210,14 +219,18 @@ def test_bundled_model_weights_from_a_file_or_random(tmp_path) -> None:
     mine = camkit_command(
         "explain", "--weights", "mine.pt", "--methods", "cam", "--out", "b", cwd=tmp_path
     )
-    assert shipped.returncode == 0 and mine.returncode == 0, mine.stderr
+    assert shipped.returncode == 0, mine.stderr
+    assert mine.returncode == 0, mine.stderr
     first = json.loads((tmp_path / "a" / "star.json").read_text())["predictions"][0]
     second = json.loads((tmp_path / "b" / "star.json").read_text())["predictions"][0]
-    assert first["name"] == "star" and second["score"] != first["score"]
+    assert first["name"] == "star"
+    assert second["score"] != first["score"]
     wrong = camkit_command("explain", "--weights", "nothing.pt", "--out", "c", cwd=tmp_path)
-    assert wrong.returncode == 2 and "give a state-dict file" in wrong.stderr
+    assert wrong.returncode == 2
+    assert "give a state-dict file" in wrong.stderr
     broken = camkit_command("explain", "--weights", "bad.pt", "--out", "d", cwd=tmp_path)
-    assert broken.returncode == 2 and "bad.pt is not a readable PyTorch checkpoint" in broken.stderr
+    assert broken.returncode == 2
+    assert "bad.pt is not a readable PyTorch checkpoint" in broken.stderr
     assert len(broken.stderr.strip().splitlines()) == 1
 
 
@@ -227,12 +240,16 @@ def test_layers_command_lists_the_layers_and_marks_the_automatic_one(tmp_path) -
     lines = result.stdout.strip().splitlines()
     assert lines[0].split() == ["layer", "output", "shape", "layout", "grid"]
     marked = [line for line in lines if line.endswith("<- automatic")]
-    assert len(marked) == 1 and marked[0].split()[0] == "features"
-    assert "(1, 128, 12, 12)" in marked[0] and "12 x 12" in marked[0]
+    assert len(marked) == 1
+    assert marked[0].split()[0] == "features"
+    assert "(1, 128, 12, 12)" in marked[0]
+    assert "12 x 12" in marked[0]
     assert lines[-1] == "camkit: 32 layers of shapes on a 96 x 96 input; automatic: features"
-    for size in ("0", "100000"):  # a probe of 100000 x 100000 pixels would exhaust memory
+    # A probe of 100000 x 100000 pixels would exhaust memory.
+    for size, rule in (("0", "must be at least 1"), ("100000", "at most 4096")):
         wrong = camkit_command("layers", "--size", size, cwd=tmp_path)
-        assert wrong.returncode == 2 and f"--size {size}: must be from 1 to 4096" in wrong.stderr
+        assert wrong.returncode == 2
+        assert f"--size {size}: {rule} (pixels)" in wrong.stderr
 
 
 def test_save_maps_writes_the_library_maps(tmp_path) -> None:
@@ -253,7 +270,8 @@ def test_save_maps_writes_the_library_maps(tmp_path) -> None:
     top2 = explainer(x, targets=camkit.TopK(2))
     maps = np.load(tmp_path / "a" / "img_gradcam.npy")
     raw = np.load(tmp_path / "a" / "img_gradcam_raw.npy")
-    assert maps.shape == (2, 48, 40) and raw.shape == (2, 6, 5)
+    assert maps.shape == (2, 48, 40)
+    assert raw.shape == (2, 6, 5)
     np.testing.assert_allclose(maps, top2.maps[0].numpy(), atol=1e-6)
     np.testing.assert_allclose(raw, top2.raw[0][0].numpy(), atol=1e-6)
     summary = json.loads((tmp_path / "a" / "img.json").read_text())
@@ -276,9 +294,11 @@ def test_skip_existing_redoes_only_incomplete_inputs(tmp_path, capsys) -> None:
     assert main(["explain", *images, "--methods", "gradcam", "--out", str(out),
                  "--skip-existing"]) == 0  # fmt: skip
     said = capsys.readouterr().out
-    assert "wrote 6 files for 3 input(s)" in said and "(1 complete already, skipped)" in said
+    assert "wrote 6 files for 3 input(s)" in said
+    assert "(1 complete already, skipped)" in said
     assert (out / "img0_grid.png").stat().st_mtime_ns == before  # not rewritten
-    assert (out / "img1.json").exists() and (out / "img2_gradcam.png").exists()
+    assert (out / "img1.json").exists()
+    assert (out / "img2_gradcam.png").exists()
     # Other methods asked for: nothing is complete
     assert main(["explain", *images, "--methods", "gradcam,cam", "--out", str(out),
                  "--skip-existing"]) == 0  # fmt: skip
@@ -291,7 +311,9 @@ def test_the_progress_bar_shows_rate_and_time_left_on_a_terminal(tmp_path, capsy
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main(["explain", "--methods", "cam", "--out", str(tmp_path)]) == 0
     bar = capsys.readouterr().err
-    assert "explaining: 100%" in bar and "6/6" in bar and "img/s" in bar
+    assert "explaining: 100%" in bar
+    assert "6/6" in bar
+    assert "img/s" in bar
 
 
 def test_skip_existing_redoes_a_corrupt_or_foreign_summary(tmp_path, capsys) -> None:

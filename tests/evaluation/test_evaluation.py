@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
+import sys
 
 import pytest
 import torch
@@ -36,7 +38,7 @@ def test_figures_equal_the_metrics_called_directly(shapes) -> None:
     row = report.rows["gradcam"]
     x, labels = data["image"], data["label"]
     explanation = camkit.GradCAM(model)(x, labels)
-    drop = metrics.confidence(model, x, explanation, baseline=0.5)
+    drop = metrics.confidence(model, x, explanation, fill=0.5)
     assert row["Avg drop %"] == pytest.approx(drop.average_drop, rel=1e-5)
     assert row["Increase %"] == pytest.approx(drop.increase_in_confidence)
     deletion = metrics.deletion(model, x, explanation, steps=4, fill=0.5)
@@ -54,7 +56,7 @@ def test_figures_equal_the_metrics_called_directly(shapes) -> None:
     assert row["MaxBoxAcc %"] == pytest.approx(100 * boxes.max_box_accuracy)
     sanity = metrics.cascading_randomisation(model, x[:2], "gradcam", labels[:2])
     assert row["Sanity rho"] == pytest.approx(float(sanity.mean_spearman.mean()), abs=1e-6)
-    assert report.sanity["gradcam"]["steps"] == sanity.steps
+    assert report.details["sanity"]["gradcam"]["steps"] == sanity.steps
 
 
 def test_batch_splits_do_not_change_the_figures(shapes) -> None:
@@ -75,8 +77,9 @@ def test_cam_and_grad_cam_agree_on_a_gap_network_and_win_is_pairwise(shapes) -> 
                       settings=settings)  # fmt: skip
     for column in ("Avg drop %", "Deletion AUC"):
         assert report.rows["cam"][column] == pytest.approx(report.rows["gradcam"][column], rel=1e-4)
-    assert report.win["cam"]["gradcam"] + report.win["gradcam"]["cam"] <= 100.0
-    assert set(report.win) == {"cam", "gradcam"}
+    win = report.tables["win"]
+    assert win["cam"]["gradcam"] + win["gradcam"]["cam"] <= 100.0
+    assert set(win) == {"cam", "gradcam"}
 
 
 def test_localisation_needs_masks(shapes) -> None:
@@ -100,9 +103,7 @@ def test_unknown_names_are_refused(shapes) -> None:
 def test_report_writes_markdown_csv_and_json() -> None:
     report = Report(
         rows={"a": {"Avg drop %": 12.345, "Pointing %": 50.0}, "b": {"Avg drop %": 3.0}},
-        curves={},
-        sanity={},
-        win={"a": {"a": 0.0, "b": 25.0}, "b": {"a": 75.0, "b": 0.0}},
+        tables={"win": {"a": {"a": 0.0, "b": 25.0}, "b": {"a": 75.0, "b": 0.0}}},
         info={"images": 4},
     )
     lines = report.to_markdown().splitlines()
@@ -112,13 +113,13 @@ def test_report_writes_markdown_csv_and_json() -> None:
     assert "| b | 75.0 |  |" in lines
     rows = list(csv.reader(io.StringIO(report.to_csv())))
     assert rows == [["method", "Avg drop %", "Pointing %"], ["a", "12.345", "50"], ["b", "3", ""]]
-    assert json.loads(report.to_json())["win"]["b"]["a"] == 75.0
+    assert json.loads(report.to_json())["tables"]["win"]["b"]["a"] == 75.0
 
 
 def test_the_readme_metrics_example_runs() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
     example = next(b for b in blocks if "from camkit import metrics" in b)
     namespace: dict[str, object] = {}
@@ -139,36 +140,40 @@ def test_runs_repeat_and_leave_the_global_random_state(shapes) -> None:
         assert first.rows["smoothgradcam++"][column] == again.rows["smoothgradcam++"][column]
 
 
-def test_a_new_metric_is_one_class_and_reaches_the_report_and_the_command(tmp_path) -> None:
+def test_a_metric_in_one_file_gets_its_flag_column_interval_and_plot(tmp_path, capsys) -> None:
+    """tests/helpers/peak_metric.py is the whole plug-in: one setting, one curve. Nothing else
+    in camkit names it, yet the command has its flag and range check, and the report its
+    column, its interval and its plot."""
     from camkit.cli import main
-    from camkit.measures import Measure, register_measure, unregister_measure
+    from camkit.evaluation import METRICS, unregister_metric
 
-    @register_measure("peak")
-    class Peak(Measure):
-        """Share of each map's pixels at its maximum."""
-
-        columns = (("Peak share %", "lower", "{:.2f}"),)
-
-        def measure(self, context):
-            return (context.explanation.maps[:, 0].flatten(1) == 1.0).float().mean(dim=1)
-
-        def summary(self):
-            return {"Peak share %": 100 * float(torch.cat(self.done()).mean())}
-
+    sys.modules.pop("helpers.peak_metric", None)
+    importlib.import_module("helpers.peak_metric")
     try:
-        data = ShapesDataset(6, seed=2).stack()
-        halves = [Batch(data["image"][:3], data["label"][:3]),
-                  Batch(data["image"][3:], data["label"][3:])]  # fmt: skip
-        report = evaluate(load_shapes_model(), halves, ["gradcam"], ["peak"])
-        maps = camkit.GradCAM(load_shapes_model())(data["image"], data["label"]).maps[:, 0]
-        expected = 100 * float((maps.flatten(1) == 1.0).float().mean())
-        assert report.rows["gradcam"]["Peak share %"] == pytest.approx(expected)
-        assert "| Method | Peak share % ↓ | Explain s ↓ |" in report.to_markdown()
-        assert main(["evaluate", "--metrics", "peak,drop", "--methods", "cam", "--limit", "4",
-                     "--out", str(tmp_path)]) == 0  # fmt: skip
-        assert "Peak share %" in json.loads((tmp_path / "results.json").read_text())["rows"]["cam"]
+        assert "peak" in METRICS
+        with pytest.raises(SystemExit):
+            main(["evaluate", "--help"])
+        assert "--peak-level" in capsys.readouterr().out
+        assert main(["evaluate", "--metrics", "peak", "--peak-level", "2", "--out",
+                     str(tmp_path / "no")]) == 2  # fmt: skip
+        assert "--peak-level 2.0: at most 1" in capsys.readouterr().err
+        out = tmp_path / "o"
+        code = main(["evaluate", "--metrics", "peak,drop", "--methods", "cam,gradcam", "--limit",
+                     "6", "--peak-level", "0.5", "--workers", "0", "--out", str(out)])  # fmt: skip
+        assert code == 0
+        report = json.loads((out / "results.json").read_text())
+        data = ShapesDataset(6, size=96, seed=31337).stack()
+        maps = camkit.CAM(load_shapes_model())(data["image"], data["label"]).maps[:, 0]
+        expected = 100 * float((maps.flatten(1) >= 0.5).float().mean())
+        assert report["rows"]["cam"]["Peak share %"] == pytest.approx(expected, rel=1e-5)
+        low, high = report["intervals"]["cam"]["Peak share %"]
+        assert low <= expected <= high
+        assert len(report["curves"]["cam"]["peak_share"]) == 10
+        assert (out / "peak.png").is_file()
+        assert "Peak share % ↓" in (out / "results.md").read_text()
     finally:
-        unregister_measure("peak")
+        unregister_metric("peak")
+        sys.modules.pop("helpers.peak_metric", None)
 
 
 def test_the_report_counts_time_and_passes_per_method_and_metric() -> None:
@@ -196,7 +201,7 @@ def test_the_sanity_checks_passes_on_the_model_copies_are_counted() -> None:
     data = ShapesDataset(2, seed=2).stack()
     report = evaluate(load_shapes_model(), [Batch(data["image"], data["label"])], ["gradcam"],
                       ["sanity"], settings=Settings(sanity_images=2))  # fmt: skip
-    steps = len(report.sanity["gradcam"]["steps"])
+    steps = len(report.details["sanity"]["gradcam"]["steps"])
     # the explanation (with its one-image layer probe), then the original and one explanation
     # per randomisation step on the copy (each with its layer probe)
     assert report.info["passes"]["gradcam"]["forward"] >= 2 + steps
@@ -209,7 +214,7 @@ def test_bootstrap_statistics_reproduce_the_figures_and_intervals_cover_them(sha
     for start, batch in zip((0, 3), _batches(data, 3), strict=True):
         evaluation.add(evaluation.measure(batch, start))
     report = evaluation.report()
-    for method, plugins in evaluation.measures.items():
+    for method, plugins in evaluation.plugins.items():
         for plugin in plugins.values():
             for column, (count, figure) in plugin.statistics().items():
                 # On the images as they are, each statistic is the table's figure.

@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_images import png_header_only
 
 from camkit import files as files_module
-from camkit.cli import explain as explain_module
 from camkit.cli import main
 from camkit.files import LEDGER
-from conftest import gap_net
+from camkit.jobs import explain as explain_module
+from helpers.nets import gap_net
+from test_images import png_header_only
 
 QUICK = ["--methods", "gradcam"]
 
@@ -79,7 +79,9 @@ def errors(lines: list[str]) -> list[str]:
 )
 def test_every_option_is_checked_before_any_work(tmp_path, capsys, option, message) -> None:
     code, lines = run(capsys, str(rgb(tmp_path / "a.png")), "--out", str(tmp_path / "o"), *option)
-    assert code == 2 and len(lines) == 1 and message in lines[0], lines
+    assert code == 2, lines
+    assert len(lines) == 1, lines
+    assert message in lines[0], lines
     assert not (tmp_path / "o").exists()
 
 
@@ -95,8 +97,11 @@ def test_values_of_the_wrong_type_are_one_line_too(tmp_path, capsys, option, mes
     with pytest.raises(SystemExit) as stopped:
         main(["explain", "--out", str(tmp_path / "o"), *option])
     lines = capsys.readouterr().err.strip().splitlines()
-    assert stopped.value.code == 2 and len(lines) == 1 and message in lines[0], lines
-    assert lines[0].startswith("camkit: error: ") and not (tmp_path / "o").exists()
+    assert stopped.value.code == 2, lines
+    assert len(lines) == 1, lines
+    assert message in lines[0], lines
+    assert lines[0].startswith("camkit: error: ")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("where", ["file", "under-file"])
@@ -104,7 +109,8 @@ def test_an_output_folder_that_cannot_be_one_is_a_usage_error(tmp_path, capsys, 
     (tmp_path / "taken").write_text("a file")
     out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "sub"
     code, lines = run(capsys, str(rgb(tmp_path / "a.png")), "--out", str(out))
-    assert code == 2 and len(lines) == 1
+    assert code == 2
+    assert len(lines) == 1
     assert "taken is a file, not a folder" in lines[0]
 
 
@@ -117,7 +123,8 @@ def test_a_target_beyond_a_model_without_class_names_exits_2(tmp_path, capsys) -
     args += ["--trust-model", "--out", str(tmp_path / "o"), *QUICK]
     for extra, message in ((["--target", "7"], "target class 7"), (["--top", "6"], "--top 6")):
         code, lines = run(capsys, *args, *extra)
-        assert code == 2 and len(lines) == 1, lines
+        assert code == 2, lines
+        assert len(lines) == 1, lines
         assert f"{message}: the model has 5 classes (0 to 4)" in lines[0]
         assert not list((tmp_path / "o").iterdir())
 
@@ -156,8 +163,10 @@ def test_a_model_file_that_runs_code_is_refused_without_the_trust_flag(tmp_path,
     path = evil_pt2(tmp_path, marker)
     image = str(rgb(tmp_path / "a.png", (8, 8)))
     code, lines = run(capsys, image, "--model", str(path), "--out", str(tmp_path / "o"))
-    assert code == 2 and len(lines) == 1
-    assert "can run code stored in it" in lines[0] and "--trust-model" in lines[0]
+    assert code == 2
+    assert len(lines) == 1
+    assert "can run code stored in it" in lines[0]
+    assert "--trust-model" in lines[0]
     assert not marker.exists()
     # The file is truly hostile: trusting it runs the payload (which is why it is refused).
     main(["explain", image, "--model", str(path), "--trust-model", "--out", str(tmp_path / "o")])
@@ -176,7 +185,9 @@ def test_a_garbage_model_archive_is_one_line_even_when_trusted(tmp_path, capsys)
         code, lines = run(
             capsys, image, "--model", str(tmp_path / name), "--trust-model", "--out", "o"
         )
-        assert code == 2 and len(lines) == 1 and message in lines[0], lines
+        assert code == 2, lines
+        assert len(lines) == 1, lines
+        assert message in lines[0], lines
 
 
 def test_a_planted_link_is_refused_and_everything_else_written(tmp_path, capsys) -> None:
@@ -192,7 +203,8 @@ def test_a_planted_link_is_refused_and_everything_else_written(tmp_path, capsys)
         f"camkit: error: {images[0]}: {out}/good1.json is a symbolic link: refused (remove it "
         "to write there)"
     ]
-    assert victim.read_text() == "precious" and (out / "good1.json").is_symlink()
+    assert victim.read_text() == "precious"
+    assert (out / "good1.json").is_symlink()
     assert {"good1_gradcam.png", "good2_gradcam.png", "good2.json"} <= set(os.listdir(out))
 
 
@@ -252,7 +264,8 @@ def test_disk_full_leaves_no_partial_file_and_goes_on(tmp_path, capsys, monkeypa
     ]
     names = os.listdir(tmp_path / "o")
     assert not [n for n in names if n.endswith(".part")]
-    assert "img1_grid.png" not in names and "img1.json" not in names  # absent, not partial
+    assert "img1_grid.png" not in names
+    assert "img1.json" not in names
     assert {"img2_gradcam.png", "img2_grid.png", "img2.json"} <= set(names)
 
 
@@ -260,7 +273,9 @@ def test_file_names_with_control_characters_are_printed_escaped(tmp_path, capsys
     name = tmp_path / "evil\x1b[2J\x1b]0;title\x07.png"
     name.write_text("not an image")
     code, lines = run(capsys, str(name), "--out", str(tmp_path / "o"))
-    assert code == 1 and "\x1b" not in "".join(lines) and "\x07" not in "".join(lines)
+    assert code == 1
+    assert "\x1b" not in "".join(lines)
+    assert "\x07" not in "".join(lines)
     assert "evil\\x1b[2J\\x1b]0;title\\x07.png: not a readable image" in "".join(lines)
 
 
@@ -325,9 +340,11 @@ def image_folder(folder: Path, count: int) -> Path:
 
 def assert_one_interrupted_line(code: int, stderr: str, folder: Path | None) -> None:
     assert code == 130, stderr
-    assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "Exception" not in stderr, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("camkit: interrupted"), stderr
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("camkit: interrupted"), stderr
     if folder is not None and folder.exists():
         names = os.listdir(folder)
         assert not [n for n in names if n.endswith(".part")]
@@ -439,7 +456,8 @@ def test_an_output_never_replaces_a_file_the_run_did_not_write(tmp_path, capsys)
     # The same command again: camkit's own outputs are not taken for inputs, and are replaced.
     code = main(["explain", str(folder), "--out", str(folder), *QUICK])
     printed = capsys.readouterr()
-    assert code == 1 and len(errors(printed.err.splitlines())) == 1
+    assert code == 1
+    assert len(errors(printed.err.splitlines())) == 1
     assert "(2 files camkit wrote there left out of the inputs)" in printed.out
     assert not [n for n in os.listdir(folder) if n.startswith("x_gradcam_gradcam_")]
     assert (folder / "x_gradcam.png").read_bytes() == users_own
@@ -483,9 +501,9 @@ def test_output_names_follow_the_folder_tree_not_the_order_of_discovery(tmp_path
     (out / "a" / "img_grid.png").unlink()
     code = main(["explain", str(data), "--out", str(out), "--skip-existing", *QUICK])
     printed = capsys.readouterr().out
-    assert (
-        code == 0 and "wrote 3 files for 3 input(s)" in printed and "(2 complete already" in printed
-    )
+    assert code == 0
+    assert "wrote 3 files for 3 input(s)" in printed
+    assert "(2 complete already" in printed
     assert (out / "a" / "img_grid.png").is_file()
 
 
@@ -499,7 +517,8 @@ def test_a_summary_of_another_image_never_counts_as_complete(tmp_path, capsys) -
     code = main(["explain", str(tmp_path / "two" / "img.png"), "--out", str(out),
                  "--skip-existing", *QUICK])  # fmt: skip
     printed = capsys.readouterr().out
-    assert code == 0 and "skipped" not in printed
+    assert code == 0
+    assert "skipped" not in printed
     assert json.loads((out / "img.json").read_text())["image"] == str(tmp_path / "two/img.png")
 
 
@@ -567,12 +586,14 @@ def test_a_pipe_where_camkit_keeps_its_ledger_or_a_summary_never_blocks(tmp_path
     worker = threading.Thread(target=lambda: finished.append(run(capsys, *args)), daemon=True)
     worker.start()
     worker.join(timeout=60)
-    assert finished and finished[0][0] == 1
+    assert finished
+    assert finished[0][0] == 1
     assert "x.json: camkit did not write it, so it is not replaced" in finished[0][1][-1]
     (tmp_path / "p").mkdir()
     os.mkfifo(tmp_path / "p" / LEDGER)
     code, lines = run(capsys, str(tmp_path / "x.png"), "--out", str(tmp_path / "p"), *QUICK)
-    assert code == 2 and lines == [
+    assert code == 2
+    assert lines == [
         f"camkit: error: --out {tmp_path / 'p'}: {tmp_path / 'p' / LEDGER} is not a regular "
         "file: remove it"
     ]
@@ -596,7 +617,8 @@ def test_a_ray_address_where_no_cluster_runs_fails_at_once(tmp_path, capsys) -> 
     code, lines = run(capsys, str(rgb(tmp_path / "a.png")), "--ray", "127.0.0.1:1", "--out",
                       str(tmp_path / "o"), *QUICK)  # fmt: skip
     assert time.monotonic() - started < 30
-    assert code == 2 and lines == [
+    assert code == 2
+    assert lines == [
         "camkit: error: --ray 127.0.0.1:1: no Ray cluster answers there (connection refused); "
         "check that `ray start --head` runs on that machine and that the port is its GCS port "
         "(6379), or leave out the address to start a local cluster"
@@ -627,7 +649,7 @@ def test_a_file_given_twice_is_explained_once(tmp_path, capsys) -> None:
 
 
 def test_rays_lines_go_to_a_log_that_is_kept_only_when_ray_fails(capsys) -> None:
-    from camkit.cli.on_ray import _ray_lines_to
+    from camkit.jobs.ray import _ray_lines_to
 
     logs = Path(tempfile.gettempdir())
     before = set(logs.glob("camkit-ray-*.log"))
@@ -635,9 +657,14 @@ def test_rays_lines_go_to_a_log_that_is_kept_only_when_ray_fails(capsys) -> None
         os.write(2, b"a note of Ray's core\n")  # what Ray's C++ core writes to stderr
     assert capsys.readouterr().err == ""
     assert set(logs.glob("camkit-ray-*.log")) == before  # its file removed
-    with pytest.raises(RuntimeError), _ray_lines_to(None):
-        os.write(2, b"why Ray failed\n")
-        raise RuntimeError("the cluster went away")
+
+    def fails() -> None:
+        with _ray_lines_to(None):
+            os.write(2, b"why Ray failed\n")
+            raise RuntimeError("the cluster went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        fails()
     line = capsys.readouterr().err.strip()
     assert line.startswith("camkit: Ray's own log lines are in ")
     kept = Path(line.removeprefix("camkit: Ray's own log lines are in "))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from camkit.cli import main
-from camkit.cli.common import bundled_samples
+from camkit.data import sample_images
 from camkit.files import LEDGER, read_ledger
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra camkit[ray]")
@@ -50,7 +50,7 @@ def test_explain_on_ray_writes_the_same_bytes_as_a_local_run(
 ) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for path in bundled_samples():
+    for path in sample_images():
         shutil.copy(path, inputs / path.name)
     (inputs / "broken.png").write_bytes(b"not a picture")
     # SmoothGrad-CAM++ draws noise: equal files need the same seeding in every process.
@@ -62,11 +62,13 @@ def test_explain_on_ray_writes_the_same_bytes_as_a_local_run(
     said_there = capsys.readouterr()
     assert here == there == 1  # the broken file fails both, one line each
     errors = [line for line in said_there.err.splitlines() if line.startswith("camkit: error")]
-    assert len(errors) == 1 and f"{inputs / 'broken.png'}: " in errors[0]
+    assert len(errors) == 1
+    assert f"{inputs / 'broken.png'}: " in errors[0]
     assert errors == [line for line in said_here.err.splitlines() if line.startswith("camkit: e")]
     assert said_here.out.replace("here", "ray") == said_there.out
     local, remote = _files(tmp_path / "here"), _files(tmp_path / "ray")
-    assert len(local) == 6 * (2 + 2 + 2 + 2) + 1 and local.keys() == remote.keys()  # + ledger
+    assert len(local) == 6 * (2 + 2 + 2 + 2) + 1
+    assert local.keys() == remote.keys()
     summaries = [n for n in local if n.endswith(".json")]
     for name in local:
         if name in summaries:  # they name the input file, the same in both runs
@@ -88,8 +90,10 @@ def test_evaluate_on_ray_merges_to_the_figures_of_a_local_run(
     for method, row in local["rows"].items():
         del row["Explain s"], remote["rows"][method]["Explain s"]  # timings
     assert local["rows"] == remote["rows"]
-    assert local["curves"] == remote["curves"] and local["sanity"] == remote["sanity"]
-    assert local["win"] == remote["win"] and remote["info"]["images"] == 10
+    assert local["curves"] == remote["curves"]
+    assert local["details"] == remote["details"]
+    assert local["tables"] == remote["tables"]
+    assert remote["info"]["images"] == 10
     for method in ("gradcam", "smoothgradcam++"):
         assert remote["info"]["passes"][method]["backward"] == 4  # one per chunk of 3
     assert remote["info"]["passes"]["clean"] == local["info"]["passes"]["clean"]

@@ -1,0 +1,61 @@
+"""Evaluation: every metric for every method over a dataset, with intervals, plots and a report.
+
+- `plugins`: what a metric plug-in declares (settings, columns, curves, plots, statistics,
+  comparisons) and the registry (`METRICS`, `register_metric`).
+- `builtin`: the metrics camkit ships (drop, deletion, insertion, road, pointing, energy,
+  boxacc, sanity), on top of the pure mathematics of `camkit.metrics`.
+- `settings`: the protocol parameters (`Settings`).
+- `loop`: `evaluate` and `Evaluation`, which explain each batch once per method.
+- `report`: the `Report` (Markdown, CSV, JSON, plots); `bootstrap`: its intervals.
+- `datasets`: folders of class subfolders and the bundled benchmarks as batches.
+
+Examples:
+    >>> from camkit.models import load_shapes_model
+    >>> from camkit.data import ShapesDataset
+    >>> data = ShapesDataset(4, seed=1).stack()
+    >>> report = evaluate(load_shapes_model(), [Batch(data["image"], data["label"])], ["cam"],
+    ...                   ["deletion"], settings=Settings(steps=4))
+    >>> report.columns
+    ['Deletion AUC', 'Explain s']
+"""
+
+from camkit.evaluation import builtin as builtin  # registers the shipped metrics
+from camkit.evaluation.loop import Batch, BatchResult, Evaluation, EvaluationInterrupted, evaluate
+from camkit.evaluation.plugins import (
+    METRICS,
+    Comparison,
+    Context,
+    Metric,
+    Plot,
+    Setting,
+    Statistic,
+    metric_settings,
+    needing_masks,
+    register_metric,
+    unregister_metric,
+)
+from camkit.evaluation.report import Report, column_specs, plots_of
+from camkit.evaluation.settings import Settings
+
+__all__ = [
+    "METRICS",
+    "Batch",
+    "BatchResult",
+    "Comparison",
+    "Context",
+    "Evaluation",
+    "EvaluationInterrupted",
+    "Metric",
+    "Plot",
+    "Report",
+    "Setting",
+    "Settings",
+    "Statistic",
+    "column_specs",
+    "evaluate",
+    "metric_settings",
+    "needing_masks",
+    "plots_of",
+    "register_metric",
+    "unregister_metric",
+]

@@ -1,0 +1,271 @@
+"""What a metric plug-in is: one class that declares its settings, columns, curves, plots, the
+per-image statistic its intervals are drawn from, and whether it compares methods.
+
+The evaluation loop (`camkit.evaluation.loop`) knows no metric by name: everything it does with
+one comes from these declarations, and `camkit evaluate` turns the settings into flags and range
+checks. A new metric is one class:
+
+    >>> import torch
+    >>> from camkit.evaluation import METRICS, Metric, Setting, register_metric, unregister_metric
+    >>> @register_metric("top-share")
+    ... class TopShare(Metric):
+    ...     columns = (("Top share %", "higher", "{:.1f}"),)
+    ...     settings = (Setting("top_level", float, 1.0, "map value that counts as the top",
+    ...                         low=0.0, high=1.0),)
+    ...     def measure(self, context):
+    ...         maps = context.explanation.maps[:, 0].flatten(1)
+    ...         return (maps >= context.settings.top_level).float().mean(dim=1)
+    ...     def summary(self):
+    ...         return {"Top share %": 100 * float(torch.cat(self.done()).mean())}
+    >>> "top-share" in METRICS
+    True
+    >>> unregister_metric("top-share")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from camkit.explanation import Explanation
+from camkit.layers import LayerSpec
+from camkit.registry import adder
+
+if TYPE_CHECKING:
+    from camkit.evaluation.settings import Settings
+
+Statistic = tuple[int, Callable[[Tensor], Tensor]]
+"""(image count n, f): ``f(indices)`` recomputes a column's figure for each row of resampled
+image indices, (R, n) -> (R,): the bootstrap draws the intervals with it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One parameter of a metric's protocol: it becomes a field of `Settings`, a flag of
+    `camkit evaluate` (``--name-with-dashes``, unless `flag` is False) and a range check. A
+    `default` that is a function is called for each `Settings` (a tensor of its own).
+
+    Examples:
+        >>> Setting("steps", int, 16, "deletion/insertion steps", low=1, high=1024).check(0)
+        Traceback (most recent call last):
+        ...
+        ValueError: steps 0: must be at least 1 (deletion/insertion steps)
+    """
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    flag: bool = True
+
+    def check(self, value: object, label: str = "") -> None:
+        """A `ValueError` naming the setting (as `label`, default its name) when `value` is
+        out of its range."""
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return
+        name = label or self.name
+        if not math.isfinite(value):
+            raise ValueError(f"{name} {value}: must be a finite number ({self.help})")
+        if self.high is not None and not value <= self.high:  # NaN fails too
+            raise ValueError(f"{name} {value}: at most {self.high:g} ({self.help})")
+        if self.low is not None and not value >= self.low:
+            raise ValueError(f"{name} {value}: must be at least {self.low:g} ({self.help})")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plot:
+    """A chart of one of a metric's curves: one line per method, written as ``name``.png.
+
+    `x` gives the x values for a curve of n points from the report's info (default: the share
+    0..1 of the curve's steps); `title` may name ``{images}``.
+    """
+
+    name: str
+    curve: str
+    title: str
+    xlabel: str
+    ylabel: str
+    x: Callable[[Mapping[str, Any], int], list[float]] = lambda _info, n: [
+        i / (n - 1) if n > 1 else 0.0 for i in range(n)
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """A table of methods against methods that a metric fills: ``table[a][b]`` for each pair
+    (`Metric.compare`), shown under `title` when two methods or more are evaluated."""
+
+    name: str
+    title: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a plug-in sees for one batch of one method.
+
+    Attributes:
+        model: the evaluated model.
+        x: the batch (B, C, *spatial).
+        labels: (B,) classes; masks: (B, H, W) object masks or None.
+        explanation: the method's explanation of the labels.
+        clean: the model's clean class probabilities (B, classes), shared by all metrics.
+        settings: the protocol parameters (`camkit.evaluation.Settings`).
+        method: the method's name; layer: the explained layer spec.
+        position: the dataset index of the batch's first input.
+        masked: (B,) bool, the rows whose mask is real when only some are; None: all (or none,
+            when `masks` is None). A plug-in that needs masks sees only those rows.
+    """
+
+    model: nn.Module
+    x: Tensor
+    labels: Tensor
+    masks: Tensor | None
+    explanation: Explanation
+    clean: Tensor
+    settings: Settings
+    method: str
+    layer: LayerSpec
+    position: int = 0
+    masked: Tensor | None = None
+
+    def with_masks(self) -> Context | None:
+        """The context of the rows that have a mask (None: no row has one)."""
+        if self.masks is None or (self.masked is not None and not bool(self.masked.any())):
+            return None
+        if self.masked is None or bool(self.masked.all()):
+            return dataclasses.replace(self, masked=None)
+        rows = self.masked.nonzero().flatten()
+        e = self.explanation
+        explanation = dataclasses.replace(
+            e,
+            maps=e.maps[rows],
+            raw=tuple(r[rows] for r in e.raw),
+            targets=None if e.targets is None else e.targets[rows],
+            scores=e.scores[rows],
+            outputs=e.outputs[rows] if isinstance(e.outputs, Tensor) else e.outputs,
+        )
+        return dataclasses.replace(self, x=self.x[rows], labels=self.labels[rows],
+                                   masks=self.masks[rows], explanation=explanation,
+                                   clean=self.clean[rows], masked=None)  # fmt: skip
+
+
+class Metric:
+    """Base of a metric plug-in; one instance per evaluated method.
+
+    Declarations (class attributes): `columns` (name, better "lower"/"higher", format) of the
+    table; `settings`; `plots`; `comparison` (a methods-by-methods table, or None);
+    `needs_masks` (it measures only images with an object mask); `after_last_batch` (its
+    `finish` does the work, so an interrupted run leaves it out).
+    """
+
+    name: ClassVar[str] = ""
+    columns: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    plots: ClassVar[tuple[Plot, ...]] = ()
+    comparison: ClassVar[Comparison | None] = None
+    needs_masks: ClassVar[bool] = False
+    after_last_batch: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []  # one entry per batch seen (None: the batch had no masks)
+
+    def part(self, context: Context) -> object:
+        """One batch's part, kept by nothing: the loop measures batches in any process and
+        appends them in order. A mask metric measures the rows with a mask (None: the batch
+        has none)."""
+        if not self.needs_masks:
+            return self.measure(context)
+        regional = context.with_masks()
+        return None if regional is None else self.measure(regional)
+
+    def measure(self, context: Context) -> object:
+        """The per-input results of one batch."""
+        raise NotImplementedError
+
+    def done(self) -> list[Any]:
+        """The results of the batches measured."""
+        return [p for p in self.parts if p is not None]
+
+    def finish(self, model: nn.Module, settings: Settings, method: str, layer: LayerSpec) -> None:
+        """Work after the last batch (default: none)."""
+
+    def summary(self) -> dict[str, float]:
+        """The table's figures for this method (columns absent when nothing was measured)."""
+        raise NotImplementedError
+
+    def curves(self) -> dict[str, list[float]]:
+        """Mean curves for the plots (default: none)."""
+        return {}
+
+    def statistics(self) -> dict[str, Statistic]:
+        """Column -> `Statistic`, for the bootstrap intervals and paired differences (default:
+        none)."""
+        return {}
+
+    def compare(self, other: Metric) -> float:
+        """This method's figure against another method's, for the `comparison` table."""
+        raise NotImplementedError
+
+    def info(self, settings: Settings, size: Sequence[int]) -> dict[str, Any]:
+        """Facts for the report's info: the protocol as run (default: none)."""
+        return {}
+
+    def details(self) -> dict[str, Any]:
+        """Per-method details for the report (default: none)."""
+        return {}
+
+
+_REGISTRY: dict[str, type[Metric]] = {}
+METRICS: Mapping[str, type[Metric]] = MappingProxyType(_REGISTRY)
+"""Metric name -> plug-in class, in the order of the report's columns."""
+
+M = TypeVar("M", bound=type[Metric])
+
+
+def register_metric(name: str) -> Callable[[M], M]:
+    """Class decorator: make a plug-in available to `evaluate` and `camkit evaluate --metrics`."""
+    return adder(_REGISTRY, "metric", name)
+
+
+def unregister_metric(name: str) -> None:
+    """Remove a plug-in added with `register_metric` (tests and examples clean up with it)."""
+    _REGISTRY.pop(name, None)
+
+
+def needing_masks() -> frozenset[str]:
+    """The metrics that need object masks (run on the images that have them).
+
+    Examples:
+        >>> sorted(needing_masks())
+        ['boxacc', 'energy', 'pointing']
+    """
+    return frozenset(name for name, cls in METRICS.items() if cls.needs_masks)
+
+
+def metric_settings() -> dict[str, Setting]:
+    """Every registered metric's settings by name (a setting two metrics share, once).
+
+    Examples:
+        >>> metric_settings()["steps"].default
+        16
+    """
+    return {s.name: s for cls in METRICS.values() for s in cls.settings}
+
+
+def mean_of(values: Tensor, scale: float = 1.0) -> Statistic:
+    """The mean of per-image values, as a statistic."""
+    values = values.float()
+    return len(values), lambda indices: values[indices].mean(dim=1) * scale
+
+
+def cat(parts: Sequence[Tensor]) -> Tensor:
+    """The batches' per-image tensors, joined."""
+    return torch.cat(list(parts))

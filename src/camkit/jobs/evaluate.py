@@ -1,0 +1,302 @@
+"""Evaluating methods on a dataset into a report folder: `evaluate_dataset`, the job behind
+`camkit evaluate`.
+
+Examples:
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     result = evaluate_dataset(EvaluateJob(out=Path(out), methods=("cam",), limit=4,
+    ...                                           metrics=("drop",), workers=0))
+    >>> result.report.info["images"], result.files[:1]
+    (4, ['results.md'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from camkit.errors import CamkitWarning, UsageError, first_line
+from camkit.evaluation import (
+    METRICS,
+    Batch,
+    BatchResult,
+    Evaluation,
+    Report,
+    Settings,
+    needing_masks,
+    plots_of,
+)
+from camkit.evaluation.datasets import (
+    MASK_SUFFIX,
+    FolderImages,
+    Items,
+    benchmark,
+    first_readable,
+    folder_dataset,
+    to_batch,
+)
+from camkit.files import OutputError, OutputFolder, shown
+from camkit.images import MAX_SIDE
+from camkit.jobs.explain import layers_of
+from camkit.jobs.options import BENCHMARKS, EvaluateJob, Label
+from camkit.jobs.progress import Collected, JobInterrupted, Progress
+from camkit.methods import METHODS
+from camkit.models import LoadedModel, load_model
+from camkit.stream import read_chunks
+from camkit.targets import select_output
+
+REPORT_FILES = ("results.md", "results.csv", "results.json")
+
+
+@dataclasses.dataclass
+class EvaluateResult:
+    """What `evaluate_dataset` did: the report (None: no method could run), the files it
+    wrote in the job's folder, and the failures told to the `Progress`."""
+
+    report: Report | None
+    files: list[str] = dataclasses.field(default_factory=list)
+    failures: int = 0
+    images: int = 0
+    total: int = 0  # the images of the dataset
+
+
+def report_names(metrics: Sequence[str] = tuple(METRICS)) -> list[str]:
+    """The files a report of these metrics may write: the tables and each declared plot.
+
+    Examples:
+        >>> report_names(["deletion"])
+        ['results.md', 'results.csv', 'results.json', 'deletion.png']
+    """
+    return [*REPORT_FILES, *(f"{plot.name}.png" for plot in plots_of(metrics))]
+
+
+def _check_free(out: Path, label: Label) -> None:
+    """Before any work: the report's names in `out` are free, or camkit's own."""
+    try:
+        taken = OutputFolder(out).taken(report_names())
+    except OutputError as error:
+        raise UsageError(f"{label('out')} {shown(out)}: {error}") from None
+    if taken:
+        raise UsageError(
+            f"{label('out')} {shown(out)}: {', '.join(taken)} there were not written by camkit "
+            "and are not replaced: move them, or choose another output folder"
+        )
+
+
+def dataset(job: EvaluateJob, loaded: LoadedModel, label: Label = str) -> tuple[Items, int]:
+    """The images to evaluate, as a dataset of (input, label, mask) items, and the highest
+    label."""
+    if job.data in BENCHMARKS:
+        from camkit.data import CLASSES
+
+        count = job.limit if job.limit is not None else 200
+        side = job.size or 96
+        job.check_side(side, label)
+        return benchmark(job.data, count, side), len(CLASSES) - 1
+    if not Path(job.data).is_dir():
+        raise UsageError(
+            f"{label('data')} {shown(job.data)!r}: use 'shapes', 'shortcut' or 'hard' (bundled) "
+            "or a folder of class subfolders"
+        )
+    items = folder_dataset(Path(job.data), loaded)[: job.limit]
+    side = job.size or loaded.size or min(first_readable(items, MAX_SIDE).shape[1:])
+    job.check_side(side, label)
+    return FolderImages(items, side, loaded), max(cls for _, cls in items)
+
+
+def _fill(text: str, inputs: Tensor) -> float | Tensor:
+    """'mean' (per channel, of the first batch: RISE's choice) or a number."""
+    return inputs.mean(dim=(0, 2, 3)) if text == "mean" else float(text)
+
+
+def _applicable(methods: Sequence[str], model: nn.Module, layer: list[str] | None, first: Batch,
+                fail: Callable[[str], None]) -> list[str]:  # fmt: skip
+    """The methods that work on this model, tried on one image; the others are reported."""
+    usable = []
+    for method in methods:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CamkitWarning)  # the real run warns
+                METHODS[method](model, layer=layer)(first.inputs[:1], first.labels[:1])
+        except (ValueError, TypeError, RuntimeError) as error:
+            fail(f"{method}: {first_line(error)}")
+        else:
+            usable.append(method)
+    return usable
+
+
+def metrics_for(job: EvaluateJob, data: Items) -> list[str]:
+    """The metrics to run: those chosen, or all that the data allows (the mask ones when at
+    least one image has a mask). Chosen mask metrics with no mask at all are left out with a
+    warning that says why."""
+    masked = needing_masks()
+    if job.metrics is None:
+        return [m for m in METRICS if data.masked or m not in masked]
+    missing = [m for m in job.metrics if m in masked]
+    if missing and not data.masked:
+        warnings.warn(
+            f"{', '.join(missing)}: no image of {shown(job.data)} has an object mask (<image "
+            f"stem>{MASK_SUFFIX} beside the image), so these columns are left out",
+            CamkitWarning,
+            stacklevel=2,
+        )
+    return list(job.metrics)
+
+
+def _first_batch(data: Items, job: EvaluateJob) -> tuple[int, Batch] | None:
+    """The first readable chunk, read here (its unreadable images are reported when the
+    workers read them)."""
+    size = job.images_per_batch
+    for position in range(0, len(data), size):
+        chunk = [data[i] for i in range(position, min(len(data), position + size))]
+        batch = to_batch(chunk, job.device, lambda _: None)
+        if batch is not None:
+            return position, batch
+    return None
+
+
+def _batches(data: Items, job: EvaluateJob, fail: Callable[[str], None]
+             ) -> Iterator[tuple[int, Batch]]:  # fmt: skip
+    """(position, batch) for chunks of a batch, read by the job's reader processes while the
+    model works on the previous batch."""
+    size = job.images_per_batch
+    for number, chunk in enumerate(read_chunks(data, size, job.workers)):
+        batch = to_batch(chunk, job.device, fail)
+        if batch is not None:
+            yield number * size, batch
+
+
+def _results(job: EvaluateJob, data: Items, evaluation: Evaluation, first: tuple[int, Batch],
+             rest: Iterator[tuple[int, Batch]], fail: Callable[[str], None],
+             label: Label) -> Iterator[BatchResult]:  # fmt: skip
+    """Each batch's measurements, in dataset order: measured here, or by Ray's actors."""
+    if job.ray is not None:
+        from camkit.jobs.ray import evaluate_on_ray
+
+        yield from evaluate_on_ray(job, data, evaluation, fail, label)
+    else:
+        for position, batch in itertools.chain([first], rest):
+            yield evaluation.measure(batch, position)
+
+
+def _save_png(picture: Image.Image, handle: BinaryIO) -> None:
+    picture.save(handle, format="PNG")
+
+
+def _write(report: Report, out: Path) -> list[str]:
+    """results.md/.csv/.json and the plots, each written whole, never over a file camkit did
+    not write."""
+    folder = OutputFolder(out)
+    folder.write_text("results.md", report.to_markdown())
+    folder.write_text("results.csv", report.to_csv())
+    folder.write_text("results.json", report.to_json())
+    names = list(REPORT_FILES)
+    for name, chart in report.plots():
+        folder.write(f"{name}.png", functools.partial(_save_png, chart))
+        names.append(f"{name}.png")
+    return names
+
+
+@dataclasses.dataclass
+class _Counted:
+    """A `Progress` that counts failures for the result."""
+
+    progress: Progress
+    failures: int = 0
+
+    def fail(self, line: str) -> None:
+        self.failures += 1
+        self.progress.fail(line)
+
+
+def _prepare(job: EvaluateJob, label: Label) -> tuple[LoadedModel, list[str] | None]:
+    job.check(label)
+    _check_free(job.folder, label)
+    loaded = load_model(job.model, job.weights, job.trust_model)
+    loaded.model = loaded.model.to(job.device).eval()
+    return loaded, layers_of(job.layer, loaded.model)
+
+
+def _check_classes(model: nn.Module, first: Batch, highest: int) -> None:
+    with torch.no_grad():
+        classes = select_output(model(first.inputs[:1])).shape[-1]
+    if highest >= classes:
+        raise UsageError(
+            f"class {highest} of the data does not exist in a model with {classes} outputs: name "
+            "the subfolders after the model's classes, or match its class order"
+        )
+
+
+def evaluate_dataset(
+    job: EvaluateJob, progress: Progress | None = None, label: Label = str
+) -> EvaluateResult:
+    """Evaluate the job's methods with its metrics on its data; write results.md/.csv/.json
+    and the plots into its folder.
+
+    Raises `UsageError` before any work for a job that cannot run, and `JobInterrupted` on
+    Ctrl-C after writing the report of the batches finished (its `result`). Unreadable images,
+    refused masks and methods that do not fit the model are counted and told to `progress`.
+    """
+    counted = _Counted(progress or Collected())
+    loaded, layer = _prepare(job, label)
+    data, highest = dataset(job, loaded, label)
+    rest: Iterator[tuple[int, Batch]] = iter(())
+    first = _first_batch(data, job) if job.ray is not None else None
+    if job.ray is None:
+        rest = _batches(data, job, counted.fail)
+        first = next(rest, None)
+    if first is None:
+        raise UsageError("no readable images to evaluate")
+    _check_classes(loaded.model, first[1], highest)
+    methods = _applicable(job.methods or tuple(METHODS), loaded.model, layer, first[1],
+                          counted.fail)  # fmt: skip
+    if not methods:
+        return EvaluateResult(None, failures=counted.failures)
+    settings = Settings(fill=_fill(job.fill, first[1].inputs), **job.settings)
+    evaluation = Evaluation(loaded.model, methods, metrics_for(job, data), settings=settings,
+                            layer=layer)  # fmt: skip
+    counted.progress.start(len(data))
+    job.folder.mkdir(parents=True, exist_ok=True)
+    started, interrupted = time.perf_counter(), False
+    try:
+        for measured in _results(job, data, evaluation, first, rest, counted.fail, label):
+            evaluation.add(measured)
+            counted.progress.advance(measured.images)
+        report = evaluation.report()
+    except KeyboardInterrupt:
+        report, interrupted = evaluation.report(finish=False), True
+        report.info["interrupted"] = True
+    except (ValueError, TypeError, RuntimeError) as error:  # the model failed mid-run
+        counted.fail(first_line(error))
+        return EvaluateResult(None, failures=counted.failures)
+    report.info.update(model=loaded.name, data=job.data, methods=methods,
+                       seconds=round(time.perf_counter() - started, 1))  # fmt: skip
+    if job.command:
+        report.info["command"] = job.command
+    result = _written(report, job.folder, counted)
+    result.total = len(data)
+    if interrupted:
+        raise JobInterrupted(result)
+    return result
+
+
+def _written(report: Report, out: Path, counted: _Counted) -> EvaluateResult:
+    """The result, once the report of at least one image is written."""
+    result = EvaluateResult(report, [], counted.failures, report.info["images"])
+    if result.images:
+        try:
+            result.files = _write(report, out)
+        except OutputError as error:
+            counted.fail(str(error))
+            result.failures = counted.failures
+    return result

@@ -1,0 +1,520 @@
+"""Every option of camkit's jobs, declared once: a field of a job class with its type, default,
+range and help text. The command builds its parsers from these fields (a job class is a
+command: the fields it has are the options it takes) and the jobs check their values with them.
+
+    >>> from camkit.jobs import ExplainJob
+    >>> check_job(ExplainJob(batch_size=0))
+    Traceback (most recent call last):
+    ...
+    camkit.errors.UsageError: batch_size 0: must be at least 1 (images held at once)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from camkit.errors import UsageError
+from camkit.evaluation import METRICS, Settings, metric_settings
+from camkit.evaluation.settings import SHARED
+from camkit.files import OutputError, check_output_folder, shown
+from camkit.images import MAX_SIDE
+from camkit.methods import METHODS, method_class
+from camkit.models import DEFAULT_MODEL
+from camkit.overlay import check_colormap as known_colormap
+from camkit.registry import lookup
+
+Label = Callable[[str], str]
+"""How an option is named in a message: its field name for Python users, its flag (``--name``)
+for the command."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """How one field of a job is given and checked.
+
+    low/high: the range (inclusive) of a number, `unit` saying what it counts; `check`: a
+    further check that raises `UsageError` (with the option's label); `parse`: turns the text
+    the command reads into the field's value; `flag`/`metavar`/`nargs`/`choices`/`positional`:
+    how the command spells it. `kind` is the type the command reads (a bool is a switch).
+    """
+
+    help: str
+    kind: type = str
+    low: float | None = None
+    high: float | None = None
+    unit: str = ""
+    check: Callable[[Any, str], None] | None = None
+    parse: Callable[[str, str], Any] | None = None
+    metavar: str | None = None
+    nargs: int | str | None = None
+    choices: tuple[str, ...] | None = None
+    positional: bool = False
+    group: str | None = None  # options of one group exclude each other
+
+
+def option(default: object, help_text: str, kind: type = str, **how: Any) -> Any:  # noqa: ANN401 - a dataclass field, as dataclasses.field returns
+    """A job field with its `Option`: the default, the help text, the type the command reads,
+    and the rest of `Option` by keyword."""
+    return dataclasses.field(default=default, metadata={"option": Option(help_text, kind, **how)})
+
+
+def options_of(job: type | object) -> Iterator[tuple[dataclasses.Field[Any], Option]]:
+    """(field, option) for each option of a job class, in declaration order."""
+    for field in dataclasses.fields(job):  # type: ignore[arg-type]  # job classes are dataclasses
+        if "option" in field.metadata:
+            yield field, field.metadata["option"]
+
+
+def check_job(job: object, label: Label = str) -> None:
+    """Every option of `job` in its range and past its own check; a `UsageError` names the
+    first that is not (by `label`), before any work."""
+    for field, spec in options_of(job):
+        value = getattr(job, field.name)
+        name = label(field.name)
+        if value is None or isinstance(value, bool):
+            continue
+        if spec.high is not None and isinstance(value, (int, float)) and not value <= spec.high:
+            raise UsageError(f"{name} {value}: at most {spec.high:g} ({spec.unit})")
+        if spec.low is not None and isinstance(value, (int, float)) and not value >= spec.low:
+            raise UsageError(f"{name} {value}: must be at least {spec.low:g} ({spec.unit})")
+        if spec.check is not None:
+            spec.check(value, name)
+
+
+# Checks of single options (value, label) -> None, raising UsageError.
+
+
+def check_device(text: str | torch.device, name: str = "device") -> torch.device:
+    """The device named, if this machine has it.
+
+    Examples:
+        >>> check_device("cpu")
+        device(type='cpu')
+    """
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"{name} {text!r} is not a device; valid: cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{name} cuda: no CUDA device is available here; use {name} cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(
+            f"{name} {text}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"{name} {text!r}: camkit runs on cpu or cuda")
+    return device
+
+
+def check_out(value: Path | str, name: str) -> None:
+    """The output folder can be made and written."""
+    try:
+        check_output_folder(Path(value))
+    except OutputError as error:
+        raise UsageError(f"{name} {shown(value)}: {error}") from None
+
+
+def check_alpha(value: float, name: str) -> None:
+    """An opacity from 0 to 1."""
+    if not 0.0 <= value <= 1.0:  # NaN fails both comparisons
+        raise UsageError(f"{name} {value}: must be a number from 0 to 1 (the heat map's opacity)")
+
+
+def check_pixels(value: float, name: str) -> None:
+    """A finite number of pixels, 0 or more."""
+    if not (math.isfinite(value) and value >= 0):
+        raise UsageError(f"{name} {value}: must be a finite number of pixels >= 0")
+
+
+def check_triple(rule: str) -> Callable[[Sequence[float], str], None]:
+    """A check of three numbers: finite, or (rule 'positive') above 0."""
+
+    def check(values: Sequence[float], name: str) -> None:
+        finite = all(math.isfinite(v) for v in values)
+        if not finite or (rule == "positive" and min(values) <= 0):
+            raise UsageError(f"{name} {' '.join(map(str, values))}: give three {rule} numbers")
+
+    return check
+
+
+def check_colormap(value: str, name: str) -> None:
+    """A colour map camkit or matplotlib knows."""
+    try:
+        known_colormap(value)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def parse_methods(text: str, name: str = "methods") -> tuple[str, ...] | None:
+    """Method names from "a,b" (None: not given; "all": every method), each known.
+
+    Examples:
+        >>> parse_methods("gradcam, cam,gradcam")
+        ('gradcam', 'cam')
+    """
+    if not text.strip():
+        return None
+    if text.strip() == "all":
+        return tuple(METHODS)
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        raise UsageError(f"{name} {text!r} names no method; valid: {', '.join(METHODS)}")
+    for method in methods:
+        try:
+            method_class(method)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    return tuple(dict.fromkeys(methods))
+
+
+def parse_names(text: str, name: str = "metrics") -> tuple[str, ...] | None:
+    """Names from "a,b" (None: none given), each once.
+
+    Examples:
+        >>> parse_names("drop, road,drop")
+        ('drop', 'road')
+    """
+    if not text.strip():
+        return None
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise UsageError(f"{name} {text!r} names no metric; valid: {', '.join(METRICS)}")
+    return names
+
+
+def check_fill(text: str, name: str = "fill") -> None:
+    """'mean' or a number."""
+    if text == "mean":
+        return
+    try:
+        float(text)
+    except ValueError:
+        raise UsageError(
+            f"{name} {text!r}: give 'mean' or a number (in the model's input space)"
+        ) from None
+
+
+def default_workers() -> int:
+    """Reader processes: one core of every two, at most 4, none on one core."""
+    return min(4, (os.cpu_count() or 1) // 2)
+
+
+MAX_INPUT_SIDE = 4096
+"""The largest input side: beyond it an input costs gigabytes per image in any CNN."""
+
+RAY_PROBE_SECONDS = 5.0
+"""How long a Ray address given as HOST:PORT may take to answer before it is said not to."""
+
+
+def check_reachable(address: str, name: str = "ray") -> None:
+    """A usage error, within `RAY_PROBE_SECONDS`, when `address` names a host and port where
+    nothing answers (Ray itself would keep retrying for minutes). Other forms ("", "auto",
+    "local") are Ray's to resolve.
+
+    Examples:
+        >>> check_reachable("127.0.0.1:1", "--ray")
+        Traceback (most recent call last):
+        ...
+        camkit.errors.UsageError: --ray 127.0.0.1:1: no Ray cluster answers there (...); ...
+    """
+    where = (address or os.environ.get("RAY_ADDRESS", "")).removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), RAY_PROBE_SECONDS):
+            return
+    except OSError as error:
+        why = (
+            f"no answer in {RAY_PROBE_SECONDS:.0f} s"
+            if isinstance(error, TimeoutError)
+            else (error.strerror or str(error)).lower()
+        )
+    client = address.startswith("ray://")
+    raise UsageError(
+        f"{name} {address}: no Ray cluster answers there ({why}); check that "
+        "`ray start --head` runs on that machine and "
+        f"that the port is its {'Ray Client port (10001)' if client else 'GCS port (6379)'}, "
+        "or leave out the address to start a local cluster"
+    )
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its container's limit if lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def check_memory(what: str, images: int, side: int) -> None:
+    """A usage error when `images` float32 RGB inputs of `side` x `side` pixels, with the
+    copies a job keeps of each (picture, input, maps: about four), would fill more than half of
+    this machine's memory: found now, not as a crash after minutes of work."""
+    need = images * side * side * 3 * 4 * 4
+    have = machine_memory()
+    if need > have // 2:
+        raise UsageError(
+            f"{what}: about {need / 2**30:.1f} GiB of images at once, over half of this "
+            f"machine's {have / 2**30:.1f} GiB: choose smaller values"
+        )
+
+
+# The options, grouped by the jobs that take them. A job class inherits the groups it takes.
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelOptions:
+    """The model to explain and where it runs: every job takes these."""
+
+    model: str = option(
+        DEFAULT_MODEL,
+        "'shapes' (bundled, default), 'shortcut' (bundled, learned a planted tag), 'deep' "
+        "(bundled, non-linear after its layer 'features.6.0'), a torchvision classification "
+        "model name, or a torch.export .pt2 file",
+    )
+    weights: str | None = option(
+        None,
+        "torchvision models: a state-dict/checkpoint file (offline), DEFAULT or a weights name "
+        "(downloads); none = random weights. Bundled model: DEFAULT (shipped), a file, or "
+        "'random' (untrained)",
+    )
+    layer: str | None = option(None, "dotted layer name(s), comma-separated (default: found)")
+    device: str = option("cpu", "cpu, cuda or cuda:N", check=check_device)
+    trust_model: bool = option(
+        False,
+        "allow loading a torch.export .pt2 model file, which can run code stored in it: only "
+        "for files you trust",
+        bool,
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunOptions(ModelOptions):
+    """How a job over many images runs: batches, reader processes, output folder, Ray."""
+
+    out: Path | None = option(  # noqa: RUF009 - a field with metadata, made once
+        None,
+        "output folder (default: camkit-out for explain, camkit-eval for evaluate)",
+        Path,
+        check=check_out,
+    )
+    methods: tuple[str, ...] | None = option(
+        None,
+        f"comma-separated, from: {', '.join(METHODS)}, or 'all' (default: gradcam,gradcam++ "
+        "and cam for the bundled model for explain; all for evaluate)",
+        parse=parse_methods,
+    )
+    batch_size: int | None = option(
+        None, "images per batch (default: 8 for explain, 50 for evaluate)", int, low=1,
+        high=4096, unit="images held at once",
+    )  # fmt: skip
+    size: int | None = option(
+        None,
+        "resize each image's shorter side to N pixels (0: keep the image's size; default: the "
+        "weights' preprocessing for torchvision models, else the image's size; evaluate then "
+        "crops the centre square, 96 for the bundled benchmarks)",
+        int, low=0, high=MAX_INPUT_SIDE, unit="pixels",
+    )  # fmt: skip
+    workers: int = option(
+        default_workers(),
+        f"processes that read and decode images while the model works (default: "
+        f"{default_workers()} here; 0: read in the main process)",
+        int, low=0, high=64, unit="processes; each is a process",
+    )  # fmt: skip
+    ray: str | None = option(
+        None,
+        "run on a Ray cluster (pip install 'camkit[ray]'): ADDRESS, or none to join the one in "
+        "RAY_ADDRESS or start a local one; inputs and the output folder must be readable by "
+        "every node",
+        metavar="ADDRESS", nargs="?",
+    )  # fmt: skip
+    ray_workers: int | None = option(
+        None,
+        "Ray actors holding the model (default: one per GPU with --device cuda, else one per "
+        "CPU of the cluster)",
+        int, low=1, high=4096, unit="actors",
+    )  # fmt: skip
+    ray_log: str | None = option(
+        None,
+        "where Ray's own log lines go (default: a temporary file, removed after the run unless "
+        "Ray failed; '-': the terminal)",
+        metavar="FILE",
+    )
+
+    @property
+    def images_per_batch(self) -> int:
+        """Images per batch: `batch_size`, or the job's own default."""
+        return self.batch_size or 8
+
+    def check_ray(self, label: Label = str) -> None:
+        """The Ray options come with `ray`, whose address (or RAY_ADDRESS's) answers."""
+        for name in ("ray_workers", "ray_log"):
+            if getattr(self, name) is not None and self.ray is None:
+                raise UsageError(f"{label(name)} is for runs on Ray: add {label('ray')} [ADDRESS]")
+        if self.ray is not None:
+            check_reachable(self.ray, label("ray"))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExplainJob(RunOptions):
+    """`camkit explain`: overlays, a grid and a JSON summary per image (`explain_folder`)."""
+
+    inputs: tuple[str, ...] = option(
+        (), "image files or folders (default: the bundled samples)", positional=True, nargs="*"
+    )
+    target: str | None = option(
+        None, "class index or name to explain (default: predicted)", group="target"
+    )
+    top: int | None = option(
+        None, "explain each image's K best classes", int, low=1, unit="classes per image",
+        group="target",
+    )  # fmt: skip
+    colormap: str = option("jet", "jet, hot, gray, or a matplotlib name", check=check_colormap)
+    alpha: float = option(0.5, "heat-map opacity in [0, 1]", float, check=check_alpha)
+    max_size: int = option(
+        MAX_SIDE,
+        f"scale images whose longer side is over N pixels down to N before anything else "
+        f"(default {MAX_SIDE}; 0: full size, memory grows with the image)",
+        int, low=0, high=16384,
+        unit="pixels; 0 keeps the full size, up to the decompression-bomb limit",
+    )  # fmt: skip
+    save_maps: str | None = option(
+        None,
+        "also write each method's maps per image: STEM_METHOD.npy (upsampled, K x H x W) and "
+        "STEM_METHOD_raw.npy (at the layer's resolution), or one STEM_METHOD.pt with both",
+        choices=("npy", "pt"),
+    )
+    skip_existing: bool = option(
+        False,
+        "leave out inputs whose outputs a previous run wrote completely (to go on after an "
+        "interruption)",
+        bool,
+    )
+    mean: tuple[float, ...] | None = option(
+        None, "normalisation mean (R G B)", float, nargs=3, check=check_triple("finite")
+    )
+    std: tuple[float, ...] | None = option(
+        None, "normalisation std (R G B)", float, nargs=3, check=check_triple("positive")
+    )
+
+    def check(self, label: Label = str) -> None:
+        """Every option in range, the Ray options with Ray, and a batch that fits in memory."""
+        if self.target is not None and self.top is not None:
+            raise UsageError(f"{label('target')} and {label('top')}: give one of them")
+        check_job(self, label)
+        self.check_ray(label)
+        if self.size:
+            check_memory(f"{label('batch_size')} {self.images_per_batch} with {label('size')} "
+                         f"{self.size}", self.images_per_batch, self.size)  # fmt: skip
+
+    @property
+    def images_per_batch(self) -> int:
+        """Images per batch: `batch_size`, or this job's default."""
+        return self.batch_size or 8
+
+    @property
+    def folder(self) -> Path:
+        """The output folder: `out`, or this job's default."""
+        return self.out or Path("camkit-out")
+
+
+BENCHMARKS = ("shapes", "shortcut", "hard")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvaluateJob(RunOptions):
+    """`camkit evaluate`: every metric for every method on a dataset (`evaluate_dataset`).
+
+    `settings` holds the metrics' own settings by name (`camkit.evaluation.metric_settings()`:
+    steps, tolerance, sanity_images, ...); the command makes a flag of each.
+    """
+
+    data: str = option(
+        "shapes",
+        "'shapes' (the bundled benchmark, with masks), 'shortcut' (the shortcut benchmark's "
+        "conflict split, the tag as the mask; with --model shortcut), 'hard' (the harder split, "
+        "for --model deep --layer features.6.0) or a folder of class subfolders; an optional "
+        "mask next to an image is named <image stem>.mask.png",
+    )
+    metrics: tuple[str, ...] | None = option(
+        None, "comma-separated metric names (default: all the data allows)", parse=parse_names
+    )
+    limit: int | None = option(
+        None, "evaluate the first N images (default: 200 for the benchmarks, all)", int, low=1,
+        unit="images",
+    )  # fmt: skip
+    fill: str = option(
+        "mean",
+        "value of deleted pixels and of Average Drop's masked-out pixels, in the model's input "
+        "space: 'mean' (per channel, measured on the first batch; default) or a number",
+        check=check_fill,
+    )
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    command: str = ""  # the command line that asked for the job, recorded in the report
+
+    def check(self, label: Label = str) -> None:
+        """Every option and metric setting in range, the Ray options with Ray, the metrics
+        known, a batch that fits in memory."""
+        check_job(self, label)
+        self.check_ray(label)
+        for metric in self.metrics or ():
+            try:
+                lookup(METRICS, "metric", metric)
+            except ValueError as error:
+                raise UsageError(str(error)) from None
+        known = {s.name for s in SHARED} | set(metric_settings())
+        for name, value in self.settings.items():
+            if name not in known:
+                raise UsageError(f"unknown setting {name!r}; valid: {', '.join(sorted(known))}")
+            try:
+                Settings(**{name: value})
+            except ValueError as error:
+                raise UsageError(str(error).replace(name, label(name), 1)) from None
+        if self.size:
+            self.check_side(self.size, label)
+
+    def check_side(self, side: int, label: Label = str) -> None:
+        """A batch of `side` x `side` inputs fits in memory."""
+        check_memory(f"{label('batch_size')} {self.images_per_batch} at {side} x {side} pixels",
+                     self.images_per_batch, side)  # fmt: skip
+
+    @property
+    def images_per_batch(self) -> int:
+        """Images per batch: `batch_size`, or this job's default."""
+        return self.batch_size or 50
+
+    @property
+    def folder(self) -> Path:
+        """The output folder: `out`, or this job's default."""
+        return self.out or Path("camkit-eval")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LayersJob(ModelOptions):
+    """`camkit layers`: the layers of a model that can be explained, and the automatic choice."""
+
+    size: int | None = option(
+        None,
+        "resize the input's shorter side to N pixels (default: the weights' preprocessing, 96 "
+        "for the bundled models, else 224)",
+        int, low=1, high=MAX_INPUT_SIDE, unit="pixels",
+    )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AppJob(ModelOptions):
+    """`camkit app`: the browser app (the layer is chosen in the page)."""
+
+    host: str = option("127.0.0.1", "address to serve on (0.0.0.0: every interface)")
+    port: int = option(7860, "port to serve on", int, low=1, high=65535, unit="a TCP port")

@@ -1,0 +1,255 @@
+"""Every way camkit loads a model, in one place: the bundled models by name, torchvision
+classifiers by name (random weights, a state-dict or checkpoint file, or published weights),
+and torch.export ``.pt2`` programs. The command, the app, Ray workers and Python users share it.
+
+Examples:
+    >>> loaded = load_model("shapes")
+    >>> loaded.name, loaded.classes[:2], loaded.model.training
+    ('shapes', ('disc', 'square'), False)
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import pickle
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from camkit.errors import CamkitWarning, UsageError, first_line
+from camkit.files import shown
+from camkit.images import MAX_PIXELS
+from camkit.models.deep import load_deep_model
+from camkit.models.shapes import load_shapes_model
+from camkit.models.shortcut import load_shortcut_model
+
+DEFAULT_MODEL = "shapes"
+"""The model a job uses when none is named: the bundled shapes classifier."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to explain, with how to prepare its input and name its classes."""
+
+    name: str
+    model: nn.Module
+    size: int | None  # shorter side of the input, None = keep the image's size
+    mean: tuple[float, ...] | None  # normalisation applied after resizing, None = none
+    std: tuple[float, ...] | None
+    classes: Sequence[str] | None
+
+    def prepare(self, picture: Tensor) -> tuple[Tensor, Tensor]:
+        """(picture shown in [0, 1], model input), both (3, H, W), from a (3, H, W) picture.
+
+        Raises `ValueError` when resizing would make the picture larger than `MAX_PIXELS` (a
+        long, thin image whose shorter side is scaled up to `size`)."""
+        if self.size:
+            height, width = picture.shape[1:]
+            scale = self.size / min(height, width)
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            if size[0] * size[1] > MAX_PIXELS:
+                raise ValueError(
+                    f"resized to a shorter side of {self.size}, its {width} x {height} picture "
+                    f"would be {size[1]} x {size[0]} pixels: over the limit of {MAX_PIXELS:,}"
+                )
+            picture = F.interpolate(
+                picture[None], size=size, mode="bilinear", align_corners=False, antialias=True
+            )[0].clamp(0, 1)
+        return picture, self.normalise(picture)
+
+    def normalise(self, picture: Tensor) -> Tensor:
+        """The model's input for a (3, H, W) picture in [0, 1]."""
+        if self.mean is None or self.std is None:
+            return picture
+        mean = torch.tensor(self.mean)[:, None, None]
+        return (picture - mean) / torch.tensor(self.std)[:, None, None]
+
+    def class_name(self, index: int) -> str:
+        """The name of class `index` (its number as text when the model names none)."""
+        return self.classes[index] if self.classes and index < len(self.classes) else str(index)
+
+
+def _load_state(path: Path) -> dict[str, Tensor]:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
+        raise UsageError(
+            f"{shown(path)} is not a readable PyTorch checkpoint ({first_line(error)})"
+        ) from None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+    if not isinstance(checkpoint, dict):
+        raise UsageError(
+            f"{shown(path)} holds no state dict (a mapping of parameter names to tensors)"
+        )
+    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
+def _load_into(model: nn.Module, state: dict[str, Tensor], source: str, target: str) -> None:
+    """Load a state dict; a mismatch is a usage error naming the first problem."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise UsageError(f"{shown(source)} does not fit {target}: {first_line(error)}") from None
+
+
+def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
+    import torchvision
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UsageError(
+            f"unknown model {name!r}{hint}: use 'shapes' (bundled), a torchvision classification "
+            "model name (torchvision.models.list_models()), or a torch.export .pt2 file"
+        )
+    known = torchvision.models.get_model_weights(name)
+    default = known.DEFAULT
+    transform = default.transforms()  # preprocessing is code, known without any download
+    classes: Sequence[str] | None = default.meta.get("categories")
+    if weights is None:
+        model = torchvision.models.get_model(name)
+        warnings.warn(
+            f"{name} has random weights (pass --weights): its maps show no learned evidence",
+            CamkitWarning,
+            stacklevel=2,
+        )
+    elif Path(weights).is_file():
+        state = _load_state(Path(weights))
+        model = torchvision.models.get_model(name)
+        mismatched = {
+            k: v.shape[0]
+            for k, v in state.items()
+            if k in model.state_dict() and model.state_dict()[k].shape != v.shape
+        }
+        if mismatched and len(set(mismatched.values())) == 1:  # a fine-tuned head
+            classes = None
+            model = torchvision.models.get_model(name, num_classes=next(iter(mismatched.values())))
+        _load_into(model, state, weights, name)
+    else:
+        try:
+            chosen = known[weights] if weights != "DEFAULT" else default
+        except KeyError:
+            raise UsageError(
+                f"--weights {weights!r} is neither a file nor one of {name}'s weights: DEFAULT, "
+                + ", ".join(w.name for w in known)
+            ) from None
+        model = torchvision.models.get_model(name, weights=chosen)  # downloads once, then cached
+    return LoadedModel(
+        name=name,
+        model=model,
+        size=transform.resize_size[0],
+        mean=tuple(transform.mean),
+        std=tuple(transform.std),
+        classes=classes,
+    )
+
+
+def _exported_model(path: Path, trusted: bool) -> LoadedModel:
+    try:
+        names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
+    except (OSError, zipfile.BadZipFile) as error:
+        raise UsageError(f"{shown(path)} is not a readable model file ({error})") from None
+    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        raise UsageError(
+            f"{shown(path)} is a TorchScript model, which cannot be explained: PyTorch runs no "
+            "hooks on ScriptModules. Save the eager model with torch.export instead: "
+            "torch.export.save(torch.export.export(model, (x,)), 'model.pt2')"
+        )
+    if not any(n.endswith("archive_format") for n in names):
+        raise UsageError(
+            f"{shown(path)} is not a torch.export program; a state dict goes with a torchvision "
+            "name: --model resnet50 --weights FILE"
+        )
+    if not trusted:
+        raise UsageError(
+            f"{shown(path)}: loading a torch.export .pt2 file can run code stored in it (it "
+            "unpickles parts of the archive); pass --trust-model if you trust this file, or give "
+            "a state dict instead (--model NAME --weights FILE, which runs no code)"
+        )
+    # torch logs a full traceback for a malformed archive before it tries an older format; the
+    # command says it in one line instead.
+    logger = logging.getLogger("torch.export")
+    was_disabled, logger.disabled = logger.disabled, True
+    try:
+        program = torch.export.load(path)
+        module = torch.export.unflatten(program)
+    except Exception as error:  # a malformed archive fails in many ways inside torch.export
+        raise UsageError(
+            f"{shown(path)} is not a loadable torch.export program ({_typed(error)})"
+        ) from None
+    finally:
+        logger.disabled = was_disabled
+    return LoadedModel(path.stem, module, None, None, None, None)
+
+
+def _shapes(weights: str | None) -> nn.Module:
+    model = load_shapes_model(pretrained=weights != "random")
+    if weights not in (None, "DEFAULT", "random"):
+        if not Path(weights).is_file():
+            raise UsageError(
+                f"--weights {weights!r} for the bundled model: give a state-dict file, "
+                "DEFAULT (the shipped weights) or random (untrained)"
+            )
+        _load_into(model, _load_state(Path(weights)), weights, "the bundled model")
+    return model
+
+
+def _deep(weights: str | None) -> nn.Module:
+    if weights not in (None, "DEFAULT", "random"):
+        raise UsageError("--model deep: --weights DEFAULT (shipped) or random (untrained)")
+    return load_deep_model(pretrained=weights != "random")
+
+
+def _shortcut(weights: str | None) -> nn.Module:
+    if weights is not None:
+        raise UsageError("--model shortcut has its shipped weights only: leave out --weights")
+    return load_shortcut_model()
+
+
+BUNDLED_MODELS: Mapping[str, Callable[[str | None], nn.Module]] = MappingProxyType(
+    {"shapes": _shapes, "shortcut": _shortcut, "deep": _deep}
+)
+"""The bundled models by name: "shapes" (the benchmark classifier with ground truth),
+"shortcut" (it learned a planted tag) and "deep" (non-linear after its layer "features.6.0");
+each loader takes the ``weights`` option."""
+
+
+def load_model(
+    name: str = DEFAULT_MODEL, weights: str | None = None, trust: bool = False
+) -> LoadedModel:
+    """A bundled model by name, a torchvision classifier by name, or a torch.export ``.pt2``
+    file (only with `trust`: loading one can run code stored in it), in eval mode.
+
+    weights: for torchvision models a state-dict/checkpoint file, ``DEFAULT`` or a weights name
+    (downloaded once), None for random weights (with a `CamkitWarning`); for the bundled models
+    ``DEFAULT`` / None (shipped), ``random`` (untrained) or, for "shapes", a state-dict file.
+
+    Raises `UsageError` naming what is wrong: an unknown name, a file that is not a model, a
+    state dict that does not fit.
+    """
+    if name in BUNDLED_MODELS:
+        model = BUNDLED_MODELS[name](weights)
+        return LoadedModel(name, model, None, None, None, getattr(model, "classes", None))
+    if Path(name).suffix in (".pt", ".pt2", ".pth", ".ts") or Path(name).is_file():
+        if not Path(name).is_file():
+            what = "is not a regular file" if Path(name).exists() else "does not exist"
+            raise UsageError(f"model file {shown(name)} {what}")
+        return _exported_model(Path(name), trust)
+    return _torchvision_model(name, weights)
+
+
+def _typed(error: BaseException) -> str:
+    """The exception's type and the first line of its message."""
+    text = first_line(error)
+    return text if text == type(error).__name__ else f"{type(error).__name__}: {text}"
