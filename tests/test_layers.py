@@ -82,3 +82,34 @@ def test_unwrap_data_parallel() -> None:
     model = gap_net()
     assert unwrap(nn.DataParallel(nn.DataParallel(model))) is model
     assert unwrap(model) is model
+
+
+def test_a_layer_rule_of_yours_is_tried_first_and_comes_out_again() -> None:
+    from camkit.layers import LayerRule, add_layer_rule, layer_rules, remove_layer_rule
+
+    net = gap_net()  # convolutions "0" and "2", ReLUs "1" and "3"
+    x = torch.rand(1, 3, 12, 10)
+    assert find_spatial_layer(net, x) == "3"
+    rule = LayerRule(
+        "gap nets: the first block", lambda m: m is net, layer="[01]", layout="spatial"
+    )
+    add_layer_rule(rule)
+    try:
+        assert layer_rules()[0] is rule
+        assert find_spatial_layer(net, x) == "1"  # the last layer the rule keeps
+        assert find_spatial_layer(gap_net(), x) == "3"  # another model: not its family
+    finally:
+        remove_layer_rule(family)
+    assert rule not in layer_rules()
+    assert find_spatial_layer(net, x) == "3"
+
+
+def test_a_rule_that_keeps_no_layer_is_passed_over() -> None:
+    from camkit.layers import LayerRule, add_layer_rule, remove_layer_rule
+
+    net = gap_net()
+    add_layer_rule(LayerRule("nothing", lambda m: True, layer="no.such.*"))
+    try:
+        assert find_spatial_layer(net, torch.rand(1, 3, 12, 10)) == "3"
+    finally:
+        remove_layer_rule("nothing")

@@ -168,6 +168,7 @@ def test_faster_rcnn_box_with_the_backbones_last_stage(detector, detections) -> 
     torch.testing.assert_close(result.scores[:, 0], top)  # the explained score is the box's
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [m for m in camkit.METHODS if m != "activation-sum"])
 def test_every_method_on_a_detector_gives_a_map_or_says_why_not(method, detector, detections):
     x, box = detections
@@ -209,6 +210,7 @@ def test_grad_cam_plus_plus_weights_are_never_negative_which_blanks_signed_layer
     assert not_constant(camkit.GradCAM(detector)(x, targets=box))
 
 
+@pytest.mark.slow
 def test_deeplab_region_per_image_masks_with_every_kind_of_method() -> None:
     torch.manual_seed(0)
     model = torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(

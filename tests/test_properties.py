@@ -109,6 +109,7 @@ def build_input(case: dict) -> torch.Tensor:
     return x.to(getattr(torch, case["dtype"]))
 
 
+@pytest.mark.slow
 @settings(
     max_examples=int(os.environ.get("CAMKIT_HYPOTHESIS_EXAMPLES", "400")),
     deadline=10_000,  # a hang shows up as a deadline failure
@@ -174,6 +175,7 @@ options = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=int(os.environ.get("CAMKIT_HYPOTHESIS_COMMANDS", "60")),
     deadline=30_000,

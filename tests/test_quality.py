@@ -22,6 +22,7 @@ def test_ruff(args: list[str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_types_check() -> None:
     """mypy over src/ (the package ships py.typed, so its annotations are a promise)."""
     mypy = shutil.which("mypy")

@@ -74,6 +74,7 @@ def write_image(path: Path, size: tuple[int, int] = (40, 56)) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_reported_and_the_rest_is_written(tmp_path) -> None:
     good = write_image(tmp_path / "good.png")
     (tmp_path / "broken.png").write_text("not an image")
@@ -98,6 +99,7 @@ def test_bad_inputs_are_reported_and_the_rest_is_written(tmp_path) -> None:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -122,6 +124,7 @@ def test_usage_errors_exit_2_and_name_the_choices(tmp_path, args, message) -> No
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+@pytest.mark.slow
 def test_torchvision_model_with_a_local_checkpoint_and_top_k(tmp_path) -> None:
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=4)  # a fine-tuned head: 4 classes
@@ -159,6 +162,7 @@ def test_torchvision_model_with_a_local_checkpoint_and_top_k(tmp_path) -> None:
         assert picture.size == (256, 384)
 
 
+@pytest.mark.slow
 def test_exported_program_file_and_torchscript_refusal(tmp_path) -> None:
     model = gap_net()
     x = torch.rand(2, 3, 32, 32)
@@ -189,6 +193,7 @@ def test_exported_program_file_and_torchscript_refusal(tmp_path) -> None:
     assert "torch.export" in refused.stderr
 
 
+@pytest.mark.slow
 def test_a_method_that_does_not_apply_fails_alone(tmp_path) -> None:
     write_image(tmp_path / "img.png", (64, 64))
     result = camkit_command(
@@ -209,6 +214,7 @@ def test_a_method_that_does_not_apply_fails_alone(tmp_path) -> None:
     assert not (tmp_path / "o" / "img_cam.png").exists()
 
 
+@pytest.mark.slow
 def test_bundled_model_weights_from_a_file_or_random(tmp_path) -> None:
     from camkit.models import ShapesNet
 
@@ -234,6 +240,7 @@ def test_bundled_model_weights_from_a_file_or_random(tmp_path) -> None:
     assert len(broken.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_layers_command_lists_the_layers_and_marks_the_automatic_one(tmp_path) -> None:
     result = camkit_command("layers", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

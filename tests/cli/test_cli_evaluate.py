@@ -19,6 +19,7 @@ PLOTS = [plot.name for plot in plots_of(list(METRICS))]
 QUICK = ["--steps", "4", "--sanity-images", "2", "--batch-size", "3"]
 
 
+@pytest.mark.slow
 def test_bundled_benchmark_writes_table_files_and_plots(tmp_path, capsys) -> None:
     out = tmp_path / "eval"
     code = main(["evaluate", "--limit", "4", "--methods", "gradcam,cam", "--out", str(out), *QUICK])
@@ -257,6 +258,7 @@ def test_ctrl_c_keeps_the_finished_batches_and_exits_130(tmp_path, capsys, monke
             assert report["rows"][method][column] == complete["rows"][method][column]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "data", "extra"),
     [("shortcut", "shortcut", []), ("deep", "hard", ["--layer", "features.6.0"])],
@@ -331,6 +333,7 @@ def test_a_mask_of_another_size_is_refused_and_its_image_evaluated(tmp_path, cap
     assert "Pointing %: on the 5 of 6 images that have an object mask." in printed.out
 
 
+@pytest.mark.slow
 def test_localisation_metrics_count_only_the_images_with_masks(tmp_path, capsys) -> None:
     some = _masked_folder(tmp_path / "some", masked={1, 2, 4})
     only = _masked_folder(tmp_path / "only", masked={1, 2, 4})

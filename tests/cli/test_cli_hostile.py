@@ -599,6 +599,7 @@ def test_a_pipe_where_camkit_keeps_its_ledger_or_a_summary_never_blocks(tmp_path
     ]
 
 
+@pytest.mark.slow
 def test_a_thin_image_scaled_up_past_the_pixel_limit_is_refused_alone(tmp_path, capsys) -> None:
     thin = rgb(tmp_path / "thin.png", (4, 2000))  # 2000 wide, 4 high
     good = rgb(tmp_path / "good.png", (40, 48))

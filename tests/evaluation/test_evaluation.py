@@ -116,6 +116,7 @@ def test_report_writes_markdown_csv_and_json() -> None:
     assert json.loads(report.to_json())["tables"]["win"]["b"]["a"] == 75.0
 
 
+@pytest.mark.slow
 def test_the_readme_metrics_example_runs() -> None:
     from pathlib import Path
 
@@ -127,6 +128,7 @@ def test_the_readme_metrics_example_runs() -> None:
     assert isinstance(namespace["result"], camkit.Explanation)
 
 
+@pytest.mark.slow
 def test_runs_repeat_and_leave_the_global_random_state(shapes) -> None:
     model, data = shapes
     settings = Settings(steps=2, fill=0.5, percentages=(50,), sanity_images=0, seed=3)
@@ -207,6 +209,7 @@ def test_the_sanity_checks_passes_on_the_model_copies_are_counted() -> None:
     assert report.info["passes"]["gradcam"]["forward"] >= 2 + steps
 
 
+@pytest.mark.slow
 def test_bootstrap_statistics_reproduce_the_figures_and_intervals_cover_them(shapes) -> None:
     model, data = shapes
     settings = Settings(steps=4, sanity_images=4, resamples=200)

@@ -295,6 +295,7 @@ def test_every_method_with_a_dict_output(method, images) -> None:
     torch.testing.assert_close(wrapped.maps, plain.maps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("build", "named"),
     [

@@ -103,6 +103,7 @@ TORCHCAM_NAMES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(TORCHCAM_NAMES))
 def test_torchcam_rules(setting, method) -> None:
     model, x, classes = setting

@@ -79,11 +79,13 @@ def test_weights_ship_small_and_load_in_eval_mode(trained) -> None:
     assert len(trained.classes) == 6
 
 
+@pytest.mark.slow
 def test_accuracy_on_held_out_images(trained, untrained, single) -> None:
     assert accuracy(trained, single) >= 0.95
     assert accuracy(untrained, single) <= 0.35  # chance is 1/6
 
 
+@pytest.mark.slow
 def test_gradcam_points_at_the_object(trained, untrained, single) -> None:
     assert pointing(trained, single) >= 0.83
     # 15 px at 224 px, the pointing game's usual tolerance, is about 6 px at 96 px.

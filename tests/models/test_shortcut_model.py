@@ -24,6 +24,7 @@ def test_removing_the_tag_changes_the_prediction_removing_the_shape_does_not(con
     assert check["shape_removed_changes"] < 0.03
 
 
+@pytest.mark.slow
 def test_score_cam_points_at_the_tag_more_often_than_grad_cam(conflict) -> None:
     model = load_shortcut_model()
     x, tags = conflict["image"][:60], conflict["tag_mask"][:60]

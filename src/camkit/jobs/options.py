@@ -17,7 +17,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -153,6 +153,16 @@ def check_colormap(value: str, name: str) -> None:
         raise UsageError(str(error)) from None
 
 
+def _names(text: str, name: str, kind: str, known: Sequence[str]) -> tuple[str, ...] | None:
+    """Names from "a,b", each once (None: none given)."""
+    if not text.strip():
+        return None
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise UsageError(f"{name} {text!r} names no {kind}; valid: {', '.join(known)}")
+    return names
+
+
 def parse_methods(text: str, name: str = "methods") -> tuple[str, ...] | None:
     """Method names from "a,b" (None: not given; "all": every method), each known.
 
@@ -160,34 +170,25 @@ def parse_methods(text: str, name: str = "methods") -> tuple[str, ...] | None:
         >>> parse_methods("gradcam, cam,gradcam")
         ('gradcam', 'cam')
     """
-    if not text.strip():
-        return None
     if text.strip() == "all":
         return tuple(METHODS)
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    if not methods:
-        raise UsageError(f"{name} {text!r} names no method; valid: {', '.join(METHODS)}")
-    for method in methods:
+    methods = _names(text, name, "method", list(METHODS))
+    for method in methods or ():
         try:
             method_class(method)
         except ValueError as error:
             raise UsageError(str(error)) from None
-    return tuple(dict.fromkeys(methods))
+    return methods
 
 
 def parse_names(text: str, name: str = "metrics") -> tuple[str, ...] | None:
-    """Names from "a,b" (None: none given), each once.
+    """Metric names from "a,b" (None: none given), each once; `EvaluateJob.check` knows them.
 
     Examples:
         >>> parse_names("drop, road,drop")
         ('drop', 'road')
     """
-    if not text.strip():
-        return None
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    if not names:
-        raise UsageError(f"{name} {text!r} names no metric; valid: {', '.join(METRICS)}")
-    return names
+    return _names(text, name, "metric", list(METRICS))
 
 
 def check_fill(text: str, name: str = "fill") -> None:
@@ -352,10 +353,18 @@ class RunOptions(ModelOptions):
         metavar="FILE",
     )
 
+    default_batch: ClassVar[int] = 8
+    default_out: ClassVar[str] = "camkit-out"
+
     @property
     def images_per_batch(self) -> int:
-        """Images per batch: `batch_size`, or the job's own default."""
-        return self.batch_size or 8
+        """Images per batch: `batch_size`, or this job's default."""
+        return self.batch_size or self.default_batch
+
+    @property
+    def folder(self) -> Path:
+        """The output folder: `out`, or this job's default."""
+        return self.out or Path(self.default_out)
 
     def check_ray(self, label: Label = str) -> None:
         """The Ray options come with `ray`, whose address (or RAY_ADDRESS's) answers."""
@@ -418,16 +427,6 @@ class ExplainJob(RunOptions):
             check_memory(f"{label('batch_size')} {self.images_per_batch} with {label('size')} "
                          f"{self.size}", self.images_per_batch, self.size)  # fmt: skip
 
-    @property
-    def images_per_batch(self) -> int:
-        """Images per batch: `batch_size`, or this job's default."""
-        return self.batch_size or 8
-
-    @property
-    def folder(self) -> Path:
-        """The output folder: `out`, or this job's default."""
-        return self.out or Path("camkit-out")
-
 
 BENCHMARKS = ("shapes", "shortcut", "hard")
 
@@ -461,7 +460,11 @@ class EvaluateJob(RunOptions):
         check=check_fill,
     )
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    command: str = ""  # the command line that asked for the job, recorded in the report
+    command: str = ""
+    default_batch: ClassVar[int] = 50
+    default_out: ClassVar[str] = (
+        "camkit-eval"  # the command line that asked for the job, recorded in the report
+    )
 
     def check(self, label: Label = str) -> None:
         """Every option and metric setting in range, the Ray options with Ray, the metrics
@@ -488,16 +491,6 @@ class EvaluateJob(RunOptions):
         """A batch of `side` x `side` inputs fits in memory."""
         check_memory(f"{label('batch_size')} {self.images_per_batch} at {side} x {side} pixels",
                      self.images_per_batch, side)  # fmt: skip
-
-    @property
-    def images_per_batch(self) -> int:
-        """Images per batch: `batch_size`, or this job's default."""
-        return self.batch_size or 50
-
-    @property
-    def folder(self) -> Path:
-        """The output folder: `out`, or this job's default."""
-        return self.out or Path("camkit-eval")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
