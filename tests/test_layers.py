@@ -90,9 +90,8 @@ def test_a_layer_rule_of_yours_is_tried_first_and_comes_out_again() -> None:
     net = gap_net()  # convolutions "0" and "2", ReLUs "1" and "3"
     x = torch.rand(1, 3, 12, 10)
     assert find_spatial_layer(net, x) == "3"
-    rule = LayerRule(
-        "gap nets: the first block", lambda m: m is net, layer="[01]", layout="spatial"
-    )
+    family = "gap nets: the first block"
+    rule = LayerRule(family, lambda m: m is net, layer="[01]", layout="spatial")
     add_layer_rule(rule)
     try:
         assert layer_rules()[0] is rule
