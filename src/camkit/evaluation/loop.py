@@ -67,6 +67,15 @@ class BatchResult:
         forward: "method/task" or "clean" -> [forward calls, images].
         backward: method -> backward passes.
         masked: how many of the batch's images have an object mask.
+
+    Examples:
+        >>> from camkit.models import load_shapes_model
+        >>> from camkit.data import ShapesDataset
+        >>> data = ShapesDataset(2, seed=1).stack()
+        >>> evaluation = Evaluation(load_shapes_model(), ["cam"], ["drop"])
+        >>> result = evaluation.measure(Batch(data["image"], data["label"]), position=0)
+        >>> result.images, list(result.parts["cam"])
+        (2, ['drop'])
     """
 
     position: int
@@ -82,7 +91,13 @@ class BatchResult:
 class EvaluationInterrupted(KeyboardInterrupt):
     """Ctrl-C during `evaluate`: `report` holds the figures of the batches that were finished
     (metrics that work after the last batch, like the sanity check, are left out). It is a
-    `KeyboardInterrupt`, so code that does not look for it stops as on any Ctrl-C."""
+    `KeyboardInterrupt`, so code that does not look for it stops as on any Ctrl-C.
+
+    Examples:
+        >>> interrupted = EvaluationInterrupted(Report({}, info={"images": 8}))
+        >>> str(interrupted), isinstance(interrupted, KeyboardInterrupt)
+        ('evaluation interrupted after 8 images', True)
+    """
 
     def __init__(self, report: Report) -> None:
         super().__init__(f"evaluation interrupted after {report.info['images']} images")

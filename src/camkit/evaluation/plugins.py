@@ -86,6 +86,11 @@ class Plot:
 
     `x` gives the x values for a curve of n points from the report's info (default: the share
     0..1 of the curve's steps); `title` may name ``{images}``.
+
+    Examples:
+        >>> plot = Plot("deletion", "deletion", "Deletion", "share deleted", "probability")
+        >>> plot.x({}, 5)
+        [0.0, 0.25, 0.5, 0.75, 1.0]
     """
 
     name: str
@@ -101,7 +106,12 @@ class Plot:
 @dataclasses.dataclass(frozen=True)
 class Comparison:
     """A table of methods against methods that a metric fills: ``table[a][b]`` for each pair
-    (`Metric.compare`), shown under `title` when two methods or more are evaluated."""
+    (`Metric.compare`), shown under `title` when two methods or more are evaluated.
+
+    Examples:
+        >>> METRICS["drop"].comparison.name
+        'win'
+    """
 
     name: str
     title: str
@@ -122,6 +132,19 @@ class Context:
         position: the dataset index of the batch's first input.
         masked: (B,) bool, the rows whose mask is real when only some are; None: all (or none,
             when `masks` is None). A plug-in that needs masks sees only those rows.
+
+    Examples:
+        >>> import torch, camkit
+        >>> from camkit.evaluation import Settings
+        >>> from camkit.models import load_shapes_model
+        >>> from camkit.data import ShapesDataset
+        >>> model, data = load_shapes_model(), ShapesDataset(2, seed=1).stack()
+        >>> x, labels = data["image"], data["label"]
+        >>> explanation = camkit.CAM(model)(x, labels)
+        >>> context = Context(model, x, labels, data["mask"], explanation, torch.rand(2, 6),
+        ...                   Settings(), "cam", None, masked=torch.tensor([True, False]))
+        >>> context.with_masks().x.shape[0]  # the mask metrics see the one row with a mask
+        1
     """
 
     model: nn.Module
@@ -164,6 +187,12 @@ class Metric:
     table; `settings`; `plots`; `comparison` (a methods-by-methods table, or None);
     `needs_masks` (it measures only images with an object mask); `after_last_batch` (its
     `finish` does the work, so an interrupted run leaves it out).
+
+    Examples:
+        >>> sorted(METRICS["road"]().curves())  # no batch measured yet: no curves
+        []
+        >>> METRICS["pointing"].needs_masks, METRICS["sanity"].after_last_batch
+        (True, True)
     """
 
     name: ClassVar[str] = ""
@@ -231,12 +260,25 @@ M = TypeVar("M", bound=type[Metric])
 
 
 def register_metric(name: str) -> Callable[[M], M]:
-    """Class decorator: make a plug-in available to `evaluate` and `camkit evaluate --metrics`."""
+    """Class decorator: make a plug-in available to `evaluate` and `camkit evaluate --metrics`.
+
+    Examples:
+        >>> @register_metric("blank")
+        ... class Blank(Metric):
+        ...     pass
+        >>> "blank" in METRICS
+        True
+        >>> unregister_metric("blank")
+    """
     return adder(_REGISTRY, "metric", name)
 
 
 def unregister_metric(name: str) -> None:
-    """Remove a plug-in added with `register_metric` (tests and examples clean up with it)."""
+    """Remove a plug-in added with `register_metric` (tests and examples clean up with it).
+
+    Examples:
+        >>> unregister_metric("never-registered")  # nothing to take out: no error
+    """
     _REGISTRY.pop(name, None)
 
 

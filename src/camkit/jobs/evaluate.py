@@ -61,7 +61,12 @@ REPORT_FILES = ("results.md", "results.csv", "results.json")
 @dataclasses.dataclass
 class EvaluateResult:
     """What `evaluate_dataset` did: the report (None: no method could run), the files it
-    wrote in the job's folder, and the failures told to the `Progress`."""
+    wrote in the job's folder, and the failures told to the `Progress`.
+
+    Examples:
+        >>> EvaluateResult(report=None).files  # no method could run
+        []
+    """
 
     report: Report | None
     files: list[str] = dataclasses.field(default_factory=list)
@@ -246,6 +251,15 @@ def evaluate_dataset(
     Raises `UsageError` before any work for a job that cannot run, and `JobInterrupted` on
     Ctrl-C after writing the report of the batches finished (its `result`). Unreadable images,
     refused masks and methods that do not fit the model are counted and told to `progress`.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     job = EvaluateJob(out=Path(out), methods=("cam",), metrics=("drop",), limit=2,
+        ...                       workers=0)
+        ...     done = evaluate_dataset(job)
+        >>> sorted(done.report.rows["cam"])
+        ['Avg drop %', 'Explain s', 'Increase %']
     """
     counted = _Counted(progress or Collected())
     loaded, layer = _prepare(job, label)

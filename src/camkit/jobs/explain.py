@@ -45,7 +45,12 @@ from camkit.targets import TopK, select_output
 class ExplainResult:
     """What `explain_folder` did: inputs (all of them, those done before included), files
     written, failures (each told to the `Progress`), inputs complete from an earlier run
-    (`skip_existing`), files camkit wrote earlier that were left out of the inputs."""
+    (`skip_existing`), files camkit wrote earlier that were left out of the inputs.
+
+    Examples:
+        >>> ExplainResult(inputs=5, done_before=2).notes()
+        ' (2 complete already, skipped)'
+    """
 
     inputs: int
     written: int = 0
@@ -307,6 +312,13 @@ def explain_folder(
     Raises `UsageError` before any work for a job that cannot run (`label` names its options in
     the message), and `JobInterrupted` on Ctrl-C, with what was finished. Failures of single
     inputs or methods are counted and told to `progress`: the others are still written.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     result = explain_folder(ExplainJob(out=Path(out), methods=("cam",)))
+        >>> result.inputs, result.failures
+        (6, 0)
     """
     progress = progress or Collected()
     job.check(label)

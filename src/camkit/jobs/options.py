@@ -62,7 +62,18 @@ class Option:
 
 def option(default: object, help_text: str, kind: type = str, **how: Any) -> Any:  # noqa: ANN401 - a dataclass field, as dataclasses.field returns
     """A job field with its `Option`: the default, the help text, the type the command reads,
-    and the rest of `Option` by keyword."""
+    and the rest of `Option` by keyword.
+
+    Examples:
+        >>> import dataclasses
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Job:
+        ...     steps: int = option(16, "steps of the curves", int, low=1, unit="steps")
+        >>> check_job(Job(steps=0))
+        Traceback (most recent call last):
+        ...
+        camkit.errors.UsageError: steps 0: must be at least 1 (steps)
+    """
     return dataclasses.field(default=default, metadata={"option": Option(help_text, kind, **how)})
 
 
@@ -377,7 +388,13 @@ class RunOptions(ModelOptions):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ExplainJob(RunOptions):
-    """`camkit explain`: overlays, a grid and a JSON summary per image (`explain_folder`)."""
+    """`camkit explain`: overlays, a grid and a JSON summary per image (`explain_folder`).
+
+    Examples:
+        >>> job = ExplainJob(inputs=("photos/",), methods=("gradcam",), batch_size=4)
+        >>> job.images_per_batch, job.folder
+        (4, PosixPath('camkit-out'))
+    """
 
     inputs: tuple[str, ...] = option(
         (), "image files or folders (default: the bundled samples)", positional=True, nargs="*"
@@ -437,6 +454,11 @@ class EvaluateJob(RunOptions):
 
     `settings` holds the metrics' own settings by name (`camkit.evaluation.metric_settings()`:
     steps, tolerance, sanity_images, ...); the command makes a flag of each.
+
+    Examples:
+        >>> job = EvaluateJob(methods=("cam",), metrics=("drop",), settings={"steps": 8})
+        >>> job.images_per_batch, job.folder, job.settings["steps"]
+        (50, PosixPath('camkit-eval'), 8)
     """
 
     data: str = option(
@@ -495,7 +517,12 @@ class EvaluateJob(RunOptions):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LayersJob(ModelOptions):
-    """`camkit layers`: the layers of a model that can be explained, and the automatic choice."""
+    """`camkit layers`: the layers of a model that can be explained, and the automatic choice.
+
+    Examples:
+        >>> LayersJob(model="resnet18", size=160).size
+        160
+    """
 
     size: int | None = option(
         None,
@@ -507,7 +534,12 @@ class LayersJob(ModelOptions):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AppJob(ModelOptions):
-    """`camkit app`: the browser app (the layer is chosen in the page)."""
+    """`camkit app`: the browser app (the layer is chosen in the page).
+
+    Examples:
+        >>> AppJob(port=8000).host
+        '127.0.0.1'
+    """
 
     host: str = option("127.0.0.1", "address to serve on (0.0.0.0: every interface)")
     port: int = option(7860, "port to serve on", int, low=1, high=65535, unit="a TCP port")

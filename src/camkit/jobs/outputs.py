@@ -46,6 +46,13 @@ class ImageResult:
         targets: one dict per target: class, name, score.
         predictions: the model's best classes: class, name, score, probability.
         errors: method -> why it failed on this image (listed in the summary).
+
+    Examples:
+        >>> import torch
+        >>> result = ImageResult("x.png", "x", torch.rand(3, 8, 8), {"cam": torch.rand(1, 8, 8)},
+        ...                      {"cam": [torch.rand(1, 2, 2)]}, ["features"], [], [])
+        >>> list(result.maps), result.maps["cam"].shape
+        (['cam'], torch.Size([1, 8, 8]))
     """
 
     image: str
@@ -119,7 +126,18 @@ def write_image(
 ) -> list[str]:
     """Overlays, grid, saved maps and the JSON summary (last) of one image in `out`; returns
     the names written (relative to `out`). Raises `camkit.files.OutputError` for a name camkit
-    may not write."""
+    may not write.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> result = ImageResult("x.png", "a/x", torch.rand(3, 8, 8), {"cam": torch.rand(1, 8, 8)},
+        ...                      {"cam": [torch.rand(1, 2, 2)]}, ["features"],
+        ...                      [{"class": 0, "name": "disc", "score": 1.0}], [])
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     write_image(result, OutputFolder(Path(folder)), "shapes", save_maps="npy")
+        ['a/x_cam.png', 'a/x_cam.npy', 'a/x_cam_raw.npy', 'a/x_grid.png', 'a/x.json']
+    """
     name = PurePosixPath(result.stem).name  # the summary lists its files by name, beside it
     count = len(result.targets)
     overlays: dict[str, list[str]] = {}

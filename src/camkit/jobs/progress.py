@@ -10,7 +10,15 @@ from typing_extensions import override
 
 
 class Progress(Protocol):
-    """What a job reports. Jobs call it from their writer threads too: it must be thread-safe."""
+    """What a job reports. Jobs call it from their writer threads too: it must be thread-safe.
+
+    Examples:
+        >>> class Printed(Progress):
+        ...     def fail(self, line: str) -> None:
+        ...         print("failed:", line)
+        >>> Printed().fail("x.png: not an image")
+        failed: x.png: not an image
+    """
 
     def start(self, total: int, done: int = 0) -> None:
         """The job has `total` items, `done` of them finished by an earlier run."""
@@ -58,7 +66,15 @@ R = TypeVar("R")
 
 class JobInterrupted(KeyboardInterrupt, Generic[R]):
     """Ctrl-C during a job: `result` says what was finished (and written). A
-    `KeyboardInterrupt`, so code that does not look for it stops as on any Ctrl-C."""
+    `KeyboardInterrupt`, so code that does not look for it stops as on any Ctrl-C.
+
+    Examples:
+        >>> try:
+        ...     raise JobInterrupted({"done": 3})
+        ... except KeyboardInterrupt as interrupted:
+        ...     interrupted.result
+        {'done': 3}
+    """
 
     def __init__(self, result: R) -> None:
         super().__init__("interrupted")

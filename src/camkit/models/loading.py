@@ -37,7 +37,14 @@ DEFAULT_MODEL = "shapes"
 
 @dataclass
 class LoadedModel:
-    """A model ready to explain, with how to prepare its input and name its classes."""
+    """A model ready to explain, with how to prepare its input and name its classes.
+
+    Examples:
+        >>> loaded = load_model("shapes")
+        >>> picture, x = loaded.prepare(torch.rand(3, 96, 96))
+        >>> x.shape, loaded.class_name(0)
+        (torch.Size([3, 96, 96]), 'disc')
+    """
 
     name: str
     model: nn.Module
@@ -237,6 +244,12 @@ def load_model(
 
     Raises `UsageError` naming what is wrong: an unknown name, a file that is not a model, a
     state dict that does not fit.
+
+    Examples:
+        >>> load_model("deep").name
+        'deep'
+        >>> load_model("shapes", weights="random").model.training
+        False
     """
     if name in BUNDLED_MODELS:
         model = BUNDLED_MODELS[name](weights)
