@@ -1,7 +1,11 @@
-"""Doctests: every docstring example in src/camkit runs under pytest, each from the same seed
-(the examples draw random inputs; a fixed seed makes a failure repeat)."""
+"""For every test and doctest: camkit's warnings are errors (a test that expects one says so
+with pytest.warns), and doctests run from the same seed (the examples draw random inputs; a
+fixed seed makes a failure repeat)."""
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,3 +15,13 @@ import torch
 def _seeded_doctest(request: pytest.FixtureRequest) -> None:
     if isinstance(request.node, pytest.DoctestItem):
         torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _camkit_warnings_are_errors() -> Iterator[None]:
+    # Set here, not as an ini filterwarnings: that would import camkit before coverage starts.
+    from camkit.errors import CamkitWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CamkitWarning)
+        yield

@@ -109,4 +109,4 @@ def test_ray_options_are_checked_before_any_work(tmp_path, capsys, monkeypatch) 
     assert "--ray-workers 0: must be at least 1 (actors)" in capsys.readouterr().err
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if Ray were not installed
     assert main(["evaluate", "--limit", "2", "--out", out, "--ray"]) == 2
-    assert "--ray needs Ray: pip install 'camkit[ray]'" in capsys.readouterr().err
+    assert "Ray is not installed: pip install 'camkit[ray]'" in capsys.readouterr().err

@@ -113,3 +113,28 @@ def test_options_read_from_the_command_are_typed(tmp_path) -> None:
     assert job.mean == (0.0, 0.0, 0.0)
     assert job.out == Path(tmp_path)
     assert job.ray == ""  # --ray alone: RAY_ADDRESS's cluster, or a local one
+
+
+def test_an_error_without_a_message_is_still_one_line(tmp_path) -> None:
+    """Five places quoted an error's first line as str(error).splitlines()[0]: an exception
+    with an empty message became an IndexError traceback there."""
+    import camkit
+    from camkit.methods import unregister
+
+    @camkit.register("silent-failure")
+    class SilentFailure(camkit.Explainer):
+        needs_gradients = False
+
+        def weigh(self, evidence):
+            raise ValueError  # no message at all
+
+    try:
+        progress = Collected()
+        job = EvaluateJob(out=tmp_path, methods=("silent-failure", "cam"), metrics=("drop",),
+                          limit=2, workers=0)  # fmt: skip
+        result = evaluate_dataset(job, progress)
+        assert progress.failures == ["silent-failure: ValueError"]
+        assert result.report is not None
+        assert list(result.report.rows) == ["cam"]
+    finally:
+        unregister("silent-failure")
