@@ -138,3 +138,24 @@ def test_an_error_without_a_message_is_still_one_line(tmp_path) -> None:
         assert list(result.report.rows) == ["cam"]
     finally:
         unregister("silent-failure")
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate", "layers", "app"])
+def test_every_command_prints_its_help(command, capsys) -> None:
+    from camkit.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--help"])
+    assert stopped.value.code == 0
+    text = capsys.readouterr().out
+    assert "--model" in text
+    assert "--device" in text
+
+
+def test_target_and_top_exclude_each_other_on_the_command_line(capsys) -> None:
+    from camkit.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["explain", "--target", "1", "--top", "2"])
+    assert stopped.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

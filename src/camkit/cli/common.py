@@ -35,7 +35,9 @@ def add_options(parser: argparse.ArgumentParser, job: type) -> None:
     for field, spec in options_of(job):
         target: Any = parser
         if spec.group is not None:
-            target = groups.setdefault(spec.group, parser.add_mutually_exclusive_group())
+            if spec.group not in groups:
+                groups[spec.group] = parser.add_mutually_exclusive_group()
+            target = groups[spec.group]
         _add(target, field, spec)
 
 
