@@ -53,3 +53,25 @@ def test_moved_names_warn_and_are_the_new_objects() -> None:
         assert base.ExplainerOptions is base.MethodOptions
     with pytest.raises(AttributeError):
         _ = measures.NoSuchName  # type: ignore[attr-defined]
+
+
+def test_a_plugin_of_0_1_with_needs_regions_still_registers_as_a_mask_metric() -> None:
+    from camkit.evaluation import METRICS, Metric, register_metric, unregister_metric
+
+    with pytest.warns(DeprecationWarning, match="needs_regions is now needs_masks"):
+
+        @register_metric("old-style")
+        class OldStyle(Metric):
+            needs_regions = True
+
+    try:
+        assert METRICS["old-style"].needs_masks
+    finally:
+        unregister_metric("old-style")
+    from camkit import evaluation
+    from camkit.cli import common
+
+    with pytest.warns(DeprecationWarning, match="needing_masks"):
+        assert "pointing" in evaluation.needs_regions()
+    with pytest.warns(DeprecationWarning, match="DEFAULT_MODEL"):
+        assert common.BUNDLED == "shapes"

@@ -19,6 +19,7 @@ Examples:
     ['Deletion AUC', 'Explain s']
 """
 
+from camkit.deprecation import moved
 from camkit.evaluation import builtin as builtin  # registers the shipped metrics
 from camkit.evaluation.loop import Batch, BatchResult, Evaluation, EvaluationInterrupted, evaluate
 from camkit.evaluation.plugins import (
@@ -36,6 +37,10 @@ from camkit.evaluation.plugins import (
 )
 from camkit.evaluation.report import Report, column_specs, plots_of
 from camkit.evaluation.settings import Settings
+
+__getattr__ = moved(
+    "camkit.evaluation", {"needs_regions": ("camkit.evaluation.needing_masks", needing_masks)}
+)
 
 __all__ = [
     "METRICS",
