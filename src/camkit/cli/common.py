@@ -70,7 +70,8 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
         if setting.flag:
             default = "" if setting.default is None else f" (default: {setting.default})"
             group.add_argument(flag(setting.name), dest=f"setting_{setting.name}",
-                               type=setting.kind, help=setting.help + default)  # fmt: skip
+                               metavar=setting.name.upper(), type=setting.kind,
+                               help=setting.help + default)  # fmt: skip
 
 
 def job_from(args: argparse.Namespace, job: type[J]) -> J:
