@@ -11,15 +11,15 @@ from camkit.errors import UsageError
 from camkit.jobs import LayersJob
 from camkit.jobs.options import check_job
 from camkit.layers import candidates, find_spatial_layer
-from camkit.models import BUNDLED_MODELS, load_model
+from camkit.models import BUNDLED_MODELS
 
 
 def layers_command(args: argparse.Namespace) -> int:
     """Run `camkit layers`; returns the exit code."""
     job = job_from(args, LayersJob)
     check_job(job, flag)
-    loaded = load_model(job.model, job.weights, job.trust_model)
-    model = loaded.model.to(job.device).eval()
+    loaded = job.load()
+    model = loaded.model
     side = job.size or loaded.size or (96 if loaded.name in BUNDLED_MODELS else 224)
     x = torch.rand(1, 3, side, side, device=job.device)
     try:

@@ -47,11 +47,10 @@ from camkit.evaluation.datasets import (
 )
 from camkit.files import OutputError, OutputFolder, shown
 from camkit.images import MAX_SIDE
-from camkit.jobs.explain import layers_of
 from camkit.jobs.options import BENCHMARKS, EvaluateJob, Label
 from camkit.jobs.progress import Collected, JobInterrupted, Progress
 from camkit.methods import METHODS
-from camkit.models import LoadedModel, load_model
+from camkit.models import LoadedModel
 from camkit.stream import read_chunks
 from camkit.targets import select_output
 
@@ -227,9 +226,8 @@ class _Counted:
 def _prepare(job: EvaluateJob, label: Label) -> tuple[LoadedModel, list[str] | None]:
     job.check(label)
     _check_free(job.folder, label)
-    loaded = load_model(job.model, job.weights, job.trust_model)
-    loaded.model = loaded.model.to(job.device).eval()
-    return loaded, layers_of(job.layer, loaded.model)
+    loaded = job.load()
+    return loaded, job.layers(loaded.model)
 
 
 def _check_classes(model: nn.Module, first: Batch, highest: int) -> None:

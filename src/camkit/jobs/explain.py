@@ -34,9 +34,8 @@ from camkit.jobs.options import ExplainJob, Label
 from camkit.jobs.outputs import listed_files
 from camkit.jobs.progress import Collected, JobInterrupted, Progress
 from camkit.jobs.work import ImageFiles, Item, failure_message, write_item
-from camkit.layers import resolve_layers
 from camkit.methods import METHODS, Explainer
-from camkit.models import LoadedModel, load_model
+from camkit.models import LoadedModel
 from camkit.stream import Unreadable, explain_batches
 from camkit.targets import TopK, select_output
 
@@ -186,23 +185,12 @@ def plan(job: ExplainJob, methods: Sequence[str], label: Label = str) -> Plan:
 
 def prepared_model(job: ExplainJob) -> LoadedModel:
     """The job's model on its device, with the preprocessing the job sets (size, mean, std)."""
-    loaded = load_model(job.model, job.weights, job.trust_model)
-    loaded.model = loaded.model.to(job.device).eval()
+    loaded = job.load()
     if job.size is not None:
         loaded.size = job.size or None
     if job.mean is not None or job.std is not None:
         loaded.mean, loaded.std = tuple(job.mean or (0.0,) * 3), tuple(job.std or (1.0,) * 3)
     return loaded
-
-
-def layers_of(text: str | None, model: torch.nn.Module) -> list[str] | None:
-    """The layers named by a comma-separated `text` (None: found by each method)."""
-    if not text:
-        return None
-    try:
-        return [name for name, _ in resolve_layers(model, text.split(","))]
-    except (ValueError, TypeError) as error:
-        raise UsageError(str(error)) from None
 
 
 def targets_of(job: ExplainJob, loaded: LoadedModel, label: Label = str) -> int | TopK | None:
@@ -324,7 +312,7 @@ def explain_folder(
     job.check(label)
     loaded = prepared_model(job)
     methods = job.methods or default_methods(loaded)
-    layer = layers_of(job.layer, loaded.model)
+    layer = job.layers(loaded.model)
     targets = targets_of(job, loaded, label)
     explainers = {m: METHODS[m](loaded.model, layer=layer) for m in methods}
     steps = plan(job, methods, label)

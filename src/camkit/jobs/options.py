@@ -26,8 +26,9 @@ from camkit.evaluation import METRICS, Settings, metric_settings
 from camkit.evaluation.settings import SHARED
 from camkit.files import OutputError, check_output_folder, shown
 from camkit.images import MAX_SIDE
+from camkit.layers import resolve_layers
 from camkit.methods import METHODS, method_class
-from camkit.models import DEFAULT_MODEL
+from camkit.models import DEFAULT_MODEL, LoadedModel, load_model
 from camkit.overlay import check_colormap as known_colormap
 from camkit.registry import lookup
 
@@ -309,6 +310,22 @@ class ModelOptions:
         "for files you trust",
         bool,
     )
+
+    def load(self) -> LoadedModel:
+        """The model, on the job's device, in eval mode (`UsageError` when it cannot load)."""
+        loaded = load_model(self.model, self.weights, self.trust_model)
+        loaded.model = loaded.model.to(self.device).eval()
+        return loaded
+
+    def layers(self, model: torch.nn.Module) -> list[str] | None:
+        """The layers `layer` names, comma-separated, checked against `model` (None: each
+        method finds its own)."""
+        if not self.layer:
+            return None
+        try:
+            return [name for name, _ in resolve_layers(model, self.layer.split(","))]
+        except (ValueError, TypeError) as error:
+            raise UsageError(str(error)) from None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
