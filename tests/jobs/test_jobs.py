@@ -54,6 +54,10 @@ def test_a_job_that_cannot_run_is_refused_before_any_work_naming_the_field(tmp_p
         EvaluateJob(metrics=("aopc",)).check()
     with pytest.raises(UsageError, match=r"^steps 0: must be at least 1"):
         EvaluateJob(settings={"steps": 0}).check()
+    with pytest.raises(UsageError, match=r"^steps 'many': must be a number"):
+        EvaluateJob(settings={"steps": "many"}).check()
+    with pytest.raises(UsageError, match=r"^unknown setting 'stpes'"):
+        EvaluateJob(settings={"stpes": 4}).check()
     assert not (tmp_path / "o").exists()
 
 

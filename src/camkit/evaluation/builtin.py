@@ -5,7 +5,7 @@ the report takes from it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -80,7 +80,19 @@ class Drop(Metric):
 
 
 class _Curve(Metric):
+    """Deletion or insertion: the class's probability per step, as pixels go or come back."""
+
     settings = (STEPS,)
+    removes: ClassVar[bool] = True  # deletion (pixels take the fill value); False: insertion
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        s = context.settings
+        x, explanation = context.x, context.explanation
+        common = {"steps": s.steps, "base": context.clean, "rows_per_pass": s.rows_per_pass}
+        if self.removes:
+            return metrics.deletion(context.model, x, explanation, fill=s.fill, **common).scores
+        return metrics.insertion(context.model, x, explanation, **common).scores
 
     def curves(self) -> dict[str, list[float]]:
         return {self.name: cat(self.done()).mean(dim=0).tolist()} if self.done() else {}
@@ -107,41 +119,17 @@ class Deletion(_Curve):
              "share of pixels deleted", "probability"),
     )  # fmt: skip
 
-    @override
-    def measure(self, context: Context) -> Tensor:
-        s = context.settings
-        return metrics.deletion(
-            context.model,
-            context.x,
-            context.explanation,
-            steps=s.steps,
-            fill=s.fill,
-            base=context.clean,
-            rows_per_pass=s.rows_per_pass,
-        ).scores
-
 
 @register_metric("insertion")
 class Insertion(_Curve):
     """Insertion AUC (RISE): the probability as the most relevant pixels are put back."""
 
     columns = (("Insertion AUC", "higher", "{:.3f}"),)
+    removes = False
     plots = (
         Plot("insertion", "insertion", "Insertion curves (mean over {images} images)",
              "share of pixels inserted", "probability"),
     )  # fmt: skip
-
-    @override
-    def measure(self, context: Context) -> Tensor:
-        s = context.settings
-        return metrics.insertion(
-            context.model,
-            context.x,
-            context.explanation,
-            steps=s.steps,
-            base=context.clean,
-            rows_per_pass=s.rows_per_pass,
-        ).scores
 
 
 @register_metric("road")

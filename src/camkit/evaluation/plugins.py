@@ -70,9 +70,15 @@ class Setting:
     def check(self, value: object, label: str = "") -> None:
         """A `ValueError` naming the setting (as `label`, default its name) when `value` is
         out of its range."""
+        name = label or self.name
+        if (
+            self.kind in (int, float)
+            and value is not None
+            and (not isinstance(value, (int, float)) or isinstance(value, bool))
+        ):
+            raise ValueError(f"{name} {value!r}: must be a number ({self.help})")
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return
-        name = label or self.name
         if not math.isfinite(value):
             raise ValueError(f"{name} {value}: must be a finite number ({self.help})")
         if self.high is not None and not value <= self.high:  # NaN fails too
