@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +58,194 @@ class Contrast:
         return pick(self.target) - pick(self.foil)
 
 
+class ClassScore:
+    """A score built on class indices: which classes are explained, and how each is scored.
+
+    A subclass keeps the explained classes (`classes`: None for the predicted class, an int, one
+    per input, a (B, K) tensor or `TopK`) and replaces the plain logit with its own `rule`, so
+    the explanation still reports the class indices and every method (also the forward-only
+    ones, which score masked or ablated copies) uses the same score. `partners` picks, once from
+    the explained input's scores, the other classes a rule compares with (Finer-CAM's most
+    similar classes); copies are scored against those same classes.
+
+    Examples:
+        >>> import torch, camkit
+        >>> class Margin(camkit.targets.ClassScore):
+        ...     def rule(self, logits, indices, partners):
+        ...         return logits.gather(1, indices) - logits.mean(dim=1, keepdim=True)
+        >>> net = camkit.models.example_net()
+        >>> camkit.GradCAM(net)(torch.rand(1, 3, 16, 16), targets=Margin()).targets.shape
+        torch.Size([1, 1])
+    """
+
+    classes: Targets = None
+
+    def indices(self, logits: Tensor) -> Tensor:
+        """The (B, K) explained classes of the (B, classes) scores."""
+        return _class_indices(self.classes, logits)
+
+    def partners(self, logits: Tensor, indices: Tensor) -> Tensor:
+        """(B, K, J) classes each explained class is compared with; none by default."""
+        return indices.new_zeros(*indices.shape, 0)
+
+    def rule(self, logits: Tensor, indices: Tensor, partners: Tensor) -> Tensor:
+        """(rows, K) scores of classes `indices` (rows, K) given the rows' (rows, classes)
+        scores and `partners` (rows, K, J)."""
+        return logits.gather(1, indices)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReST(ClassScore):
+    """The ReST target (Cai 2025, ShapleyCAM): ``S_c - CrossEntropy(S, c) = S_c + log p_c``.
+
+    Mixes the logit with the softmax probability: the logit alone ignores the other classes,
+    the probability saturates. Equals pytorch-grad-cam's ``ClassifierOutputReST``.
+
+    Examples:
+        >>> import torch
+        >>> logits = torch.tensor([[2.0, 0.0]])
+        >>> round(ReST().rule(logits, torch.tensor([[0]]), None).item(), 4)
+        1.8731
+    """
+
+    classes: Targets = None
+
+    @override
+    def rule(self, logits: Tensor, indices: Tensor, partners: Tensor | None) -> Tensor:
+        return logits.gather(1, indices) + logits.log_softmax(dim=1).gather(1, indices)
+
+
+@dataclasses.dataclass(frozen=True)
+class Binary(ClassScore):
+    """A classifier with one logit: class 1 is the logit, class 0 its negative.
+
+    `classes` None explains the predicted class (1 where the logit is positive). The model's
+    output must be (B, 1). Equals pytorch-grad-cam's ``BinaryClassifierOutputTarget``.
+
+    Examples:
+        >>> import torch
+        >>> target = Binary()
+        >>> logits = torch.tensor([[2.0], [-1.0]])
+        >>> indices = target.indices(logits)
+        >>> indices.tolist(), target.rule(logits, indices, None).tolist()
+        ([[1], [0]], [[2.0], [1.0]])
+    """
+
+    classes: Targets = None
+
+    @override
+    def indices(self, logits: Tensor) -> Tensor:
+        if logits.shape[1] != 1:
+            raise ValueError(
+                f"Binary explains a model with one logit, output (B, 1); this one has "
+                f"{logits.shape[1]} scores: use class indices (or Contrast) instead"
+            )
+        if self.classes is None:
+            return (logits.detach() > 0).long()
+        doubled = torch.cat([-logits, logits], dim=1)  # validates 0 / 1 like two classes
+        return _class_indices(self.classes, doubled)
+
+    @override
+    def rule(self, logits: Tensor, indices: Tensor, partners: Tensor | None) -> Tensor:
+        return torch.where(indices == 1, logits[:, :1], -logits[:, :1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Finer(ClassScore):
+    """Finer-CAM's score (Zhang et al. CVPR 2025): the class against its most similar classes.
+
+    ``S_c - alpha * mean_j S_j`` over the `compare` classes whose scores are closest to S_c
+    (chosen once from the explained input's scores), so the map shows what tells c apart from
+    the classes it is confused with. ``weighting="softmax"`` is pytorch-grad-cam's variant:
+    ``sum_j p_j (S_c - alpha S_j) / sum_j p_j`` with p the softmax probabilities.
+
+    Examples:
+        >>> import torch
+        >>> target = Finer(compare=1, alpha=1.0)
+        >>> logits = torch.tensor([[5.0, 4.0, 0.0]])
+        >>> target.rule(logits, torch.tensor([[0]]), target.partners(logits, torch.tensor([[0]])))
+        tensor([[1.]])
+    """
+
+    classes: Targets = None
+    compare: int = 3
+    alpha: float = 0.6
+    weighting: Literal["mean", "softmax"] = "mean"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.compare, int) or self.compare < 1:
+            raise ValueError(f"compare must be a positive whole number, got {self.compare!r}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be at least 0, got {self.alpha}")
+        if self.weighting not in ("mean", "softmax"):
+            raise ValueError(f"weighting must be 'mean' or 'softmax', got {self.weighting!r}")
+
+    @override
+    def partners(self, logits: Tensor, indices: Tensor) -> Tensor:
+        classes = logits.shape[1]
+        if classes < 2:
+            raise ValueError("Finer-CAM compares classes: the model has only one score")
+        distance = (logits.detach()[:, None, :] - logits.gather(1, indices)[:, :, None]).abs()
+        distance.scatter_(2, indices[:, :, None], torch.inf)  # never the class itself
+        return distance.topk(min(self.compare, classes - 1), dim=2, largest=False).indices
+
+    @override
+    def rule(self, logits: Tensor, indices: Tensor, partners: Tensor) -> Tensor:
+        own = logits.gather(1, indices)  # (rows, K)
+        others = logits.gather(1, partners.flatten(1)).unflatten(1, partners.shape[1:])
+        if self.weighting == "mean":
+            return own - self.alpha * others.mean(dim=2)
+        p = logits.softmax(dim=1).gather(1, partners.flatten(1)).unflatten(1, partners.shape[1:])
+        weighted = (p * (own[:, :, None] - self.alpha * others)).sum(dim=2)
+        return weighted / (p.sum(dim=2) + 1e-9)
+
+
+@dataclasses.dataclass(frozen=True)
+class Similarity:
+    """Explain an embedding model: cosine similarity of its output to a reference embedding.
+
+    `reference` is one (D,) vector for every input, or (B, D), one per input (another image's
+    embedding, ``model(other)``, for re-identification and retrieval). Use it as ``targets=``;
+    the output (selected with ``output=``) is flattened per input.
+
+    Examples:
+        >>> import torch
+        >>> Similarity(torch.tensor([1.0, 0.0]))(torch.tensor([[2.0, 0.0], [0.0, 3.0]])).tolist()
+        [[1.0], [0.0]]
+    """
+
+    reference: Tensor
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.reference, Tensor) or self.reference.dim() not in (1, 2):
+            raise TypeError("reference must be a (D,) or (B, D) tensor of an embedding")
+
+    def __call__(self, outputs: object, rows: Tensor | None = None) -> Tensor:
+        """(rows, 1) cosine similarities of the output rows to the reference."""
+        embedding = select_output(outputs).flatten(1)
+        reference = self.reference.detach().to(embedding.device, embedding.dtype)
+        if reference.dim() == 2:
+            if rows is None:
+                rows = torch.arange(embedding.shape[0], device=embedding.device)
+            if reference.shape[0] <= int(rows.max()):
+                raise ValueError(
+                    f"{reference.shape[0]} reference embeddings for a batch of "
+                    f"{int(rows.max()) + 1} inputs: give one (D,) or one per input (B, D)"
+                )
+            reference = reference[rows.to(reference.device)]
+        if reference.shape[-1] != embedding.shape[1]:
+            raise ValueError(
+                f"the reference has {reference.shape[-1]} values but the model's output has "
+                f"{embedding.shape[1]} per input: compare embeddings of one model"
+            )
+        return torch.nn.functional.cosine_similarity(embedding, reference.expand_as(embedding))[
+            :, None
+        ]
+
+
 # f(outputs) or f(outputs, rows) -> (B,) or (B, K) scores (see `takes_rows`).
 ScoreFunction = Callable[..., Tensor]
-Targets = int | Sequence[int] | Tensor | TopK | ScoreFunction | None
+Targets = int | Sequence[int] | Tensor | TopK | ClassScore | ScoreFunction | None
 OutputSelector = str | int | Callable[[Any], Tensor] | None
 Score = Literal["logit", "softmax"]
 
@@ -220,6 +406,8 @@ class Scorer:
     score: Score
     output: OutputSelector
     batch: int  # the number of images; explained row r belongs to image r % batch
+    rule: ClassScore | None = None  # how class indices are scored (None: the logit)
+    partners: Tensor | None = None  # (rows, K, J) classes the rule compares with
 
     def __call__(self, outputs: object, rows: Tensor) -> Tensor:
         """(M, K) scores from the outputs of M inputs, input i derived from row ``rows[i]``."""
@@ -236,7 +424,10 @@ class Scorer:
         logits = select_output(outputs, self.output)
         if self.score == "softmax":
             logits = logits.softmax(dim=1)
-        return logits.gather(1, self.indices[rows])
+        if self.rule is None:
+            return logits.gather(1, self.indices[rows])
+        assert self.partners is not None
+        return self.rule.rule(logits, self.indices[rows], self.partners[rows])
 
 
 def score_targets(
@@ -274,7 +465,10 @@ def score_targets(
             "targets=callable(outputs) -> (B, K) scores; a single input needs its batch "
             "dimension: x.unsqueeze(0)"
         )
-    indices = _class_indices(targets, logits.detach().unflatten(0, (copies, batch_size)).mean(0))
+    mean_logits = logits.detach().unflatten(0, (copies, batch_size)).mean(0)
+    rule = targets if isinstance(targets, ClassScore) else None
+    indices = _class_indices(targets, mean_logits) if rule is None else rule.indices(mean_logits)
     row_indices = indices.repeat(copies, 1)
-    scorer = Scorer(None, row_indices, score, output, batch_size)
+    partners = None if rule is None else rule.partners(mean_logits, indices).repeat(copies, 1, 1)
+    scorer = Scorer(None, row_indices, score, output, batch_size, rule, partners)
     return indices, scorer(outputs, torch.arange(rows, device=indices.device)), scorer

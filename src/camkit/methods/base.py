@@ -11,7 +11,7 @@ import dataclasses
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, ClassVar, TypedDict, TypeVar
+from typing import ClassVar, TypedDict, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -36,8 +36,8 @@ from camkit.targets import (
 
 Reshape = Callable[[Tensor], Tensor]
 
-if TYPE_CHECKING:
-    pass
+INPUT = "input"
+"""The layer name of the model's (spatial) input, for rules drawn on the input itself."""
 
 
 class MethodOptions(TypedDict, total=False):
@@ -245,6 +245,7 @@ class Explainer:
 
     name: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = True
+    all_layers_must_run: ClassVar[bool] = True  # False: layers the pass skipped are left out
 
     def __init__(
         self,
@@ -311,21 +312,30 @@ class Explainer:
         batch = x.shape[0]
         copies = 1 if self.smooth is None else self.smooth.copies
         model_rows = inputs if self.smooth is None else inputs.repeat(copies, self.smooth.expand(x))
+        from_input = any(name == INPUT for name, _ in layers)
+        if from_input:  # the input is one of the explained "layers": differentiate down to it
+            model_rows = model_rows.map(
+                lambda t: t, model_rows.spatial.detach().requires_grad_(self.needs_gradients)
+            )
         rows = model_rows.spatial
+        hooked = [(name, module) for name, module in layers if name != INPUT]
         with (
-            self._recording(),
-            capture(layers, rows.shape[0], differentiable=self.needs_gradients) as got,
+            self._recording(from_input),
+            capture(hooked, rows.shape[0], differentiable=self.needs_gradients) as got,
         ):
             outputs = run_model(self.model, model_rows)
             indices, scores, scorer = score_targets(
                 outputs, targets, score=score, output=self.output, batch_size=batch, copies=copies
             )
+            got[INPUT] = rows
             missing = [name for name, _ in layers if name not in got]
+            if not self.all_layers_must_run:
+                layers, missing = [(n, m) for n, m in layers if n in got], []
             if missing:
                 raise ValueError(f"layer(s) {missing} did not run in the model's forward pass")
             activations = [got[name] for name, _ in layers]
             gradients = (
-                differentiate(scores, activations)
+                self._differentiate(scores, activations)
                 if self.needs_gradients
                 else [None] * len(activations)
             )
@@ -339,7 +349,7 @@ class Explainer:
                 )
                 weighted = self.weigh(evidence)  # (copies * B, K, *spatial)
                 raw.append(rectify(weighted.unflatten(0, (copies, batch)).mean(dim=0), name))
-            maps = fuse([normalise(upsample(r, x.shape[2:])) for r in raw], self.fuse).float()
+            maps = self._combine(raw, x.shape[2:]).float()
         warn_constant(maps, self.name)
         if copies > 1 and isinstance(outputs, Tensor):
             outputs = outputs.unflatten(0, (copies, batch)).mean(dim=0)
@@ -353,10 +363,23 @@ class Explainer:
             method=self.name,
         )
 
-    def _recording(self) -> contextlib.AbstractContextManager[object]:
+    def _differentiate(self, scores: Tensor, activations: Sequence[Tensor]) -> list[Tensor]:
+        """The gradients a rule sees, (rows, K, *A.shape[1:]) per layer: dS/dA here."""
+        return differentiate(scores, activations)
+
+    def _combine(self, raw: Sequence[Tensor], size: Sequence[int]) -> Tensor:
+        """One normalised map from the rectified per-layer maps: each upsampled to the input's
+        size and normalised, then fused."""
+        return fuse([normalise(upsample(r, size)) for r in raw], self.fuse)
+
+    def _recording(self, from_input: bool = False) -> contextlib.AbstractContextManager[object]:
         if not self.needs_gradients:
             return torch.inference_mode()
         stack = contextlib.ExitStack()
+        if from_input:  # record the whole forward pass, from the input up
+            stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.enable_grad())
+            return stack
         # Works inside the caller's inference_mode / no_grad: capture() switches recording on at
         # the first hooked layer, and leaving no_grad() restores the caller's mode.
         stack.enter_context(torch.inference_mode(False))
@@ -391,8 +414,9 @@ class Explainer:
         copies: int,
     ) -> Evidence:
         x = model_rows.spatial
-        activations = self._spatial(activations, x)
-        if gradients is not None:
+        if name != INPUT:
+            activations = self._spatial(activations, x)
+        if gradients is not None and name != INPUT:
             gradients = self._spatial(gradients.flatten(0, 1), x).unflatten(0, gradients.shape[:2])
         if activations.dim() != x.dim():
             raise ValueError(

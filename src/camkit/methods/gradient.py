@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
+from camkit.explanation import Explanation
+from camkit.inputs import ModelInput
 from camkit.layers import LayerSpec
 from camkit.methods.base import Evidence, Explainer, MethodOptions, channel_sum, register
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 from camkit.smoothing import Noise
+from camkit.targets import ClassScore, ReST, Score, Targets
 
 
 def layer_gradients(evidence: Evidence) -> tuple[Tensor, tuple[int, ...]]:
@@ -42,6 +46,90 @@ class GradCAM(Explainer):
     def weigh(self, evidence: Evidence) -> Tensor:
         gradients, spatial = layer_gradients(evidence)
         return channel_sum(gradients.mean(dim=spatial), evidence.activations)
+
+
+@register("gradcam-counterfactual")
+class CounterfactualGradCAM(Explainer):
+    """Counterfactual Grad-CAM (Selvaraju et al. 2017, §5): Grad-CAM with the gradient negated,
+    ``ReLU(sum_k mean_ij(-dS/dA^k) A^k)``: the regions whose removal would raise the class's
+    score, the evidence against it.
+
+    Examples:
+        >>> import torch, camkit
+        >>> net = camkit.models.example_net()
+        >>> camkit.CounterfactualGradCAM(net)(torch.rand(2, 3, 16, 16)).maps.shape
+        torch.Size([2, 1, 16, 16])
+    """
+
+    @override
+    def weigh(self, evidence: Evidence) -> Tensor:
+        gradients, spatial = layer_gradients(evidence)
+        return channel_sum(-gradients.mean(dim=spatial), evidence.activations)
+
+
+@register("shapleycam")
+class ShapleyCAM(GradCAM):
+    """ShapleyCAM (Cai 2025, arXiv 2501.06261): Grad-CAM with the gradient replaced by its
+    second-order Shapley estimate, ``w_k = mean_ij (g - 1/2 H A)^k``, ``H A`` the Hessian of the
+    score times the activations.
+
+    By default class targets are scored with the paper's ReST score (`camkit.targets.ReST`,
+    ``S_c + log p_c``); ``rest=False`` keeps the logit, where a piecewise-linear head has
+    ``H = 0`` and ShapleyCAM is Grad-CAM. Costs one backward pass and one Hessian-vector
+    product per target.
+
+    Examples:
+        >>> import torch, camkit
+        >>> net = camkit.models.example_net()
+        >>> camkit.ShapleyCAM(net)(torch.rand(2, 3, 16, 16), targets=[1, 2]).maps.shape
+        torch.Size([2, 1, 16, 16])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = None,
+        *,
+        rest: bool = True,
+        **options: Unpack[MethodOptions],
+    ) -> None:
+        super().__init__(model, layer, **options)
+        self.rest = rest
+
+    @override
+    def __call__(
+        self, x: ModelInput, targets: Targets = None, *, score: Score = "logit"
+    ) -> Explanation:
+        if self.rest and not callable(targets) and not isinstance(targets, ClassScore):
+            targets = ReST(targets)
+        return super().__call__(x, targets, score=score)
+
+    @override
+    def _differentiate(self, scores: Tensor, activations: Sequence[Tensor]) -> list[Tensor]:
+        per_target: list[list[Tensor]] = []
+        for k in range(scores.shape[1]):
+            grads = torch.autograd.grad(
+                scores[:, k].sum(), activations, create_graph=True, allow_unused=True
+            )
+            grads = tuple(
+                torch.zeros_like(a) if g is None else g
+                for a, g in zip(activations, grads, strict=True)
+            )
+            curved = [i for i, g in enumerate(grads) if g.requires_grad]
+            hvps = dict.fromkeys(range(len(grads)), 0.0)
+            if curved:
+                found = torch.autograd.grad(
+                    [grads[i] for i in curved],
+                    [activations[i] for i in curved],
+                    grad_outputs=[activations[i].detach() for i in curved],
+                    retain_graph=True,
+                    allow_unused=True,
+                )
+                hvps.update(
+                    {i: 0.0 if h is None else h for i, h in zip(curved, found, strict=True)}
+                )
+            per_target.append([(g - 0.5 * hvps[i]).detach() for i, g in enumerate(grads)])
+        return [torch.stack(layer, dim=1) for layer in zip(*per_target, strict=True)]
 
 
 def plus_plus_weights(d1: Tensor, d2: Tensor, d3: Tensor, total: Tensor) -> Tensor:

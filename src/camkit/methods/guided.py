@@ -1,0 +1,279 @@
+"""Rules drawn on the input itself: guided backpropagation, Guided Grad-CAM and FullGrad.
+
+Their "layer" is the model's input (`INPUT`): the pipeline records the whole forward pass and
+differentiates down to the input rows, one forward and one backward pass in all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from typing_extensions import override
+
+from camkit.errors import CamkitWarning
+from camkit.explanation import Explanation
+from camkit.inputs import Inputs, ModelInput
+from camkit.layers import LayerSpec
+from camkit.maps import normalise, upsample
+from camkit.methods.base import INPUT, Evidence, Explainer, MethodOptions, register
+from camkit.methods.gradient import GradCAM
+from camkit.targets import Score, Targets
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class _PositiveGradient(torch.autograd.Function):
+    """Identity forward; backward passes only the positive part of the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, relu_output: Tensor) -> Tensor:  # noqa: ANN401 - autograd's context
+        return relu_output.view_as(relu_output)
+
+    @staticmethod
+    def backward(ctx: Any, gradient: Tensor) -> Tensor:  # noqa: ANN401 - autograd's context
+        return gradient.clamp_min(0)
+
+
+_RELUS = {F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_}
+
+
+class _GuidedReLU(TorchFunctionMode):
+    """Every ReLU of the forward pass, module or functional, differentiates the guided way:
+    the gradient passes where the input was positive *and* the gradient is positive. In-place
+    ReLUs run out of place (their result is what the network uses)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+
+    def __torch_function__(
+        self,
+        func: Any,  # noqa: ANN401 - any torch function
+        types: Any,  # noqa: ANN401
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:  # noqa: ANN401
+        if func in _RELUS:
+            self.seen += 1
+            return _PositiveGradient.apply(torch.relu(args[0]))
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def guided_relus() -> Iterator[_GuidedReLU]:
+    """Within the block, ReLUs backpropagate only positive gradients (Springenberg et al.).
+
+    Nothing is changed on the model: the rule lives in a torch function mode that ends with the
+    block, also when it raises, so it can never outlive the call.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.tensor([1.0, -1.0, 2.0], requires_grad=True)
+        >>> with guided_relus():
+        ...     y = torch.relu(x)
+        >>> (y * torch.tensor([-1.0, 1.0, 1.0])).sum().backward()
+        >>> x.grad.tolist()
+        [0.0, 0.0, 1.0]
+    """
+    with _GuidedReLU() as mode:
+        yield mode
+
+
+@register("guided-backprop")
+class GuidedBackprop(Explainer):
+    """Guided backpropagation (Springenberg et al. 2015): dS/dx with every ReLU passing only
+    positive gradients; the map is the largest magnitude over the input's channels.
+
+    One forward and one backward pass down to the input. Defined for ReLU networks: a model
+    whose forward pass calls no ReLU (GELU, SiLU) is refused. ReLU modules, in-place ReLUs and
+    functional ``F.relu`` / ``torch.relu`` are all guided, for this call only. `layer` is not
+    used: the map is drawn on the input.
+
+    Examples:
+        >>> import torch, camkit
+        >>> net = camkit.models.example_net()
+        >>> camkit.GuidedBackprop(net)(torch.rand(2, 3, 16, 16)).maps.shape
+        torch.Size([2, 1, 16, 16])
+    """
+
+    def __init__(
+        self, model: nn.Module, layer: LayerSpec = None, **options: Unpack[MethodOptions]
+    ) -> None:
+        super().__init__(model, None, **options)
+        self._layers = [(INPUT, self.model)]
+
+    @override
+    def _recording(self, from_input: bool = False) -> contextlib.AbstractContextManager[object]:
+        stack = contextlib.ExitStack()
+        stack.enter_context(super()._recording(from_input))
+        stack.enter_context(_guided_call())
+        return stack
+
+    @override
+    def weigh(self, evidence: Evidence) -> Tensor:
+        assert evidence.gradients is not None
+        return evidence.gradients.abs().amax(dim=2)  # (rows, K, C, *S) -> (rows, K, *S)
+
+
+@contextlib.contextmanager
+def _guided_call() -> Iterator[None]:
+    """Guided ReLUs for one call, refusing a model in which none ran."""
+    with guided_relus() as mode:
+        yield
+    if mode.seen == 0:
+        raise ValueError(
+            "guided backpropagation is defined for ReLU networks, and no ReLU ran in this "
+            "model's forward pass (GELU, SiLU?): use gradcam, or fullgrad for a map at the "
+            "input's resolution"
+        )
+
+
+@register("guided-gradcam")
+class GuidedGradCAM(Explainer):
+    """Guided Grad-CAM (Selvaraju et al. 2017, §3): guided backpropagation times the upsampled
+    Grad-CAM map, for maps at the input's resolution that are still class-discriminative.
+
+    Two passes: Grad-CAM's at `layer` and guided backpropagation's to the input. The Grad-CAM
+    factor is the ReLU'd map upsampled (bilinear, as in the paper) and scaled by its maximum,
+    not min-max normalised, so a region Grad-CAM scores 0 stays 0.
+
+    Examples:
+        >>> import torch, camkit
+        >>> net = camkit.models.example_net()
+        >>> camkit.GuidedGradCAM(net)(torch.rand(1, 3, 16, 16), targets=2).maps.shape
+        torch.Size([1, 1, 16, 16])
+    """
+
+    def __init__(
+        self, model: nn.Module, layer: LayerSpec = None, **options: Unpack[MethodOptions]
+    ) -> None:
+        super().__init__(model, layer, **options)
+        self.gradcam = GradCAM(model, layer, **options)
+        self.guided = GuidedBackprop(model, **options)
+
+    @override
+    def __call__(
+        self, x: ModelInput, targets: Targets = None, *, score: Score = "logit"
+    ) -> Explanation:
+        cam = self.gradcam(x, targets, score=score)
+        guided = self.guided(x, targets, score=score)
+        size = Inputs.wrap(x, self.spatial_input).spatial.shape[2:]
+        heat = torch.stack([_peak_scaled(upsample(r, size)) for r in cam.raw]).mean(dim=0)
+        product = guided.raw[0] * heat
+        return dataclasses.replace(
+            cam, maps=normalise(product).float(), raw=(product,), method=self.name
+        )
+
+
+def _peak_scaled(maps: Tensor) -> Tensor:
+    """Each (B, K) map divided by its maximum (an all-zero map stays 0)."""
+    peak = maps.flatten(2).amax(dim=2).reshape(*maps.shape[:2], *[1] * (maps.dim() - 2))
+    return maps / torch.where(peak > 0, peak, 1.0)
+
+
+def _channel_scaled(t: Tensor) -> Tensor:
+    """Min-max scale each (rows, K, C) map of (rows, K, C, *S); a constant map becomes 0."""
+    flat = t.flatten(3)
+    low = flat.amin(dim=3).reshape(*t.shape[:3], *[1] * (t.dim() - 3))
+    span = flat.amax(dim=3).reshape(low.shape) - low
+    return torch.where(span > 0, (t - low) / torch.where(span > 0, span, 1.0), 0.0)
+
+
+_CONVOLUTIONS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_NORMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
+
+def bias_of(module: nn.Module) -> Tensor | None:
+    """The bias a layer adds to each output channel: a convolution's bias, or what a batch
+    norm with running statistics adds, ``beta - mean * gamma / sqrt(var + eps)``.
+
+    Examples:
+        >>> import torch
+        >>> norm = torch.nn.BatchNorm2d(2).eval()
+        >>> bias_of(norm).tolist()
+        [0.0, 0.0]
+    """
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return None if module.bias is None else module.bias.detach()
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+        assert module.running_var is not None
+        scale = torch.rsqrt(module.running_var + module.eps)
+        if module.weight is not None:
+            scale = scale * module.weight.detach()
+        shift = module.running_mean * scale
+        return -shift if module.bias is None else module.bias.detach() - shift
+    return None
+
+
+@register("fullgrad")
+class FullGrad(Explainer):
+    """FullGrad (Srinivas & Fleuret 2019): ``|x * dS/dx|`` plus, for every layer that adds a
+    bias, ``|b * dS/dz|`` at its output z; each channel scaled to [0, 1], summed over channels,
+    upsampled and summed over layers.
+
+    The bias layers are the convolutions and batch norms (with running statistics) of the
+    input's dimensionality, found automatically; `layer` is not used. One forward and one
+    backward pass. A model without such biases (a vision transformer) is refused. As in
+    pytorch-grad-cam and the paper's code, each channel is scaled before the sums.
+
+    Examples:
+        >>> import torch, camkit
+        >>> net = camkit.models.example_net()
+        >>> camkit.FullGrad(net)(torch.rand(2, 3, 16, 16)).layers[:2]
+        ('input', '0')
+    """
+
+    all_layers_must_run = False
+
+    def __init__(
+        self, model: nn.Module, layer: LayerSpec = None, **options: Unpack[MethodOptions]
+    ) -> None:
+        if layer is not None:
+            warnings.warn(
+                "fullgrad uses the input and every layer with a bias; layer= is ignored",
+                CamkitWarning,
+                stacklevel=2,
+            )
+        super().__init__(model, None, **options)
+        self._biases: dict[str, Tensor] = {}
+
+    @override
+    def _layers_for(self, inputs: Inputs) -> list[tuple[str, nn.Module]]:
+        rank = inputs.spatial.dim() - 2
+        kinds = (_CONVOLUTIONS.get(rank, ()), _NORMS.get(rank, ()))
+        layers = []
+        for name, module in self.model.named_modules():
+            bias = bias_of(module) if isinstance(module, kinds) else None
+            if bias is not None:
+                self._biases[name] = bias
+                layers.append((name, module))
+        if not layers:
+            raise ValueError(
+                f"FullGrad needs layers that add a bias per channel: {rank}-D convolutions with a "
+                "bias, or batch norms with running statistics; this model has none it can reach "
+                "(a vision transformer?): use gradcam or another method"
+            )
+        return [(INPUT, self.model), *layers]
+
+    @override
+    def weigh(self, evidence: Evidence) -> Tensor:
+        assert evidence.gradients is not None
+        if evidence.layer == INPUT:
+            source = evidence.activations.unsqueeze(1)  # x, (rows, 1, C, *S)
+        else:
+            bias = self._biases[evidence.layer].to(evidence.gradients)
+            source = bias.reshape(1, 1, -1, *[1] * len(evidence.spatial))
+        return _channel_scaled((evidence.gradients * source).abs()).sum(dim=2)
+
+    @override
+    def _combine(self, raw: Sequence[Tensor], size: Sequence[int]) -> Tensor:
+        return normalise(torch.stack([upsample(r, size) for r in raw]).sum(dim=0))
