@@ -95,6 +95,11 @@ class Inputs:
             return Inputs(changed, self.key, self.single)  # type: ignore[arg-type]  # same kind
         return Inputs(tuple(changed.values()), self.key, self.single)
 
+    @property
+    def given(self) -> Any:
+        """The inputs in the form they were given: a tensor, a tuple or a dict of tensors."""
+        return self.values[0] if self.single else self.values  # type: ignore[index]  # a tuple
+
     def take(self, rows: Tensor, spatial: Tensor | None = None) -> Inputs:
         """The rows `rows` of every batched input (the spatial one replaced by `spatial`)."""
         return self.map(lambda t: t[rows.to(t.device)], spatial)

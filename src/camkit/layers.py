@@ -352,6 +352,29 @@ def find_spatial_layer(model: nn.Module, x: ModelInput | Inputs, output: object 
     )
 
 
+def stage_layers(model: nn.Module, x: ModelInput | Inputs, stages: int = 3) -> list[str]:
+    """The last layer of each of the model's last `stages` resolutions (for multi-layer
+    methods): a ResNet gives ``["layer2", "layer3", "layer4"]``. A model with one resolution
+    (a ViT) gives its last `stages` blocks; the last is always `find_spatial_layer`'s choice.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3))
+        >>> stage_layers(net, torch.rand(1, 3, 16, 16))
+        ['0', '1', '2']
+    """
+    inputs = x if isinstance(x, Inputs) else Inputs.wrap(x)
+    last = find_spatial_layer(model, inputs)
+    found = _narrowed(model, [c for c in candidates(model, inputs) if c.cells > 1])
+    upto = [c for c in found[: [c.name for c in found].index(last) + 1]]
+    if upto[-1].layout == "tokens":
+        blocks = [c.name for c in upto if c.block and c.layout == "tokens"]
+        return blocks[-stages:]
+    ends = [c.name for i, c in enumerate(upto) if i + 1 == len(upto) or upto[i + 1].grid != c.grid]
+    return ends[-stages:]
+
+
 def _narrowed(model: nn.Module, found: list[Candidate]) -> list[Candidate]:
     """The candidates the first applicable rule keeps (all when none applies or keeps any)."""
     for rule in _RULES:

@@ -31,6 +31,7 @@ class FEM(Explainer):
     """
 
     needs_gradients = False
+    uses_score = False
 
     def __init__(
         self,
@@ -109,6 +110,7 @@ class DeepFeatureFactorization(Explainer):
     """
 
     needs_gradients = False
+    uses_score = False
 
     def __init__(
         self,

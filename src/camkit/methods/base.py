@@ -26,6 +26,7 @@ from camkit.maps import Fuse, fuse, normalise, rectify, upsample, warn_constant
 from camkit.registry import adder, lookup
 from camkit.smoothing import Noise
 from camkit.targets import (
+    ClassScore,
     OutputSelector,
     Score,
     Scorer,
@@ -78,6 +79,16 @@ def register(name: str) -> Callable[[E], E]:
 def unregister(name: str) -> None:
     """Remove a method added with `register` (examples and tests clean up with it)."""
     _REGISTRY.pop(name, None)
+
+
+def arrange(order: Sequence[str]) -> None:
+    """List the methods named in `order` first, in that order (what "all" runs and the app
+    shows); the rest keep their registration order after them."""
+    known = [name for name in order if name in _REGISTRY]
+    rest = [name for name in _REGISTRY if name not in known]
+    arranged = {name: _REGISTRY[name] for name in (*known, *rest)}
+    _REGISTRY.clear()
+    _REGISTRY.update(arranged)
 
 
 def method_class(name: str) -> type[Explainer]:
@@ -165,21 +176,21 @@ def differentiate(scores: Tensor, activations: Sequence[Tensor]) -> list[Tensor]
     ]
 
 
-def _detached(value: object) -> object:
+def detached(value: object) -> object:
     """The model's output without its graph, so a kept result keeps no activations alive."""
     if isinstance(value, Tensor):
         return value.detach()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = dataclasses.fields(value)
         return dataclasses.replace(
-            value, **{f.name: _detached(getattr(value, f.name)) for f in fields if f.init}
+            value, **{f.name: detached(getattr(value, f.name)) for f in fields if f.init}
         )
     if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*[_detached(v) for v in value])  # type: ignore[arg-type]  # its fields
+        return type(value)(*[detached(v) for v in value])  # type: ignore[arg-type]  # its fields
     if isinstance(value, (tuple, list)):
-        return type(value)(_detached(v) for v in value)
+        return type(value)(detached(v) for v in value)
     if isinstance(value, dict):
-        return type(value)((k, _detached(v)) for k, v in value.items())
+        return type(value)((k, detached(v)) for k, v in value.items())
     return value
 
 
@@ -246,6 +257,7 @@ class Explainer:
     name: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = True
     all_layers_must_run: ClassVar[bool] = True  # False: layers the pass skipped are left out
+    uses_score: ClassVar[bool] = True  # False: the map ignores the explained score's rule
 
     def __init__(
         self,
@@ -287,14 +299,7 @@ class Explainer:
         mode, every buffer (BatchNorm statistics). All state is per call, so one explainer may be
         called from several threads at once (for a model in eval mode).
         """
-        inputs = Inputs.wrap(x, self.spatial_input)
-        _check_input(inputs.spatial)
-        if inputs.spatial.shape[0] != inputs.batch:
-            raise ValueError(
-                f"the spatial input has {inputs.spatial.shape[0]} rows but the first input has "
-                f"{inputs.batch}: every input needs the same batch size"
-            )
-        _check_device(self.model, inputs.spatial)
+        inputs = self._inputs(x, targets)
         if self.model.training:
             warnings.warn(
                 "the model is in training mode: dropout and batch statistics make maps random and "
@@ -306,40 +311,50 @@ class Explainer:
         with preserved_state(self.model), batched_only(self.model, inputs.spatial.shape):
             return self._explain(inputs, targets, score)
 
+    def _inputs(self, x: ModelInput, targets: Targets) -> Inputs:
+        """The checked inputs of a call: a clear error for what no method can explain."""
+        plain = not isinstance(targets, ClassScore) or type(targets).rule is ClassScore.rule
+        if not self.uses_score and not plain:
+            raise ValueError(
+                f"{self.name or type(self).__name__} draws maps that do not follow the explained "
+                f"score, so {type(targets).__name__}'s score would be ignored: give its classes, "
+                "or use a gradient or perturbation method (gradcam, scorecam, ...)"
+            )
+        inputs = Inputs.wrap(x, self.spatial_input)
+        _check_input(inputs.spatial)
+        if inputs.spatial.shape[0] != inputs.batch:
+            raise ValueError(
+                f"the spatial input has {inputs.spatial.shape[0]} rows but the first input has "
+                f"{inputs.batch}: every input needs the same batch size"
+            )
+        _check_device(self.model, inputs.spatial)
+        return inputs
+
     def _explain(self, inputs: Inputs, targets: Targets, score: Score) -> Explanation:
         x = inputs.spatial
         layers = self._layers_for(inputs)
         batch = x.shape[0]
         copies = 1 if self.smooth is None else self.smooth.copies
-        model_rows = inputs if self.smooth is None else inputs.repeat(copies, self.smooth.expand(x))
-        from_input = any(name == INPUT for name, _ in layers)
-        if from_input:  # the input is one of the explained "layers": differentiate down to it
-            model_rows = model_rows.map(
-                lambda t: t, model_rows.spatial.detach().requires_grad_(self.needs_gradients)
-            )
-        rows = model_rows.spatial
+        model_rows = self._model_rows(inputs, layers)
         hooked = [(name, module) for name, module in layers if name != INPUT]
+        from_input = len(hooked) < len(layers)
         with (
             self._recording(from_input),
-            capture(hooked, rows.shape[0], differentiable=self.needs_gradients) as got,
+            capture(hooked, len(model_rows.spatial), differentiable=self.needs_gradients) as got,
         ):
             outputs = run_model(self.model, model_rows)
             indices, scores, scorer = score_targets(
                 outputs, targets, score=score, output=self.output, batch_size=batch, copies=copies
             )
-            got[INPUT] = rows
-            missing = [name for name, _ in layers if name not in got]
-            if not self.all_layers_must_run:
-                layers, missing = [(n, m) for n, m in layers if n in got], []
-            if missing:
-                raise ValueError(f"layer(s) {missing} did not run in the model's forward pass")
+            got[INPUT] = model_rows.spatial
+            layers = self._layers_that_ran(layers, got)
             activations = [got[name] for name, _ in layers]
             gradients = (
                 self._differentiate(scores, activations)
                 if self.needs_gradients
                 else [None] * len(activations)
             )
-        outputs = _detached(outputs)
+        outputs = detached(outputs)
         logits = None if indices is None else select_output(outputs, self.output).float()
         with torch.no_grad():
             raw = []
@@ -362,6 +377,24 @@ class Explainer:
             layers=tuple(name for name, _ in layers),
             method=self.name,
         )
+
+    def _model_rows(self, inputs: Inputs, layers: Sequence[tuple[str, nn.Module]]) -> Inputs:
+        """The rows the model runs on: the inputs, or their noisy copies; a leaf that records
+        gradients when the input itself is explained."""
+        if self.smooth is not None:
+            inputs = inputs.repeat(self.smooth.copies, self.smooth.expand(inputs.spatial))
+        if any(name == INPUT for name, _ in layers):
+            leaf = inputs.spatial.detach().requires_grad_(self.needs_gradients)
+            inputs = inputs.map(lambda t: t, leaf)
+        return inputs
+
+    def _layers_that_ran(
+        self, layers: list[tuple[str, nn.Module]], got: Mapping[str, Tensor]
+    ) -> list[tuple[str, nn.Module]]:
+        missing = [name for name, _ in layers if name not in got]
+        if missing and self.all_layers_must_run:
+            raise ValueError(f"layer(s) {missing} did not run in the model's forward pass")
+        return [(name, module) for name, module in layers if name in got]
 
     def _differentiate(self, scores: Tensor, activations: Sequence[Tensor]) -> list[Tensor]:
         """The gradients a rule sees, (rows, K, *A.shape[1:]) per layer: dS/dA here."""

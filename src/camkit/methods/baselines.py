@@ -26,11 +26,12 @@ class RandomCAM(Explainer):
     Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
-        >>> camkit.RandomCAM(net, seed=0)(torch.rand(2, 3, 16, 16)).maps.shape
+        >>> camkit.RandomCAM(net, seed=1)(torch.rand(2, 3, 16, 16)).maps.shape
         torch.Size([2, 1, 16, 16])
     """
 
     needs_gradients = False
+    uses_score = False
 
     def __init__(
         self,
@@ -104,6 +105,7 @@ class Sobel(Explainer):
     """
 
     needs_gradients = False
+    uses_score = False
 
     def __init__(
         self, model: nn.Module, layer: LayerSpec = None, **options: Unpack[MethodOptions]

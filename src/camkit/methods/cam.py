@@ -92,6 +92,7 @@ class CAM(Explainer):
     """
 
     needs_gradients = False
+    uses_score = False
 
     def __init__(
         self,

@@ -128,6 +128,7 @@ class EigenCAM(Explainer):
     """
 
     needs_gradients = False
+    uses_score = False
 
     @override
     def weigh(self, evidence: Evidence) -> Tensor:
@@ -174,6 +175,7 @@ class KPCACAM(Explainer):
     """
 
     needs_gradients = False
+    uses_score = False
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from camkit.explanation import Explanation
-from camkit.inputs import ModelInput
+from camkit.inputs import Inputs
 from camkit.layers import LayerSpec
 from camkit.methods.base import Evidence, Explainer, MethodOptions, channel_sum, register
 
@@ -57,7 +57,7 @@ class CounterfactualGradCAM(Explainer):
     Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
-        >>> camkit.CounterfactualGradCAM(net)(torch.rand(2, 3, 16, 16)).maps.shape
+        >>> camkit.CounterfactualGradCAM(net)(torch.rand(2, 3, 16, 16), targets=0).maps.shape
         torch.Size([2, 1, 16, 16])
     """
 
@@ -81,7 +81,7 @@ class ShapleyCAM(GradCAM):
     Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
-        >>> camkit.ShapleyCAM(net)(torch.rand(2, 3, 16, 16), targets=[1, 2]).maps.shape
+        >>> camkit.ShapleyCAM(net)(torch.rand(2, 3, 16, 16)).maps.shape
         torch.Size([2, 1, 16, 16])
     """
 
@@ -97,12 +97,10 @@ class ShapleyCAM(GradCAM):
         self.rest = rest
 
     @override
-    def __call__(
-        self, x: ModelInput, targets: Targets = None, *, score: Score = "logit"
-    ) -> Explanation:
+    def _explain(self, inputs: Inputs, targets: Targets, score: Score) -> Explanation:
         if self.rest and not callable(targets) and not isinstance(targets, ClassScore):
             targets = ReST(targets)
-        return super().__call__(x, targets, score=score)
+        return super()._explain(inputs, targets, score)
 
     @override
     def _differentiate(self, scores: Tensor, activations: Sequence[Tensor]) -> list[Tensor]:

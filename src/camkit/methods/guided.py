@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +17,8 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from typing_extensions import override
 
-from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
-from camkit.inputs import Inputs, ModelInput
+from camkit.inputs import Inputs
 from camkit.layers import LayerSpec
 from camkit.maps import normalise, upsample
 from camkit.methods.base import INPUT, Evidence, Explainer, MethodOptions, register
@@ -149,7 +147,7 @@ class GuidedGradCAM(Explainer):
     Examples:
         >>> import torch, camkit
         >>> net = camkit.models.example_net()
-        >>> camkit.GuidedGradCAM(net)(torch.rand(1, 3, 16, 16), targets=2).maps.shape
+        >>> camkit.GuidedGradCAM(net)(torch.rand(1, 3, 16, 16)).maps.shape
         torch.Size([1, 1, 16, 16])
     """
 
@@ -161,12 +159,10 @@ class GuidedGradCAM(Explainer):
         self.guided = GuidedBackprop(model, **options)
 
     @override
-    def __call__(
-        self, x: ModelInput, targets: Targets = None, *, score: Score = "logit"
-    ) -> Explanation:
-        cam = self.gradcam(x, targets, score=score)
-        guided = self.guided(x, targets, score=score)
-        size = Inputs.wrap(x, self.spatial_input).spatial.shape[2:]
+    def _explain(self, inputs: Inputs, targets: Targets, score: Score) -> Explanation:
+        cam = self.gradcam(inputs.given, targets, score=score)
+        guided = self.guided(inputs.given, targets, score=score)
+        size = inputs.spatial.shape[2:]
         heat = torch.stack([_peak_scaled(upsample(r, size)) for r in cam.raw]).mean(dim=0)
         product = guided.raw[0] * heat
         return dataclasses.replace(
@@ -221,7 +217,8 @@ class FullGrad(Explainer):
     upsampled and summed over layers.
 
     The bias layers are the convolutions and batch norms (with running statistics) of the
-    input's dimensionality, found automatically; `layer` is not used. One forward and one
+    input's dimensionality, found automatically; `layer` is not used (the explanation's
+    `layers` names them). One forward and one
     backward pass. A model without such biases (a vision transformer) is refused. As in
     pytorch-grad-cam and the paper's code, each channel is scaled before the sums.
 
@@ -237,13 +234,7 @@ class FullGrad(Explainer):
     def __init__(
         self, model: nn.Module, layer: LayerSpec = None, **options: Unpack[MethodOptions]
     ) -> None:
-        if layer is not None:
-            warnings.warn(
-                "fullgrad uses the input and every layer with a bias; layer= is ignored",
-                CamkitWarning,
-                stacklevel=2,
-            )
-        super().__init__(model, None, **options)
+        super().__init__(model, None, **options)  # its layers are every bias layer
         self._biases: dict[str, Tensor] = {}
 
     @override

@@ -7,12 +7,14 @@ batches under `torch.inference_mode`, across channels and inputs at once, with a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
+from camkit import seeds
 from camkit.capture import hook_here, removing
 from camkit.deprecation import renamed_keywords
 from camkit.errors import first_line
@@ -86,14 +88,100 @@ class ScoreCAM(Explainer):
                 r = row_of[start : start + self.rows_per_pass]
                 c = channel_of[start : start + self.rows_per_pass]
                 masks = normalise(upsample(a[r, c].unsqueeze(1), x.shape[2:]))  # (m, 1, *S)
-                masked = inputs.take(r, spatial=x[r] * masks.to(x.dtype))
-                scores.append(scorer(masked(self.model), r).to(a.dtype))
+                variants = list(self._variants(masks))
+                total = sum(
+                    scorer(inputs.take(r, spatial=x[r] * v.to(x.dtype))(self.model), r).to(a.dtype)
+                    for v in variants
+                )
+                scores.append(total / len(variants))
         weights = torch.cat(scores).unflatten(0, chosen.shape).softmax(dim=1)  # (rows, N, K)
         selected = a.gather(
             1,
             chosen.reshape(*chosen.shape, *[1] * (a.dim() - 2)).expand(*chosen.shape, *a.shape[2:]),
         )
         return torch.einsum("rnk,rn...->rk...", weights, selected)
+
+    def _variants(self, masks: Tensor) -> Iterator[Tensor]:
+        """The masks each channel's score averages over: the mask itself here."""
+        yield masks
+
+
+@register("sscam")
+class SSCAM(ScoreCAM):
+    """SS-CAM (Wang et al. 2020, Smoothed Score-CAM): Score-CAM with each channel's score
+    averaged over `samples` copies of its mask with Gaussian noise of std `sigma` added.
+
+    As torchcam's SSCAM (noise on the normalised, upsampled mask; 35 samples, sigma 2); seeded
+    with `seed`. ``sigma=0`` is Score-CAM. `samples` times Score-CAM's forward passes.
+
+    Examples:
+        >>> import torch, camkit
+        >>> net = camkit.models.example_net()
+        >>> camkit.SSCAM(net, samples=2, seed=0)(torch.rand(1, 3, 16, 16)).maps.shape
+        torch.Size([1, 1, 16, 16])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = None,
+        *,
+        samples: int = 35,
+        sigma: float = 2.0,
+        seed: int | None = 0,
+        rows_per_pass: int = 64,
+        channels: int | None = None,
+        **options: Unpack[MethodOptions],
+    ) -> None:
+        super().__init__(model, layer, rows_per_pass=rows_per_pass, channels=channels, **options)
+        if not isinstance(samples, int) or samples < 1 or sigma < 0:
+            raise ValueError(f"samples must be at least 1 and sigma at least 0: {samples}, {sigma}")
+        self.samples, self.sigma, self.seed = samples, sigma, seed
+
+    @override
+    def _variants(self, masks: Tensor) -> Iterator[Tensor]:
+        generator = None if self.seed is None else seeds.generator(self.seed, masks.device)
+        for _ in range(self.samples):
+            noise = torch.randn(
+                masks.shape, generator=generator, device=masks.device, dtype=masks.dtype
+            )
+            yield masks + self.sigma * noise
+
+
+@register("iscam")
+class ISCAM(ScoreCAM):
+    """IS-CAM (Naidu et al. 2020, Integrated Score-CAM): Score-CAM with each channel's score
+    averaged over `samples` masks scaled by ``c_s = sum_{j<=s} j / N``, s = 1..N, integrating
+    along the path from the empty input (torchcam's coefficients; 10 samples).
+
+    Examples:
+        >>> import torch, camkit
+        >>> net = camkit.models.example_net()
+        >>> camkit.ISCAM(net, samples=3)(torch.rand(1, 3, 16, 16)).maps.shape
+        torch.Size([1, 1, 16, 16])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = None,
+        *,
+        samples: int = 10,
+        rows_per_pass: int = 64,
+        channels: int | None = None,
+        **options: Unpack[MethodOptions],
+    ) -> None:
+        super().__init__(model, layer, rows_per_pass=rows_per_pass, channels=channels, **options)
+        if not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be a positive whole number, got {samples!r}")
+        self.samples = samples
+
+    @override
+    def _variants(self, masks: Tensor) -> Iterator[Tensor]:
+        coefficient = 0.0
+        for step in range(1, self.samples + 1):
+            coefficient += step / self.samples
+            yield coefficient * masks
 
 
 @register("ablationcam")
