@@ -68,7 +68,7 @@ def factorise(
 
     (N, C, *spatial) -> concept vectors (N, C, concepts) and their maps (N, concepts, *spatial),
     ``A - offset ~= W @ H`` with each channel shifted by its minimum (as in pytorch-grad-cam),
-    which is added back to the concept vectors. Lee & Seung's multiplicative updates, all
+    which is added back to the concept vectors. `steps` sweeps of hierarchical alternating least squares (HALS), all
     samples at once on the activations' device, from a seeded random start.
 
     Examples:
@@ -87,9 +87,22 @@ def factorise(
     h = torch.rand(shape_h, generator=generator, device=v.device, dtype=v.dtype) * scale
     tiny = torch.finfo(v.dtype).eps
     for _ in range(steps):
-        h = h * (w.transpose(1, 2) @ v) / (w.transpose(1, 2) @ w @ h + tiny)
-        w = w * (v @ h.transpose(1, 2)) / (w @ (h @ h.transpose(1, 2)) + tiny)
+        h = _hals(h, w.transpose(1, 2) @ v, w.transpose(1, 2) @ w, tiny)
+        w = _hals(w.transpose(1, 2), h @ v.transpose(1, 2), h @ h.transpose(1, 2), tiny)
+        w = w.transpose(1, 2)
     return w + offset, h.unflatten(2, activations.shape[2:])
+
+
+def _hals(h: Tensor, wtv: Tensor, wtw: Tensor, tiny: float) -> Tensor:
+    """One sweep of hierarchical alternating least squares over the rows of `h` (N, K, P)
+    for ``V ~= W H``, given ``W^T V`` and ``W^T W``: each row the non-negative least-squares
+    optimum with the others fixed."""
+    rows = list(h.unbind(dim=1))
+    for j in range(len(rows)):
+        current = torch.stack(rows, dim=1)
+        residual = wtv[:, j] - (wtw[:, j, :, None] * current).sum(dim=1)
+        rows[j] = (rows[j] + residual / (wtw[:, j, j, None] + tiny)).clamp_min(0)
+    return torch.stack(rows, dim=1)
 
 
 @register("dff")
