@@ -194,10 +194,12 @@ class Finer(ClassScore):
         own = logits.gather(1, indices)  # (rows, K)
         others = logits.gather(1, partners.flatten(1)).unflatten(1, partners.shape[1:])
         if self.weighting == "mean":
-            return own - self.alpha * others.mean(dim=2)
+            contrast: Tensor = own - self.alpha * others.mean(dim=2)
+            return contrast
         p = logits.softmax(dim=1).gather(1, partners.flatten(1)).unflatten(1, partners.shape[1:])
         weighted = (p * (own[:, :, None] - self.alpha * others)).sum(dim=2)
-        return weighted / (p.sum(dim=2) + 1e-9)
+        averaged: Tensor = weighted / (p.sum(dim=2) + 1e-9)
+        return averaged
 
 
 @dataclasses.dataclass(frozen=True)

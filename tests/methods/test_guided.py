@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.nets import gap_net
 from torch import nn
 
 import camkit
 from camkit.methods.guided import guided_relus
+from helpers.nets import gap_net
 
 
 class Functional(nn.Module):

@@ -84,7 +84,7 @@ def job_from(args: argparse.Namespace, job: type[J]) -> J:
             continue
         if spec.parse is not None:
             value = spec.parse(str(value), flag(field.name))
-        elif spec.nargs in ("*", 3) and value is not None:
+        elif spec.nargs in ("*", "+", 3) and value is not None:
             value = tuple(value)
         values[field.name] = value
     settings = {k.removeprefix("setting_"): v for k, v in vars(args).items()

@@ -26,7 +26,7 @@ from camkit.evaluation.plugins import METRICS, Context, Metric
 from camkit.evaluation.report import Report, build_report
 from camkit.evaluation.settings import Settings
 from camkit.layers import LayerSpec
-from camkit.methods import method_class
+from camkit.methods.building import MethodSettings, build
 from camkit.metrics import ModelScores
 from camkit.registry import lookup
 from camkit.seeds import batch_seed, seeded
@@ -227,12 +227,14 @@ class Evaluation:
         *,
         settings: Settings | None = None,
         layer: LayerSpec = None,
+        method_options: MethodSettings | None = None,
     ) -> None:
         for name in metrics:
             lookup(METRICS, "metric", name)
         self.model, self.layer = model, layer
+        self.method_options = dict(method_options or {})
         self.settings = settings or Settings()
-        self.explainers = {m: method_class(m)(model, layer=layer) for m in methods}
+        self.explainers = {m: build(m, model, layer, method_options) for m in methods}
         self.plugins = {m: {name: METRICS[name]() for name in metrics} for m in methods}
         self.seconds = {m: dict.fromkeys(["explain", *metrics], 0.0) for m in methods}
         self.backward = dict.fromkeys(methods, 0)

@@ -50,6 +50,7 @@ from camkit.images import MAX_SIDE
 from camkit.jobs.options import BENCHMARKS, EvaluateJob, Label
 from camkit.jobs.progress import Collected, JobInterrupted, Progress
 from camkit.methods import METHODS
+from camkit.methods.building import MethodSettings, build, parse_method_options
 from camkit.models import LoadedModel
 from camkit.stream import read_chunks
 from camkit.targets import select_output
@@ -123,7 +124,8 @@ def _fill(text: str, inputs: Tensor) -> float | Tensor:
     return inputs.mean(dim=(0, 2, 3)) if text == "mean" else float(text)
 
 
-def _applicable(methods: Sequence[str], model: nn.Module, layer: list[str] | None, first: Batch,
+def _applicable(methods: Sequence[str], model: nn.Module, layer: list[str] | None,
+                options: MethodSettings, first: Batch,
                 fail: Callable[[str], None]) -> list[str]:  # fmt: skip
     """The methods that work on this model, tried on one image; the others are reported."""
     usable = []
@@ -131,7 +133,7 @@ def _applicable(methods: Sequence[str], model: nn.Module, layer: list[str] | Non
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CamkitWarning)  # the real run warns
-                METHODS[method](model, layer=layer)(first.inputs[:1], first.labels[:1])
+                build(method, model, layer, options)(first.inputs[:1], first.labels[:1])
         except (ValueError, TypeError, RuntimeError) as error:
             fail(f"{method}: {first_line(error)}")
         else:
@@ -270,13 +272,14 @@ def evaluate_dataset(
     if first is None:
         raise UsageError("no readable images to evaluate")
     _check_classes(loaded.model, first[1], highest)
-    methods = _applicable(job.methods or tuple(METHODS), loaded.model, layer, first[1],
+    options = parse_method_options(job.method_options)
+    methods = _applicable(job.methods or tuple(METHODS), loaded.model, layer, options, first[1],
                           counted.fail)  # fmt: skip
     if not methods:
         return EvaluateResult(None, failures=counted.failures)
     settings = Settings(fill=_fill(job.fill, first[1].inputs), **job.settings)
     evaluation = Evaluation(loaded.model, methods, metrics_for(job, data), settings=settings,
-                            layer=layer)  # fmt: skip
+                            layer=layer, method_options=options)  # fmt: skip
     counted.progress.start(len(data))
     job.folder.mkdir(parents=True, exist_ok=True)
     started, interrupted = time.perf_counter(), False

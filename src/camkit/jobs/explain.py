@@ -34,7 +34,8 @@ from camkit.jobs.options import ExplainJob, Label
 from camkit.jobs.outputs import listed_files
 from camkit.jobs.progress import Collected, JobInterrupted, Progress
 from camkit.jobs.work import ImageFiles, Item, failure_message, write_item
-from camkit.methods import METHODS, Explainer
+from camkit.methods import Explainer
+from camkit.methods.building import build, parse_method_options
 from camkit.models import LoadedModel
 from camkit.stream import Unreadable, explain_batches
 from camkit.targets import TopK, select_output
@@ -314,7 +315,8 @@ def explain_folder(
     methods = job.methods or default_methods(loaded)
     layer = job.layers(loaded.model)
     targets = targets_of(job, loaded, label)
-    explainers = {m: METHODS[m](loaded.model, layer=layer) for m in methods}
+    options = parse_method_options(job.method_options)
+    explainers = {m: build(m, loaded.model, layer, options) for m in methods}
     steps = plan(job, methods, label)
     todo = [steps.paths[i] for i in steps.todo]
     data = ImageFiles(todo, [str(steps.stems[i]) for i in steps.todo], loaded, job.max_size)

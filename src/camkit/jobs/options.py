@@ -28,6 +28,7 @@ from camkit.files import OutputError, check_output_folder, shown
 from camkit.images import MAX_SIDE
 from camkit.layers import resolve_layers
 from camkit.methods import METHODS, method_class
+from camkit.methods.building import build, parse_method_options
 from camkit.models import DEFAULT_MODEL, LoadedModel, load_model
 from camkit.overlay import check_colormap as known_colormap
 from camkit.registry import lookup
@@ -102,6 +103,16 @@ def check_job(job: object, label: Label = str) -> None:
 
 
 # Checks of single options (value, label) -> None, raising UsageError.
+
+
+def check_method_options(texts: Sequence[str], name: str = "method_options") -> None:
+    """Each METHOD.NAME=VALUE names a method and one of its options, and the method takes the
+    value (it is built once on a stand-in model, which checks the options' values)."""
+    try:
+        for method, values in parse_method_options(texts).items():
+            build(method, torch.nn.Sequential(), None, {method: values})
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"{name}: {error}") from None
 
 
 def check_device(text: str | torch.device, name: str = "device") -> torch.device:
@@ -344,6 +355,12 @@ class RunOptions(ModelOptions):
         "and cam for the bundled model for explain; all for evaluate)",
         parse=parse_methods,
     )
+    method_options: tuple[str, ...] = option(
+        (),
+        "options of particular methods, METHOD.NAME=VALUE (e.g. finercam.compare=2 "
+        "sess.num_scales=4 dff.concepts=8 kpcacam.kernel=rbf finercam.base=layercam)",
+        nargs="+", metavar="METHOD.NAME=VALUE", check=check_method_options,
+    )  # fmt: skip
     batch_size: int | None = option(
         None, "images per batch (default: 8 for explain, 50 for evaluate)", int, low=1,
         high=4096, unit="images held at once",

@@ -42,7 +42,7 @@ from camkit.files import OutputFolder, shown
 from camkit.jobs.options import ExplainJob, Label, RunOptions
 from camkit.jobs.work import ImageFiles, Item, failure_message, write_item
 from camkit.layers import LayerSpec
-from camkit.methods import METHODS
+from camkit.methods.building import MethodSettings, build, parse_method_options
 from camkit.models import LoadedModel
 from camkit.stream import explain_batches
 from camkit.targets import Targets
@@ -221,7 +221,8 @@ class ExplainWorker:
         self.job, self.loaded, self.targets = job, loaded, targets
         self.device = _worker_device(job.device)
         self.loaded.model = loaded.model.to(self.device).eval()
-        self.explainers = {m: METHODS[m](self.loaded.model, layer=layer) for m in methods}
+        options = parse_method_options(job.method_options)
+        self.explainers = {m: build(m, self.loaded.model, layer, options) for m in methods}
         self.paths, self.stems = paths, stems
         # The driver checked the folder; each actor keeps its own view of the ledger.
         self.out = OutputFolder(job.folder, inputs=paths)
@@ -289,12 +290,15 @@ class EvaluateWorker:
         metrics: Sequence[str],
         settings: Settings,
         layer: LayerSpec,
+        method_options: MethodSettings,
         device: str,
     ) -> None:
         self.device = _worker_device(device)
         self.data = data
         model = model.to(self.device).eval()
-        self.evaluation = Evaluation(model, methods, metrics, settings=settings, layer=layer)
+        self.evaluation = Evaluation(
+            model, methods, metrics, settings=settings, layer=layer, method_options=method_options
+        )
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One chunk of the dataset: rows with its start and stop."""
@@ -327,6 +331,7 @@ def evaluate_on_ray(
         "metrics": evaluation.metrics,
         "settings": evaluation.settings,
         "layer": evaluation.layer,
+        "method_options": evaluation.method_options,
         "device": job.device,
     }
     with connected(job.ray or "", job.ray_log, label) as ray:

@@ -68,8 +68,9 @@ def factorise(
 
     (N, C, *spatial) -> concept vectors (N, C, concepts) and their maps (N, concepts, *spatial),
     ``A - offset ~= W @ H`` with each channel shifted by its minimum (as in pytorch-grad-cam),
-    which is added back to the concept vectors. `steps` sweeps of hierarchical alternating least squares (HALS), all
-    samples at once on the activations' device, from a seeded random start.
+    which is added back to the concept vectors. `steps` sweeps of hierarchical alternating
+    least squares (HALS), all samples at once on the activations' device, from a seeded random
+    start.
 
     Examples:
         >>> import torch

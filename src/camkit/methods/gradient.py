@@ -114,7 +114,7 @@ class ShapleyCAM(GradCAM):
                 for a, g in zip(activations, grads, strict=True)
             )
             curved = [i for i, g in enumerate(grads) if g.requires_grad]
-            hvps = dict.fromkeys(range(len(grads)), 0.0)
+            hvps: dict[int, Tensor | float] = dict.fromkeys(range(len(grads)), 0.0)
             if curved:
                 found = torch.autograd.grad(
                     [grads[i] for i in curved],

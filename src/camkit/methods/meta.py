@@ -129,6 +129,9 @@ class RefineCAM(Explainer):
         return dataclasses.replace(result, method=self.name)
 
 
+Place = tuple[int, int, int, int]  # a window's top, left, and the scaled image's height, width
+
+
 def _starts(length: int, step: int, window: int) -> list[int]:
     """Window starts covering `length`; the last window is shifted back inside."""
     starts = []
@@ -149,7 +152,8 @@ def _gaussian_blur(maps: Tensor, size: int = 11, sigma: float = 5.0) -> Tensor:
     half = size // 2
     flat = F.conv2d(F.pad(flat, [half, half, 0, 0], mode="reflect"), kernel.reshape(1, 1, 1, -1))
     flat = F.conv2d(F.pad(flat, [0, 0, half, half], mode="reflect"), kernel.reshape(1, 1, -1, 1))
-    return flat[:, 0].unflatten(0, maps.shape[:2])
+    blurred: Tensor = flat[:, 0].unflatten(0, maps.shape[:2])
+    return blurred
 
 
 @register("sess")
@@ -163,9 +167,9 @@ class SESS(Explainer):
     shorter input side (`window`) slide with `step` (default: the window). Each window's map is
     weighted by its softmax probability for the class over the best window's, pasted back and
     resized; the maps are averaged where they exceed `theta` (or their maximum, ``pool="max"``)
-    and blurred (Gaussian 11 x 11, sigma 5). ``pre_filter`` drops that share of the
-    lowest-scoring windows. All windows of all images go through the base method in batches of
-    `rows_per_pass`. For 2-D inputs; as pytorch-grad-cam's SESS.
+    and blurred (Gaussian 11 x 11, sigma 5; ``blur=False`` leaves it out). ``pre_filter``
+    drops that share of the lowest-scoring windows. All windows of all images go through the
+    base method in batches of `rows_per_pass`. For 2-D inputs; as pytorch-grad-cam's SESS.
 
     Examples:
         >>> import torch, camkit
@@ -187,7 +191,7 @@ class SESS(Explainer):
         pre_filter: float = 0.0,
         theta: float = 0.0,
         pool: Literal["mean", "max"] = "mean",
-        smooth: bool = True,
+        blur: bool = True,
         rows_per_pass: int = 32,
         **options: Unpack[MethodOptions],
     ) -> None:
@@ -202,7 +206,7 @@ class SESS(Explainer):
         self.scales, self.num_scales = scales, num_scales
         self.window, self.step = window, step
         self.pre_filter, self.theta, self.pool = pre_filter, theta, pool
-        self.blur, self.rows_per_pass = smooth, rows_per_pass
+        self.blur, self.rows_per_pass = blur, rows_per_pass
         self._layers_used: tuple[str, ...] = ()
 
     @override
@@ -248,10 +252,10 @@ class SESS(Explainer):
         step = round(window * 2 / 7)
         return [window + step * i for i in range(self.num_scales)]
 
-    def _patches(self, image: Tensor, window: int) -> tuple[Tensor, list[tuple[int, ...]]]:
+    def _patches(self, image: Tensor, window: int) -> tuple[Tensor, list[Place]]:
         height, width = image.shape[2:]
         step = self.step or window
-        patches, places = [], []
+        patches, places = [], list[Place]()
         for scale in self._scales(window):
             short, long = (height, width) if height <= width else (width, height)
             size_long = int(scale * long / short)
@@ -287,9 +291,10 @@ class SESS(Explainer):
         best = weight.amax(dim=0, keepdim=True)
         weight = torch.where(best > 0, weight / torch.where(best > 0, best, 1.0), 1.0)
         stacked = torch.cat(maps).unflatten(0, (count, batch))
-        return stacked * weight[..., None, None]
+        weighted: Tensor = stacked * weight[..., None, None]
+        return weighted
 
-    def _fuse(self, maps: Tensor, places: list[tuple[int, ...]], size: tuple[int, int]) -> Tensor:
+    def _fuse(self, maps: Tensor, places: list[Place], size: tuple[int, int]) -> Tensor:
         window = maps.shape[-1]
         total = maps.new_zeros(*maps.shape[1:3], *size)
         counts = torch.zeros_like(total)
@@ -313,4 +318,5 @@ def select_scores(outputs: object, indices: Tensor, output: OutputSelector, scor
     logits = select_output(outputs, output)
     if score == "softmax":
         logits = logits.softmax(dim=1)
-    return logits.gather(1, indices).float()
+    chosen: Tensor = logits.gather(1, indices).float()
+    return chosen

@@ -88,12 +88,11 @@ class ScoreCAM(Explainer):
                 r = row_of[start : start + self.rows_per_pass]
                 c = channel_of[start : start + self.rows_per_pass]
                 masks = normalise(upsample(a[r, c].unsqueeze(1), x.shape[2:]))  # (m, 1, *S)
-                variants = list(self._variants(masks))
-                total = sum(
-                    scorer(inputs.take(r, spatial=x[r] * v.to(x.dtype))(self.model), r).to(a.dtype)
-                    for v in variants
-                )
-                scores.append(total / len(variants))
+                variants = [
+                    scorer(inputs.take(r, spatial=x[r] * v.to(x.dtype))(self.model), r)
+                    for v in self._variants(masks)
+                ]
+                scores.append(torch.stack(variants).mean(dim=0).to(a.dtype))
         weights = torch.cat(scores).unflatten(0, chosen.shape).softmax(dim=1)  # (rows, N, K)
         selected = a.gather(
             1,
