@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor, nn
 
@@ -12,6 +13,7 @@ from camkit.layers import LayerSpec
 from camkit.methods import method_class
 from camkit.methods.base import MethodOptions
 from camkit.methods.cam import Head
+from camkit.methods.eigen import Kernel
 from camkit.targets import Score, Targets
 
 if TYPE_CHECKING:
@@ -22,7 +24,7 @@ class ExplainOptions(MethodOptions, total=False):
     """What `explain` passes on: the construction options of every method, the call's
     ``score``, and the options of particular methods (CAM's ``head``; SmoothGrad-CAM++'s
     ``copies``, ``sigma``, ``seed``; Score-CAM's and Ablation-CAM's ``rows_per_pass``; Score-CAM's
-    ``channels``)."""
+    ``channels``; and the rest, listed per method by `camkit.methods.building.options_of`)."""
 
     score: Score
     head: Head | None
@@ -31,6 +33,26 @@ class ExplainOptions(MethodOptions, total=False):
     seed: int | None
     rows_per_pass: int
     channels: int | None
+    base: str
+    compare: int
+    alpha: float
+    weighting: Literal["mean", "softmax"]
+    rest: bool
+    kernel: Kernel
+    gamma: float | None
+    k: float
+    weights: Literal["mean", "share"]
+    concepts: int
+    steps: int
+    samples: int
+    scales: Sequence[int] | None
+    num_scales: int
+    window: int | None
+    step: int | None
+    pre_filter: float
+    theta: float
+    pool: Literal["mean", "max"]
+    blur: bool
 
 
 def explain(
