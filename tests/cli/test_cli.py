@@ -7,13 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
 from PIL import Image
 
+import camkit
+from camkit.cli import main
 from camkit.data import CLASSES
 from camkit.files import LEDGER
+from camkit.images import MAX_SIDE
+from camkit.jobs.work import ImageFiles
+from camkit.models import load_model
 from camkit.overlay import to_pil
 from helpers.nets import gap_net
 
@@ -106,7 +112,7 @@ def test_bad_inputs_are_reported_and_the_rest_is_written(tmp_path) -> None:
         (["--model", "resnet5O"], "unknown model 'resnet5O' (did you mean resnet50"),
         (
             ["--methods", "gradcam,spotcam"],
-            "unknown method 'spotcam' (did you mean 'scorecam', 'cam'?); valid: cam,",
+            "unknown method 'spotcam' (did you mean 'sscam', 'scorecam', 'iscam'?); valid: cam,",
         ),
         (
             ["--layer", "feature"],
@@ -114,6 +120,16 @@ def test_bad_inputs_are_reported_and_the_rest_is_written(tmp_path) -> None:
         ),
         (["--target", "hexagon"], "unknown target class 'hexagon'; valid: disc, square"),
         (["--weights", "nope", "--model", "resnet18"], "neither a file nor one of resnet18's"),
+        (
+            ["--method-options", "finercam.nope=1"],
+            "--method-options: finercam has no option 'nope'; its options: base, compare, alpha, "
+            "weighting",
+        ),
+        (
+            ["--method-options", "kpcacam.kernel=bogus"],
+            "--method-options: kernel must be linear, poly, rbf, sigmoid or cosine, got 'bogus'",
+        ),
+        (["--method-options", "sess"], "--method-options: 'sess': write a method's option as"),
     ],
 )
 def test_usage_errors_exit_2_and_name_the_choices(tmp_path, args, message) -> None:
@@ -337,3 +353,22 @@ def test_skip_existing_redoes_a_corrupt_or_foreign_summary(tmp_path, capsys) -> 
                  "--skip-existing"]) == 0  # fmt: skip
     assert "wrote 6 files for 2 input(s)" in capsys.readouterr().out
     assert json.loads((out / "img0.json").read_text())["files"]["grid"] == "img0_grid.png"
+
+
+def test_method_options_reach_the_methods(tmp_path) -> None:
+    image = write_image(tmp_path / "one.png")
+    out = tmp_path / "out"
+    assert main(["explain", str(image), "--methods", "finercam,kpcacam", "--save-maps", "npy",
+                 "--method-options", "finercam.base=layercam", "finercam.compare=1",
+                 "kpcacam.kernel=rbf", "--out", str(out)]) == 0  # fmt: skip
+    loaded = load_model("shapes")
+    item = ImageFiles([image], ["one"], loaded, MAX_SIDE)[0]
+    assert isinstance(item, dict)
+    x = item["input"][None]
+    finer = camkit.FinerCAM(loaded.model, base="layercam", compare=1)(x)
+    kpca = camkit.KPCACAM(loaded.model, kernel="rbf")(x)
+    default = camkit.FinerCAM(loaded.model)(x)
+    saved = np.load(out / "one_finercam.npy")
+    np.testing.assert_allclose(saved, finer.maps[0].numpy(), atol=1e-6)
+    assert np.abs(saved - default.maps[0].numpy()).max() > 1e-3  # the options made a difference
+    np.testing.assert_allclose(np.load(out / "one_kpcacam.npy"), kpca.maps[0].numpy(), atol=1e-6)

@@ -80,8 +80,10 @@ def test_explain_on_ray_writes_the_same_bytes_as_a_local_run(
 def test_evaluate_on_ray_merges_to_the_figures_of_a_local_run(
     cluster, one_thread, tmp_path, capsys
 ) -> None:
+    # finercam with an option: the option must reach the actors for the figures to agree.
     common = ["evaluate", "--limit", "10", "--batch-size", "3", "--steps", "4", "--sanity-images",
-              "4", "--methods", "gradcam,smoothgradcam++"]  # fmt: skip
+              "4", "--methods", "gradcam,smoothgradcam++,finercam", "--method-options",
+              "finercam.compare=1", "finercam.alpha=1.0"]  # fmt: skip
     assert main([*common, "--out", str(tmp_path / "here"), "--workers", "0"]) == 0
     assert main([*common, "--out", str(tmp_path / "ray"), "--ray"]) == 0
     capsys.readouterr()
