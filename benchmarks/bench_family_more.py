@@ -48,9 +48,7 @@ def layer_limit(name: str) -> Case:
     def build(model: nn.Module, x: Tensor) -> Run:
         def run() -> object:
             kept: list[Tensor] = []
-            handle = model.get_submodule(name).register_forward_hook(
-                lambda m, i, o: kept.append(o)
-            )
+            handle = model.get_submodule(name).register_forward_hook(lambda m, i, o: kept.append(o))
             out = model(x)
             handle.remove()
             score = out.gather(1, out.argmax(1, keepdim=True)).sum()
@@ -198,9 +196,7 @@ TABLES: dict[str, dict[str, Case]] = {
     "layer2": {
         "limit: forward + autograd.grad to layer2": layer_limit("layer2"),
         "camkit RefineCAM (layer2-4)": ours("refinecam", layer=["layer2", "layer3", "layer4"]),
-        "grad-cam RefineCAM (layer2-4)": grad_cam_lib(
-            "RefineCAM", ("layer2", "layer3", "layer4")
-        ),
+        "grad-cam RefineCAM (layer2-4)": grad_cam_lib("RefineCAM", ("layer2", "layer3", "layer4")),
     },
     "input": {
         "limit: forward + gradient to the input": input_limit,

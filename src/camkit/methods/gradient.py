@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
+from camkit.errors import first_line
 from camkit.explanation import Explanation
 from camkit.inputs import Inputs
 from camkit.layers import LayerSpec
@@ -116,13 +117,20 @@ class ShapleyCAM(GradCAM):
             curved = [i for i, g in enumerate(grads) if g.requires_grad]
             hvps: dict[int, Tensor | float] = dict.fromkeys(range(len(grads)), 0.0)
             if curved:
-                found = torch.autograd.grad(
-                    [grads[i] for i in curved],
-                    [activations[i] for i in curved],
-                    grad_outputs=[activations[i].detach() for i in curved],
-                    retain_graph=True,
-                    allow_unused=True,
-                )
+                try:
+                    found = torch.autograd.grad(
+                        [grads[i] for i in curved],
+                        [activations[i] for i in curved],
+                        grad_outputs=[activations[i].detach() for i in curved],
+                        retain_graph=True,
+                        allow_unused=True,
+                    )
+                except RuntimeError as error:  # an operation without a second derivative
+                    raise ValueError(
+                        "ShapleyCAM needs second derivatives of the score, and an operation "
+                        f"between the layer and the score has none ({first_line(error)}): use "
+                        "gradcam, or a layer after that operation"
+                    ) from error
                 hvps.update(
                     {i: 0.0 if h is None else h for i, h in zip(curved, found, strict=True)}
                 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from typing_extensions import override
 
+from camkit.capture import hook_here, removing, run_model
 from camkit.explanation import Explanation
 from camkit.inputs import Inputs
 from camkit.layers import LayerSpec
@@ -217,10 +218,11 @@ class FullGrad(Explainer):
     upsampled and summed over layers.
 
     The bias layers are the convolutions and batch norms (with running statistics) of the
-    input's dimensionality, found automatically; `layer` is not used (the explanation's
-    `layers` names them). One forward and one
-    backward pass. A model without such biases (a vision transformer) is refused. As in
-    pytorch-grad-cam and the paper's code, each channel is scaled before the sums.
+    input's dimensionality that run once per forward pass (found with one probe pass of the
+    first input, per input rank); `layer` is not used (the explanation's `layers` names them).
+    One forward and one backward pass. A model without such biases (a vision transformer) is
+    refused. As in pytorch-grad-cam and the paper's code, each channel is scaled before the
+    sums.
 
     Examples:
         >>> import torch, camkit
@@ -240,6 +242,8 @@ class FullGrad(Explainer):
     @override
     def _layers_for(self, inputs: Inputs) -> list[tuple[str, nn.Module]]:
         rank = inputs.spatial.dim() - 2
+        if rank in self._found:
+            return self._found[rank]
         kinds = (_CONVOLUTIONS.get(rank, ()), _NORMS.get(rank, ()))
         layers = []
         for name, module in self.model.named_modules():
@@ -247,13 +251,15 @@ class FullGrad(Explainer):
             if bias is not None:
                 self._biases[name] = bias
                 layers.append((name, module))
+        layers = _run_once(self.model, inputs, layers)
         if not layers:
             raise ValueError(
                 f"FullGrad needs layers that add a bias per channel: {rank}-D convolutions with a "
                 "bias, or batch norms with running statistics; this model has none it can reach "
                 "(a vision transformer?): use gradcam or another method"
             )
-        return [(INPUT, self.model), *layers]
+        self._found[rank] = [(INPUT, self.model), *layers]
+        return self._found[rank]
 
     @override
     def weigh(self, evidence: Evidence) -> Tensor:
@@ -268,3 +274,21 @@ class FullGrad(Explainer):
     @override
     def _combine(self, raw: Sequence[Tensor], size: Sequence[int]) -> Tensor:
         return normalise(torch.stack([upsample(r, size) for r in raw]).sum(dim=0))
+
+
+def _run_once(
+    model: nn.Module, inputs: Inputs, layers: list[tuple[str, nn.Module]]
+) -> list[tuple[str, nn.Module]]:
+    """The layers that run exactly once in a forward pass of the first input (a shared head,
+    run once per pyramid level, has no single output to differentiate)."""
+    runs = dict.fromkeys((name for name, _ in layers), 0)
+
+    def counter(name: str) -> Callable[..., None]:
+        def count(*_: object) -> None:
+            runs[name] += 1
+
+        return count
+
+    with removing([hook_here(m, counter(n)) for n, m in layers]), torch.no_grad():
+        run_model(model, inputs.take(torch.arange(1)), inputs.spatial.shape)
+    return [(name, module) for name, module in layers if runs[name] == 1]
