@@ -325,3 +325,51 @@ def test_several_inputs_as_a_tuple_or_keywords() -> None:
         camkit.GradCAM(model, spatial_input="nope")({"image": image})
     with pytest.raises(ValueError, match="every input needs the same batch size"):
         camkit.GradCAM(model, spatial_input=1)((image, weight[:1]))
+
+
+NEW_IN_0_3 = [
+    "gradcam-counterfactual", "shapleycam", "finercam", "refinecam", "sess", "sscam", "iscam",
+    "kpcacam", "segeigencam", "fem", "dff", "guided-backprop", "guided-gradcam", "fullgrad",
+    "randomcam", "sobel",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def token_models() -> dict[str, nn.Module]:
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=7, img_size=32)
+    convnext = timm.create_model("convnext_atto", pretrained=False, num_classes=7)
+    return {"vit": vit.eval(), "convnext": convnext.eval()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["vit", "convnext"])
+@pytest.mark.parametrize("method", NEW_IN_0_3)
+def test_the_new_methods_on_a_vit_and_a_convnext_give_maps_or_say_why(
+    method, family, token_models
+) -> None:
+    """A timm ViT (token layers, GELU) and ConvNeXt (channels-last norms, GELU): each method
+    gives a map for two targets per image, or refuses with its reason."""
+    model = token_models[family]
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    options = {
+        "sscam": {"samples": 2, "channels": 4},
+        "iscam": {"samples": 2, "channels": 4},
+        "sess": {"num_scales": 2},
+    }.get(method, {})
+    refusals = {
+        "guided-backprop": "defined for ReLU networks",  # GELU
+        "guided-gradcam": "defined for ReLU networks",
+        "dff": "followed by global average pooling",  # a norm between layer and head
+    }
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", camkit.CamkitWarning)  # random weights: may be blank
+            result = camkit.explain(model, x, method, targets=camkit.TopK(2), **options)
+    except ValueError as error:
+        assert method in refusals, error
+        assert refusals[method] in str(error)
+    else:
+        assert method not in refusals or family == "convnext" and method == "dff"
+        assert result.maps.shape == (2, 2, 32, 32)
+        assert torch.isfinite(result.maps).all()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from typing_extensions import override
 
 from camkit.errors import first_line
@@ -77,7 +79,8 @@ class ShapleyCAM(GradCAM):
     By default class targets are scored with the paper's ReST score (`camkit.targets.ReST`,
     ``S_c + log p_c``); ``rest=False`` keeps the logit, where a piecewise-linear head has
     ``H = 0`` and ShapleyCAM is Grad-CAM. Costs one backward pass and one Hessian-vector
-    product per target.
+    product per target. Attention runs on PyTorch's plain kernel for the call (the fused ones have
+    no second derivative).
 
     Examples:
         >>> import torch, camkit
@@ -102,6 +105,15 @@ class ShapleyCAM(GradCAM):
         if self.rest and not callable(targets) and not isinstance(targets, ClassScore):
             targets = ReST(targets)
         return super()._explain(inputs, targets, score)
+
+    @override
+    def _recording(self, from_input: bool = False) -> contextlib.AbstractContextManager[object]:
+        # Fused attention kernels (flash, memory-efficient) have no second derivative; the
+        # plain one computes the same attention and has.
+        stack = contextlib.ExitStack()
+        stack.enter_context(super()._recording(from_input))
+        stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
+        return stack
 
     @override
     def _differentiate(self, scores: Tensor, activations: Sequence[Tensor]) -> list[Tensor]:
