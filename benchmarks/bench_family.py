@@ -22,14 +22,12 @@ cap. The top-64 Score-CAM's maps are compared with the full method's.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 
 import torch
 import torchvision
-from common import cpu_peak_mib, goal, layer4_limit, peak_in_subprocess
+from common import cpu_peak_mib, goal, interleaved, layer4_limit, peak_in_subprocess
 from torch import Tensor, nn
 
 import camkit
@@ -142,16 +140,7 @@ def setting(table: str) -> tuple[nn.Module, Tensor]:
 
 def timed(cases: dict[str, Case], table: str, rounds: int) -> dict[str, float]:
     model, x = setting(table)
-    runs = {name: build(model, x) for name, build in cases.items()}
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return interleaved({name: build(model, x) for name, build in cases.items()}, rounds)
 
 
 def peak_mib(case: str) -> float:

@@ -20,14 +20,12 @@ interleaved, median. Each method's limit is what its definition needs, timed as 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 
 import torch
 import torchvision
-from common import goal, layer4_limit
+from common import goal, interleaved, layer4_limit
 from torch import Tensor, nn
 
 import camkit
@@ -231,16 +229,7 @@ MASKED_TABLES: dict[str, dict[str, Case]] = {
 def timed(cases: dict[str, Case], batch: int, rounds: int) -> dict[str, float]:
     torch.manual_seed(0)
     model, x = torchvision.models.resnet18().eval(), torch.randn(batch, 3, 224, 224)
-    runs = {name: build(model, x) for name, build in cases.items()}
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return interleaved({name: build(model, x) for name, build in cases.items()}, rounds)
 
 
 def table(medians: dict[str, float]) -> None:

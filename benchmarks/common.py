@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -55,6 +57,20 @@ def peak_in_subprocess(script: str, arguments: Sequence[str]) -> float:
         [sys.executable, script, *arguments], env=env, capture_output=True, text=True, check=True
     )
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def interleaved(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median seconds of each run: one warm-up call each, then `rounds` rounds in which every
+    run goes once (so a noisy moment of a shared machine touches all of them alike)."""
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def goal(text: str, value: float, bound: float, at_least: bool = False) -> None:

@@ -370,6 +370,6 @@ def test_the_new_methods_on_a_vit_and_a_convnext_give_maps_or_say_why(
         assert method in refusals, error
         assert refusals[method] in str(error)
     else:
-        assert method not in refusals or family == "convnext" and method == "dff"
+        assert method not in refusals or (family == "convnext" and method == "dff")
         assert result.maps.shape == (2, 2, 32, 32)
         assert torch.isfinite(result.maps).all()

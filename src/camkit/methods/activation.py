@@ -10,7 +10,7 @@ from typing_extensions import Unpack, override
 
 from camkit import seeds
 from camkit.layers import LayerSpec
-from camkit.methods.base import Evidence, Explainer, MethodOptions, register
+from camkit.methods.base import Evidence, Explainer, MethodOptions, every_target, register
 from camkit.methods.cam import head_weights
 
 
@@ -51,14 +51,13 @@ class FEM(Explainer):
     @override
     def weigh(self, evidence: Evidence) -> Tensor:
         a, spatial = evidence.activations, evidence.spatial
-        assert evidence.scores is not None
         mean = a.mean(dim=spatial, keepdim=True)
         salient = a > mean + self.k * a.std(dim=spatial, correction=0, keepdim=True)
         if self.weights == "mean":
             fem = (mean * salient).sum(dim=1)
         else:
             fem = (salient.to(a.dtype).mean(dim=spatial, keepdim=True) * a).sum(dim=1)
-        return fem.unsqueeze(1).expand(-1, evidence.scores.shape[1], *fem.shape[1:])
+        return every_target(fem, evidence)
 
 
 def factorise(

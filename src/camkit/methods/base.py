@@ -474,6 +474,13 @@ class Explainer:
         )
 
 
+def every_target(one: Tensor, evidence: Evidence) -> Tensor:
+    """A class-agnostic (rows, *spatial) map, the same for each of the evidence's K targets:
+    (rows, K, *spatial)."""
+    assert evidence.scores is not None
+    return one.unsqueeze(1).expand(-1, evidence.scores.shape[1], *one.shape[1:])
+
+
 def channel_sum(weights: Tensor, activations: Tensor) -> Tensor:
     """sum_k w_k^c A^k: (B, K, C) weights and (B, C, *spatial) activations -> (B, K, *spatial)."""
     return torch.einsum("bkc,bc...->bk...", weights, activations)

@@ -13,7 +13,15 @@ from typing_extensions import Unpack, override
 
 from camkit import seeds
 from camkit.layers import LayerSpec
-from camkit.methods.base import INPUT, Evidence, Explainer, MethodOptions, channel_sum, register
+from camkit.methods.base import (
+    INPUT,
+    Evidence,
+    Explainer,
+    MethodOptions,
+    channel_sum,
+    every_target,
+    register,
+)
 
 
 @register("randomcam")
@@ -115,6 +123,4 @@ class Sobel(Explainer):
 
     @override
     def weigh(self, evidence: Evidence) -> Tensor:
-        assert evidence.scores is not None
-        edges = sobel_edges(evidence.activations).unsqueeze(1)
-        return edges.expand(-1, evidence.scores.shape[1], *edges.shape[2:])
+        return every_target(sobel_edges(evidence.activations), evidence)

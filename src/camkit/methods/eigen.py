@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from typing_extensions import Unpack, override
 
 from camkit.layers import LayerSpec
-from camkit.methods.base import Evidence, Explainer, MethodOptions, register
+from camkit.methods.base import Evidence, Explainer, MethodOptions, every_target, register
 from camkit.methods.gradient import layer_gradients, per_target
 
 Sign = Literal["sum", "extreme"]
@@ -132,9 +132,7 @@ class EigenCAM(Explainer):
 
     @override
     def weigh(self, evidence: Evidence) -> Tensor:
-        assert evidence.scores is not None
-        component = first_component(evidence.activations).unsqueeze(1)
-        return component.expand(-1, evidence.scores.shape[1], *component.shape[2:])
+        return every_target(first_component(evidence.activations), evidence)
 
 
 @register("eigengradcam")
@@ -196,9 +194,8 @@ class KPCACAM(Explainer):
 
     @override
     def weigh(self, evidence: Evidence) -> Tensor:
-        assert evidence.scores is not None
-        component = kernel_component(evidence.activations, self.kernel, self.gamma).unsqueeze(1)
-        return component.expand(-1, evidence.scores.shape[1], *component.shape[2:])
+        component = kernel_component(evidence.activations, self.kernel, self.gamma)
+        return every_target(component, evidence)
 
 
 @register("segeigencam")
