@@ -53,7 +53,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "evaluate",
         help="score methods with faithfulness, localisation and sanity metrics",
         description="Evaluate CAM methods on a dataset: a table (terminal, Markdown, CSV, JSON) "
-        "and plots. No arguments: every method on the bundled model and benchmark. Metrics: "
+        "and plots. No arguments: every method (but the costly sscam and iscam) on the bundled "
+        "model and benchmark. Metrics: "
         + ", ".join(METRICS),
     )
     add_options(parser, EvaluateJob)

@@ -273,7 +273,8 @@ def evaluate_dataset(
         raise UsageError("no readable images to evaluate")
     _check_classes(loaded.model, first[1], highest)
     options = parse_method_options(job.method_options)
-    methods = _applicable(job.methods or tuple(METHODS), loaded.model, layer, options, first[1],
+    default = tuple(name for name, cls in METHODS.items() if not cls.costly)
+    methods = _applicable(job.methods or default, loaded.model, layer, options, first[1],
                           counted.fail)  # fmt: skip
     if not methods:
         return EvaluateResult(None, failures=counted.failures)

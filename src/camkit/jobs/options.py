@@ -352,7 +352,8 @@ class RunOptions(ModelOptions):
     methods: tuple[str, ...] | None = option(
         None,
         f"comma-separated, from: {', '.join(METHODS)}, or 'all' (default: gradcam,gradcam++ "
-        "and cam for the bundled model for explain; all for evaluate)",
+        "and cam for the bundled model for explain; for evaluate all but sscam and iscam, which "
+        "cost tens of times Score-CAM's passes)",
         parse=parse_methods,
     )
     method_options: tuple[str, ...] = option(
