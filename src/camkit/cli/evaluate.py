@@ -54,8 +54,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="score methods with faithfulness, localisation and sanity metrics",
         description="Evaluate CAM methods on a dataset: a table (terminal, Markdown, CSV, JSON) "
         "and plots. No arguments: every method (but the costly sscam and iscam) on the bundled "
-        "model and benchmark. Metrics: "
-        + ", ".join(METRICS),
+        "model and benchmark. Metrics: " + ", ".join(METRICS),
     )
     add_options(parser, EvaluateJob)
     add_settings(parser)
