@@ -150,8 +150,10 @@ def _gaussian_blur(maps: Tensor, size: int = 11, sigma: float = 5.0) -> Tensor:
     kernel = kernel / kernel.sum()
     flat = maps.flatten(0, 1).unsqueeze(1)
     half = size // 2
-    flat = F.conv2d(F.pad(flat, [half, half, 0, 0], mode="reflect"), kernel.reshape(1, 1, 1, -1))
-    flat = F.conv2d(F.pad(flat, [0, 0, half, half], mode="reflect"), kernel.reshape(1, 1, -1, 1))
+    # A map narrower than the kernel's half cannot be reflected: its border is repeated.
+    mode = "reflect" if min(maps.shape[2:]) > half else "replicate"
+    flat = F.conv2d(F.pad(flat, [half, half, 0, 0], mode=mode), kernel.reshape(1, 1, 1, -1))
+    flat = F.conv2d(F.pad(flat, [0, 0, half, half], mode=mode), kernel.reshape(1, 1, -1, 1))
     blurred: Tensor = flat[:, 0].unflatten(0, maps.shape[:2])
     return blurred
 
