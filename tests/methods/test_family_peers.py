@@ -89,7 +89,6 @@ def test_guided_backprop_equals_captum_and_grad_cam(resnet) -> None:
     )
     expected = normalise(theirs.abs().amax(dim=1, keepdim=True))
     assert difference(ours.maps, expected, "guided backprop vs pytorch-grad-cam") < 1e-5
-    assert not any(isinstance(m, type(None)) for m in model.modules())  # their ReLUs are back
 
 
 def test_guided_gradcam_equals_captum(resnet) -> None:

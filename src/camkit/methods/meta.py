@@ -209,7 +209,6 @@ class SESS(Explainer):
         self.window, self.step = window, step
         self.pre_filter, self.theta, self.pool = pre_filter, theta, pool
         self.blur, self.rows_per_pass = blur, rows_per_pass
-        self._layers_used: tuple[str, ...] = ()
 
     @override
     def _explain(self, inputs: Inputs, targets: Targets, score: Score) -> Explanation:
@@ -232,7 +231,7 @@ class SESS(Explainer):
         height, width = image.shape[2:]
         window = self.window or min(height, width)
         patches, places = self._patches(image, window)  # (P, B, C, w, w)
-        maps = self._patch_maps(patches, indices, score)  # (P, B, K, w, w)
+        maps, layers = self._patch_maps(patches, indices, score)  # (P, B, K, w, w)
         fused = self._fuse(maps, places, (height, width))
         if self.blur:
             fused = _gaussian_blur(fused)
@@ -242,7 +241,7 @@ class SESS(Explainer):
             targets=indices,
             scores=select_scores(outputs, indices, self.output, score),
             outputs=outputs,
-            layers=self._layers_used,
+            layers=layers,
             method=self.name,
         )
 
@@ -269,12 +268,17 @@ class SESS(Explainer):
                     places.append((top, left, *size))
         return torch.stack(patches), places
 
-    def _patch_maps(self, patches: Tensor, indices: Tensor, score: Score) -> Tensor:
-        """Each window's base map, weighted by its probability over the best window's."""
+    def _patch_maps(
+        self, patches: Tensor, indices: Tensor, score: Score
+    ) -> tuple[Tensor, tuple[str, ...]]:
+        """Each window's base map, weighted by its probability over the best window's, and the
+        layers the base explained (kept in the call, not on the explainer: one explainer may
+        serve several threads)."""
         count, batch = patches.shape[:2]
         rows = patches.flatten(0, 1)
         row_targets = indices.repeat(count, 1)
         maps, probabilities = [], []
+        layers: tuple[str, ...] = ()
         for start in range(0, len(rows), self.rows_per_pass):
             part = slice(start, start + self.rows_per_pass)
             with warnings.catch_warnings():  # a window without the class is an answer here
@@ -282,7 +286,7 @@ class SESS(Explainer):
                 result = self.base(rows[part], row_targets[part], score=score)
             maps.append(result.maps)
             logits = select_output(result.outputs, self.output)
-            self._layers_used = result.layers
+            layers = result.layers
             probabilities.append(logits.softmax(dim=1).gather(1, row_targets[part]))
         weight = torch.cat(probabilities).clamp_min(0).unflatten(0, (count, batch))  # (P, B, K)
         if self.pre_filter > 0:
@@ -294,7 +298,7 @@ class SESS(Explainer):
         weight = torch.where(best > 0, weight / torch.where(best > 0, best, 1.0), 1.0)
         stacked = torch.cat(maps).unflatten(0, (count, batch))
         weighted: Tensor = stacked * weight[..., None, None]
-        return weighted
+        return weighted, layers
 
     def _fuse(self, maps: Tensor, places: list[Place], size: tuple[int, int]) -> Tensor:
         window = maps.shape[-1]
