@@ -45,14 +45,16 @@ def fit(
     batch: int,
     g: torch.Generator,
     after_epoch: Callable[[int, float], str],
+    lr: float = 3e-3,
+    weight_decay: float = 5e-4,
 ) -> None:
     """AdamW with a one-cycle schedule over uint8 `images`, augmented; after each epoch prints
     ``after_epoch(epoch, mean loss)`` and the seconds since the start."""
     start = time.perf_counter()
     count = len(images)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * (count // batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(count, generator=g)

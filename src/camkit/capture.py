@@ -32,7 +32,9 @@ from camkit.inputs import Inputs
 ForwardHook = Callable[..., Any]  # (module, inputs, output), or (module, inputs) before
 
 
-def hook_here(module: nn.Module, hook: ForwardHook, *, pre: bool = False) -> RemovableHandle:
+def hook_here(
+    module: nn.Module, hook: ForwardHook, *, pre: bool = False, with_kwargs: bool = False
+) -> RemovableHandle:
     """Register a forward (or forward pre-) hook that runs only for forward passes made by the
     calling thread; other threads' passes through the same module go by untouched.
 
@@ -51,8 +53,8 @@ def hook_here(module: nn.Module, hook: ForwardHook, *, pre: bool = False) -> Rem
         return hook(*arguments) if threading.get_ident() == owner else None
 
     if pre:
-        return module.register_forward_pre_hook(guarded)
-    return module.register_forward_hook(guarded)
+        return module.register_forward_pre_hook(guarded, with_kwargs=with_kwargs)
+    return module.register_forward_hook(guarded, with_kwargs=with_kwargs)
 
 
 @contextlib.contextmanager

@@ -116,6 +116,27 @@ def _is_grid(size: Sequence[int], height: int, width: int) -> bool:
     return abs(height / h - width / w) <= 0.15 * max(height / h, width / w)
 
 
+def token_grid(tokens: int, input_spatial: Sequence[int]) -> tuple[int, tuple[int, int]] | None:
+    """How `tokens` tokens of a 2-D input lie: (leading tokens, (h, w) patch grid), or None.
+
+    Up to two leading tokens (class, distillation) or five (class and four registers) come
+    before a row-major grid with the input's aspect ratio.
+
+    Examples:
+        >>> token_grid(1 + 14 * 14, (224, 224))  # ViT-B/16: a class token, then 14 x 14
+        (1, (14, 14))
+        >>> token_grid(5 + 16 * 16, (224, 224))  # DINOv2 with registers (patch 14)
+        (5, (16, 16))
+    """
+    if len(input_spatial) != 2:
+        return None
+    for leading in (0, 1, 2, 5):
+        grid = _grid(tokens - leading, input_spatial[0], input_spatial[1])
+        if grid is not None:
+            return leading, grid
+    return None
+
+
 def to_spatial(t: Tensor, input_spatial: Sequence[int]) -> Tensor | None:
     """(B, N, C) tokens or (B, h, w, C) channels-last as (B, C, h, w); None for other layouts.
 
@@ -135,12 +156,12 @@ def to_spatial(t: Tensor, input_spatial: Sequence[int]) -> Tensor | None:
         return None
     height, width = input_spatial
     if t.dim() == 3:
-        for leading in (0, 1, 2):
-            grid = _grid(t.shape[1] - leading, height, width)
-            if grid is not None:
-                spatial: Tensor = t[:, leading:].transpose(1, 2).unflatten(2, grid)
-                return spatial
-        return None
+        layout = token_grid(t.shape[1], (height, width))
+        if layout is None:
+            return None
+        leading, grid = layout
+        spatial: Tensor = t[:, leading:].transpose(1, 2).unflatten(2, grid)
+        return spatial
     if (
         t.dim() == 4
         and _is_grid(t.shape[1:3], height, width)

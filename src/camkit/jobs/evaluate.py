@@ -141,6 +141,11 @@ def _applicable(methods: Sequence[str], model: nn.Module, layer: list[str] | Non
     return usable
 
 
+def _default_methods() -> tuple[str, ...]:
+    """Every method but the costly ones (SS-CAM, IS-CAM)."""
+    return tuple(name for name, cls in METHODS.items() if not cls.costly)
+
+
 def metrics_for(job: EvaluateJob, data: Items) -> list[str]:
     """The metrics to run: those chosen, or all that the data allows (the mask ones when at
     least one image has a mask). Chosen mask metrics with no mask at all are left out with a
@@ -273,9 +278,13 @@ def evaluate_dataset(
         raise UsageError("no readable images to evaluate")
     _check_classes(loaded.model, first[1], highest)
     options = parse_method_options(job.method_options)
-    default = tuple(name for name, cls in METHODS.items() if not cls.costly)
-    methods = _applicable(job.methods or default, loaded.model, layer, options, first[1],
-                          counted.fail)  # fmt: skip
+    left_out: list[str] = []
+    chosen = job.methods or _default_methods()
+    fail = left_out.append if job.methods is None else counted.fail
+    methods = _applicable(chosen, loaded.model, layer, options, first[1], fail)
+    if left_out:  # the default set: what does not fit this kind of model is no failure
+        warnings.warn(f"left out, as they do not fit {loaded.name}: {'; '.join(left_out)}",
+                      CamkitWarning, stacklevel=2)  # fmt: skip
     if not methods:
         return EvaluateResult(None, failures=counted.failures)
     settings = Settings(fill=_fill(job.fill, first[1].inputs), **job.settings)
@@ -297,6 +306,8 @@ def evaluate_dataset(
         return EvaluateResult(None, failures=counted.failures)
     report.info.update(model=loaded.name, data=job.data, methods=methods,
                        seconds=round(time.perf_counter() - started, 1))  # fmt: skip
+    if left_out:
+        report.info["left out"] = left_out
     if job.command:
         report.info["command"] = job.command
     result = _written(report, job.folder, counted)

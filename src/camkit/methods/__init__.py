@@ -27,6 +27,7 @@ from camkit.methods.gradient import (
 from camkit.methods.guided import FullGrad, GuidedBackprop, GuidedGradCAM
 from camkit.methods.meta import SESS, FinerCAM, RefineCAM
 from camkit.methods.perturbation import ISCAM, SSCAM, AblationCAM, ScoreCAM
+from camkit.methods.transformer import GAE, AttentionRollout, LeGrad
 
 # The order users see (the command's "all", the app, the README): the family by kind.
 arrange(
@@ -57,6 +58,9 @@ arrange(
         "guided-backprop",
         "guided-gradcam",
         "fullgrad",
+        "legrad",
+        "gae",
+        "rollout",
         "randomcam",
         "sobel",
     )
@@ -65,12 +69,14 @@ arrange(
 __all__ = [
     "CAM",
     "FEM",
+    "GAE",
     "ISCAM",
     "KPCACAM",
     "METHODS",
     "SESS",
     "SSCAM",
     "AblationCAM",
+    "AttentionRollout",
     "CounterfactualGradCAM",
     "DeepFeatureFactorization",
     "EigenCAM",
@@ -86,6 +92,7 @@ __all__ = [
     "GuidedGradCAM",
     "HiResCAM",
     "LayerCAM",
+    "LeGrad",
     "RandomCAM",
     "RefineCAM",
     "ScoreCAM",
