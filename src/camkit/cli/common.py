@@ -54,6 +54,9 @@ def _add(parser: Any, field: dataclasses.Field[Any], spec: Option) -> None:
     for key in ("metavar", "nargs", "choices"):
         if getattr(spec, key) is not None:
             how[key] = getattr(spec, key)
+    if spec.nargs == "append":  # a flag given once per value: --prompt A --prompt B
+        del how["nargs"]
+        how["action"] = "append"
     if spec.nargs == "?":  # a flag given alone: the empty value (Ray: RAY_ADDRESS or local)
         how["const"] = ""
     if spec.positional:
@@ -84,7 +87,7 @@ def job_from(args: argparse.Namespace, job: type[J]) -> J:
             continue
         if spec.parse is not None:
             value = spec.parse(str(value), flag(field.name))
-        elif spec.nargs in ("*", "+", 3) and value is not None:
+        elif spec.nargs in ("*", "+", 3, "append") and value is not None:
             value = tuple(value)
         values[field.name] = value
     settings = {k.removeprefix("setting_"): v for k, v in vars(args).items()

@@ -202,7 +202,7 @@ def targets_of(job: ExplainJob, loaded: LoadedModel, label: Label = str) -> int 
             raise UsageError(f"{label('top')} {job.top}: the model has only {count} classes")
         return TopK(job.top)
     if job.target is None:
-        return None
+        return TopK(len(job.prompt)) if job.prompt else None
     if job.target.isdigit():
         index = int(job.target)
         if count is not None and index >= count:
@@ -287,8 +287,14 @@ def _explain_here(run: _Run, job: ExplainJob, loaded: LoadedModel, data: ImageFi
 
 
 def default_methods(loaded: LoadedModel) -> tuple[str, ...]:
-    """Grad-CAM and Grad-CAM++, and CAM for the bundled shapes model (built for it)."""
-    return ("gradcam", "gradcam++") + (("cam",) if loaded.name == "shapes" else ())
+    """Grad-CAM and Grad-CAM++, CAM for the bundled shapes model (built for it), and LeGrad
+    for a transformer (a model with an attention module)."""
+    attention = any("Attention" in type(m).__name__ for m in loaded.model.modules())
+    return (
+        ("gradcam", "gradcam++")
+        + (("cam",) if loaded.name == "shapes" else ())
+        + (("legrad",) if attention else ())
+    )
 
 
 def explain_folder(

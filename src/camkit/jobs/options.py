@@ -304,9 +304,17 @@ class ModelOptions:
     model: str = option(
         DEFAULT_MODEL,
         "'shapes' (bundled, default), 'shortcut' (bundled, learned a planted tag), 'deep' "
-        "(bundled, non-linear after its layer 'features.6.0'), a torchvision classification "
-        "model name, or a torch.export .pt2 file",
+        "(bundled, non-linear after its layer 'features.6.0'), 'vit' and 'vit-shortcut' "
+        "(bundled vision transformers), a torchvision classification model name, a "
+        "torch.export .pt2 file, or with --prompt an image-text model: a Hugging Face CLIP "
+        "folder (save_pretrained) or open_clip:ARCHITECTURE",
     )
+    prompt: tuple[str, ...] = option(
+        (),
+        "with an image-text model (CLIP): a text prompt to explain, one map each (repeat: "
+        "--prompt 'a dog' --prompt 'a cat'; all are explained unless --target/--top)",
+        nargs="append", metavar="TEXT",
+    )  # fmt: skip
     weights: str | None = option(
         None,
         "torchvision models: a state-dict/checkpoint file (offline), DEFAULT or a weights name "
@@ -324,7 +332,7 @@ class ModelOptions:
 
     def load(self) -> LoadedModel:
         """The model, on the job's device, in eval mode (`UsageError` when it cannot load)."""
-        loaded = load_model(self.model, self.weights, self.trust_model)
+        loaded = load_model(self.model, self.weights, self.trust_model, self.prompt)
         loaded.model = loaded.model.to(self.device).eval()
         return loaded
 

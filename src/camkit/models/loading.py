@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -252,8 +253,81 @@ and the vision transformers "vit" and "vit-shortcut" (the same data, the same ta
 loader takes the ``weights`` option."""
 
 
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _hugging_face_image_text(
+    folder: Path,
+) -> tuple[nn.Module, Any, int, tuple[float, ...], tuple[float, ...]]:
+    """A saved Hugging Face image-text model (``save_pretrained`` folder, read offline), its
+    tokenizer and its preprocessing (the folder's ``preprocessor_config.json``, else CLIP's)."""
+    import json
+
+    import transformers
+
+    try:
+        model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise UsageError(f"{shown(folder)} is not a loadable Hugging Face model and tokenizer "
+                         f"({first_line(error)})") from None  # fmt: skip
+    size = int(model.config.vision_config.image_size)
+    mean, std = CLIP_MEAN, CLIP_STD
+    preprocessing = folder / "preprocessor_config.json"
+    if preprocessing.is_file():
+        config = json.loads(preprocessing.read_text())
+        mean = tuple(config.get("image_mean", mean))
+        std = tuple(config.get("image_std", std))
+    return model, tokenizer, size, mean, std
+
+
+def _open_clip(
+    architecture: str, weights: str | None
+) -> tuple[nn.Module, Any, int, tuple[float, ...], tuple[float, ...]]:
+    """An open_clip model by architecture name (weights: a file or a pretrained tag, which
+    downloads; none: random), its tokenizer and its preprocessing."""
+    try:
+        import open_clip
+    except ImportError:
+        raise UsageError("open_clip models need the open_clip_torch package") from None
+    try:
+        model = open_clip.create_model(architecture, pretrained=weights)
+    except (RuntimeError, ValueError, OSError) as error:
+        raise UsageError(f"open_clip:{architecture}: {first_line(error)}") from None
+    config = getattr(model.visual, "preprocess_cfg", {})
+    size = config.get("size", model.visual.image_size)
+    side = int(size[0] if isinstance(size, (tuple, list)) else size)
+    mean = tuple(config.get("mean", CLIP_MEAN))
+    std = tuple(config.get("std", CLIP_STD))
+    return model, open_clip.get_tokenizer(architecture), side, mean, std
+
+
+def _image_text_model(name: str, weights: str | None, prompts: Sequence[str]) -> LoadedModel:
+    """An image-text model (a Hugging Face folder or ``open_clip:ARCH``) as a classifier of
+    `prompts` (`camkit.image_text.PromptScores`)."""
+    from camkit.image_text import PromptScores
+
+    if name.startswith("open_clip:"):
+        model, tokenizer, size, mean, std = _open_clip(name.removeprefix("open_clip:"), weights)
+    else:
+        model, tokenizer, size, mean, std = _hugging_face_image_text(Path(name))
+    try:
+        scores = PromptScores(model.eval(), prompts, tokenizer)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"{shown(name)}: {first_line(error)}") from None
+    return LoadedModel(Path(name).name or name, scores.eval(), size, mean, std, scores.classes)
+
+
+def _is_image_text_name(name: str) -> bool:
+    return name.startswith("open_clip:") or (Path(name) / "config.json").is_file()
+
+
 def load_model(
-    name: str = DEFAULT_MODEL, weights: str | None = None, trust: bool = False
+    name: str = DEFAULT_MODEL,
+    weights: str | None = None,
+    trust: bool = False,
+    prompts: Sequence[str] = (),
 ) -> LoadedModel:
     """A bundled model by name, a torchvision classifier by name, or a torch.export ``.pt2``
     file (only with `trust`: loading one can run code stored in it), in eval mode.
@@ -262,8 +336,13 @@ def load_model(
     (downloaded once), None for random weights (with a `CamkitWarning`); for the bundled models
     ``DEFAULT`` / None (shipped), ``random`` (untrained) or, for "shapes", a state-dict file.
 
+    An image-text model (a Hugging Face CLIP folder written by ``save_pretrained``, read
+    offline, or ``open_clip:ARCHITECTURE`` with `weights` a file or a pretrained tag) becomes a
+    classifier of the text `prompts` (`camkit.image_text.PromptScores`), its classes the
+    prompts.
+
     Raises `UsageError` naming what is wrong: an unknown name, a file that is not a model, a
-    state dict that does not fit.
+    state dict that does not fit, prompts without an image-text model or the reverse.
 
     Examples:
         >>> load_model("deep").name
@@ -271,6 +350,13 @@ def load_model(
         >>> load_model("shapes", weights="random").model.training
         False
     """
+    if prompts or _is_image_text_name(name):
+        if not prompts or not _is_image_text_name(name):
+            raise UsageError(
+                "text prompts go with an image-text model: a Hugging Face CLIP folder "
+                "(save_pretrained) or open_clip:ARCHITECTURE, and at least one prompt"
+            )
+        return _image_text_model(name, weights, prompts)
     if name in BUNDLED_MODELS:
         model = BUNDLED_MODELS[name](weights)
         return LoadedModel(name, model, None, None, None, getattr(model, "classes", None))

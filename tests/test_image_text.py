@@ -1,0 +1,149 @@
+"""CLIP models (Hugging Face and open_clip, random weights from configs) explained per prompt:
+the scores are CLIP's own, every method that applies draws one map per prompt from one pass,
+and the command takes ``--prompt``."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import camkit
+from camkit.cli import main
+from camkit.image_text import PromptScores
+
+transformers = pytest.importorskip("transformers")
+open_clip = pytest.importorskip("open_clip")
+
+PROMPTS = ["a photo of a dog", "a cat", "a red car"]
+METHODS = ("gradcam", "gradcam++", "scorecam", "legrad", "gae", "rollout")
+
+
+def _hf_config():
+    return transformers.CLIPConfig(
+        text_config={"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+                     "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 1,
+                     "pad_token_id": 1},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )  # fmt: skip
+
+
+def _tokenizer():
+    """A CLIP tokenizer with a tiny vocabulary (words it does not know become its unknown
+    token): real tokenizer code, no download."""
+    words = ["a</w>", "photo</w>", "of</w>", "dog</w>", "cat</w>", "red</w>", "car</w>"]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1} | {w: i + 2 for i, w in enumerate(words)}
+    return transformers.CLIPTokenizer(vocab=vocab, merges=[])
+
+
+@pytest.fixture(scope="module")
+def hugging_face(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clip")
+    torch.manual_seed(0)
+    model = transformers.CLIPModel(_hf_config()).eval()
+    tokenizer = _tokenizer()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model, tokenizer, folder
+
+
+@pytest.fixture(scope="module")
+def open_clip_model():
+    torch.manual_seed(0)
+    vision = open_clip.model.CLIPVisionCfg(layers=2, width=32, patch_size=8, image_size=32,
+                                           head_width=16)  # fmt: skip
+    text = open_clip.model.CLIPTextCfg(context_length=16, vocab_size=49408, width=32, heads=2,
+                                       layers=1)  # fmt: skip
+    return open_clip.CLIP(embed_dim=16, vision_cfg=vision, text_cfg=text).eval()
+
+
+def _images() -> torch.Tensor:
+    return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def test_scores_are_clips_own_logits_per_image(hugging_face, open_clip_model) -> None:
+    model, tokenizer, _ = hugging_face
+    x = _images()
+    tokens = tokenizer(PROMPTS, padding=True, return_tensors="pt")
+    expected = model(**tokens, pixel_values=x).logits_per_image
+    got = PromptScores(model, PROMPTS, tokenizer)(x)
+    print(
+        f"Hugging Face CLIP: max |camkit - logits_per_image| = {(got - expected).abs().max():.1e}"
+    )
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+    ids = open_clip.tokenizer.SimpleTokenizer(context_length=16)(PROMPTS)
+    image, text, scale = open_clip_model(x, ids)
+    expected = scale * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
+    got = PromptScores(open_clip_model, PROMPTS)(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["hugging-face", "open-clip"])
+def test_every_method_draws_one_map_per_prompt_from_one_pass(
+    kind, hugging_face, open_clip_model
+) -> None:
+    if kind == "hugging-face":
+        model, tokenizer, _ = hugging_face
+        scores, vision = PromptScores(model, PROMPTS, tokenizer), model.vision_model
+    else:
+        scores, vision = PromptScores(open_clip_model, PROMPTS), open_clip_model.visual
+    passes = []
+    vision.register_forward_hook(lambda *_: passes.append(1))
+    x = _images()
+    for method in METHODS:
+        explainer = camkit.METHODS[method](scores)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", camkit.CamkitWarning)
+            explainer(x[:1])  # finds its layers or blocks (probing passes), once
+            passes.clear()
+            result = explainer(x, targets=camkit.TopK(3))
+        assert result.maps.shape == (2, 3, 32, 32)
+        assert "vision" in result.layers[0] or "visual" in result.layers[0]
+        if method in ("gradcam", "gradcam++", "legrad", "gae", "rollout"):
+            assert len(passes) == 1  # all three prompts from one pass of the vision tower
+    vision._forward_hooks.clear()
+    gradcam = camkit.explain(scores, x, method="legrad", targets=torch.tensor([[2], [0]]))
+    both = camkit.explain(scores, x, method="legrad", targets=torch.tensor([[2, 0], [0, 2]]))
+    torch.testing.assert_close(gradcam.maps[:, 0], both.maps[:, 0])  # a prompt's own map
+
+
+def test_prompts_need_an_image_text_model_and_a_hugging_face_tokenizer(hugging_face) -> None:
+    model, _, _ = hugging_face
+    with pytest.raises(ValueError, match="needs its tokenizer"):
+        PromptScores(model, PROMPTS)
+    with pytest.raises(ValueError, match="non-empty list of texts"):
+        PromptScores(model, "a dog")
+    with pytest.raises(ValueError, match="does not encode images and texts apart"):
+        PromptScores(camkit.models.ShapesViT(), PROMPTS)
+
+
+def test_the_command_explains_each_prompt_of_a_saved_clip(hugging_face, tmp_path, capsys):
+    _, _, folder = hugging_face
+    image = tmp_path / "photo.png"
+    pixels = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(image)
+    out = tmp_path / "out"
+    code = main(["explain", str(image), "--model", str(folder), "--prompt", "a dog",
+                 "--prompt", "a red car", "--methods", "gradcam,legrad", "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "photo.json").read_text())
+    assert sorted(t["name"] for t in summary["targets"]) == ["a dog", "a red car"]
+    assert summary["input_size"] == [32, 32]
+    assert len(summary["files"]["overlays"]["legrad"]) == 2
+
+
+def test_the_command_says_what_goes_with_a_prompt(hugging_face, tmp_path, capsys) -> None:
+    _, _, folder = hugging_face
+    assert main(["explain", "--prompt", "a dog", "--out", str(tmp_path / "a")]) == 2
+    assert "text prompts go with an image-text model" in capsys.readouterr().err
+    assert main(["explain", "--model", str(folder), "--out", str(tmp_path / "b")]) == 2
+    assert "at least one prompt" in capsys.readouterr().err
