@@ -132,8 +132,9 @@ def test_the_command_explains_each_prompt_of_a_saved_clip(hugging_face, tmp_path
     pixels = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(image)
     out = tmp_path / "out"
-    code = main(["explain", str(image), "--model", str(folder), "--prompt", "a dog",
-                 "--prompt", "a red car", "--methods", "gradcam,legrad", "--out", str(out)])  # fmt: skip
+    prompts = ["--prompt", "a dog", "--prompt", "a red car"]
+    code = main(["explain", str(image), "--model", str(folder), *prompts,
+                 "--methods", "gradcam,legrad", "--out", str(out)])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "photo.json").read_text())
     assert sorted(t["name"] for t in summary["targets"]) == ["a dog", "a red car"]
