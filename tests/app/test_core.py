@@ -160,3 +160,37 @@ def test_models_that_do_not_load_say_why(tmp_path) -> None:
     random = core.open_model("resnet18")
     assert "random weights" in random.warning
     assert random.automatic == "layer4"
+
+
+def test_the_attention_methods_are_listed_for_a_transformer_only(bundled, pictures) -> None:
+    attention = {"legrad", "gae", "rollout"}
+    assert not attention & set(bundled.methods)
+    vit = core.open_model("vit", "random")
+    assert attention <= set(vit.methods)
+    shown = core.explain_pictures(vit, pictures[:1], core.Question(methods=("legrad", "rollout")))
+    assert shown[0].errors == {}
+    assert set(shown[0].maps) == {"legrad", "rollout"}
+
+
+def test_an_image_text_model_takes_its_prompts_as_classes(tmp_path, pictures) -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.CLIPConfig(
+        text_config={"vocab_size": 16, "hidden_size": 16, "intermediate_size": 32,
+                     "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "max_position_embeddings": 8, "bos_token_id": 0, "eos_token_id": 1,
+                     "pad_token_id": 1},
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=8,
+    )  # fmt: skip
+    transformers.CLIPModel(config).save_pretrained(tmp_path)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "dog</w>": 2, "cat</w>": 3}
+    transformers.CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(tmp_path)
+    clip = core.open_model(str(tmp_path), prompts=["dog", "cat"])
+    assert clip.classes == ["dog", "cat"]
+    assert {"legrad", "gae", "rollout", "gradcam"} <= set(clip.methods)
+    shown = core.explain_pictures(clip, pictures[:1], core.Question(methods=("legrad",)))
+    assert shown[0].errors == {}
+    assert shown[0].maps["legrad"].shape[-2:] == (32, 32)
+    with pytest.raises(ValueError, match="text prompts go with an image-text model"):
+        core.open_model(str(tmp_path))

@@ -278,3 +278,17 @@ def test_a_torchvision_model_with_random_weights_warns_and_explains(served, page
     assert _captions(page)[1].startswith("cross.png · gradcam · ")
     page.wait_for_selector("#aucs table", timeout=60_000)  # the curves of this answer
     page.screenshot(path=str(OUTPUT / "resnet50.png"), full_page=True)
+
+
+def test_a_vision_transformer_lists_the_attention_methods(served, page) -> None:
+    url, _ = served
+    _open(page, url)
+    assert page.locator("#methods label", has_text="legrad").count() == 0  # a CNN: not listed
+    page.locator("#model input").fill("vit")
+    page.get_by_role("option", name="vit", exact=True).click()
+    page.wait_for_selector("#methods label >> text=legrad", timeout=60_000)
+    _wait_for_captions(page, lambda c: len(c) == 3)  # the model change re-explains
+    page.locator("#methods label", has_text="legrad").click()  # a change re-explains
+    captions = _wait_for_captions(page, lambda c: any("legrad" in x for x in c))
+    assert [c.split(" · ")[1] for c in captions[1:]] == ["gradcam", "gradcam++", "legrad"]
+    page.screenshot(path=str(OUTPUT / "vit.png"), full_page=True)

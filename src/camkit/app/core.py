@@ -26,13 +26,16 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from camkit.attention import find_blocks
 from camkit.data import sample_images
 from camkit.errors import CamkitWarning, UsageError, first_line
 from camkit.files import OutputFolder
 from camkit.images import MAX_SIDE, ImageReadError, read_image
+from camkit.inputs import Inputs
 from camkit.jobs.outputs import ImageResult, top_predictions, write_image
 from camkit.layers import candidates, find_spatial_layer
 from camkit.methods import METHODS, method_class
+from camkit.methods.transformer import AttentionExplainer
 from camkit.models import DEFAULT_MODEL, LoadedModel, load_model
 from camkit.overlay import check_colormap, overlay, to_pil
 from camkit.plot import line_chart
@@ -50,6 +53,7 @@ class AppModel:
     layers: list[tuple[str, tuple[int, ...]]]  # (name, output shape) of each explainable layer
     automatic: str  # the layer camkit chooses
     warning: str = ""
+    methods: list[str] = dataclasses.field(default_factory=lambda: list(METHODS))  # that fit
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -74,9 +78,12 @@ def open_model(
     *,
     device: str = "cpu",
     trust: bool = False,
+    prompts: Sequence[str] = (),
 ) -> AppModel:
-    """Load a model for the app: the bundled one, a torchvision classifier by name (with a
-    state-dict file, or random weights with a warning), or a torch.export file (`trust`).
+    """Load a model for the app: a bundled one, a torchvision classifier by name (with a
+    state-dict file, or random weights with a warning), a torch.export file (`trust`), or an
+    image-text model (CLIP) with its text `prompts` as classes. The methods that fit it are
+    listed in `AppModel.methods`: the attention methods only for a transformer.
 
     Raises `ValueError` with a one-line reason for a model or file that does not fit.
 
@@ -88,7 +95,7 @@ def open_model(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CamkitWarning)
         try:
-            loaded = load_model(name, weights, trust)
+            loaded = load_model(name, weights, trust, prompts)
         except UsageError as error:
             raise ValueError(str(error)) from None
     warning = " ".join(str(w.message) for w in caught if issubclass(w.category, CamkitWarning))
@@ -98,7 +105,10 @@ def open_model(
     found = candidates(model, x)
     automatic = find_spatial_layer(model, x)
     layers = [(c.name, c.shape) for c in found]
-    return AppModel(loaded, device, layers, automatic, warning)
+    transformer = bool(find_blocks(model, Inputs.wrap(x)))
+    methods = [name for name, cls in METHODS.items()
+               if transformer or not issubclass(cls, AttentionExplainer)]  # fmt: skip
+    return AppModel(loaded, device, layers, automatic, warning, methods=methods)
 
 
 def layer_choices(model: AppModel) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,9 @@ def _torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+ModelKey = tuple[str, str, str]
+"""A model as the app keeps it: (name, weights file or "", text prompts one per line or "")."""
+
 SESSION_HOURS = 1.0
 """A session's results and files are deleted this long after its last answer (Gradio's
 `time_to_live`), or when the app stops, whichever comes first."""
@@ -59,7 +62,7 @@ class Session:
     own folder under the app's, made when first needed and removed when the session ends."""
 
     folder: Path
-    model: tuple[str, str] = (DEFAULT_MODEL, "")
+    model: ModelKey = (DEFAULT_MODEL, "", "")
     shown: list[core.Shown] = dataclasses.field(default_factory=list)
     uploads: list[str] = dataclasses.field(default_factory=list)
 
@@ -82,10 +85,11 @@ class App:
         device: str = "cpu",
         trust: bool = False,
         keep: int = 3,
+        prompts: Sequence[str] = (),
     ) -> None:
         self.device, self.trust, self.keep = device, trust, keep
-        self.start = (model, weights or "")
-        self.models: OrderedDict[tuple[str, str], core.AppModel] = OrderedDict()
+        self.start: ModelKey = (model, weights or "", "\n".join(prompts))
+        self.models: OrderedDict[ModelKey, core.AppModel] = OrderedDict()
         self.lock = threading.Lock()
         self.explained = 0  # questions answered with the model (the tests count them)
         # Every session's files live under this folder, which `close` removes.
@@ -139,14 +143,15 @@ class App:
             self.sessions.clear()
             shutil.rmtree(self.folder, ignore_errors=True)
 
-    def model(self, key: tuple[str, str]) -> core.AppModel:
-        """The model loaded for `key` (name, weights file), loaded once and kept."""
+    def model(self, key: ModelKey) -> core.AppModel:
+        """The model loaded for `key` (name, weights file, prompts), loaded once and kept."""
         with self.lock:
             if key not in self.models:
-                name, weights = key
+                name, weights, prompts = key
                 self.models[key] = core.open_model(
-                    name, weights or None, device=self.device, trust=self.trust
-                )
+                    name, weights or None, device=self.device, trust=self.trust,
+                    prompts=[p.strip() for p in prompts.splitlines() if p.strip()],
+                )  # fmt: skip
                 while len(self.models) > self.keep:
                     self.models.popitem(last=False)
             self.models.move_to_end(key)
@@ -179,31 +184,39 @@ class Handlers:
         self.samples = dict(core.sample_pictures())
 
     def choose_model(
-        self, state: Session | None, name: str, weights: str | None
+        self,
+        state: Session | None,
+        name: str,
+        weights: str | None,
+        prompts: str = "",
+        methods: Sequence[str] = (),
     ) -> tuple[Any, ...]:
-        """Load the chosen model: its layers and classes fill the dropdowns."""
+        """Load the chosen model (with its prompts, for an image-text model): its layers,
+        classes and the methods that fit it fill the dropdowns."""
         state = state or self.app.session()
-        key = (name, weights or "")
+        key = (name, weights or "", (prompts or "").strip())
         if weights:
             state.uploads.append(weights)
-        elif name == self.app.start[0]:
+        elif name == self.app.start[0] and not key[2]:
             key = self.app.start
         try:
             model = self.app.model(key)
         except ValueError as error:
             keep = gr.update()
-            return state, f"**Cannot use this model:** {error}", keep, keep, keep
+            return state, f"**Cannot use this model:** {error}", keep, keep, keep, keep
         state.model = key
         note = f"⚠️ {model.warning}" if model.warning else ""
         if weights:
             note += f" Weights: {Path(weights).name} (sha256 {_digest(weights)})."
         classes = model.classes
+        kept = [m for m in methods or ("gradcam", "gradcam++") if m in model.methods]
         return (
             state,
             note,
             gr.update(choices=core.layer_choices(model), value=model.automatic),
             gr.update(choices=classes, value=classes[0]),
             gr.update(choices=classes, value=classes[min(1, len(classes) - 1)]),
+            gr.update(choices=model.methods, value=kept or model.methods[:1]),
         )
 
     @_busy
@@ -284,6 +297,7 @@ class _Page:
     uploads: Any = None
     model: Any = None
     weights: Any = None
+    prompts: Any = None
     model_note: Any = None
     layer: Any = None
     methods: Any = None
@@ -308,7 +322,13 @@ def _question(page: _Page, samples: list[str], model_names: list[str]) -> None:
     )
     page.uploads = gr.File(file_count="multiple", file_types=["image"],
                            label="Upload or drop images", elem_id="uploads")  # fmt: skip
-    page.model = gr.Dropdown(model_names, value=model_names[0], label="Model", elem_id="model")
+    page.model = gr.Dropdown(model_names, value=model_names[0], label="Model", elem_id="model",
+                             allow_custom_value=True)  # fmt: skip
+    page.prompts = gr.Textbox(
+        label="Text prompts, one per line (an image-text model: a CLIP folder or "
+        "open_clip:ARCH); each is a class",
+        lines=2, elem_id="prompts",
+    )  # fmt: skip
     page.weights = gr.File(
         label="Weights (state dict or checkpoint; none: the model's own or random)",
         file_types=[".pt", ".pth", ".bin", ".ckpt"],
@@ -350,8 +370,8 @@ def _wire(blocks: gr.Blocks, page: _Page, handlers: Handlers) -> None:
                 page.cls, page.foil, page.alpha, page.colormap]  # fmt: skip
     answered = [page.session, page.status, page.gallery, page.predictions, page.downloads,
                 page.curves, page.aucs]  # fmt: skip
-    chosen = [page.session, page.model_note, page.layer, page.cls, page.foil]
-    model = [page.session, page.model, page.weights]
+    chosen = [page.session, page.model_note, page.layer, page.cls, page.foil, page.methods]
+    model = [page.session, page.model, page.weights, page.prompts, page.methods]
 
     def ask(event: Any) -> None:
         event(handlers.answer, question, answered).then(
@@ -359,7 +379,7 @@ def _wire(blocks: gr.Blocks, page: _Page, handlers: Handlers) -> None:
         )
 
     blocks.load(handlers.choose_model, model, chosen)
-    for trigger in (page.model.input, page.weights.upload):
+    for trigger in (page.model.input, page.weights.upload, page.prompts.blur):
         ask(trigger(handlers.choose_model, model, chosen).then)
     ask(page.explain.click)
     for widget in (page.layer, page.methods, page.target, page.cls, page.foil):

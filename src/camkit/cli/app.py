@@ -24,7 +24,8 @@ def app_command(args: argparse.Namespace) -> int:
     if job.layer:
         raise UsageError("camkit app chooses the layer in the page: leave out --layer")
     try:
-        app = App(job.model, job.weights, device=job.device, trust=job.trust_model)
+        app = App(job.model, job.weights, device=job.device, trust=job.trust_model,
+                  prompts=job.prompt)  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None
     page = build(app)
