@@ -117,11 +117,12 @@ def main() -> None:
     )
     small = camkit.models.load_vit_model()
     y = torch.rand(16, 3, 96, 96)
+    small_first = small.blocks[0]
     table(
         "bundled ViT, batch 16, 96 x 96",
         {
             "limit: one forward pass": forward_limit(small, y),
-            "limit: forward + backward to the first block": backward_limit(small, y, small.blocks[0]),
+            "limit: forward + backward to the first block": backward_limit(small, y, small_first),
             "camkit rollout": ours("rollout", small, y),
             "camkit LeGrad": ours("legrad", small, y),
             "camkit GAE": ours("gae", small, y),

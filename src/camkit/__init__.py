@@ -9,15 +9,18 @@ from camkit.api import explain
 from camkit.augment import Augmented
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
+from camkit.image_text import PromptScores
 from camkit.methods import (
     CAM,
     FEM,
+    GAE,
     ISCAM,
     KPCACAM,
     METHODS,
     SESS,
     SSCAM,
     AblationCAM,
+    AttentionRollout,
     CounterfactualGradCAM,
     DeepFeatureFactorization,
     EigenCAM,
@@ -33,6 +36,7 @@ from camkit.methods import (
     GuidedGradCAM,
     HiResCAM,
     LayerCAM,
+    LeGrad,
     RandomCAM,
     RefineCAM,
     ScoreCAM,
@@ -51,12 +55,14 @@ from camkit.targets import Contrast, TopK
 __all__ = [
     "CAM",
     "FEM",
+    "GAE",
     "ISCAM",
     "KPCACAM",
     "METHODS",
     "SESS",
     "SSCAM",
     "AblationCAM",
+    "AttentionRollout",
     "Augmented",
     "Box",
     "CamkitWarning",
@@ -77,7 +83,9 @@ __all__ = [
     "GuidedGradCAM",
     "HiResCAM",
     "LayerCAM",
+    "LeGrad",
     "Noise",
+    "PromptScores",
     "RandomCAM",
     "RefineCAM",
     "Region",
