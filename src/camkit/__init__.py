@@ -101,4 +101,4 @@ __all__ = [
     "overlay",
     "register",
 ]
-__version__ = "0.3.0"
+__version__ = "0.4.0"
