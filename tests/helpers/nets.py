@@ -35,3 +35,23 @@ ARCHITECTURES = {
     "mobilenet_v3_small": (torchvision.models.mobilenet_v3_small, "features", "features.8"),
     "efficientnet_b0": (torchvision.models.efficientnet_b0, "features", "features.5"),
 }
+
+
+# The methods drawn from a transformer's attention: they explain a ViT, not a CNN.
+ATTENTION_METHODS = frozenset({"legrad", "gae", "rollout"})
+
+
+def tiny_vit(seed: int = 0) -> nn.Module:
+    """The bundled ViT's architecture, two blocks, random weights, in eval mode."""
+    from camkit.models import ShapesViT
+
+    torch.manual_seed(seed)
+    model = ShapesViT(depth=2)
+    nn.init.normal_(model.head.weight, std=0.5)
+    return model.eval()
+
+
+def net_for(method: str) -> nn.Module:
+    """A small random network the method explains: `tiny_vit` for the attention methods,
+    `gap_net` for the rest."""
+    return tiny_vit() if method in ATTENTION_METHODS else gap_net()

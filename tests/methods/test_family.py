@@ -11,7 +11,7 @@ from torch import nn
 
 import camkit
 from helpers.family_reference import ablationcam, eigencam, gradient_maps, scorecam
-from helpers.nets import gap_net
+from helpers.nets import ATTENTION_METHODS, gap_net, net_for
 
 GRADIENT_RULES = ["hirescam", "gradcam-elementwise", "xgradcam", "layercam", "eigengradcam"]
 
@@ -278,6 +278,10 @@ def test_every_method_on_signals_and_volumes(method, dims) -> None:
         with pytest.raises(ValueError, match="SESS slides windows over images"):
             camkit.explain(model, x, method, targets=camkit.TopK(2))
         return
+    if method in ATTENTION_METHODS:  # a convolutional network: no attention to read
+        with pytest.raises(ValueError, match=f"{method} explains transformers"):
+            camkit.explain(model, x, method, targets=camkit.TopK(2))
+        return
     with warnings.catch_warnings():
         if method in MAY_BE_EMPTY:
             warnings.simplefilter("ignore", camkit.CamkitWarning)
@@ -296,14 +300,15 @@ def test_every_method_with_a_dict_output(method, images) -> None:
     class DictNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.net = gap_net()
+            self.net = net_for(method)
 
         def forward(self, x):
             return {"logits": self.net(x), "features": x.mean()}
 
-    plain = camkit.explain(gap_net(), images, method, layer="3", targets=camkit.TopK(2))
+    layer = None if method in ATTENTION_METHODS else "3"
+    plain = camkit.explain(net_for(method), images, method, layer=layer, targets=camkit.TopK(2))
     wrapped = camkit.explain(
-        DictNet().eval(), images, method, layer="net.3", targets=camkit.TopK(2)
+        DictNet().eval(), images, method, layer=layer and "net.3", targets=camkit.TopK(2)
     )
     torch.testing.assert_close(wrapped.maps, plain.maps)
 

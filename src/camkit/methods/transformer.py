@@ -107,14 +107,21 @@ def legrad_relevance(gradients: Sequence[Tensor]) -> Tensor:
     return torch.stack([g.float().clamp_min(0).mean(dim=(2, 3)) for g in gradients]).mean(0)
 
 
-def rows_of(value: object, rows: slice) -> object:
-    """The same structure with every tensor cut to `rows` (the outputs of one stacked group)."""
+def rows_of(value: object, rows: slice, total: int) -> object:
+    """The same structure with every tensor of `total` rows cut to `rows` (the outputs of one
+    stacked group); other values (a scalar, a per-batch summary) are left as they are.
+
+    Examples:
+        >>> out = {"logits": torch.arange(6.0).view(3, 2), "loss": torch.tensor(1.0)}
+        >>> rows_of(out, slice(2, 3), 3)["logits"].tolist()
+        [[4.0, 5.0]]
+    """
     if isinstance(value, Tensor):
-        return value[rows]
+        return value[rows] if value.dim() and len(value) == total else value
     if isinstance(value, dict):
-        return type(value)((k, rows_of(v, rows)) for k, v in value.items())
+        return type(value)((k, rows_of(v, rows, total)) for k, v in value.items())
     if isinstance(value, (tuple, list)) and not hasattr(value, "_fields"):
-        return type(value)(rows_of(v, rows) for v in value)
+        return type(value)(rows_of(v, rows, total) for v in value)
     return value
 
 
@@ -167,11 +174,8 @@ class AttentionExplainer(Explainer):
             recording_attention(self.model, blocks, batch, leaves=self.leaves) as record,
         ):
             outputs = run_model(self.model, inputs)
-            groups = [
-                rows_of(outputs, slice(i * batch, (i + 1) * batch)) for i in range(len(blocks))
-            ]
-            if self.leaves == "every":
-                outputs = groups[-1]
+            groups = self._groups(outputs, batch, len(blocks))
+            outputs = groups[-1]
             indices, scores, scorer = score_targets(
                 outputs, targets, score=score, output=self.output, batch_size=batch
             )
@@ -194,6 +198,13 @@ class AttentionExplainer(Explainer):
             layers=tuple(blocks),
             method=self.name,
         )
+
+    def _groups(self, outputs: object, batch: int, blocks: int) -> list[object]:
+        """The outputs of each block's stacked tokens (LeGrad), or the outputs alone."""
+        if self.leaves != "every":
+            return [outputs]
+        total = batch * blocks
+        return [rows_of(outputs, slice(i * batch, (i + 1) * batch), total) for i in range(blocks)]
 
     def _layout(self, record: AttentionRecord, x: Tensor) -> tuple[int, tuple[int, int]]:
         tokens = record.attention[-1].shape[-1]
