@@ -62,15 +62,18 @@ class PromptScores(nn.Module):
 
     Examples:
         >>> import camkit
-        >>> class Toy(nn.Module):  # stands in for CLIP: images and "texts" to 4 numbers
-        ...     def encode_image(self, x): return x.mean(dim=(2, 3)).repeat(1, 2)[:, :4]
+        >>> class Toy(nn.Module):  # stands in for CLIP: images and texts to 4 numbers
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv = nn.Conv2d(3, 4, 3)
+        ...     def encode_image(self, x): return self.conv(x).mean(dim=(2, 3))
         ...     def encode_text(self, ids): return torch.eye(4)[ids[:, 0]]
-        >>> scores = PromptScores(Toy(), ["red", "green"], tokenizer=lambda t: torch.tensor(
-        ...     [[0], [1]]))
+        >>> tokenizer = lambda texts: torch.tensor([[0], [1]])  # "red" -> 0, "green" -> 1
+        >>> scores = PromptScores(Toy().eval(), ["red", "green"], tokenizer)
         >>> scores(torch.rand(2, 3, 8, 8)).shape, scores.classes
         (torch.Size([2, 2]), ('red', 'green'))
-        >>> camkit.explain(scores, torch.rand(1, 3, 8, 8), method="gradcam",
-        ...                targets=camkit.TopK(2), layer="model").maps.shape
+        >>> camkit.explain(scores, torch.rand(1, 3, 8, 8), "gradcam",
+        ...                targets=camkit.TopK(2)).maps.shape  # one map per prompt
         torch.Size([1, 2, 8, 8])
     """
 
@@ -95,7 +98,7 @@ class PromptScores(nn.Module):
         self.train(model.training)  # an eval-mode model makes an eval-mode classifier
 
     def _encode_text(self, prompts: list[str], tokenizer: Tokenizer | None) -> Tensor:
-        device = next(self.model.parameters()).device
+        device = next(self.model.parameters(), torch.empty(0)).device
         model: Any = self.model  # its encoders, found by name
         if hasattr(model, "get_text_features"):
             if tokenizer is None:

@@ -113,6 +113,9 @@ class Report:
             cells = [self._cell(method, c, row.get(c), best[c]) for c in columns]
             lines.append(_table_row([method, *cells]))
         lines += self._mask_note()
+        if self.info.get("left out"):
+            lines += ["", "Left out, as they do not fit this model:", "",
+                      *(f"- {reason}" for reason in self.info["left out"])]  # fmt: skip
         if self.intervals:
             lines += ["", f"± half the 95% bootstrap interval over images ("
                       f"{self.info.get('bootstrap', {}).get('resamples', '?')} resamples, "

@@ -127,13 +127,14 @@ def _fill(text: str, inputs: Tensor) -> float | Tensor:
 def _applicable(methods: Sequence[str], model: nn.Module, layer: list[str] | None,
                 options: MethodSettings, first: Batch,
                 fail: Callable[[str], None]) -> list[str]:  # fmt: skip
-    """The methods that work on this model, tried on one image; the others are reported."""
+    """The methods that work on this model, tried on two images (one would let a batch-size
+    mismatch pass as broadcasting); the others are reported."""
     usable = []
     for method in methods:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CamkitWarning)  # the real run warns
-                build(method, model, layer, options)(first.inputs[:1], first.labels[:1])
+                build(method, model, layer, options)(first.inputs[:2], first.labels[:2])
         except (ValueError, TypeError, RuntimeError) as error:
             fail(f"{method}: {first_line(error)}")
         else:
@@ -283,8 +284,10 @@ def evaluate_dataset(
     fail = left_out.append if job.methods is None else counted.fail
     methods = _applicable(chosen, loaded.model, layer, options, first[1], fail)
     if left_out:  # the default set: what does not fit this kind of model is no failure
-        warnings.warn(f"left out, as they do not fit {loaded.name}: {'; '.join(left_out)}",
-                      CamkitWarning, stacklevel=2)  # fmt: skip
+        names = ", ".join(line.partition(":")[0] for line in left_out)
+        warnings.warn(f"left out, as they do not fit {loaded.name}: {names} (name one with "
+                      "--methods to see why; the report lists the reasons)", CamkitWarning,
+                      stacklevel=2)  # fmt: skip
     if not methods:
         return EvaluateResult(None, failures=counted.failures)
     settings = Settings(fill=_fill(job.fill, first[1].inputs), **job.settings)
