@@ -16,6 +16,7 @@ from PIL import Image
 import camkit
 from camkit.cli import main
 from camkit.image_text import PromptScores
+from helpers.clip import tiny_clip
 
 transformers = pytest.importorskip("transformers")
 open_clip = pytest.importorskip("open_clip")
@@ -24,34 +25,10 @@ PROMPTS = ["a photo of a dog", "a cat", "a red car"]
 METHODS = ("gradcam", "gradcam++", "scorecam", "legrad", "gae", "rollout")
 
 
-def _hf_config():
-    return transformers.CLIPConfig(
-        text_config={"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 1,
-                     "pad_token_id": 1},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
-        projection_dim=16,
-    )  # fmt: skip
-
-
-def _tokenizer():
-    """A CLIP tokenizer with a tiny vocabulary (words it does not know become its unknown
-    token): real tokenizer code, no download."""
-    words = ["a</w>", "photo</w>", "of</w>", "dog</w>", "cat</w>", "red</w>", "car</w>"]
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1} | {w: i + 2 for i, w in enumerate(words)}
-    return transformers.CLIPTokenizer(vocab=vocab, merges=[])
-
-
 @pytest.fixture(scope="module")
 def hugging_face(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clip")
-    torch.manual_seed(0)
-    model = transformers.CLIPModel(_hf_config()).eval()
-    tokenizer = _tokenizer()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    model, tokenizer = tiny_clip(folder)
     return model, tokenizer, folder
 
 

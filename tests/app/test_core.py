@@ -13,6 +13,7 @@ from camkit.app import core
 from camkit.data import sample_images
 from camkit.jobs import ExplainJob, explain_folder
 from camkit.metrics import deletion, insertion
+from helpers.clip import tiny_clip
 
 
 @pytest.fixture(scope="module")
@@ -173,19 +174,8 @@ def test_the_attention_methods_are_listed_for_a_transformer_only(bundled, pictur
 
 
 def test_an_image_text_model_takes_its_prompts_as_classes(tmp_path, pictures) -> None:
-    transformers = pytest.importorskip("transformers")
-    config = transformers.CLIPConfig(
-        text_config={"vocab_size": 16, "hidden_size": 16, "intermediate_size": 32,
-                     "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "max_position_embeddings": 8, "bos_token_id": 0, "eos_token_id": 1,
-                     "pad_token_id": 1},
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
-                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
-        projection_dim=8,
-    )  # fmt: skip
-    transformers.CLIPModel(config).save_pretrained(tmp_path)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "dog</w>": 2, "cat</w>": 3}
-    transformers.CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(tmp_path)
+    pytest.importorskip("transformers")
+    tiny_clip(tmp_path)
     clip = core.open_model(str(tmp_path), prompts=["dog", "cat"])
     assert clip.classes == ["dog", "cat"]
     assert {"legrad", "gae", "rollout", "gradcam"} <= set(clip.methods)
