@@ -132,8 +132,7 @@ class AttentionExplainer(Explainer):
     The explained input is 2-D (an image); the maps lie on the patch grid the blocks' tokens
     form (after up to two leading tokens, or a class token and four registers)."""
 
-    leaves: ClassVar[str] = "first"  # which blocks' inputs are gradient leaves
-    reads_tokens: ClassVar[bool] = False  # relevance is a matrix read at the scored tokens
+    leaves: ClassVar[str] = "first"  # which blocks' inputs are gradient leaves (attention)
 
     def __init__(
         self, model: nn.Module, layer: LayerSpec = None, **options: Unpack[MethodOptions]
@@ -153,7 +152,8 @@ class AttentionExplainer(Explainer):
     def _blocks_for(self, inputs: Inputs) -> list[str]:
         if self._layers is not None:
             return [name for name, _ in self._layers]
-        if 0 not in self._found:
+        rank = inputs.spatial.dim()
+        if rank not in self._found:
             found = find_blocks(self.model, inputs)
             if not found:
                 raise ValueError(
@@ -163,8 +163,8 @@ class AttentionExplainer(Explainer):
                     "gradcam on a token layer"
                 )
             modules = dict(self.model.named_modules())
-            self._found[0] = [(name, modules[name]) for name in found]
-        return [name for name, _ in self._found[0]]
+            self._found[rank] = [(name, modules[name]) for name in found]
+        return [name for name, _ in self._found[rank]]
 
     def _explain(self, inputs: Inputs, targets: Targets, score: Score) -> Explanation:
         x = inputs.spatial
