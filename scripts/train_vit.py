@@ -1,5 +1,4 @@
-"""Train the bundled vision transformers (seeded; on 2 CPU cores about 35 minutes, and 4
-for the shortcut).
+"""Train the bundled vision transformer (seeded; about 35 minutes on 2 CPU cores).
 
     python scripts/train_vit.py [--shortcut] [--epochs 40] [--train 16000] [--out FILE]
 
@@ -7,6 +6,11 @@ for the shortcut).
 accuracy on seed 2000 after every epoch) or, with ``--shortcut``, on the training split of
 `camkit.data.ShortcutShapes` (seed 3000; on the conflict split, seed 4000, how often it follows
 the tag). Saves the weights as float16.
+
+``--shortcut`` does not give a usable model yet: from scratch (learning rates 3e-3 and 5e-4)
+and fine-tuned from the shapes ViT (1e-3), the loss stayed at ln 6 (chance) for 4 to 6 epochs:
+this ViT finds no signal in the 6 x 6 px tag (docs/training_log_vit_shortcut.txt). Nothing
+is shipped from it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from training import accuracy, arguments, fit, save_half
 
 from camkit.data import ShapesDataset, ShortcutShapes
 from camkit.models.shortcut import evidence_check
-from camkit.models.vit import SHORTCUT_WEIGHTS_FILE, WEIGHTS_FILE, ShapesViT
+from camkit.models.vit import WEIGHTS_FILE, ShapesViT
 
 MODELS = Path(__file__).resolve().parents[1] / "src" / "camkit" / "models"
 
@@ -29,7 +33,7 @@ def main() -> None:
     shortcut = "--shortcut" in sys.argv
     if shortcut:
         sys.argv.remove("--shortcut")
-    out = MODELS / (SHORTCUT_WEIGHTS_FILE if shortcut else WEIGHTS_FILE)
+    out = MODELS / ("shortcut_vit.pt" if shortcut else WEIGHTS_FILE)
     args = arguments(__doc__ or "", epochs=40, train=16000, out=out)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -51,7 +55,7 @@ def main() -> None:
         return f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}, {said} {held:.4f}"
 
     fit(model, images, train["label"], epochs=args.epochs, batch=args.batch, g=g,
-        after_epoch=report, lr=3e-3, weight_decay=0.05)  # fmt: skip
+        after_epoch=report, lr=5e-4 if shortcut else 3e-3, weight_decay=0.05)  # fmt: skip
     shipped = save_half(model, args.out, ShapesViT())
     size = args.out.stat().st_size / 2**20
     final = accuracy(shipped, held_out["image"], held_out["label"])

@@ -1,5 +1,5 @@
-"""The bundled vision transformers: accurate on held-out shapes, following the tag on the
-shortcut data, and explained by the attention methods where the answer is known."""
+"""The bundled vision transformer: accurate on held-out shapes, and explained by the
+attention methods where the answer is known."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import torch
 
 import camkit
 from camkit import metrics
-from camkit.data import ShapesDataset, ShortcutShapes
-from camkit.models import load_model, load_shortcut_vit_model, load_vit_model
-from camkit.models.shortcut import evidence_check
+from camkit.data import ShapesDataset
+from camkit.models import load_model, load_vit_model
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +27,13 @@ def test_the_vit_classifies_held_out_shapes(held_out) -> None:
     assert sum(p.numel() for p in model.parameters()) < 1_000_000  # under 2 MiB as float16
 
 
-def test_the_shortcut_vit_follows_the_tag() -> None:
-    conflict = ShortcutShapes(200, split="conflict", seed=4000).stack()
-    check = evidence_check(load_shortcut_vit_model(), conflict)
-    print(f"shortcut ViT: {check}")
-    assert check["follows_tag"] > 0.95
-    assert check["follows_shape"] < 0.05
-    assert check["shape_removed_changes"] < 0.05
-
-
-def test_both_load_by_name_and_take_images_of_any_size() -> None:
-    for name in ("vit", "vit-shortcut"):
-        loaded = load_model(name)
-        assert loaded.classes == camkit.models.ShapesViT.classes
-        with torch.no_grad():
-            assert loaded.model(torch.rand(1, 3, 80, 120)).shape == (1, 6)
-    with pytest.raises(camkit.errors.UsageError, match="shipped weights only"):
-        load_model("vit-shortcut", "random")
+def test_it_loads_by_name_and_takes_images_of_any_size() -> None:
+    loaded = load_model("vit")
+    assert loaded.classes == camkit.models.ShapesViT.classes
+    with torch.no_grad():
+        assert loaded.model(torch.rand(1, 3, 80, 120)).shape == (1, 6)
+    with pytest.raises(camkit.errors.UsageError, match="DEFAULT .shipped. or random"):
+        load_model("vit", "weights.pt")
 
 
 def test_attention_methods_point_at_the_object_where_grad_cam_on_tokens_does_not(held_out):

@@ -304,8 +304,8 @@ class ModelOptions:
     model: str = option(
         DEFAULT_MODEL,
         "'shapes' (bundled, default), 'shortcut' (bundled, learned a planted tag), 'deep' "
-        "(bundled, non-linear after its layer 'features.6.0'), 'vit' and 'vit-shortcut' "
-        "(bundled vision transformers), a torchvision classification model name, a "
+        "(bundled, non-linear after its layer 'features.6.0'), 'vit' (bundled vision "
+        "transformer), a torchvision classification model name, a "
         "torch.export .pt2 file, or with --prompt an image-text model: a Hugging Face CLIP "
         "folder (save_pretrained) or open_clip:ARCHITECTURE",
     )

@@ -3,7 +3,7 @@
 - `load_shapes_model`: the shapes benchmark classifier, with ground truth (`camkit.data`).
 - `load_shortcut_model`: the same network trained where a planted tag gives the class away.
 - `load_deep_model`: a deeper network, non-linear after its explained layer.
-- `load_vit_model`, `load_shortcut_vit_model`: a small vision transformer on the same data.
+- `load_vit_model`: a small vision transformer on the same data.
 - `example_net`: the examples' tiny random network.
 - `load_model`: any of these by name, a torchvision classifier, or a torch.export file.
 """
@@ -13,7 +13,7 @@ from camkit.models.example import example_net
 from camkit.models.loading import BUNDLED_MODELS, DEFAULT_MODEL, LoadedModel, load_model
 from camkit.models.shapes import ShapesNet, load_shapes_model
 from camkit.models.shortcut import load_shortcut_model
-from camkit.models.vit import ShapesViT, load_shortcut_vit_model, load_vit_model
+from camkit.models.vit import ShapesViT, load_vit_model
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -27,6 +27,5 @@ __all__ = [
     "load_model",
     "load_shapes_model",
     "load_shortcut_model",
-    "load_shortcut_vit_model",
     "load_vit_model",
 ]

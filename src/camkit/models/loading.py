@@ -31,7 +31,7 @@ from camkit.images import MAX_PIXELS
 from camkit.models.deep import load_deep_model
 from camkit.models.shapes import load_shapes_model
 from camkit.models.shortcut import load_shortcut_model
-from camkit.models.vit import load_shortcut_vit_model, load_vit_model
+from camkit.models.vit import load_vit_model
 
 DEFAULT_MODEL = "shapes"
 """The model a job uses when none is named: the bundled shapes classifier."""
@@ -232,25 +232,18 @@ def _vit(weights: str | None) -> nn.Module:
     return load_vit_model(pretrained=weights != "random")
 
 
-def _vit_shortcut(weights: str | None) -> nn.Module:
-    if weights is not None:
-        raise UsageError("--model vit-shortcut has its shipped weights only: leave out --weights")
-    return load_shortcut_vit_model()
-
-
 BUNDLED_MODELS: Mapping[str, Callable[[str | None], nn.Module]] = MappingProxyType(
     {
         "shapes": _shapes,
         "shortcut": _shortcut,
         "deep": _deep,
         "vit": _vit,
-        "vit-shortcut": _vit_shortcut,
     }
 )
 """The bundled models by name: "shapes" (the benchmark classifier with ground truth),
 "shortcut" (it learned a planted tag), "deep" (non-linear after its layer "features.6.0"),
-and the vision transformers "vit" and "vit-shortcut" (the same data, the same tag); each
-loader takes the ``weights`` option."""
+and the vision transformer "vit" (the shapes data); each loader takes the ``weights``
+option."""
 
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -1,4 +1,4 @@
-"""The bundled vision transformers: a small ViT trained on the shapes data, and on the shortcut."""
+"""The bundled vision transformer: a small ViT trained on the shapes data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from camkit.data.shapes import CLASSES
 from camkit.models._weights import load_shipped
 
 WEIGHTS_FILE = "shapes_vit.pt"
-SHORTCUT_WEIGHTS_FILE = "shortcut_vit.pt"
 GRID = 12  # the position embeddings' grid: 96 px images in 8 px patches
 
 
@@ -116,17 +115,3 @@ def load_vit_model(pretrained: bool = True) -> ShapesViT:
         True
     """
     return load_shipped(ShapesViT(), WEIGHTS_FILE) if pretrained else ShapesViT().eval()
-
-
-def load_shortcut_vit_model() -> ShapesViT:
-    """The ViT trained on `camkit.data.ShortcutShapes` (``scripts/train_vit.py --shortcut``):
-    it names the class of the tag's colour, whatever the shape.
-
-    Examples:
-        >>> from camkit.data import ShortcutShapes
-        >>> model = load_shortcut_vit_model()
-        >>> data = ShortcutShapes(8, split="conflict", seed=4000).stack()
-        >>> bool((model(data["image"]).argmax(1) == data["label"]).float().mean() > 0.8)
-        True
-    """
-    return load_shipped(ShapesViT(), SHORTCUT_WEIGHTS_FILE)
