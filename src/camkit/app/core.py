@@ -227,7 +227,10 @@ def explain_pictures(
             try:
                 with model.lock, warnings.catch_warnings():
                     warnings.simplefilter("ignore", CamkitWarning)
-                    explainer = method_class(method)(model.loaded.model, layer=question.layer)
+                    cls = method_class(method)
+                    # the layer chosen is a feature map; attention methods find their blocks
+                    layer = None if issubclass(cls, AttentionExplainer) else question.layer
+                    explainer = cls(model.loaded.model, layer=layer)
                     result = explainer(x, targets)
             except (ValueError, TypeError, RuntimeError, IndexError) as error:
                 shown.errors[method] = first_line(error)
