@@ -142,6 +142,15 @@ def _applicable(methods: Sequence[str], model: nn.Module, layer: list[str] | Non
     return usable
 
 
+def _warn_left_out(left_out: list[str], model: str) -> None:
+    """The default set: what does not fit this kind of model is no failure, only said."""
+    if left_out:
+        names = ", ".join(line.partition(":")[0] for line in left_out)
+        warnings.warn(f"left out, as they do not fit {model}: {names} (name one with "
+                      "--methods to see why; the report lists the reasons)", CamkitWarning,
+                      stacklevel=3)  # fmt: skip
+
+
 def _default_methods() -> tuple[str, ...]:
     """Every method but the costly ones (SS-CAM, IS-CAM)."""
     return tuple(name for name, cls in METHODS.items() if not cls.costly)
@@ -283,11 +292,7 @@ def evaluate_dataset(
     chosen = job.methods or _default_methods()
     fail = left_out.append if job.methods is None else counted.fail
     methods = _applicable(chosen, loaded.model, layer, options, first[1], fail)
-    if left_out:  # the default set: what does not fit this kind of model is no failure
-        names = ", ".join(line.partition(":")[0] for line in left_out)
-        warnings.warn(f"left out, as they do not fit {loaded.name}: {names} (name one with "
-                      "--methods to see why; the report lists the reasons)", CamkitWarning,
-                      stacklevel=2)  # fmt: skip
+    _warn_left_out(left_out, loaded.name)
     if not methods:
         return EvaluateResult(None, failures=counted.failures)
     settings = Settings(fill=_fill(job.fill, first[1].inputs), **job.settings)
@@ -309,8 +314,7 @@ def evaluate_dataset(
         return EvaluateResult(None, failures=counted.failures)
     report.info.update(model=loaded.name, data=job.data, methods=methods,
                        seconds=round(time.perf_counter() - started, 1))  # fmt: skip
-    if left_out:
-        report.info["left out"] = left_out
+    report.info["left out"] = left_out
     if job.command:
         report.info["command"] = job.command
     result = _written(report, job.folder, counted)
