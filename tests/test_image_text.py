@@ -97,8 +97,10 @@ def test_prompts_need_an_image_text_model_and_a_hugging_face_tokenizer(hugging_f
     model, _, _ = hugging_face
     with pytest.raises(ValueError, match="needs its tokenizer"):
         PromptScores(model, PROMPTS)
-    with pytest.raises(ValueError, match="non-empty list of texts"):
+    with pytest.raises(ValueError, match="non-empty list of non-blank texts"):
         PromptScores(model, "a dog")
+    with pytest.raises(ValueError, match="non-empty list of non-blank texts"):
+        PromptScores(model, ["a dog", "  "], lambda texts, **_: None)
     with pytest.raises(ValueError, match="does not encode images and texts apart"):
         PromptScores(camkit.models.ShapesViT(), PROMPTS)
 

@@ -88,8 +88,14 @@ class PromptScores(nn.Module):
                 f"{type(model).__name__} does not encode images and texts apart: prompts need "
                 "an image-text model (a Hugging Face CLIPModel or an open_clip model)"
             )
-        if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompts must be a non-empty list of texts, got {prompts!r}")
+        if (
+            isinstance(prompts, str)
+            or not prompts
+            or not all(isinstance(p, str) and p.strip() for p in prompts)
+        ):
+            raise ValueError(
+                f"prompts must be a non-empty list of non-blank texts, got {prompts!r}"
+            )
         self.model = model
         self.classes: tuple[str, ...] = tuple(prompts)
         with torch.no_grad():
