@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
@@ -21,7 +22,8 @@ from camkit.deprecation import moved
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
 from camkit.inputs import Inputs, ModelInput, SpatialInput
-from camkit.layers import LayerSpec, find_spatial_layer, resolve_layers, to_spatial, unwrap
+from camkit.layers import LayerSpec, choose_layer, resolve_layers, unwrap
+from camkit.layouts import Layout
 from camkit.maps import Fuse, fuse, normalise, rectify, upsample, warn_constant
 from camkit.registry import adder, lookup
 from camkit.smoothing import Noise
@@ -204,12 +206,34 @@ def _check_input(x: object) -> None:
         )
     if x.dim() >= 1 and x.shape[0] == 0:
         raise ValueError(f"the batch is empty (shape {tuple(x.shape)}): give at least one input")
+    if x.dim() == 2:
+        raise ValueError(
+            f"expected a batch (B, C, L), (B, C, H, W) or (B, C, D, H, W), got shape "
+            f"{tuple(x.shape)}: a batch of signals without a channel axis (B, L) is explained "
+            "as x.unsqueeze(1), (B, 1, L), with a model that takes that (for one that takes "
+            "(B, L): nn.Sequential(nn.Flatten(1), model)); a single input (C, L) needs "
+            "x.unsqueeze(0)"
+        )
     if x.dim() not in (3, 4, 5):
         raise ValueError(
             f"expected a batch (B, C, L), (B, C, H, W) or (B, C, D, H, W), got shape "
             f"{tuple(x.shape)}"
-            + (": add a batch dimension with x.unsqueeze(0)" if x.dim() < 3 else "")
+            + (": add a batch dimension with x.unsqueeze(0)" if x.dim() < 2 else "")
         )
+
+
+def _is_text_model(model: nn.Module) -> bool:
+    """A model that reads token ids through an embedding table and takes no pixels (a
+    Hugging Face text classifier)."""
+    getter = getattr(model, "get_input_embeddings", None)
+    if not callable(getter):
+        return False
+    try:
+        embeddings = getter()
+    except (NotImplementedError, AttributeError, TypeError):  # a model without one says so
+        return False
+    takes_pixels = "pixel_values" in inspect.signature(model.forward).parameters
+    return isinstance(embeddings, nn.Embedding) and not takes_pixels
 
 
 def _check_device(model: nn.Module, x: Tensor) -> None:
@@ -283,6 +307,8 @@ class Explainer:
         self.spatial_input = spatial_input
         self._layers = None if layer is None else resolve_layers(self.model, layer)
         self._found: dict[int, list[tuple[str, nn.Module]]] = {}  # input rank -> automatic layer
+        self._layout = Layout.of(self.model)  # how its token layers lie on the input's grid
+        self._unsure: dict[int, str] = {}  # input rank -> what to say of an unsure choice
 
     def weigh(self, evidence: Evidence) -> Tensor:
         """The method's rule: (rows, K, *spatial) weighted evidence, before ReLU."""
@@ -310,7 +336,12 @@ class Explainer:
                 stacklevel=2,
             )
         with preserved_state(self.model), batched_only(self.model, inputs.spatial.shape):
-            return self._explain(inputs, targets, score)
+            result = self._explain(inputs, targets, score)
+        # Said once, and only with a map: a call that fails has its own message.
+        unsure = self._unsure.pop(inputs.spatial.dim(), None)
+        if unsure:
+            warnings.warn(unsure, CamkitWarning, stacklevel=2)
+        return result
 
     def _inputs(self, x: ModelInput, targets: Targets) -> Inputs:
         """The checked inputs of a call: a clear error for what no method can explain."""
@@ -320,6 +351,13 @@ class Explainer:
                 f"{self.name or type(self).__name__} draws maps that do not follow the explained "
                 f"score, so {type(targets).__name__}'s score would be ignored: give its classes, "
                 "or use a gradient or perturbation method (gradcam, scorecam, ...)"
+            )
+        if _is_text_model(self.model):
+            raise ValueError(
+                f"{type(self.model).__name__} is a text model (token ids through an embedding "
+                "table): camkit draws maps on images, volumes and signals, not on sequences "
+                "of tokens; for what each token contributes use a text attribution method, "
+                "e.g. Captum's LayerIntegratedGradients on the embeddings"
             )
         inputs = Inputs.wrap(x, self.spatial_input)
         _check_input(inputs.spatial)
@@ -345,7 +383,13 @@ class Explainer:
         ):
             outputs = run_model(self.model, model_rows)
             indices, scores, scorer = score_targets(
-                outputs, targets, score=score, output=self.output, batch_size=batch, copies=copies
+                outputs,
+                targets,
+                score=score,
+                output=self.output,
+                batch_size=batch,
+                copies=copies,
+                size=x.shape[2:],
             )
             got[INPUT] = model_rows.spatial
             layers = self._layers_that_ran(layers, got)
@@ -425,14 +469,16 @@ class Explainer:
             return self._layers
         rank = inputs.spatial.dim()
         if rank not in self._found:
-            name = find_spatial_layer(self.model, inputs, self.output)
-            self._found[rank] = resolve_layers(self.model, name)
+            choice = choose_layer(self.model, inputs, self.output)
+            if not choice.sure:
+                self._unsure[rank] = choice.warning(self.model)
+            self._found[rank] = resolve_layers(self.model, list(choice.names))
         return self._found[rank]
 
-    def _spatial(self, t: Tensor, x: Tensor) -> Tensor:
+    def _spatial(self, name: str, t: Tensor, x: Tensor) -> Tensor:
         if self.reshape is not None:
             return self.reshape(t)
-        converted = to_spatial(t, tuple(x.shape[2:]))
+        converted = self._layout.spatial(t, tuple(x.shape[2:]), name)
         return t if converted is None else converted
 
     def _evidence(
@@ -449,9 +495,10 @@ class Explainer:
     ) -> Evidence:
         x = model_rows.spatial
         if name != INPUT:
-            activations = self._spatial(activations, x)
+            activations = self._spatial(name, activations, x)
         if gradients is not None and name != INPUT:
-            gradients = self._spatial(gradients.flatten(0, 1), x).unflatten(0, gradients.shape[:2])
+            flat = gradients.flatten(0, 1)
+            gradients = self._spatial(name, flat, x).unflatten(0, gradients.shape[:2])
         if activations.dim() != x.dim():
             raise ValueError(
                 f"layer {name!r} outputs shape {tuple(activations.shape)}, not (B, C, *spatial) "
