@@ -63,7 +63,7 @@ def test_box_and_region_refuse_what_they_cannot_read() -> None:
         Box([[0.0, 0, 1, 1]], [1], iou=1.5)
     with pytest.raises(TypeError, match="write a target function f\\(outputs, rows\\)"):
         Box([[0.0, 0, 1, 1]], [1])({"logits": torch.zeros(1, 3)})
-    with pytest.raises(ValueError, match=r"masks are \(4, 4\) but the logits are \(8, 8\)"):
+    with pytest.raises(ValueError, match=r"masks are \(4, 4\) but the logits. grid is \(8, 8\)"):
         Region(1, torch.ones(4, 4))(torch.zeros(1, 3, 8, 8))
     with pytest.raises(ValueError, match="class 5 is out of range for 3 output classes"):
         Region(5, torch.ones(8, 8))(torch.zeros(1, 3, 8, 8))

@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
+from camkit.detections import detection_style
+
 
 @dataclasses.dataclass(frozen=True)
 class TopK:
@@ -257,7 +259,8 @@ def select_output(outputs: object, selector: OutputSelector = None) -> Tensor:
 
     `selector` is a key (dicts), an index (tuples) or a callable; None picks a plain tensor, the
     ``logits`` field or key (HuggingFace style), the ``"out"`` key (torchvision segmentation), or
-    the first element of a tuple.
+    the first element of a tuple (the first of a nested tuple; the second element where the
+    first is its softmax: a ``(probabilities, logits)`` pair gives the logits).
 
     Examples:
         >>> import torch
@@ -281,7 +284,7 @@ def select_output(outputs: object, selector: OutputSelector = None) -> Tensor:
     elif isinstance(getattr(outputs, "logits", None), Tensor):
         chosen = getattr(outputs, "logits")  # noqa: B009 - an attribute of any output class
     elif isinstance(outputs, (tuple, list)) and outputs:
-        chosen = outputs[0]
+        chosen = _first(outputs)
     else:
         raise TypeError(
             f"cannot find the class scores in a model output of type {type(outputs).__name__}; "
@@ -293,6 +296,28 @@ def select_output(outputs: object, selector: OutputSelector = None) -> Tensor:
             "pass output=... to pick the (B, classes) tensor"
         )
     return chosen
+
+
+def _first(outputs: Sequence[Any]) -> Any:  # noqa: ANN401 - an element of the model's output
+    """The first element of a tuple output (the first of a nested one, as ultralytics' segment
+    head returns ``((boxes, protos), extras)``), or the logits where the first element is
+    their softmax (``(probabilities, logits)``, as ultralytics' classifiers return)."""
+    first = outputs[0]
+    while isinstance(first, (tuple, list)) and first:
+        first = first[0]
+    second = outputs[1] if len(outputs) > 1 else None
+    if isinstance(first, Tensor) and isinstance(second, Tensor) and _is_softmax(first, second):
+        return second
+    return first
+
+
+def _is_softmax(probabilities: Tensor, logits: Tensor) -> bool:
+    if probabilities.shape != logits.shape or logits.dim() < 2 or logits.shape[1] < 2:
+        return False
+    if not (probabilities.is_floating_point() and logits.is_floating_point()):
+        return False
+    expected = logits.detach().float().softmax(dim=1)
+    return bool(torch.allclose(probabilities.detach().float(), expected, atol=1e-4, rtol=1e-3))
 
 
 def _class_indices(targets: Targets, logits: Tensor) -> Tensor:
@@ -392,6 +417,22 @@ def takes_rows(function: Callable[..., Any]) -> bool:
     return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
 
 
+def takes_size(function: Callable[..., Any]) -> bool:
+    """Whether a target function takes the keyword ``size``: the explained input's spatial
+    size, for outputs relative to it (DETR's boxes).
+
+    Examples:
+        >>> takes_size(lambda outputs, rows, *, size=None: outputs), takes_size(len)
+        (True, False)
+    """
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    found = parameters.get("size")
+    return found is not None and found.kind in (found.KEYWORD_ONLY, found.POSITIONAL_OR_KEYWORD)
+
+
 @dataclasses.dataclass(frozen=True)
 class Scorer:
     """Scores the explained targets on the outputs of any batch built from the explained rows.
@@ -410,6 +451,7 @@ class Scorer:
     batch: int  # the number of images; explained row r belongs to image r % batch
     rule: ClassScore | None = None  # how class indices are scored (None: the logit)
     partners: Tensor | None = None  # (rows, K, J) classes the rule compares with
+    size: tuple[int, ...] | None = None  # the input's spatial size, for `takes_size` functions
 
     def __call__(self, outputs: object, rows: Tensor) -> Tensor:
         """(M, K) scores from the outputs of M inputs, input i derived from row ``rows[i]``."""
@@ -417,10 +459,11 @@ class Scorer:
             chosen = outputs if self.output is None else select_output(outputs, self.output)
             if self.score == "softmax":
                 chosen = _probabilities(chosen)
+            extra = {"size": self.size} if takes_size(self.function) else {}
             if takes_rows(self.function):
-                scores = self.function(chosen, rows % self.batch)
+                scores = self.function(chosen, rows % self.batch, **extra)
             else:
-                scores = self.function(chosen)
+                scores = self.function(chosen, **extra)
             return _checked_scores(scores, len(rows))
         assert self.indices is not None
         logits = select_output(outputs, self.output)
@@ -440,6 +483,7 @@ def score_targets(
     output: OutputSelector = None,
     batch_size: int,
     copies: int = 1,
+    size: Sequence[int] | None = None,
 ) -> tuple[Tensor | None, Tensor, Scorer]:
     """Class indices (B, K) (None for a score function), scores (copies * B, K), and a `Scorer`.
 
@@ -457,8 +501,15 @@ def score_targets(
         raise ValueError(f"score must be 'logit' or 'softmax', got {score!r}")
     rows = batch_size * copies
     if callable(targets) and not isinstance(targets, (Tensor, TopK)):
-        scorer = Scorer(targets, None, score, output, batch_size)
+        spatial = None if size is None else tuple(size)
+        scorer = Scorer(targets, None, score, output, batch_size, size=spatial)
         return None, scorer(outputs, torch.arange(rows)), scorer
+    if output is None and (style := detection_style(outputs)) is not None:
+        raise ValueError(
+            f"the model is a detector (its output reads as {style} detections), so there are no "
+            "class scores to explain: explain a detection with targets=camkit.Box(boxes, labels)"
+            ", or pass targets=f(outputs) -> (B, K) scores"
+        )
     logits = select_output(outputs, output)
     if logits.dim() != 2 or logits.shape[0] != rows:
         raise ValueError(

@@ -1,0 +1,197 @@
+"""Detections in every output style camkit reads: torchvision's lists of dicts, YOLOv5-style
+rows, ultralytics YOLO heads and Hugging Face DETR-family outputs, each turned into boxes in
+input pixels and per-class scores (`Detections`), without importing any of those libraries."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from camkit.boxes import box_iou
+
+STYLES = ("auto", "torchvision", "yolo", "ultralytics", "detr")
+
+
+@dataclasses.dataclass(frozen=True)
+class Detections:
+    """One image's detections: corners (N, 4) in input pixels and scores (N, C): each
+    detection's score for every class, or (N, 1) with `labels` (N,) for detections that carry
+    one label each (after suppression)."""
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor | None = None
+
+    def best(self, wanted: Tensor, classes: Tensor, iou: float) -> Tensor:
+        """(K,) the highest score of class `classes[k]` among the detections overlapping
+        `wanted[k]` by at least `iou`; 0 (with the graph kept) where there is none."""
+        zero = self.scores.sum() * 0  # keeps the graph, so a missing box explains as blank
+        if len(self.boxes) == 0:
+            return zero.expand(len(wanted)).clone()
+        wanted = wanted.to(self.boxes.device, self.boxes.dtype)
+        classes = classes.to(self.scores.device)
+        overlap = box_iou(wanted[:, None], self.boxes.detach()[None])  # (K, N)
+        if self.labels is None:
+            if int(classes.max()) >= self.scores.shape[1]:
+                raise ValueError(
+                    f"label {int(classes.max())} is out of range for a detector with "
+                    f"{self.scores.shape[1]} classes"
+                )
+            score = self.scores.T[classes]  # (K, N): each detection's score for box k's label
+            ok = overlap >= iou
+        else:
+            score = self.scores[:, 0].expand(len(wanted), -1)
+            ok = (overlap >= iou) & (self.labels[None, :] == classes[:, None])
+        best, _ = torch.where(ok, score, -torch.inf).max(dim=1)
+        return torch.where(ok.any(dim=1), best, zero)
+
+
+def detections(outputs: object, style: str, size: Sequence[int] | None) -> list[Detections]:
+    """Each image's detections from a detector's output in `style` (see `camkit.Box`;
+    ``"auto"`` tells the styles apart).
+
+    Examples:
+        >>> rows = torch.tensor([[[5.0, 5, 10, 10, 0.5, 0.2, 0.8]]])  # YOLOv5: one box
+        >>> found = detections(rows, "auto", None)
+        >>> found[0].boxes.tolist(), found[0].scores.tolist()
+        ([[0.0, 0.0, 10.0, 10.0]], [[0.10000000149011612, 0.4000000059604645]])
+    """
+    if style == "auto":
+        style = _style(outputs)
+    if style == "torchvision":
+        if not _is_torchvision(outputs):
+            raise TypeError("style='torchvision' needs a list of dicts with boxes, labels, scores")
+        return [
+            Detections(o["boxes"], o["scores"][:, None], o["labels"])
+            for o in outputs  # type: ignore[attr-defined]  # a list of dicts, checked
+        ]
+    if style == "detr":
+        return _detr(outputs, size)
+    if style == "ultralytics":
+        predictions, classes = _ultralytics(outputs)
+        corners = _corners(predictions[:, :4].transpose(1, 2))
+        scores = predictions[:, 4 : 4 + classes].transpose(1, 2)
+        return [Detections(corners[i], scores[i]) for i in range(len(predictions))]
+    rows = _tensor_of(outputs, "a (B, N, 5 + classes) tensor")
+    if rows.dim() != 3 or rows.shape[-1] < 6:
+        raise ValueError(f"a detection tensor must be (B, N, 5 + classes), got {tuple(rows.shape)}")
+    corners, scores = _corners(rows[..., :4]), rows[..., 4:5] * rows[..., 5:]
+    return [Detections(corners[i], scores[i]) for i in range(len(rows))]
+
+
+def _style(outputs: object) -> str:
+    """Which style `outputs` are in (see `Box`); a clear error where it cannot be told."""
+    if _is_torchvision(outputs):
+        return "torchvision"
+    if _field(outputs, "pred_boxes") is not None and _field(outputs, "logits") is not None:
+        return "detr"
+    if (
+        isinstance(outputs, (tuple, list))
+        and len(outputs) == 2
+        and not isinstance(outputs[1], Tensor)
+    ):
+        return "ultralytics"  # (predictions, extras): ultralytics' eval-mode head
+    if isinstance(outputs, Tensor) and outputs.dim() == 3:
+        rows, columns = outputs.shape[1:]
+        rows_fit, columns_fit = columns >= 6, rows >= 5  # 5 + classes, or 4 + classes
+        if rows_fit != columns_fit or rows != columns:
+            return "yolo" if rows_fit and (rows > columns or not columns_fit) else "ultralytics"
+        raise ValueError(
+            f"a {tuple(outputs.shape)} detection tensor reads both as (B, N, 5 + classes) rows "
+            "(YOLOv5) and as (B, 4 + classes, anchors) columns (ultralytics): say which with "
+            "Box(..., style='yolo') or style='ultralytics'"
+        )
+    raise TypeError(
+        "Box understands torchvision detection outputs (a list of dicts with boxes, labels and "
+        "scores), YOLO-style (B, N, 5 + classes) tensors, ultralytics YOLO outputs and Hugging "
+        f"Face DETR-family outputs, not {type(outputs).__name__}; write a target function "
+        "f(outputs, rows) -> (M, K) scores for other formats"
+    )
+
+
+def _is_torchvision(outputs: object) -> bool:
+    return isinstance(outputs, (list, tuple)) and all(
+        isinstance(o, Mapping) and {"boxes", "labels", "scores"} <= set(o) for o in outputs
+    )
+
+
+def _field(outputs: object, name: str) -> Tensor | None:
+    found = outputs.get(name) if isinstance(outputs, Mapping) else getattr(outputs, name, None)
+    return found if isinstance(found, Tensor) else None
+
+
+def _tensor_of(outputs: object, what: str) -> Tensor:
+    if not isinstance(outputs, Tensor):
+        raise TypeError(f"expected {what}, got {type(outputs).__name__}")
+    return outputs
+
+
+def _corners(centred: Tensor) -> Tensor:
+    """(..., 4) boxes (cx, cy, w, h) as (x0, y0, x1, y1)."""
+    centre, extent = centred[..., :2], centred[..., 2:4]
+    return torch.cat([centre - extent / 2, centre + extent / 2], dim=-1)
+
+
+def _ultralytics(outputs: object) -> tuple[Tensor, int]:
+    """(predictions (B, 4 + classes + extra, anchors), classes) from an ultralytics head's
+    output: ``(predictions, extras)`` (``((predictions, protos), extras)`` for segmentation),
+    where the extras' ``scores`` (B, classes, anchors) say how many classes there are; or a
+    bare predictions tensor (every column after the box is a class)."""
+    extras: object = None
+    if isinstance(outputs, (tuple, list)):
+        outputs, extras = outputs[0], outputs[1] if len(outputs) > 1 else None
+        if isinstance(outputs, (tuple, list)):
+            outputs = outputs[0]  # (predictions, protos) of a segment head
+    predictions = _tensor_of(outputs, "ultralytics predictions (B, 4 + classes, anchors)")
+    if predictions.dim() != 3 or predictions.shape[1] < 5:
+        raise ValueError(
+            f"ultralytics predictions must be (B, 4 + classes, anchors), got "
+            f"{tuple(predictions.shape)}"
+        )
+    if isinstance(extras, Mapping) and isinstance(extras.get("one2many"), Mapping):
+        extras = extras["one2many"]
+    scores = extras.get("scores") if isinstance(extras, Mapping) else None
+    classes = scores.shape[1] if isinstance(scores, Tensor) else predictions.shape[1] - 4
+    return predictions, int(classes)
+
+
+_SOFTMAX_DETRS = ("Detr", "Yolos", "TableTransformer")  # a last "no object" class
+
+
+def _detr(outputs: object, size: Sequence[int] | None) -> list[Detections]:
+    logits, boxes = _field(outputs, "logits"), _field(outputs, "pred_boxes")
+    if logits is None or boxes is None:
+        raise TypeError("style='detr' needs an output with logits and pred_boxes")
+    if size is None or len(size) != 2:
+        raise ValueError(
+            "DETR-family boxes are relative to the input: give its size, Box(...)(outputs, "
+            "size=(H, W)) (the explainer does this itself)"
+        )
+    height, width = size
+    scale = torch.tensor([width, height, width, height], dtype=boxes.dtype, device=boxes.device)
+    corners = _corners(boxes) * scale
+    if type(outputs).__name__.startswith(_SOFTMAX_DETRS):
+        scores = logits.softmax(dim=-1)[..., :-1]
+    else:
+        scores = logits.sigmoid()
+    return [Detections(corners[i], scores[i]) for i in range(len(logits))]
+
+
+def detection_style(outputs: object) -> str | None:
+    """The style of a detector's output (see `detections`), or None for other outputs.
+
+    Examples:
+        >>> detection_style([{"boxes": torch.zeros(0, 4), "labels": [], "scores": []}])
+        'torchvision'
+        >>> detection_style(torch.zeros(2, 10)) is None
+        True
+    """
+    if isinstance(outputs, Tensor) and outputs.dim() != 3:
+        return None
+    try:
+        return _style(outputs)
+    except (TypeError, ValueError):
+        return None
