@@ -204,7 +204,9 @@ def _block_hooks(
     def before(index: int) -> Callable[..., Any]:
         def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: ANN401
             if len(record.attention) != index:
-                raise ValueError(f"block {record.blocks[index]!r} ran out of order or twice")
+                raise ValueError(
+                    f"block {record.blocks[index]!r} ran out of order or twice: {NEEDS_GLOBAL}"
+                )
             seen.clear()
             mode.sink = seen.append
             if leaves == "every" or (leaves == "first" and index == 0):
@@ -220,7 +222,19 @@ def _block_hooks(
             if len(seen) != 1 or tokens is None or tokens.dim() != 3 or len(tokens) != batch:
                 raise ValueError(_not_a_block(name, len(seen), tokens, batch))
             a = seen[0]
-            record.attention.append(a.view(batch, -1, *a.shape[-2:]) if a.dim() == 3 else a)
+            if a.dim() == 3 and a.shape[0] % batch == 0:
+                a = a.view(batch, -1, *a.shape[-2:])  # (B * heads, N, N)
+            if a.dim() != 4 or a.shape[0] != batch or a.shape[-1] != a.shape[-2] != 0:
+                raise ValueError(_not_global(name, tuple(a.shape), tuple(tokens.shape)))
+            if a.shape[-1] != tokens.shape[1]:
+                raise ValueError(_not_global(name, tuple(a.shape), tuple(tokens.shape)))
+            if record.attention and record.attention[0].shape[-1] != a.shape[-1]:
+                first = record.attention[0].shape[-1]
+                raise ValueError(
+                    f"block {name!r} attends over {a.shape[-1]} tokens, block "
+                    f"{record.blocks[0]!r} over {first} (a pyramid): {NEEDS_GLOBAL}"
+                )
+            record.attention.append(a)
             record.tokens.append(tokens)
             if leaves == "every" and index == len(modules) - 1:  # each block's tokens, scored
                 return _replace_first(output, torch.cat(record.tokens))
@@ -232,6 +246,21 @@ def _block_hooks(
         *(hook_here(m, before(i), pre=True, with_kwargs=True) for i, m in enumerate(modules)),
         *(hook_here(m, after(i), with_kwargs=True) for i, m in enumerate(modules)),
     ]
+
+
+NEEDS_GLOBAL = (
+    "the attention methods need blocks that attend globally over one sequence of tokens, "
+    "attention (B, heads, N, N) for N tokens in every block; windowed or pooled attention "
+    "(Swin, PVT, Segformer, Hiera, MViT, LeViT) is not that: use gradcam (or another map "
+    "method) on a token layer instead"
+)
+
+
+def _not_global(name: str, attention: tuple[int, ...], tokens: tuple[int, ...]) -> str:
+    return (
+        f"block {name!r} computed attention of shape {attention} for its tokens {tokens}: "
+        f"{NEEDS_GLOBAL}"
+    )
 
 
 def _not_a_block(name: str, attentions: int, tokens: Tensor | None, batch: int) -> str:
@@ -324,4 +353,5 @@ def find_blocks(model: nn.Module, inputs: Inputs) -> list[str]:
     mode.sink = note
     with removing(hooks), torch.no_grad(), mode:
         run_model(model, inputs.take(torch.arange(1)), inputs.spatial.shape)
-    return found
+    # A stage holding blocks is not a block itself (LeViT's stage, whose downsampling attends).
+    return [b for b in found if not any(o.startswith(b + ".") for o in found)]

@@ -19,7 +19,8 @@ from camkit.attention import AttentionRecord, find_blocks, recording_attention
 from camkit.capture import run_model
 from camkit.explanation import Explanation
 from camkit.inputs import Inputs
-from camkit.layers import LayerSpec, token_grid
+from camkit.layers import LayerSpec
+from camkit.layouts import token_grid
 from camkit.maps import normalise, upsample, warn_constant
 from camkit.methods.base import Explainer, MethodOptions, detached, differentiate, register
 from camkit.targets import Score, Targets, score_targets
@@ -177,13 +178,18 @@ class AttentionExplainer(Explainer):
             groups = self._groups(outputs, batch, len(blocks))
             outputs = groups[-1]
             indices, scores, scorer = score_targets(
-                outputs, targets, score=score, output=self.output, batch_size=batch
+                outputs,
+                targets,
+                score=score,
+                output=self.output,
+                batch_size=batch,
+                size=x.shape[2:],
             )
             total = scores
             if self.leaves == "every":  # each block's own score (LeGrad)
                 rows = torch.arange(batch, device=scores.device)
                 total = scores + sum(scorer(group, rows) for group in groups[:-1])
-            leading, grid = self._layout(record, x)
+            leading, grid = self._patch_grid(record, x)
             relevance = self.relevance(record, total, leading)
         with torch.no_grad():
             raw = relevance.detach()[..., leading:].unflatten(-1, grid)
@@ -206,10 +212,10 @@ class AttentionExplainer(Explainer):
         total = batch * blocks
         return [rows_of(outputs, slice(i * batch, (i + 1) * batch), total) for i in range(blocks)]
 
-    def _layout(self, record: AttentionRecord, x: Tensor) -> tuple[int, tuple[int, int]]:
+    def _patch_grid(self, record: AttentionRecord, x: Tensor) -> tuple[int, tuple[int, int]]:
         tokens = record.attention[-1].shape[-1]
-        layout = token_grid(tokens, tuple(x.shape[2:]))
-        if layout is None:
+        layout = token_grid(tokens, tuple(x.shape[2:]), self._layout.leading)
+        if layout is None or len(layout[1]) != 2:
             raise ValueError(
                 f"{self.name}: the blocks' {tokens} tokens do not form a patch grid of the "
                 f"{tuple(x.shape[2:])} input (after 0, 1, 2 or 5 leading tokens): attention "
