@@ -47,7 +47,8 @@ def is_image_text(model: nn.Module) -> bool:
 
 class PromptScores(nn.Module):
     """`model` as a classifier of images into `prompts`: (B, prompts) scaled cosine
-    similarities, CLIP's ``logits_per_image``.
+    similarities, CLIP's ``logits_per_image`` (SigLIP's too: its learned bias added; each
+    prompt's probability is then its own sigmoid, `probabilities`).
 
     Args:
         model: a Hugging Face ``CLIPModel`` (or a model with ``get_image_features`` and
@@ -129,6 +130,33 @@ class PromptScores(nn.Module):
             return logit_scale.detach().exp()
         return torch.ones((), device=self.text.device)
 
+    def bias(self) -> Tensor:
+        """SigLIP's learned bias, logit_bias (0 for CLIP, which has none)."""
+        logit_bias = getattr(self.model, "logit_bias", None)
+        if isinstance(logit_bias, Tensor):
+            return logit_bias.detach().float()
+        return torch.zeros((), device=self.text.device)
+
+    @property
+    def sigmoid(self) -> bool:
+        """Whether each prompt is scored on its own (SigLIP, trained with a sigmoid per
+        image-text pair) rather than against the other prompts (CLIP's softmax)."""
+        return isinstance(getattr(self.model, "logit_bias", None), Tensor)
+
+    def probabilities(self, scores: Tensor) -> Tensor:
+        """The model's own probabilities for its (..., prompts) scores: a sigmoid per prompt for
+        SigLIP, a softmax across the prompts for CLIP.
+
+        Examples:
+            >>> class Toy(nn.Module):
+            ...     def encode_image(self, x): return x.flatten(1)
+            ...     def encode_text(self, ids): return torch.eye(2)[ids[:, 0]]
+            >>> prompts = PromptScores(Toy(), ["a", "b"], lambda t: torch.tensor([[0], [1]]))
+            >>> prompts.probabilities(torch.tensor([0.0, 0.0])).tolist()  # CLIP: a softmax
+            [0.5, 0.5]
+        """
+        return scores.sigmoid() if self.sigmoid else scores.softmax(dim=-1)
+
     @override
     def forward(self, images: Tensor) -> Tensor:
         model: Any = self.model
@@ -137,5 +165,5 @@ class PromptScores(nn.Module):
         else:
             features = _tensor(model.encode_image(images), "image")
         image = F.normalize(features.float(), dim=-1)
-        scores: Tensor = self.scale() * image @ self.text.T
+        scores: Tensor = self.scale() * image @ self.text.T + self.bias()
         return scores

@@ -221,7 +221,9 @@ def explain_pictures(
         shown_picture, x = model.loaded.prepare(picture)
         x = x[None].to(model.device)
         logits = _logits(model, x, name)
-        predictions = top_predictions(logits, model.loaded.class_name)
+        predictions = top_predictions(
+            logits, model.loaded.class_name, probabilities=model.loaded.probabilities
+        )
         shown = Shown(name, shown_picture, x[0], predictions, {}, {}, "", None, {})
         for method in question.methods:
             try:

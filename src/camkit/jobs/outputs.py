@@ -67,23 +67,27 @@ class ImageResult:
 
 
 def top_predictions(
-    logits: Tensor, class_name: Callable[[int], str], top: int = 5
+    logits: Tensor,
+    class_name: Callable[[int], str],
+    top: int = 5,
+    probabilities: Callable[[Tensor], Tensor] | None = None,
 ) -> list[dict[str, Any]]:
     """The `top` best classes of one input's scores (classes,): class, name, score (the
-    logit) and probability (softmax).
+    logit) and probability (`probabilities` of the scores; a softmax by default).
 
     Examples:
         >>> top_predictions(torch.tensor([0.0, 2.0, 1.0]), str, top=2)[0]["name"]
         '1'
     """
-    probabilities = logits.float().softmax(dim=0)
+    chance = probabilities or (lambda scores: scores.softmax(dim=-1))
+    probabilities_of = chance(logits.float())
     best = logits.topk(min(top, logits.numel()))
     return [
         {
             "class": int(i),
             "name": class_name(int(i)),
             "score": float(s),
-            "probability": float(probabilities[i]),
+            "probability": float(probabilities_of[i]),
         }
         for s, i in zip(best.values, best.indices, strict=True)
     ]

@@ -72,7 +72,11 @@ def image_result(
         for k in range(count)
     ]
     logits = first.outputs if isinstance(first.outputs, Tensor) else None
-    predictions = top_predictions(logits[row], loaded.class_name) if logits is not None else []
+    predictions = (
+        top_predictions(logits[row], loaded.class_name, probabilities=loaded.probabilities)
+        if logits is not None
+        else []
+    )
     return ImageResult(
         image=str(item["path"]),
         stem=item["stem"],

@@ -85,6 +85,13 @@ class LoadedModel:
         """The name of class `index` (its number as text when the model names none)."""
         return self.classes[index] if self.classes and index < len(self.classes) else str(index)
 
+    def probabilities(self, scores: Tensor) -> Tensor:
+        """The model's probabilities for its (..., classes) scores: its own `probabilities`
+        where it has one (SigLIP prompts: a sigmoid each), else a softmax."""
+        own = getattr(self.model, "probabilities", None)
+        found: Tensor = own(scores) if callable(own) else scores.softmax(dim=-1)
+        return found
+
 
 def _load_state(path: Path) -> dict[str, Tensor]:
     try:
