@@ -7,6 +7,7 @@ from camkit import metrics as metrics
 from camkit import models as models
 from camkit.api import explain
 from camkit.augment import Augmented
+from camkit.detections import Box, TopDetections
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
 from camkit.image_text import PromptScores
@@ -48,7 +49,7 @@ from camkit.methods import (
     register,
 )
 from camkit.overlay import grid, overlay
-from camkit.regions import Box, Region
+from camkit.regions import Region
 from camkit.smoothing import Noise
 from camkit.targets import Contrast, TopK
 
@@ -94,6 +95,7 @@ __all__ = [
     "ShapleyCAM",
     "SmoothGradCAMPlusPlus",
     "Sobel",
+    "TopDetections",
     "TopK",
     "XGradCAM",
     "explain",

@@ -1,18 +1,157 @@
-"""Detections in every output style camkit reads: torchvision's lists of dicts, YOLOv5-style
-rows, ultralytics YOLO heads and Hugging Face DETR-family outputs, each turned into boxes in
-input pixels and per-class scores (`Detections`), without importing any of those libraries."""
+"""The targets of detection models (`Box`, `TopDetections`), and the detections they read in
+every output style camkit knows: torchvision's lists of dicts, YOLOv5-style rows, ultralytics
+YOLO heads and Hugging Face DETR-family outputs, each turned into boxes in input pixels and
+per-class scores (`Detections`), without importing any of those libraries.
+
+Both targets are functions ``f(outputs, rows) -> (M, K)``: `rows` says which image each output
+row belongs to, so boxes given per image follow that image through Score-CAM's masked copies,
+Ablation-CAM's ablated copies and noise smoothing.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
+import torchvision
 from torch import Tensor
 
 from camkit.boxes import box_iou
 
 STYLES = ("auto", "torchvision", "yolo", "ultralytics", "detr")
+
+
+def _per_image(value: object, name: str, dims: int) -> Tensor:
+    tensor = torch.as_tensor(value) if not isinstance(value, Tensor) else value
+    if tensor.dim() == dims - 1:
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() != dims:
+        raise ValueError(
+            f"{name} must have {dims - 1} or {dims} dimensions, got {tuple(tensor.shape)}"
+        )
+    return tensor
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Box:
+    """The score of a detection: for each given box and label, the highest score of that label
+    among the detections that overlap the box (IoU at least `iou`), per image (the detection
+    non-maximum suppression keeps); 0 where none does.
+
+    Args:
+        boxes: (B, K, 4) or (K, 4) for every image, ``(x0, y0, x1, y1)`` in the model's input
+            pixels (the coordinates torchvision detectors return).
+        labels: (B, K) or (K,) class labels of the boxes.
+        iou: the least overlap for a detection to count as the box.
+        style: how to read the output; ``"auto"`` tells them apart:
+
+            - ``"torchvision"``: a list of dicts with ``boxes``, ``labels`` and ``scores``, one
+              per image (detections after suppression);
+            - ``"yolo"``: a (B, N, 5 + classes) tensor of ``(cx, cy, w, h, objectness, class
+              scores...)`` rows (YOLOv5 style), scored as objectness x class score;
+            - ``"ultralytics"``: ultralytics YOLO (v8, 11, ...) detect and segment heads in
+              eval mode: ``(predictions, extras)`` with predictions (B, 4 + classes [+ mask
+              coefficients], anchors) of ``(cx, cy, w, h, class probabilities...)``; the class
+              probability is the box's score (there is no objectness). A bare (B, 4 + classes,
+              anchors) tensor (``output=`` picked it, or an exported model) is read too;
+            - ``"detr"``: Hugging Face DETR-family outputs, ``logits`` (B, queries, classes)
+              and ``pred_boxes`` (B, queries, 4) as ``(cx, cy, w, h)`` relative to the input;
+              DETR, YOLOS and Table Transformer score with a softmax that has a last
+              "no object" class, the others (RT-DETR, Deformable and Conditional DETR) with a
+              sigmoid per class, as their post-processing does. The input's size comes from the
+              explainer.
+
+    Any other format: write ``f(outputs, rows)`` that returns the (M, K) scores.
+
+    Examples:
+        >>> import torch
+        >>> detections = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 30, 30]]),
+        ...                "labels": torch.tensor([1, 2]), "scores": torch.tensor([0.9, 0.7])}]
+        >>> Box([[19.0, 21, 30, 30]], [2])(detections).tolist()
+        [[0.699999988079071]]
+    """
+
+    boxes: Any
+    labels: Any
+    iou: float = 0.5
+    style: str = "auto"
+
+    def __post_init__(self) -> None:
+        boxes = _per_image(self.boxes, "boxes", 3).float()
+        labels = _per_image(self.labels, "labels", 2).long()
+        if boxes.shape[-1] != 4 or boxes.shape[:2] != labels.shape:
+            raise ValueError(
+                f"boxes {tuple(boxes.shape)} and labels {tuple(labels.shape)} do not match: give "
+                "boxes (B, K, 4) as (x0, y0, x1, y1) and labels (B, K)"
+            )
+        if not 0.0 <= self.iou <= 1.0:
+            raise ValueError(f"iou must be between 0 and 1, got {self.iou}")
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
+        object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "labels", labels)
+
+    def __call__(
+        self, outputs: object, rows: Tensor | None = None, *, size: Sequence[int] | None = None
+    ) -> Tensor:
+        """The boxes' scores for each row of the outputs (B, K). `size` is the input's (H, W),
+        for outputs whose boxes are relative to it (DETR); the explainer passes it."""
+        found = detections(outputs, self.style, size)
+        if rows is None:
+            rows = torch.arange(len(found))
+        if len(rows) != len(found):
+            raise ValueError(f"{len(found)} detection outputs for {len(rows)} inputs")
+        scores = []
+        for detection, row in zip(found, rows.tolist(), strict=True):
+            image = row if self.boxes.shape[0] > 1 else 0
+            if image >= self.boxes.shape[0]:
+                raise ValueError(
+                    f"Box has boxes for {self.boxes.shape[0]} image(s), not for image {row}"
+                )
+            scores.append(detection.best(self.boxes[image], self.labels[image], self.iou))
+        return torch.stack(scores)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopDetections:
+    """Explain each image's `k` highest-scoring detections, best first: chosen once from the
+    explained input's output (as `camkit.TopK` chooses classes), after suppressing overlaps
+    of more than `iou` within a class, then scored as `Box` targets, so every masked, ablated
+    or noisy copy explains the same boxes. What a detector is explained for when no targets
+    are given.
+
+    Examples:
+        >>> rows = torch.tensor([[[5.0, 5, 10, 10, 0.5, 0.2, 0.8],
+        ...                       [25.0, 25, 10, 10, 0.9, 0.7, 0.1]]])
+        >>> box = TopDetections(1).choose(rows, 1, None)
+        >>> box.boxes.tolist(), box.labels.tolist()  # 0.9 x 0.7 beats 0.5 x 0.8
+        ([[[20.0, 20.0, 30.0, 30.0]]], [[0]])
+    """
+
+    k: int = 1
+    iou: float = 0.5
+    style: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
+            raise ValueError(f"TopDetections needs a positive whole number, got {self.k!r}")
+
+    def choose(self, outputs: object, batch: int, size: Sequence[int] | None) -> Box:
+        """The `Box` of the first `batch` images' top detections in `outputs`."""
+        found = detections(outputs, self.style, size)[:batch]
+        boxes, labels = [], []
+        for image, detection in enumerate(found):
+            best, label, corners = detection.ranked(self.iou)
+            if len(best) < self.k:
+                raise ValueError(
+                    f"image {image} has {len(best)} detection(s), fewer than the {self.k} to "
+                    "explain: ask for fewer, or give the boxes with camkit.Box"
+                )
+            boxes.append(corners[best[: self.k]])
+            labels.append(label[best[: self.k]])
+        return Box(torch.stack(boxes).detach(), torch.stack(labels), self.iou, self.style)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +163,15 @@ class Detections:
     boxes: Tensor
     scores: Tensor
     labels: Tensor | None = None
+
+    def ranked(self, iou: float) -> tuple[Tensor, Tensor, Tensor]:
+        """(the detections kept after suppressing overlaps above `iou` within a class, best
+        first; each detection's label; its corners)."""
+        score, label = self.scores.detach().max(dim=1)
+        if self.labels is not None:
+            label = self.labels
+        kept = torchvision.ops.batched_nms(self.boxes.detach().float(), score.float(), label, iou)
+        return kept, label, self.boxes.detach()
 
     def best(self, wanted: Tensor, classes: Tensor, iou: float) -> Tensor:
         """(K,) the highest score of class `classes[k]` among the detections overlapping

@@ -471,7 +471,10 @@ def _settled_grid(
         if c is None or c.layout != "tokens" or len(spatial) != 3:
             continue
         placed = token_grid(c.shape[1], spatial, layout.leading)
-        if placed is not None and grid_ambiguous(c.shape[1] - placed[0], spatial):
+        # The time steps a convolutional stem left settle it (MViT's patch projection).
+        stems = [s.grid[0] for s in found[: found.index(c)] if s.layout == "spatial"]
+        settled = bool(stems) and stems[-1] == c.grid[0]
+        if placed is not None and not settled and grid_ambiguous(c.shape[1] - placed[0], spatial):
             grid = " x ".join(map(str, c.grid))
             return dataclasses.replace(
                 choice,

@@ -1,9 +1,8 @@
-"""Targets for detection and segmentation models: what to explain when the output is not a
-vector of class scores.
+"""The target of a segmentation model: a class inside a region (`Region`).
 
-Both are target functions ``f(outputs, rows) -> (M, K)``: `rows` says which image each output row
-belongs to, so a box or a mask given per image follows that image through Score-CAM's masked
-copies, Ablation-CAM's ablated copies and noise smoothing.
+A target function ``f(outputs, rows) -> (M, K)``: `rows` says which image each output row
+belongs to, so a mask given per image follows that image through Score-CAM's masked copies,
+Ablation-CAM's ablated copies and noise smoothing. Detections are in `camkit.detections`.
 """
 
 from __future__ import annotations
@@ -15,99 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from camkit.detections import STYLES, detections
 from camkit.targets import select_output
-
-
-def _per_image(value: object, name: str, dims: int) -> Tensor:
-    tensor = torch.as_tensor(value) if not isinstance(value, Tensor) else value
-    if tensor.dim() == dims - 1:
-        tensor = tensor.unsqueeze(0)
-    if tensor.dim() != dims:
-        raise ValueError(
-            f"{name} must have {dims - 1} or {dims} dimensions, got {tuple(tensor.shape)}"
-        )
-    return tensor
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Box:
-    """The score of a detection: for each given box and label, the highest score of that label
-    among the detections that overlap the box (IoU at least `iou`), per image (the detection
-    non-maximum suppression keeps); 0 where none does.
-
-    Args:
-        boxes: (B, K, 4) or (K, 4) for every image, ``(x0, y0, x1, y1)`` in the model's input
-            pixels (the coordinates torchvision detectors return).
-        labels: (B, K) or (K,) class labels of the boxes.
-        iou: the least overlap for a detection to count as the box.
-        style: how to read the output; ``"auto"`` tells them apart:
-
-            - ``"torchvision"``: a list of dicts with ``boxes``, ``labels`` and ``scores``, one
-              per image (detections after suppression);
-            - ``"yolo"``: a (B, N, 5 + classes) tensor of ``(cx, cy, w, h, objectness, class
-              scores...)`` rows (YOLOv5 style), scored as objectness x class score;
-            - ``"ultralytics"``: ultralytics YOLO (v8, 11, ...) detect and segment heads in
-              eval mode: ``(predictions, extras)`` with predictions (B, 4 + classes [+ mask
-              coefficients], anchors) of ``(cx, cy, w, h, class probabilities...)``; the class
-              probability is the box's score (there is no objectness). A bare (B, 4 + classes,
-              anchors) tensor (``output=`` picked it, or an exported model) is read too;
-            - ``"detr"``: Hugging Face DETR-family outputs, ``logits`` (B, queries, classes)
-              and ``pred_boxes`` (B, queries, 4) as ``(cx, cy, w, h)`` relative to the input;
-              DETR, YOLOS and Table Transformer score with a softmax that has a last
-              "no object" class, the others (RT-DETR, Deformable and Conditional DETR) with a
-              sigmoid per class, as their post-processing does. The input's size comes from the
-              explainer.
-
-    Any other format: write ``f(outputs, rows)`` that returns the (M, K) scores.
-
-    Examples:
-        >>> import torch
-        >>> detections = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 30, 30]]),
-        ...                "labels": torch.tensor([1, 2]), "scores": torch.tensor([0.9, 0.7])}]
-        >>> Box([[19.0, 21, 30, 30]], [2])(detections).tolist()
-        [[0.699999988079071]]
-    """
-
-    boxes: Any
-    labels: Any
-    iou: float = 0.5
-    style: str = "auto"
-
-    def __post_init__(self) -> None:
-        boxes = _per_image(self.boxes, "boxes", 3).float()
-        labels = _per_image(self.labels, "labels", 2).long()
-        if boxes.shape[-1] != 4 or boxes.shape[:2] != labels.shape:
-            raise ValueError(
-                f"boxes {tuple(boxes.shape)} and labels {tuple(labels.shape)} do not match: give "
-                "boxes (B, K, 4) as (x0, y0, x1, y1) and labels (B, K)"
-            )
-        if not 0.0 <= self.iou <= 1.0:
-            raise ValueError(f"iou must be between 0 and 1, got {self.iou}")
-        if self.style not in STYLES:
-            raise ValueError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
-        object.__setattr__(self, "boxes", boxes)
-        object.__setattr__(self, "labels", labels)
-
-    def __call__(
-        self, outputs: object, rows: Tensor | None = None, *, size: Sequence[int] | None = None
-    ) -> Tensor:
-        """The boxes' scores for each row of the outputs (B, K). `size` is the input's (H, W),
-        for outputs whose boxes are relative to it (DETR); the explainer passes it."""
-        found = detections(outputs, self.style, size)
-        if rows is None:
-            rows = torch.arange(len(found))
-        if len(rows) != len(found):
-            raise ValueError(f"{len(found)} detection outputs for {len(rows)} inputs")
-        scores = []
-        for detection, row in zip(found, rows.tolist(), strict=True):
-            image = row if self.boxes.shape[0] > 1 else 0
-            if image >= self.boxes.shape[0]:
-                raise ValueError(
-                    f"Box has boxes for {self.boxes.shape[0]} image(s), not for image {row}"
-                )
-            scores.append(detection.best(self.boxes[image], self.labels[image], self.iou))
-        return torch.stack(scores)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

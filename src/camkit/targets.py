@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
-from camkit.detections import detection_style
+from camkit.detections import TopDetections, detection_style
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,7 +249,7 @@ class Similarity:
 
 # f(outputs) or f(outputs, rows) -> (B,) or (B, K) scores (see `takes_rows`).
 ScoreFunction = Callable[..., Tensor]
-Targets = int | Sequence[int] | Tensor | TopK | ClassScore | ScoreFunction | None
+Targets = int | Sequence[int] | Tensor | TopK | TopDetections | ClassScore | ScoreFunction | None
 OutputSelector = str | int | Callable[[Any], Tensor] | None
 Score = Literal["logit", "softmax"]
 
@@ -500,6 +500,10 @@ def score_targets(
     if score not in ("logit", "softmax"):
         raise ValueError(f"score must be 'logit' or 'softmax', got {score!r}")
     rows = batch_size * copies
+    if targets is None and output is None and detection_style(outputs) is not None:
+        targets = TopDetections()  # a detector's "predicted class": its top detection
+    if isinstance(targets, TopDetections):  # chosen once, on the first copy's outputs
+        targets = targets.choose(outputs, batch_size, size)
     if callable(targets) and not isinstance(targets, (Tensor, TopK)):
         spatial = None if size is None else tuple(size)
         scorer = Scorer(targets, None, score, output, batch_size, size=spatial)
@@ -507,8 +511,8 @@ def score_targets(
     if output is None and (style := detection_style(outputs)) is not None:
         raise ValueError(
             f"the model is a detector (its output reads as {style} detections), so there are no "
-            "class scores to explain: explain a detection with targets=camkit.Box(boxes, labels)"
-            ", or pass targets=f(outputs) -> (B, K) scores"
+            "class scores to explain: explain a detection with targets=camkit.Box(boxes, "
+            "labels) or camkit.TopDetections(k), or pass targets=f(outputs) -> (B, K) scores"
         )
     logits = select_output(outputs, output)
     if logits.dim() != 2 or logits.shape[0] != rows:

@@ -267,7 +267,10 @@ def test_layers_command_lists_the_layers_and_marks_the_automatic_one(tmp_path) -
     assert marked[0].split()[0] == "features"
     assert "(1, 128, 12, 12)" in marked[0]
     assert "12 x 12" in marked[0]
-    assert lines[-1] == "camkit: 32 layers of shapes on a 96 x 96 input; automatic: features"
+    assert lines[-1] == (
+        "camkit: 32 layers of shapes on a 96 x 96 input; automatic: features, the last feature "
+        "map before global pooling"
+    )
     # A probe of 100000 x 100000 pixels would exhaust memory.
     for size, rule in (("0", "must be at least 1"), ("100000", "at most 4096")):
         wrong = camkit_command("layers", "--size", size, cwd=tmp_path)

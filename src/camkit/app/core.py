@@ -33,7 +33,7 @@ from camkit.files import OutputFolder
 from camkit.images import MAX_SIDE, ImageReadError, read_image
 from camkit.inputs import Inputs
 from camkit.jobs.outputs import ImageResult, top_predictions, write_image
-from camkit.layers import candidates, find_spatial_layer
+from camkit.layers import candidates, choose_layer
 from camkit.methods import METHODS, method_class
 from camkit.methods.transformer import AttentionExplainer
 from camkit.models import DEFAULT_MODEL, LoadedModel, load_model
@@ -51,7 +51,7 @@ class AppModel:
     loaded: LoadedModel
     device: str
     layers: list[tuple[str, tuple[int, ...]]]  # (name, output shape) of each explainable layer
-    automatic: str  # the layer camkit chooses
+    automatic: str  # the layer camkit chooses (comma-separated names for several)
     warning: str = ""
     methods: list[str] = dataclasses.field(default_factory=lambda: list(METHODS))  # that fit
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
@@ -103,7 +103,7 @@ def open_model(
     probe = torch.rand(3, loaded.size or 96, loaded.size or 96)
     x = loaded.normalise(probe)[None].to(device)
     found = candidates(model, x)
-    automatic = find_spatial_layer(model, x)
+    automatic = ",".join(choose_layer(model, x).names)  # several: a detection head's scales
     layers = [(c.name, c.shape) for c in found]
     transformer = bool(find_blocks(model, Inputs.wrap(x)))
     methods = [name for name, cls in METHODS.items()
@@ -231,7 +231,8 @@ def explain_pictures(
                     warnings.simplefilter("ignore", CamkitWarning)
                     cls = method_class(method)
                     # the layer chosen is a feature map; attention methods find their blocks
-                    layer = None if issubclass(cls, AttentionExplainer) else question.layer
+                    chosen = question.layer.split(",") if question.layer else None
+                    layer = None if issubclass(cls, AttentionExplainer) else chosen
                     explainer = cls(model.loaded.model, layer=layer)
                     result = explainer(x, targets)
             except (ValueError, TypeError, RuntimeError, IndexError) as error:

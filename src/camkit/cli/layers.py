@@ -10,7 +10,7 @@ from camkit.cli.common import add_options, flag, job_from
 from camkit.errors import UsageError
 from camkit.jobs import LayersJob
 from camkit.jobs.options import check_job
-from camkit.layers import candidates, find_spatial_layer
+from camkit.layers import candidates, choose_layer
 from camkit.models import BUNDLED_MODELS
 
 
@@ -27,12 +27,13 @@ def layers_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(f"{loaded.name} on a {side} x {side} input: {error}") from None
     try:
-        automatic, reason = find_spatial_layer(model, x), ""
+        choice, reason = choose_layer(model, x), ""
     except ValueError as error:
-        automatic, reason = None, str(error)
+        choice, reason = None, str(error)
+    automatic = () if choice is None else choice.names
     rows = [("layer", "output shape", "layout", "grid", "")]
     for c in found:
-        mark = "<- automatic" if c.name == automatic else ""
+        mark = "<- automatic" if c.name in automatic else ""
         grid = " x ".join(map(str, c.grid))
         rows.append((c.name, str(tuple(c.shape)), c.layout, grid, mark))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -40,10 +41,11 @@ def layers_command(args: argparse.Namespace) -> int:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         print("  ".join([*cells, row[4]]).rstrip())
     summary = f"camkit: {len(found)} layers of {loaded.name} on a {side} x {side} input"
-    if automatic is None:
+    if choice is None:
         print(f"{summary}; no automatic choice: {reason}")
         return 1
-    print(f"{summary}; automatic: {automatic}")
+    sure = "" if choice.sure else " (not sure: no rule knows this family)"
+    print(f"{summary}; automatic: {', '.join(automatic)}, {choice.rule}{sure}")
     return 0
 
 

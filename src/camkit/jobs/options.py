@@ -306,7 +306,8 @@ class ModelOptions:
         "'shapes' (bundled, default), 'shortcut' (bundled, learned a planted tag), 'deep' "
         "(bundled, non-linear after its layer 'features.6.0'), 'vit' (bundled vision "
         "transformer), a torchvision classification model name, a "
-        "torch.export .pt2 file, or with --prompt an image-text model: a Hugging Face CLIP "
+        "torch.export .pt2 file, an ultralytics YOLO checkpoint (.pt, with --trust-model) or "
+        "yaml (with --weights), or with --prompt an image-text model: a Hugging Face CLIP "
         "folder (save_pretrained) or open_clip:ARCHITECTURE",
     )
     prompt: tuple[str, ...] = option(
@@ -319,14 +320,14 @@ class ModelOptions:
         None,
         "torchvision models: a state-dict/checkpoint file (offline), DEFAULT or a weights name "
         "(downloads); none = random weights. Bundled model: DEFAULT (shipped), a file, or "
-        "'random' (untrained)",
+        "'random' (untrained). A YOLO yaml: a state-dict file or an ultralytics checkpoint",
     )
     layer: str | None = option(None, "dotted layer name(s), comma-separated (default: found)")
     device: str = option("cpu", "cpu, cuda or cuda:N", check=check_device)
     trust_model: bool = option(
         False,
-        "allow loading a torch.export .pt2 model file, which can run code stored in it: only "
-        "for files you trust",
+        "allow loading a torch.export .pt2 model file or an ultralytics checkpoint, which can "
+        "run code stored in it: only for files you trust",
         bool,
     )
 

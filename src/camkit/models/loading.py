@@ -54,16 +54,20 @@ class LoadedModel:
     mean: tuple[float, ...] | None  # normalisation applied after resizing, None = none
     std: tuple[float, ...] | None
     classes: Sequence[str] | None
+    stride: int = 1  # both sides are made a multiple of it (a YOLO network's 32)
 
     def prepare(self, picture: Tensor) -> tuple[Tensor, Tensor]:
         """(picture shown in [0, 1], model input), both (3, H, W), from a (3, H, W) picture.
 
         Raises `ValueError` when resizing would make the picture larger than `MAX_PIXELS` (a
         long, thin image whose shorter side is scaled up to `size`)."""
-        if self.size:
+        if self.size or self.stride > 1:
             height, width = picture.shape[1:]
-            scale = self.size / min(height, width)
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            scale = self.size / min(height, width) if self.size else 1.0
+            size = tuple(
+                max(self.stride, round(side * scale / self.stride) * self.stride)
+                for side in (height, width)
+            )
             if size[0] * size[1] > MAX_PIXELS:
                 raise ValueError(
                     f"resized to a shorter side of {self.size}, its {width} x {height} picture "
@@ -209,6 +213,81 @@ def _exported_model(path: Path, trusted: bool) -> LoadedModel:
     return LoadedModel(path.stem, module, None, None, None, None)
 
 
+def _is_ultralytics_checkpoint(path: Path) -> bool:
+    """A `torch.save` archive whose pickle names ultralytics' classes (read as bytes: nothing
+    of it runs)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            return any(b"ultralytics" in archive.read(n) for n in pickles)
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _ultralytics_checkpoint(path: Path, trusted: bool) -> tuple[nn.Module, int]:
+    """The network in an ultralytics checkpoint (``YOLO.save`` or a training run's ``best.pt``)
+    and the image size it was trained at; unpickling it needs `trusted` and ultralytics."""
+    if not trusted:
+        raise UsageError(
+            f"{shown(path)} is an ultralytics checkpoint, a pickle that runs code when it loads: "
+            "pass --trust-model if you trust this file, or give its yaml with the weights as a "
+            "state dict (--model yolov8n.yaml --weights state_dict.pt, which runs no code)"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as error:
+        raise UsageError(f"{shown(path)} needs the {error.name} package to load") from None
+    except Exception as error:  # unpickling fails in many ways
+        raise UsageError(f"{shown(path)} is not a loadable checkpoint ({_typed(error)})") from None
+    network = None
+    if isinstance(checkpoint, dict):
+        network = checkpoint.get("ema") or checkpoint.get("model")
+    if not isinstance(network, nn.Module):
+        raise UsageError(f"{shown(path)} holds no network under 'ema' or 'model'")
+    arguments = checkpoint.get("train_args") or {}
+    size = arguments.get("imgsz", 640) if isinstance(arguments, dict) else 640
+    return network.float(), int(size if isinstance(size, int) else max(size))
+
+
+def _ultralytics_model(name: str, weights: str | None, trusted: bool) -> LoadedModel:
+    """An ultralytics YOLO network (detect, segment, classify, pose, OBB) from a checkpoint
+    (`trusted` only) or from its yaml, with `weights` a state-dict file or a checkpoint; camkit
+    reads the network's outputs and modules without importing ultralytics, which building
+    from a yaml or unpickling a checkpoint needs."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            from ultralytics import YOLO
+        except ImportError:
+            raise UsageError(f"{shown(path)}: a YOLO yaml needs the ultralytics package") from None
+        try:
+            network: nn.Module = YOLO(str(path)).model
+        except Exception as error:  # ultralytics reports a bad yaml in many ways
+            raise UsageError(f"{shown(path)} is not a YOLO model yaml ({_typed(error)})") from None
+        size = 640
+        if weights is None:
+            warnings.warn(
+                f"{path.name} has random weights (pass --weights): its maps show no learned "
+                "evidence",
+                CamkitWarning,
+                stacklevel=3,
+            )
+        elif not Path(weights).is_file():
+            raise UsageError(f"--weights {weights!r} for a YOLO yaml: give a state-dict file")
+        elif _is_ultralytics_checkpoint(Path(weights)):
+            trained, size = _ultralytics_checkpoint(Path(weights), trusted)
+            _load_into(network, trained.state_dict(), weights, path.name)
+        else:
+            _load_into(network, _load_state(Path(weights)), weights, path.name)
+    else:
+        network, size = _ultralytics_checkpoint(path, trusted)
+    names = getattr(network, "names", None)
+    classes = [names[i] for i in sorted(names)] if isinstance(names, dict) else names
+    return LoadedModel(path.stem, network.eval(), size, None, None, classes, stride=32)
+
+
 def _shapes(weights: str | None) -> nn.Module:
     model = load_shapes_model(pretrained=weights != "random")
     if weights not in (None, "DEFAULT", "random"):
@@ -329,8 +408,10 @@ def load_model(
     trust: bool = False,
     prompts: Sequence[str] = (),
 ) -> LoadedModel:
-    """A bundled model by name, a torchvision classifier by name, or a torch.export ``.pt2``
-    file (only with `trust`: loading one can run code stored in it), in eval mode.
+    """A bundled model by name, a torchvision classifier by name, a torch.export ``.pt2``
+    file (only with `trust`: loading one can run code stored in it), or an ultralytics YOLO
+    network: its checkpoint (only with `trust`: a pickle) or its yaml (`weights` a state-dict
+    file or a checkpoint; none: random weights), in eval mode.
 
     weights: for torchvision models a state-dict/checkpoint file, ``DEFAULT`` or a weights name
     (downloaded once), None for random weights (with a `CamkitWarning`); for the bundled models
@@ -360,10 +441,12 @@ def load_model(
     if name in BUNDLED_MODELS:
         model = BUNDLED_MODELS[name](weights)
         return LoadedModel(name, model, None, None, None, getattr(model, "classes", None))
-    if Path(name).suffix in (".pt", ".pt2", ".pth", ".ts") or Path(name).is_file():
+    if Path(name).suffix in (".pt", ".pt2", ".pth", ".ts", ".yaml", ".yml") or Path(name).is_file():
         if not Path(name).is_file():
             what = "is not a regular file" if Path(name).exists() else "does not exist"
             raise UsageError(f"model file {shown(name)} {what}")
+        if Path(name).suffix in (".yaml", ".yml") or _is_ultralytics_checkpoint(Path(name)):
+            return _ultralytics_model(name, weights, trust)
         return _exported_model(Path(name), trust)
     return _torchvision_model(name, weights)
 
