@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import camkit
 from camkit.attention import find_blocks, probabilities, recording_attention
 from camkit.inputs import Inputs
 from camkit.models import ShapesViT
@@ -204,3 +205,27 @@ def test_probabilities_are_a_softmax_of_scaled_dot_products() -> None:
     a = probabilities(q, k)
     e = math.exp(1 / math.sqrt(2))
     torch.testing.assert_close(a, torch.tensor([[[e / (e + 1), 1 / (e + 1)]]]))
+
+
+@pytest.mark.parametrize("family", ["hugging-face-swin", "timm-pvt-v2", "timm-levit"])
+@pytest.mark.parametrize("method", ["legrad", "gae", "rollout"])
+def test_windowed_pooled_and_pyramid_attention_is_refused_with_what_is_needed(family, method):
+    """Swin attends within windows, PVT to spatially reduced keys, LeViT over fewer tokens at
+    each stage: none attends globally over one sequence, which the attention methods need. They
+    say so, never a shape mismatch inside camkit."""
+    import timm
+    import transformers
+
+    torch.manual_seed(0)
+    if family == "hugging-face-swin":
+        config = transformers.SwinConfig(image_size=64, embed_dim=16, depths=[1, 1],
+                                         num_heads=[2, 2], window_size=4, num_labels=5)  # fmt: skip
+        model, side = transformers.SwinForImageClassification(config), 64
+    elif family == "timm-pvt-v2":
+        model, side = timm.create_model("pvt_v2_b0", num_classes=5), 64
+    else:
+        model, side = timm.create_model("levit_128s", num_classes=5), 224
+    x = torch.rand(1, 3, side, side)
+    with pytest.raises(ValueError, match="attend globally over one sequence of tokens") as error:
+        camkit.explain(model.eval(), x, method)
+    assert "Swin, PVT, Segformer, Hiera, MViT, LeViT" in str(error.value)

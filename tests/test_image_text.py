@@ -127,3 +127,38 @@ def test_the_command_says_what_goes_with_a_prompt(hugging_face, tmp_path, capsys
     assert "text prompts go with an image-text model" in capsys.readouterr().err
     assert main(["explain", "--model", str(folder), "--out", str(tmp_path / "b")]) == 2
     assert "at least one prompt" in capsys.readouterr().err
+
+
+def test_siglip_scores_keep_its_bias_and_score_each_prompt_with_its_own_sigmoid() -> None:
+    """SigLIP's logits_per_image is scale * cosine + logit_bias, and it was trained with a
+    sigmoid per image-text pair: each prompt's probability is its own sigmoid (they do not sum
+    to 1 across prompts, as CLIP's softmax does)."""
+    torch.manual_seed(0)
+    text = {
+        "vocab_size": 50,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 16,
+    }
+    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 2, "num_attention_heads": 2}  # fmt: skip
+    model = transformers.SiglipModel(
+        transformers.SiglipConfig(text_config=text, vision_config=vision)
+    ).eval()
+    with torch.no_grad():
+        model.logit_bias.fill_(-3.0)  # far from 0, so that leaving it out shows
+    ids = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    prompts = PromptScores(model, ["a", "b"], lambda texts, **_: {"input_ids": ids})
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        theirs = model(input_ids=ids, pixel_values=x).logits_per_image
+        ours = prompts(x)
+    torch.testing.assert_close(ours, theirs)
+    assert prompts.sigmoid
+    torch.testing.assert_close(prompts.probabilities(ours), theirs.sigmoid())
+    loaded = camkit.models.loading.LoadedModel("siglip", prompts, 32, None, None, ("a", "b"))
+    torch.testing.assert_close(loaded.probabilities(ours), theirs.sigmoid())
+    result = camkit.GradCAM(prompts)(x, targets=camkit.TopK(2))
+    assert result.maps.shape == (2, 2, 32, 32)

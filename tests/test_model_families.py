@@ -17,6 +17,7 @@ import camkit
 from camkit import Region
 from camkit.layers import candidates, find_spatial_layer
 from helpers.nets import gap_net
+from helpers.zoo import assert_never_the_head_or_a_patch_embedding
 
 
 def not_constant(result: camkit.Explanation) -> bool:
@@ -60,6 +61,7 @@ def assert_explained(model: nn.Module, x: torch.Tensor, layer: str) -> None:
     constant. (Grad-CAM itself can be blank with random weights: a signed layer's weighted sum
     may be negative everywhere.)"""
     assert find_spatial_layer(model, x) == layer
+    assert_never_the_head_or_a_patch_embedding(model, x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", camkit.CamkitWarning)
         grad = camkit.GradCAM(model)(x)

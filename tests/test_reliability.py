@@ -567,3 +567,37 @@ def test_cam_head_must_be_a_linear_layer() -> None:
         camkit.CAM(gap_net(), head=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"a 1 x 1 convolution.*not Conv2d"):
         camkit.CAM(gap_net(), head=gap_net()[0])  # a 3 x 3 convolution is no linear head
+
+
+def test_inputs_that_are_not_images_get_messages_that_point_the_right_way() -> None:
+    """A raw waveform (B, L) has its batch axis (it needs a channel axis); a text model's token
+    ids or embeddings are not drawn on, and a text model says so, whatever the input's dtype."""
+    transformers = pytest.importorskip("transformers")
+    waveform = torch.rand(2, 100)
+    with pytest.raises(ValueError, match=r"\(2, 100\): a batch of signals without a channel axis"):
+        camkit.GradCAM(gap_net(dims=1))(waveform)
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=2,
+    )  # fmt: skip
+    bert = transformers.BertForSequenceClassification(config).eval()
+    ids = torch.randint(0, 50, (2, 7))
+    embeddings = bert.bert.embeddings.word_embeddings(ids).detach()
+    for given in (ids, {"input_ids": ids}, {"inputs_embeds": embeddings}):
+        with pytest.raises(ValueError, match="is a text model"):
+            camkit.GradCAM(bert)(given)
+
+
+def test_the_waveform_glue_the_message_names_works() -> None:
+    class Raw(nn.Module):  # takes (B, L)
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = gap_net(in_channels=1, dims=1)
+
+        def forward(self, x):
+            return self.net(x[:, None])
+
+    torch.manual_seed(0)
+    wrapped = nn.Sequential(nn.Flatten(1), Raw()).eval()
+    result = camkit.GradCAMElementWise(wrapped)(torch.rand(2, 100).unsqueeze(1))
+    assert result.maps.shape == (2, 1, 100)

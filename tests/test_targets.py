@@ -112,3 +112,31 @@ class _DictOutput(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self.inner(x)}
+
+
+def test_a_probabilities_and_logits_pair_explains_the_logits() -> None:
+    """ultralytics' classifiers return (softmax, logits): the logits are explained, not the
+    saturating probabilities; a pair that is not a softmax keeps the first element."""
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    assert select_output((logits.softmax(1), logits)) is not None
+    assert torch.equal(select_output((logits.softmax(1), logits)), logits)
+    other = torch.tensor([[0.1, 0.2, 0.7]])
+    assert torch.equal(select_output((other, logits)), other)
+    nested = ((logits, torch.zeros(1, 4)), {"extras": 1})  # a segment head's nesting
+    assert torch.equal(select_output(nested), logits)
+
+
+def test_a_detector_without_targets_is_explained_for_its_top_detection() -> None:
+    import torchvision
+
+    torch.manual_seed(0)
+    detector = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=3, box_score_thresh=0.0
+    ).eval()
+    x = torch.rand(1, 3, 96, 96)
+    with torch.no_grad():
+        top = detector(x)[0]["scores"][0]
+    result = camkit.GradCAMElementWise(detector)(x)
+    assert result.scores.item() == pytest.approx(top.item())
+    with pytest.raises(ValueError, match=r"the model is a detector .*camkit\.Box"):
+        camkit.GradCAM(detector)(x, targets=1)

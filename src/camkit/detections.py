@@ -236,12 +236,8 @@ def _style(outputs: object) -> str:
         return "torchvision"
     if _field(outputs, "pred_boxes") is not None and _field(outputs, "logits") is not None:
         return "detr"
-    if (
-        isinstance(outputs, (tuple, list))
-        and len(outputs) == 2
-        and not isinstance(outputs[1], Tensor)
-    ):
-        return "ultralytics"  # (predictions, extras): ultralytics' eval-mode head
+    if _is_ultralytics(outputs):
+        return "ultralytics"
     if isinstance(outputs, Tensor) and outputs.dim() == 3:
         rows, columns = outputs.shape[1:]
         rows_fit, columns_fit = columns >= 6, rows >= 5  # 5 + classes, or 4 + classes
@@ -257,6 +253,27 @@ def _style(outputs: object) -> str:
         "scores), YOLO-style (B, N, 5 + classes) tensors, ultralytics YOLO outputs and Hugging "
         f"Face DETR-family outputs, not {type(outputs).__name__}; write a target function "
         "f(outputs, rows) -> (M, K) scores for other formats"
+    )
+
+
+def _is_ultralytics(outputs: object) -> bool:
+    """ultralytics' eval-mode head: (predictions (B, 4 + classes, anchors), extras), the
+    predictions maybe paired with mask prototypes, the extras a dict of the raw head outputs
+    (``scores``, ``boxes``; ``one2many`` for end-to-end heads) or, in older releases, the list of
+    per-scale maps."""
+    if not isinstance(outputs, (tuple, list)) or len(outputs) != 2:
+        return False
+    first, extras = outputs
+    if isinstance(first, (tuple, list)) and first:
+        first = first[0]
+    if not isinstance(first, Tensor) or first.dim() != 3:
+        return False
+    if isinstance(extras, Mapping):
+        return bool({"scores", "one2many"} & set(extras))
+    return (
+        isinstance(extras, (tuple, list))
+        and len(extras) > 1
+        and all(isinstance(t, Tensor) and t.dim() == 4 for t in extras)
     )
 
 

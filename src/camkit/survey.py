@@ -23,7 +23,8 @@ from camkit.inputs import Inputs, ModelInput
 from camkit.layouts import Layout
 from camkit.targets import OutputSelector, select_output
 
-# Resampling to a fixed output size is not a feature map worth explaining: skip it when choosing.
+# Resampling to a fixed output size, or padding the map before it, makes no feature map worth
+# explaining: skip them when choosing.
 _RESAMPLERS = (
     nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d,
@@ -31,6 +32,10 @@ _RESAMPLERS = (
     nn.AdaptiveMaxPool1d,
     nn.AdaptiveMaxPool2d,
     nn.AdaptiveMaxPool3d,
+    nn.modules.padding._ConstantPadNd,
+    nn.modules.padding._ReflectionPadNd,
+    nn.modules.padding._ReplicationPadNd,
+    nn.modules.padding._CircularPadNd,
 )
 
 OutputKind = Literal["scores", "dense", "other"]
@@ -74,7 +79,8 @@ class Survey:
         kind: the selected output: ``"scores"`` (B, K), ``"dense"`` (B, K, *grid) like the
             input (a segmenter), or ``"other"`` (a detector's boxes, a structure).
         output_shape: the selected output's shape, or None when none could be selected.
-        head: the module that made the selected output (the first to finish holding it).
+        head: the module that made the selected output: the first to finish holding it, or
+            the last whose output it is a view of (a head's convolution, reshaped).
         head_made_tensor: whether the head's output is the selected tensor itself (a linear or
             convolutional head), rather than a structure around it (a detection head's tuple).
         head_inputs: the candidates whose outputs the head reads, in order.
@@ -140,6 +146,26 @@ def _selected(outputs: object, output: OutputSelector) -> Tensor | None:
         return None  # a structure with no class scores (a detector's list of dicts)
 
 
+def _address(t: Tensor) -> int:
+    return int(t.untyped_storage().data_ptr()) if t.numel() else 0
+
+
+def _head(
+    made: list[tuple[str, weakref.ref[Tensor], bool, int]], selected: Tensor | None
+) -> tuple[str, bool] | None:
+    """(the module that made the selected output, whether it made the tensor itself): the first
+    module holding it; else the last whose output it views (a detection head's convolution
+    reshaped to (B, anchors, values)), its memory's address shared."""
+    if selected is None:
+        return None
+    held = next(((name, whole) for name, ref, whole, _ in made if ref() is selected), None)
+    if held is not None:
+        return held
+    address = _address(selected)
+    viewed = [name for name, _, whole, at in made if whole and address and at == address]
+    return (viewed[-1], True) if viewed else None
+
+
 def survey(
     model: nn.Module,
     x: ModelInput | Inputs,
@@ -167,7 +193,8 @@ def survey(
     # (the reference tells a live tensor from a later one that reuses a freed id)
     produced: dict[int, list[tuple[str, weakref.ref[Tensor]]]] = {}
     reads: dict[str, list[str]] = {}
-    made: list[tuple[str, weakref.ref[Tensor], bool]] = []
+    # each module's output tensors: (name, reference, the output itself?, its memory's address)
+    made: list[tuple[str, weakref.ref[Tensor], bool, int]] = []
 
     def recorder(
         name: str, module: nn.Module
@@ -180,7 +207,7 @@ def survey(
                 for source, ref in produced.get(id(t), [])[-1:]
                 if ref() is t
             ]
-            made.extend((name, weakref.ref(t), t is out) for t in _tensors(out))
+            made.extend((name, weakref.ref(t), t is out, _address(t)) for t in _tensors(out))
             if not isinstance(out, Tensor):
                 return
             found = _layout(out, probe, layout, name)
@@ -200,7 +227,7 @@ def survey(
     with removing(hooks), torch.no_grad():
         outputs = run_model(model, probe_inputs, inputs.spatial.shape)
     selected = _selected(outputs, output)
-    head = next(((n, whole) for n, ref, whole in made if ref() is selected), None)
+    head = _head(made, selected)
     once = [c for c in finished if runs[c.name] == 1]
     kept = {c.name for c in once}
     return Survey(
@@ -219,8 +246,8 @@ def candidates(model: nn.Module, x: ModelInput | Inputs) -> list[Candidate]:
 
     One forward pass of the first input, without gradients. A layer qualifies when it runs once
     per forward pass, keeps one row per input, and its output is (B, C, *grid) like the input,
-    (B, N, C) tokens or (B, h, w, C) channels-last. Adaptive pooling and `nn.Identity` (an alias
-    of the layer before it) are left out.
+    (B, N, C) tokens or (B, h, w, C) channels-last. Adaptive pooling, padding and `nn.Identity`
+    (an alias of the layer before it) are left out.
 
     Examples:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
