@@ -17,6 +17,9 @@ and normalises differently). Known differences of definition, and how the tests 
   False), so it is compared with torchcam only.
 * torchcam's Smooth Grad-CAM++ takes A from an extra clean pass and draws its own noise: not
   compared.
+* HiResCAM on a random Swin's last stage sums g * A over 768 channels to values near 1e-7:
+  float32 rounding of that cancelled sum differs between torch and numpy by a few percent of
+  the map, so it is compared in float64 (the token layout is the same on both sides).
 """
 
 from __future__ import annotations
@@ -127,3 +130,37 @@ def test_captum_layer_gradcam(setting) -> None:
     )
     ours = camkit.GradCAM(model, layer="layer4")(x, targets=classes).raw[0]
     assert relative_error(ours, attribution.detach()) < 1e-6
+
+
+def test_hirescam_on_swin_agrees_with_grad_cam_package_and_float32_cancellation_is_why_not():
+    """On timm's Swin, HiResCAM at the last stage's output differed from pytorch-grad-cam's by
+    about 1e-2 in float32 while Grad-CAM agreed. Neither side lays the tokens out differently
+    (the activations and gradients both see are equal): HiResCAM's sum over 768 channels of
+    g * A cancels to about 1e-7 from terms far larger, so float32 rounding of the two sums
+    (torch's and numpy's) differs by a few percent of the result. In float64 they agree."""
+    import timm
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    model = timm.create_model("swin_tiny_patch4_window7_224", num_classes=5).eval()
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+
+    def difference(dtype: torch.dtype) -> tuple[float, float]:
+        net, inputs = copy.deepcopy(model).to(dtype), x.to(dtype)
+        classes = net(inputs).argmax(1).tolist()
+        channels_last = lambda t: t.permute(0, 3, 1, 2)  # noqa: E731 - Swin's (B, h, w, C)
+        layers = [net.layers[3]]
+        cam = pytorch_grad_cam.HiResCAM(net, layers, reshape_transform=channels_last)
+        with cam:
+            theirs = cam(inputs, targets=[ClassifierOutputTarget(c) for c in classes])
+        ours = camkit.HiResCAM(net, layer="layers.3")(inputs, targets=classes)
+        gap = float((ours.maps[:, 0] - torch.as_tensor(theirs)).abs().max())
+        return gap, float(ours.raw[0].abs().max())
+
+    gap32, size32 = difference(torch.float32)
+    gap64, _ = difference(torch.float64)
+    print(f"HiResCAM on Swin vs pytorch-grad-cam: float32 {gap32:.2e} (map values up to "
+          f"{size32:.1e}), float64 {gap64:.2e}")  # fmt: skip
+    assert size32 < 1e-5  # the cancelled sum: tiny next to its terms
+    assert gap64 < 1e-5
+    assert gap32 > 10 * gap64
