@@ -1,6 +1,8 @@
 """For every test and doctest: camkit's warnings are errors (a test that expects one says so
-with pytest.warns), and doctests run from the same seed (the examples draw random inputs; a
-fixed seed makes a failure repeat)."""
+with pytest.warns), doctests run from the same seed (the examples draw random inputs; a
+fixed seed makes a failure repeat), and PIL's Image.open is PIL's own (importing ultralytics,
+a test dependency, replaces it with one that tries to pip-install a HEIF plugin whenever an
+image cannot be read)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from PIL import Image
+
+PIL_OPEN = Image.open  # before any test module imports ultralytics
 
 
 @pytest.fixture(autouse=True)
@@ -25,3 +30,8 @@ def _camkit_warnings_are_errors() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("error", CamkitWarning)
         yield
+
+
+@pytest.fixture(autouse=True)
+def _pil_opens_images() -> None:
+    Image.open = PIL_OPEN

@@ -16,9 +16,10 @@ detector = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
 ).eval()
 images = torch.rand(2, 3, 160, 200)
 
-# Which boxes to explain: here each image's top detection. Box takes (B, K, 4) boxes as
-# (x0, y0, x1, y1) in input pixels and (B, K) labels; the score explained is that of the
-# detection with the same label that overlaps the box best (IoU >= 0.5).
+# Which boxes to explain: here each image's top detection (what camkit explains when no
+# targets are given: camkit.TopDetections(1)). Box takes (B, K, 4) boxes as (x0, y0, x1, y1)
+# in input pixels and (B, K) labels; the score explained is the highest score of the label
+# among the detections that overlap the box (IoU >= 0.5).
 with torch.no_grad():
     found = detector(images)
 boxes = torch.stack([d["boxes"][:1] for d in found])

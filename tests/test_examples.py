@@ -26,6 +26,21 @@ EXPECTED = {
         "wandb: logged maps (offline run)",
         "lightning: logged 4 grids at epochs [1, 3]",
     ],
+    "yolo.py": [
+        "layers: model.15, model.18, model.21 maps: (2, 1, 128, 160)",
+        "top 3 detections: (2, 3, 128, 160)",
+        "eigencam at model.21",
+        "classify layer: model.9.conv",
+    ],
+    "smp_segmentation.py": [
+        "Unet           layer: encoder.layer4  maps: (2, 1, 96, 96)",
+        "DeepLabV3Plus  layer: encoder.layer4",
+        "Segformer      layer: encoder.norm4",
+    ],
+    "monai_volumes.py": [
+        "unet layer: model.1.submodule.1 maps: (1, 1, 32, 48, 48)",
+        "densenet gradcam   layer: class_layers.relu  maps: (1, 1, 64, 64, 64)",
+    ],
     "volumes_and_signals.py": [
         "volume cam      maps (2, 1, 16, 32, 32)",
         "signal scorecam maps (3, 1, 500)",

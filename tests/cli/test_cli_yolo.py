@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -119,3 +121,25 @@ def test_the_yaml_refuses_what_it_cannot_load_in_one_line(yolo_files, tmp_path, 
         assert code == 2, lines
         assert len([line for line in lines if "error" in line]) == 1
         assert message in lines[-1]
+
+
+@pytest.mark.slow
+def test_an_unreadable_picture_beside_a_yolo_checkpoint_is_one_line_and_installs_nothing(
+    yolo_files, tmp_path
+) -> None:
+    """Loading a YOLO checkpoint imports ultralytics, which replaces PIL's Image.open with one
+    that runs pip for a HEIF plugin on any unreadable picture; camkit keeps PIL's own."""
+    pictures = tmp_path / "pictures"
+    shutil.copytree(yolo_files / "pictures", pictures)
+    (pictures / "broken.png").write_bytes(b"not a picture")
+    result = subprocess.run(
+        [sys.executable, "-m", "camkit", "explain", str(pictures), "--model",
+         str(yolo_files / "yolo.pt"), "--trust-model", "--methods", "gradcam",
+         "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "broken.png" in result.stderr
+    assert "pi-heif" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "o" / "a_gradcam.png").is_file()

@@ -211,8 +211,8 @@ def _check_input(x: object) -> None:
             f"expected a batch (B, C, L), (B, C, H, W) or (B, C, D, H, W), got shape "
             f"{tuple(x.shape)}: a batch of signals without a channel axis (B, L) is explained "
             "as x.unsqueeze(1), (B, 1, L), with a model that takes that (for one that takes "
-            "(B, L): nn.Sequential(nn.Flatten(1), model)); a single input (C, L) needs "
-            "x.unsqueeze(0)"
+            "(B, L): nn.Sequential(nn.Flatten(1), model)); a single signal (C, L) needs "
+            "x.unsqueeze(0), a single-channel image (H, W) x[None, None]"
         )
     if x.dim() not in (3, 4, 5):
         raise ValueError(

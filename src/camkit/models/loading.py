@@ -10,12 +10,13 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import pickle
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -251,11 +252,30 @@ def _ultralytics_checkpoint(path: Path, trusted: bool) -> tuple[nn.Module, int]:
     return network.float(), int(size if isinstance(size, int) else max(size))
 
 
+@contextlib.contextmanager
+def _pil_kept() -> Iterator[None]:
+    """Importing ultralytics replaces PIL's ``Image.open`` with one that tries to pip-install a
+    HEIF plugin whenever a picture cannot be read; camkit reads pictures with PIL's own, so
+    that an unreadable one stays one line that names it (and nothing is installed)."""
+    from PIL import Image
+
+    opened = Image.open
+    try:
+        yield
+    finally:
+        Image.open = opened
+
+
 def _ultralytics_model(name: str, weights: str | None, trusted: bool) -> LoadedModel:
     """An ultralytics YOLO network (detect, segment, classify, pose, OBB) from a checkpoint
     (`trusted` only) or from its yaml, with `weights` a state-dict file or a checkpoint; camkit
     reads the network's outputs and modules without importing ultralytics, which building
     from a yaml or unpickling a checkpoint needs."""
+    with _pil_kept():
+        return _ultralytics_network(name, weights, trusted)
+
+
+def _ultralytics_network(name: str, weights: str | None, trusted: bool) -> LoadedModel:
     path = Path(name)
     if path.suffix in (".yaml", ".yml"):
         try:
