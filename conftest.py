@@ -6,6 +6,7 @@ image cannot be read)."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 
@@ -14,6 +15,10 @@ import torch
 from PIL import Image
 
 PIL_OPEN = Image.open  # before any test module imports ultralytics
+# ultralytics, a test dependency, pings its servers and pip-installs what it misses unless told
+# not to: the tests never reach the network.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
 
 @pytest.fixture(autouse=True)
