@@ -103,4 +103,4 @@ __all__ = [
     "overlay",
     "register",
 ]
-__version__ = "0.4.0"
+__version__ = "0.5.0"
