@@ -207,7 +207,10 @@ def test_probabilities_are_a_softmax_of_scaled_dot_products() -> None:
     torch.testing.assert_close(a, torch.tensor([[[e / (e + 1), 1 / (e + 1)]]]))
 
 
-@pytest.mark.parametrize("family", ["hugging-face-swin", "timm-pvt-v2", "timm-levit"])
+@pytest.mark.parametrize(
+    "family", ["hugging-face-swin", "hugging-face-swinv2", "hugging-face-segformer",
+               "timm-pvt-v2", "timm-hiera", "timm-levit"]
+)  # fmt: skip
 @pytest.mark.parametrize("method", ["legrad", "gae", "rollout"])
 def test_windowed_pooled_and_pyramid_attention_is_refused_with_what_is_needed(family, method):
     """Swin attends within windows, PVT to spatially reduced keys, LeViT over fewer tokens at
@@ -217,12 +220,24 @@ def test_windowed_pooled_and_pyramid_attention_is_refused_with_what_is_needed(fa
     import transformers
 
     torch.manual_seed(0)
+    windows = {"image_size": 64, "embed_dim": 16, "depths": [1, 1], "num_heads": [2, 2],
+               "window_size": 4, "num_labels": 5}  # fmt: skip
+    side = 64
     if family == "hugging-face-swin":
-        config = transformers.SwinConfig(image_size=64, embed_dim=16, depths=[1, 1],
-                                         num_heads=[2, 2], window_size=4, num_labels=5)  # fmt: skip
-        model, side = transformers.SwinForImageClassification(config), 64
+        model = transformers.SwinForImageClassification(transformers.SwinConfig(**windows))
+    elif family == "hugging-face-swinv2":
+        model = transformers.Swinv2ForImageClassification(transformers.Swinv2Config(**windows))
+    elif family == "hugging-face-segformer":
+        config = transformers.SegformerConfig(
+            num_labels=3, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
+            num_attention_heads=[1, 1, 2, 2],
+        )  # fmt: skip
+        model = transformers.SegformerForImageClassification(config)
     elif family == "timm-pvt-v2":
-        model, side = timm.create_model("pvt_v2_b0", num_classes=5), 64
+        model = timm.create_model("pvt_v2_b0", num_classes=5)
+    elif family == "timm-hiera":
+        model = timm.create_model("hiera_tiny_224", img_size=64, num_classes=5)
+        torch.nn.init.normal_(model.head.fc.weight, std=0.02)  # it starts at zero
     else:
         model, side = timm.create_model("levit_128s", num_classes=5), 224
     x = torch.rand(1, 3, side, side)
