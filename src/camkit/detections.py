@@ -307,7 +307,8 @@ def _ultralytics(outputs: object) -> tuple[Tensor, int]:
     bare predictions tensor (every column after the box is a class)."""
     extras: object = None
     if isinstance(outputs, (tuple, list)):
-        outputs, extras = outputs[0], outputs[1] if len(outputs) > 1 else None
+        extras = outputs[1] if len(outputs) > 1 else None
+        outputs = outputs[0]
         if isinstance(outputs, (tuple, list)):
             outputs = outputs[0]  # (predictions, protos) of a segment head
     predictions = _tensor_of(outputs, "ultralytics predictions (B, 4 + classes, anchors)")

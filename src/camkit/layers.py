@@ -265,7 +265,8 @@ def choose_layer(
 
     1. Never a layer with a 1-element grid (everything after global pooling), the head
        itself (the module that made the output, and for a detection head everything in it:
-       its box regression and DFL layers), or a layer on a skip path (a pooled shortcut).
+       its box regression and DFL layers), a layer on a skip path (a pooled shortcut), inside
+       an attention (a pyramid transformer's key/value reduction), or a padding.
     2. The first `LayerRule` of `layer_rules()` for the model's family narrows the choice
        (a model with a ``backbone``, at any depth: its last stage, never a region head, the
        object queries or the pyramid).
@@ -310,6 +311,9 @@ def find_spatial_layer(
     return choose_layer(model, x, output).layer
 
 
+_BEFORE_POOLING = "the last feature map before global pooling"
+
+
 def _choose(
     model: nn.Module, inputs: Inputs, output: OutputSelector
 ) -> tuple[LayerChoice, list[Candidate]]:
@@ -330,16 +334,13 @@ def _choose(
         choice, found = LayerChoice(tuple(c.name for c in reads), rule_text), reads
     elif seen.kind == "dense":
         choice, found = _deepest_stage(model, inputs, found, seen, output, layout)
+    elif seen.kind == "scores":
+        choice = _last(model, inputs, found, output, layout, _BEFORE_POOLING)
     else:
-        choice = _last(model, inputs, found, output, layout, "the last feature map before "
-                       "global pooling", sure=seen.kind == "scores")  # fmt: skip
-        if not choice.sure:
-            shape = "a structure" if seen.output_shape is None else f"{seen.output_shape}"
-            choice = dataclasses.replace(
-                choice,
-                rule=f"{choice.rule} (the output, {shape}, is neither class scores "
-                "(B, classes) nor a dense map (B, classes, *grid))",
-            )
+        shape = "a structure" if seen.output_shape is None else f"{seen.output_shape}"
+        unknown = (f"{_BEFORE_POOLING} (the output, {shape}, is neither class scores (B, "
+                   "classes) nor a dense map (B, classes, *grid))")  # fmt: skip
+        choice = _last(model, inputs, found, output, layout, unknown, sure=False)
     _refuse_unplaced_tokens_after(model, choice, seen, inputs)
     return _settled_grid(choice, found, inputs, layout), found
 

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -145,7 +146,7 @@ def _hiera_reroll(model: nn.Module) -> Reroll | None:
     if found is None:
         return None
     owner, module = found
-    reroll: nn.Module = module.reroll  # type: ignore[assignment]  # checked above
+    reroll: Any = module.reroll  # timm's Reroll: a schedule and forward(tokens, block)
     pattern = re.compile(rf"^{re.escape(owner + '.' if owner else '')}blocks\.(\d+)(\.|$)")
 
     def put_back(layer: str, tokens: Tensor) -> Tensor | None:

@@ -212,7 +212,7 @@ class AttentionExplainer(Explainer):
         total = batch * blocks
         return [rows_of(outputs, slice(i * batch, (i + 1) * batch), total) for i in range(blocks)]
 
-    def _patch_grid(self, record: AttentionRecord, x: Tensor) -> tuple[int, tuple[int, int]]:
+    def _patch_grid(self, record: AttentionRecord, x: Tensor) -> tuple[int, tuple[int, ...]]:
         tokens = record.attention[-1].shape[-1]
         layout = token_grid(tokens, tuple(x.shape[2:]), self._layout.leading)
         if layout is None or len(layout[1]) != 2:

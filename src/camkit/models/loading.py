@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import importlib
 import logging
 import pickle
 import warnings
@@ -279,11 +280,11 @@ def _ultralytics_network(name: str, weights: str | None, trusted: bool) -> Loade
     path = Path(name)
     if path.suffix in (".yaml", ".yml"):
         try:
-            from ultralytics import YOLO
+            ultralytics: Any = importlib.import_module("ultralytics")
         except ImportError:
             raise UsageError(f"{shown(path)}: a YOLO yaml needs the ultralytics package") from None
         try:
-            network: nn.Module = YOLO(str(path)).model
+            network: nn.Module = ultralytics.YOLO(str(path)).model
         except Exception as error:  # ultralytics reports a bad yaml in many ways
             raise UsageError(f"{shown(path)} is not a YOLO model yaml ({_typed(error)})") from None
         size = 640
