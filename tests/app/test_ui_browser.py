@@ -218,18 +218,36 @@ def test_upload_change_method_and_target_then_download(served, page, tmp_path) -
     page.screenshot(path=str(OUTPUT / "uploaded.png"), full_page=True)
 
 
-def test_a_bad_upload_is_a_message_and_the_app_keeps_serving(served, page, tmp_path) -> None:
+def _in_view(page, selector: str) -> bool:
+    box = page.locator(selector).bounding_box()
+    height = page.viewport_size["height"]
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
+
+
+def test_a_bad_upload_is_said_where_the_user_clicked_and_the_rest_is_explained(
+    served, page, tmp_path
+) -> None:
     url, _ = served
+    page.set_viewport_size({"width": 1400, "height": 1000})
     fake = tmp_path / "notes.png"
     fake.write_text("this is not a picture")
     _open(page, url)
     page.locator("#uploads input[type=file]").set_input_files(str(fake))
     page.wait_for_selector("#uploads >> text=notes")
+    page.locator("#explain").scroll_into_view_if_needed()
+    page.click("#explain")
+    page.wait_for_selector("#status >> text=Not read")
+    assert "notes.png: not a readable image" in page.inner_text("#status")
+    assert _in_view(page, "#status")  # said beside the button just clicked
+    captions = _wait_for_captions(page, lambda c: len(c) == 3)
+    assert captions[0] == "cross.png"  # the checked sample is still explained
+    page.screenshot(path=str(OUTPUT / "bad-upload.png"), full_page=True)
+    page.locator("#samples label", has_text="cross.png").click()  # only the bad upload left
     page.click("#explain")
     page.wait_for_selector("#status >> text=Error")
-    assert "notes.png: not a readable image" in page.inner_text("#status")
-    page.screenshot(path=str(OUTPUT / "bad-upload.png"), full_page=True)
+    assert "no image could be read" in page.inner_text("#status")
     page.locator("#uploads button[aria-label='Clear']").first.click()
+    page.locator("#samples label", has_text="cross.png").click()
     _explain_and_wait(page, 3)
     assert _captions(page)[0] == "cross.png"
     assert page.inner_text("#status").strip() == ""
@@ -295,3 +313,59 @@ def test_a_vision_transformer_lists_the_attention_methods(served, page) -> None:
     captions = _wait_for_captions(page, lambda c: any("legrad" in x for x in c))
     assert [c.split(" · ")[1] for c in captions[1:]] == ["gradcam", "gradcam++", "legrad"]
     page.screenshot(path=str(OUTPUT / "vit.png"), full_page=True)
+
+
+def test_explain_is_in_view_and_the_class_boxes_show_for_their_targets(served, page) -> None:
+    """At 1000 pixels high the Explain button is on screen as the page opens; "Class (A)"
+    shows for "a class" and "A rather than B", "Rather than (B)" for the latter only."""
+    url, _ = served
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    _open(page, url)
+    assert _in_view(page, "#explain")
+    assert not page.locator("#class").is_visible()
+    assert not page.locator("#foil").is_visible()
+    page.locator("#target label", has_text="a class").click()
+    page.wait_for_selector("#class", state="visible")
+    assert not page.locator("#foil").is_visible()
+    page.locator("#target label", has_text="A rather than B").click()
+    page.wait_for_selector("#foil", state="visible")
+    page.locator("#target label", has_text="top prediction").click()
+    page.wait_for_selector("#class", state="hidden")
+    page.screenshot(path=str(OUTPUT / "layout-1000.png"))
+
+
+def test_a_newer_question_wins_and_the_older_is_dropped(served, page, monkeypatch) -> None:
+    """A method change re-explains; a click on Explain while that answer is in flight asks
+    again. The older answer stops at its next method, writes no files and is never shown; the
+    newer one is, and its files are the session's only ones."""
+    url, app = served
+    calls: list[str] = []
+    real = core.explain_pictures
+
+    def slowly(model, pictures, question, wanted=None):
+        calls.append("started")
+        time.sleep(1.0)  # both answers are in flight at once
+        try:
+            return real(model, pictures, question, wanted)
+        except core.Superseded:
+            calls.append("superseded")
+            raise
+
+    monkeypatch.setattr(core, "explain_pictures", slowly)
+    _open(page, url)
+    page.locator("#methods label", has_text="layercam").click()  # a change: re-explains
+    page.wait_for_timeout(300)
+    page.click("#explain")  # asks again while that answer is in flight
+    expected = [f"cross.png · {m} · cross" for m in ("gradcam", "gradcam++", "layercam")]
+    captions = _wait_for_captions(page, lambda c: c[1:] == expected)
+    assert captions[0] == "cross.png"
+    page.wait_for_selector("#aucs table", timeout=60_000)
+    assert app.wait_idle(60)
+    assert calls.count("started") == 2
+    assert calls.count("superseded") == 1
+    session = list(app.sessions.values())[-1]  # this page's: the newest
+    answers = [p for p in session.folder.iterdir() if p.is_dir()]
+    assert answers == [session.answer]
+    overlays = sorted(p.name for p in session.answer.iterdir() if p.suffix == ".png")
+    assert overlays == ["cross_gradcam++.png", "cross_gradcam.png", "cross_grid.png",
+                        "cross_layercam.png"]  # fmt: skip

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,7 @@ def open_model(
     device: str = "cpu",
     trust: bool = False,
     prompts: Sequence[str] = (),
+    seed: int = 0,
 ) -> AppModel:
     """Load a model for the app: a bundled one, a torchvision classifier by name (with a
     state-dict file, or random weights with a warning), a torch.export file (`trust`), or an
@@ -95,10 +96,15 @@ def open_model(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CamkitWarning)
         try:
-            loaded = load_model(name, weights, trust, prompts)
+            loaded = load_model(name, weights, trust, prompts, seed)
         except UsageError as error:
             raise ValueError(str(error)) from None
-    warning = " ".join(str(w.message) for w in caught if issubclass(w.category, CamkitWarning))
+    said = [str(w.message) for w in caught if issubclass(w.category, CamkitWarning)]
+    if loaded.random_weights:  # said for the page, which has an upload box, not flags
+        said = [w for w in said if "random weights" not in w]
+        said.insert(0, f"{loaded.name} has random weights (drawn from seed {seed}): its maps "
+                    "show no learned evidence; upload a weights file for trained ones")  # fmt: skip
+    warning = " ".join(said)
     model = loaded.model.to(device).eval()
     probe = torch.rand(3, loaded.size or 96, loaded.size or 96)
     x = loaded.normalise(probe)[None].to(device)
@@ -196,14 +202,32 @@ def read_upload(path: str | Path) -> tuple[str, Tensor]:
         raise ValueError(f"{Path(path).name}: {error}") from None
 
 
+class Superseded(Exception):
+    """A newer question of the same session replaced this one: its work stops at the next
+    method, and its answer is never shown."""
+
+
+Wanted = Callable[[], bool]
+"""Whether the question being answered is still the session's latest."""
+
+
+def _still(wanted: Wanted | None) -> None:
+    if wanted is not None and not wanted():
+        raise Superseded
+
+
 def explain_pictures(
-    model: AppModel, pictures: Sequence[tuple[str, Tensor]], question: Question
+    model: AppModel,
+    pictures: Sequence[tuple[str, Tensor]],
+    question: Question,
+    wanted: Wanted | None = None,
 ) -> list[Shown]:
     """Explain each picture with each method of the question.
 
     A method that does not fit the model is reported in `Shown.errors`, not raised: the others
     are still shown. A question that cannot be asked at all (no method, too many images, an
-    unknown class) is a `ValueError`.
+    unknown class) is a `ValueError`. Once `wanted()` is False (a newer question came), the
+    work stops before the next method with `Superseded`.
     """
     if not pictures:
         raise ValueError("choose a sample or upload an image")
@@ -226,6 +250,7 @@ def explain_pictures(
         )
         shown = Shown(name, shown_picture, x[0], predictions, {}, {}, "", None, {})
         for method in question.methods:
+            _still(wanted)
             try:
                 with model.lock, warnings.catch_warnings():
                     warnings.simplefilter("ignore", CamkitWarning)
@@ -352,15 +377,19 @@ class Faithfulness:
         )
 
 
-def faithfulness(model: AppModel, shown: Shown, steps: int = 16) -> Faithfulness:
+def faithfulness(
+    model: AppModel, shown: Shown, steps: int = 16, wanted: Wanted | None = None
+) -> Faithfulness:
     """Deletion and insertion (RISE) of each map on the shown image, with `camkit.metrics`:
-    the probability of the explained class as its most relevant pixels go (or come back)."""
+    the probability of the explained class as its most relevant pixels go (or come back).
+    Stops with `Superseded` once `wanted()` is False."""
     from camkit.metrics import deletion, insertion
 
     x = shown.input[None]
     target = shown.target_class
     deleted, inserted = {}, {}
     for method, heat in shown.maps.items():
+        _still(wanted)
         maps = heat[None, None].to(x.device)
         with model.lock:
             d = deletion(model.loaded.model, x, maps, target, steps=steps)

@@ -58,13 +58,45 @@ SESSION_HOURS = 1.0
 
 @dataclasses.dataclass
 class Session:
-    """One browser session's results and files: the files of its latest answer only, in its
-    own folder under the app's, made when first needed and removed when the session ends."""
+    """One browser session's results and files: the files of its latest answer only, in a
+    folder of their own under the session's (made when first needed), all removed when the
+    session ends.
+
+    Questions are numbered as they come (`ask`): an answer is shown only while its question is
+    the latest, so two answers in flight (a change's re-explain and a click) never share or
+    delete each other's files, and the newer one wins.
+    """
 
     folder: Path
     model: ModelKey = (DEFAULT_MODEL, "", "")
     shown: list[core.Shown] = dataclasses.field(default_factory=list)
     uploads: list[str] = dataclasses.field(default_factory=list)
+    asked: int = 0  # questions asked so far
+    answer: Path | None = None  # the shown answer's files
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def ask(self) -> core.Wanted:
+        """Number a new question; returns whether it is still the latest."""
+        with self.lock:
+            self.asked += 1
+            number = self.asked
+        return lambda: self.asked == number
+
+    def latest(self) -> core.Wanted:
+        """Whether the question now shown is still the latest (for work on its answer)."""
+        number = self.asked
+        return lambda: self.asked == number
+
+    def show(self, shown: list[core.Shown], files: Path, wanted: core.Wanted) -> None:
+        """Make `shown` and its `files` the session's answer, if its question is still the
+        latest; the files of the answer it replaces go. A superseded answer's files go."""
+        with self.lock:
+            if not wanted():
+                shutil.rmtree(files, ignore_errors=True)
+                raise core.Superseded
+            replaced, self.answer, self.shown = self.answer, files, shown
+        if replaced is not None and replaced != files:
+            shutil.rmtree(replaced, ignore_errors=True)
 
     def clear(self) -> None:
         """Delete the session's files: its answer's downloads and its uploads."""
@@ -86,18 +118,20 @@ class App:
         trust: bool = False,
         keep: int = 3,
         prompts: Sequence[str] = (),
+        seed: int = 0,
     ) -> None:
-        self.device, self.trust, self.keep = device, trust, keep
+        self.device, self.trust, self.keep, self.seed = device, trust, keep, seed
         self.start: ModelKey = (model, weights or "", "\n".join(prompts))
         self.models: OrderedDict[ModelKey, core.AppModel] = OrderedDict()
         self.lock = threading.Lock()
         self.explained = 0  # questions answered with the model (the tests count them)
-        # Every session's files live under this folder, which `close` removes.
-        self.folder = Path(tempfile.mkdtemp(prefix="camkit-app-"))
         self.sessions: OrderedDict[Path, Session] = OrderedDict()
         self.jobs = 0  # handlers running now
         self.idle = threading.Condition()
         self.model(self.start)  # a wrong --model fails now, before the server starts
+        # Every session's files live under this folder, which `close` removes; made only once
+        # the model has loaded, so a failed start leaves nothing behind.
+        self.folder = Path(tempfile.mkdtemp(prefix="camkit-app-"))
 
     @contextlib.contextmanager
     def working(self) -> Iterator[None]:
@@ -151,6 +185,7 @@ class App:
                 self.models[key] = core.open_model(
                     name, weights or None, device=self.device, trust=self.trust,
                     prompts=[p.strip() for p in prompts.splitlines() if p.strip()],
+                    seed=self.seed,
                 )  # fmt: skip
                 while len(self.models) > self.keep:
                     self.models.popitem(last=False)
@@ -236,6 +271,8 @@ class Handlers:
         """Explain the chosen images: overlays, the top-5 and the files to download (and clear
         the curves, which `curves` computes next)."""
         state = state or self.app.session()
+        wanted = state.ask()
+        unread: list[str] = []
         try:
             model = self.app.model(state.model)
             classes = model.classes
@@ -246,16 +283,24 @@ class Handlers:
                 cls=classes.index(a) if a in classes else None,
                 foil=classes.index(b) if b in classes else None,
             )
-            pictures = self._pictures(state, samples, uploads)
-            state.shown = core.explain_pictures(model, pictures, question)
+            pictures = self._pictures(state, samples, uploads, unread)
+            shown = core.explain_pictures(model, pictures, question, wanted)
             self.app.explained += 1
-            tiles, files = self._rendered(state, alpha, colormap)
+            tiles, files = self._rendered(state, shown, alpha, colormap, wanted)
+        except core.Superseded:  # a newer question's answer shows instead
+            return tuple(gr.skip() for _ in range(7))
         except ValueError as error:
+            if not wanted():
+                return tuple(gr.skip() for _ in range(7))
             state.shown = []
-            return state, f"**Error:** {error}", [], None, None, None, ""
-        problems = [f"{s.name} · {m}: {e}" for s in state.shown for m, e in s.errors.items()]
-        message = "**Method errors:** " + "; ".join(problems) if problems else ""
-        top = {p["name"]: p["probability"] for p in state.shown[0].predictions}
+            reasons = "; ".join([*unread, str(error)])
+            return state, f"**Error:** {reasons}", [], None, None, None, ""
+        problems = [f"{s.name} · {m}: {e}" for s in shown for m, e in s.errors.items()]
+        message = "; ".join(
+            ([f"**Not read:** {'; '.join(unread)}"] if unread else [])
+            + ([f"**Method errors:** {'; '.join(problems)}"] if problems else [])
+        )
+        top = {p["name"]: p["probability"] for p in shown[0].predictions}
         # The curves of the previous answer go; `curves` draws this answer's next.
         return state, message, tiles, top, files, None, ""
 
@@ -264,27 +309,54 @@ class Handlers:
         """Deletion and insertion of each map on the first image (after the overlays show)."""
         if state is None or not state.shown or not state.shown[0].maps:
             return None, ""
-        faithful = core.faithfulness(self.app.model(state.model), state.shown[0])
+        wanted = state.latest()
+        try:
+            faithful = core.faithfulness(self.app.model(state.model), state.shown[0], wanted=wanted)
+        except core.Superseded:  # a newer question's curves come with its answer
+            return gr.skip(), gr.skip()
         return faithful.chart(), faithful.table()
 
     def restyle(self, state: Session | None, alpha: float, colormap: str) -> tuple[Any, ...]:
         """New opacity or colour map: the same maps, drawn again (the model is not run)."""
         if state is None or not state.shown:
             return gr.update(), gr.update()
-        return self._rendered(state, alpha, colormap)
+        try:
+            return self._rendered(state, state.shown, alpha, colormap, state.latest())
+        except core.Superseded:
+            return gr.skip(), gr.skip()
 
-    def _pictures(self, state: Session, samples: list[str], uploads: list[str] | None) -> list[Any]:
+    def _pictures(
+        self, state: Session, samples: list[str], uploads: list[str] | None, unread: list[str]
+    ) -> list[Any]:
+        """The chosen samples and the uploads that read; each upload that does not is named
+        in `unread`, and the others are still explained."""
         found = [(n, self.samples[n]) for n in samples if n in self.samples]
         for path in uploads or []:
             state.uploads.append(path)
-            found.append(core.read_upload(path))
+            try:
+                found.append(core.read_upload(path))
+            except ValueError as error:
+                unread.append(str(error))
+        if not found and unread:
+            raise ValueError("no image could be read")
         return found
 
-    def _rendered(self, state: Session, alpha: float, colormap: str) -> tuple[list[Any], list[str]]:
-        tiles = core.render(state.shown, alpha=alpha, colormap=colormap)
-        shutil.rmtree(state.folder, ignore_errors=True)
+    def _rendered(
+        self,
+        state: Session,
+        shown: list[core.Shown],
+        alpha: float,
+        colormap: str,
+        wanted: core.Wanted,
+    ) -> tuple[list[Any], list[str]]:
+        """The tiles and downloads of `shown`, in a folder of their own, made the session's
+        answer if its question is still the latest."""
+        tiles = core.render(shown, alpha=alpha, colormap=colormap)
+        state.folder.mkdir(parents=True, exist_ok=True)
+        folder = state.folder / secrets.token_hex(6)
         name = self.app.model(state.model).loaded.name
-        files = core.export(state.shown, state.folder, name, alpha=alpha, colormap=colormap)
+        files = core.export(shown, folder, name, alpha=alpha, colormap=colormap)
+        state.show(shown, folder, wanted)
         return tiles, [str(p) for p in files]
 
 
@@ -322,6 +394,9 @@ def _question(page: _Page, samples: list[str], model_names: list[str]) -> None:
     )
     page.uploads = gr.File(file_count="multiple", file_types=["image"],
                            label="Upload or drop images", elem_id="uploads")  # fmt: skip
+    # Explain and what went wrong stay where the user clicks, in view at the top of the page.
+    page.explain = gr.Button("Explain", variant="primary", elem_id="explain")
+    page.status = gr.Markdown("", elem_id="status")
     page.model = gr.Dropdown(model_names, value=model_names[0], label="Model", elem_id="model",
                              allow_custom_value=True)  # fmt: skip
     page.prompts = gr.Textbox(
@@ -340,15 +415,18 @@ def _question(page: _Page, samples: list[str], model_names: list[str]) -> None:
                                     label="Methods", elem_id="methods")  # fmt: skip
     page.target = gr.Radio(list(TARGETS), value="top prediction", label="Target",
                            elem_id="target")  # fmt: skip
-    with gr.Row():
-        page.cls = gr.Dropdown([], label="Class (A)", elem_id="class")
-        page.foil = gr.Dropdown([], label="Rather than (B)", elem_id="foil")
-    page.explain = gr.Button("Explain", variant="primary", elem_id="explain")
+    with gr.Row():  # shown for the targets that take them
+        page.cls = gr.Dropdown([], label="Class (A)", elem_id="class", visible=False)
+        page.foil = gr.Dropdown([], label="Rather than (B)", elem_id="foil", visible=False)
+
+
+def _classes_for(kind: str) -> tuple[Any, Any]:
+    """Class A shows for "a class" and "A rather than B", class B for the latter only."""
+    return gr.update(visible=kind != "top prediction"), gr.update(visible=kind == "A rather than B")
 
 
 def _answer(page: _Page) -> None:
     """The right column: overlays, styling, top-5, curves, downloads."""
-    page.status = gr.Markdown("", elem_id="status")
     page.gallery = gr.Gallery(label="Image and overlays", columns=3, format="png",
                               elem_id="gallery")  # fmt: skip
     with gr.Row():
@@ -384,6 +462,7 @@ def _wire(blocks: gr.Blocks, page: _Page, handlers: Handlers) -> None:
     ask(page.explain.click)
     for widget in (page.layer, page.methods, page.target, page.cls, page.foil):
         ask(widget.input)
+    page.target.change(_classes_for, page.target, [page.cls, page.foil])
     for style in (page.alpha, page.colormap):
         style.change(handlers.restyle, [page.session, page.alpha, page.colormap],
                      [page.gallery, page.downloads])  # fmt: skip

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import threading
+from typing import TYPE_CHECKING, Any
 
 from camkit.cli.common import add_options, flag, job_from
 from camkit.errors import UsageError
 from camkit.jobs import AppJob
 from camkit.jobs.options import check_job
+
+if TYPE_CHECKING:
+    from camkit.app.ui import App  # Gradio is optional: imported when the command runs
 
 
 def app_command(args: argparse.Namespace) -> int:
@@ -25,10 +29,19 @@ def app_command(args: argparse.Namespace) -> int:
         raise UsageError("camkit app chooses the layer in the page: leave out --layer")
     try:
         app = App(job.model, job.weights, device=job.device, trust=job.trust_model,
-                  prompts=job.prompt)  # fmt: skip
+                  prompts=job.prompt, seed=job.seed)  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None
-    page = build(app)
+    try:  # every session's files go with the app, however it ends
+        _serve(app, build(app), job)
+    finally:
+        app.close()
+    return 0
+
+
+def _serve(app: App, page: Any, job: AppJob) -> None:
+    """Serve the page until Ctrl-C (or a stop signal: camkit's entry point makes SIGTERM,
+    SIGHUP and SIGQUIT a KeyboardInterrupt)."""
     try:
         page.launch(
             server_name=job.host,
@@ -41,14 +54,12 @@ def app_command(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot serve on {job.host}:{job.port}: {error}") from None
     print(f"camkit: the app is at http://{job.host}:{job.port}/ (Ctrl-C stops it)", flush=True)
     try:
-        threading.Event().wait()  # until Ctrl-C
+        threading.Event().wait()  # until Ctrl-C or a stop signal
     except KeyboardInterrupt:
         app.wait_idle(30)  # let a running question end: torch must not be mid-call at exit
         print("\ncamkit: app stopped", flush=True)
     finally:
         page.close()
-        app.close()  # every session's files go with the app
-    return 0
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

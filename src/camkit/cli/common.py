@@ -69,8 +69,9 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
     """A flag for each evaluation setting that has one (the shared ones and those the metric
     plug-ins declare), with its default and range in the help."""
     group = parser.add_argument_group(EVALUATION_SETTINGS)
+    taken = set(parser._option_string_actions)  # a job option of that name (--seed) wins
     for setting in (*SHARED, *metric_settings().values()):
-        if setting.flag:
+        if setting.flag and flag(setting.name) not in taken:
             default = "" if setting.default is None else f" (default: {setting.default})"
             group.add_argument(flag(setting.name), dest=f"setting_{setting.name}",
                                metavar=setting.name.upper(), type=setting.kind,

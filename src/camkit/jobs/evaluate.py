@@ -295,7 +295,8 @@ def evaluate_dataset(
     _warn_left_out(left_out, loaded.name)
     if not methods:
         return EvaluateResult(None, failures=counted.failures)
-    settings = Settings(fill=_fill(job.fill, first[1].inputs), **job.settings)
+    # One seed for the run: the model's random weights and the metrics' noise.
+    settings = Settings(fill=_fill(job.fill, first[1].inputs), **{"seed": job.seed, **job.settings})
     evaluation = Evaluation(loaded.model, methods, metrics_for(job, data), settings=settings,
                             layer=layer, method_options=options)  # fmt: skip
     counted.progress.start(len(data))

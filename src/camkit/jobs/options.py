@@ -331,9 +331,16 @@ class ModelOptions:
         bool,
     )
 
+    seed: int = option(
+        0,
+        "the seed of the run: random weights (a model without --weights) are drawn from it, "
+        "and camkit evaluate's noise (ROAD, the randomisation check), so a run repeats",
+        int, low=0, high=2**63 - 1, unit="a whole number",
+    )  # fmt: skip
+
     def load(self) -> LoadedModel:
         """The model, on the job's device, in eval mode (`UsageError` when it cannot load)."""
-        loaded = load_model(self.model, self.weights, self.trust_model, self.prompt)
+        loaded = load_model(self.model, self.weights, self.trust_model, self.prompt, self.seed)
         loaded.model = loaded.model.to(self.device).eval()
         return loaded
 

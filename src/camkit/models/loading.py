@@ -15,6 +15,9 @@ import difflib
 import importlib
 import logging
 import pickle
+import socket
+import urllib.error
+import urllib.parse
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +37,7 @@ from camkit.models.deep import load_deep_model
 from camkit.models.shapes import load_shapes_model
 from camkit.models.shortcut import load_shortcut_model
 from camkit.models.vit import load_vit_model
+from camkit.seeds import seeded
 
 DEFAULT_MODEL = "shapes"
 """The model a job uses when none is named: the bundled shapes classifier."""
@@ -57,6 +61,7 @@ class LoadedModel:
     std: tuple[float, ...] | None
     classes: Sequence[str] | None
     stride: int = 1  # both sides are made a multiple of it (a YOLO network's 32)
+    random_weights: bool = False  # untrained: drawn from the load's seed
 
     def prepare(self, picture: Tensor) -> tuple[Tensor, Tensor]:
         """(picture shown in [0, 1], model input), both (3, H, W), from a (3, H, W) picture.
@@ -141,11 +146,7 @@ def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
     classes: Sequence[str] | None = default.meta.get("categories")
     if weights is None:
         model = torchvision.models.get_model(name)
-        warnings.warn(
-            f"{name} has random weights (pass --weights): its maps show no learned evidence",
-            CamkitWarning,
-            stacklevel=2,
-        )
+        _warn_random(name)
     elif Path(weights).is_file():
         state = _load_state(Path(weights))
         model = torchvision.models.get_model(name)
@@ -166,7 +167,7 @@ def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
                 f"--weights {weights!r} is neither a file nor one of {name}'s weights: DEFAULT, "
                 + ", ".join(w.name for w in known)
             ) from None
-        model = torchvision.models.get_model(name, weights=chosen)  # downloads once, then cached
+        model = _published(name, chosen)
     return LoadedModel(
         name=name,
         model=model,
@@ -174,6 +175,46 @@ def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
         mean=tuple(transform.mean),
         std=tuple(transform.std),
         classes=classes,
+        random_weights=weights is None,
+    )
+
+
+def _warn_random(name: str) -> None:
+    warnings.warn(
+        f"{name} has random weights, drawn from a fixed seed (--seed N draws others; pass "
+        "--weights for trained ones): its maps show no learned evidence",
+        CamkitWarning,
+        stacklevel=3,
+    )
+
+
+DOWNLOAD_TIMEOUT = 5.0
+"""Seconds to wait for the weights' server to answer before saying it cannot be reached."""
+
+
+def _published(name: str, chosen: Any) -> nn.Module:  # noqa: ANN401 - a torchvision WeightsEnum
+    """torchvision's published weights: from torch's cache, or downloaded once. A machine
+    that cannot reach the server is told so in one line, at once, with what to pass instead."""
+    import torchvision
+
+    url = urllib.parse.urlparse(chosen.url)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url.path).name
+    if not cached.is_file():
+        try:
+            socket.create_connection((url.hostname, url.port or 443), DOWNLOAD_TIMEOUT).close()
+        except OSError as error:
+            raise UsageError(_cannot_download(name, chosen, cached, error)) from None
+    try:
+        return torchvision.models.get_model(name, weights=chosen)
+    except (OSError, urllib.error.URLError, RuntimeError) as error:  # cut off while downloading
+        raise UsageError(_cannot_download(name, chosen, cached, error)) from None
+
+
+def _cannot_download(name: str, chosen: Any, cached: Path, error: BaseException) -> str:  # noqa: ANN401
+    return (
+        f"--weights {chosen.name}: {name}'s published weights are not on this machine "
+        f"({shown(cached)}) and cannot be downloaded from {chosen.url} ({_typed(error)}); "
+        "copy that file there, or pass a local state dict with --weights FILE"
     )
 
 
@@ -289,12 +330,7 @@ def _ultralytics_network(name: str, weights: str | None, trusted: bool) -> Loade
             raise UsageError(f"{shown(path)} is not a YOLO model yaml ({_typed(error)})") from None
         size = 640
         if weights is None:
-            warnings.warn(
-                f"{path.name} has random weights (pass --weights): its maps show no learned "
-                "evidence",
-                CamkitWarning,
-                stacklevel=3,
-            )
+            _warn_random(path.name)
         elif not Path(weights).is_file():
             raise UsageError(f"--weights {weights!r} for a YOLO yaml: give a state-dict file")
         elif _is_ultralytics_checkpoint(Path(weights)):
@@ -306,7 +342,8 @@ def _ultralytics_network(name: str, weights: str | None, trusted: bool) -> Loade
         network, size = _ultralytics_checkpoint(path, trusted)
     names = getattr(network, "names", None)
     classes = [names[i] for i in sorted(names)] if isinstance(names, dict) else names
-    return LoadedModel(path.stem, network.eval(), size, None, None, classes, stride=32)
+    random = path.suffix in (".yaml", ".yml") and weights is None
+    return LoadedModel(path.stem, network.eval(), size, None, None, classes, 32, random)
 
 
 def _shapes(weights: str | None) -> nn.Module:
@@ -428,6 +465,7 @@ def load_model(
     weights: str | None = None,
     trust: bool = False,
     prompts: Sequence[str] = (),
+    seed: int = 0,
 ) -> LoadedModel:
     """A bundled model by name, a torchvision classifier by name, a torch.export ``.pt2``
     file (only with `trust`: loading one can run code stored in it), or an ultralytics YOLO
@@ -443,8 +481,12 @@ def load_model(
     classifier of the text `prompts` (`camkit.image_text.PromptScores`), its classes the
     prompts.
 
+    Random weights are drawn from `seed` (the caller's random stream is left as it was), so the
+    same command gives the same model, predictions and maps every time.
+
     Raises `UsageError` naming what is wrong: an unknown name, a file that is not a model, a
-    state dict that does not fit, prompts without an image-text model or the reverse.
+    state dict that does not fit, prompts without an image-text model or the reverse, published
+    weights that are not on this machine and cannot be downloaded.
 
     Examples:
         >>> load_model("deep").name
@@ -452,6 +494,11 @@ def load_model(
         >>> load_model("shapes", weights="random").model.training
         False
     """
+    with seeded(seed):
+        return _load(name, weights, trust, prompts)
+
+
+def _load(name: str, weights: str | None, trust: bool, prompts: Sequence[str]) -> LoadedModel:
     if prompts or _is_image_text_name(name):
         if not prompts or not _is_image_text_name(name):
             raise UsageError(
@@ -461,7 +508,10 @@ def load_model(
         return _image_text_model(name, weights, prompts)
     if name in BUNDLED_MODELS:
         model = BUNDLED_MODELS[name](weights)
-        return LoadedModel(name, model, None, None, None, getattr(model, "classes", None))
+        classes = getattr(model, "classes", None)
+        return LoadedModel(
+            name, model, None, None, None, classes, random_weights=weights == "random"
+        )
     if Path(name).suffix in (".pt", ".pt2", ".pth", ".ts", ".yaml", ".yml") or Path(name).is_file():
         if not Path(name).is_file():
             what = "is not a regular file" if Path(name).exists() else "does not exist"
