@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -375,3 +376,53 @@ def test_method_options_reach_the_methods(tmp_path) -> None:
     np.testing.assert_allclose(saved, finer.maps[0].numpy(), atol=1e-6)
     assert np.abs(saved - default.maps[0].numpy()).max() > 1e-3  # the options made a difference
     np.testing.assert_allclose(np.load(out / "one_kpcacam.npy"), kpca.maps[0].numpy(), atol=1e-6)
+
+
+def test_an_unknown_target_names_the_closest_classes_and_how_to_list_them(tmp_path, capsys):
+    code = main(["explain", "--model", "resnet18", "--target", "cat", "--out", str(tmp_path)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert code == 2
+    assert len(errors) == 1
+    assert len(errors[0]) < 300  # not the 1,000 ImageNet classes
+    for name in ("tiger cat", "Persian cat", "Egyptian cat"):
+        assert f"'{name}'" in errors[0]
+    assert "`camkit classes --model resnet18` lists all 1000" in errors[0]
+    assert main(["classes", "--model", "resnet18"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1000
+    assert listed[282] == "282\ttiger cat"
+    assert main(["classes"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "0\tdisc"
+
+
+def test_off_a_terminal_a_running_job_says_how_far_it_is(capsys) -> None:
+    from camkit.cli.common import TerminalProgress
+
+    progress = TerminalProgress("explaining", every=0.1)
+    progress.start(3)
+    time.sleep(0.35)
+    progress.advance()
+    time.sleep(0.25)
+    progress.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert "camkit: explaining: 0 of 3 done after 0s" in lines
+    assert any(line.startswith("camkit: explaining: 1 of 3 done after") and line.endswith("left")
+               for line in lines)  # fmt: skip
+    count = len(lines)
+    time.sleep(0.3)
+    assert len(capsys.readouterr().err.splitlines()) == 0 < count  # closed: no more lines
+
+
+def test_a_long_job_says_what_it_costs_before_it_starts(tmp_path, monkeypatch) -> None:
+    from camkit.jobs import Collected, ExplainJob, explain_folder
+    from camkit.jobs import explain as explain_job
+
+    monkeypatch.setattr(explain_job, "WORTH_SAYING", 0.0)  # every job is "long" here
+    progress = Collected()
+    job = ExplainJob(out=tmp_path, methods=("gradcam", "scorecam"))
+    explain_folder(job, progress)
+    (line,) = progress.notes
+    assert line.startswith("this job may take about")
+    assert "6 input(s) of 96 x 96" in line
+    assert "scorecam 129 passes an input" in line  # 128 channels at the bundled model's layer
+    assert "--method-options scorecam.channels=64" in line

@@ -1,7 +1,7 @@
 """The `camkit` command: `camkit explain` (overlays, grids and JSON for image files, any model),
 `camkit evaluate` (faithfulness, localisation and sanity metrics for every method) and
-`camkit layers` (the layers that can be explained, and the automatic choice) and `camkit app`
-(the same in the browser).
+`camkit layers` (the layers that can be explained, and the automatic choice), `camkit classes`
+(a model's classes) and `camkit app` (the same in the browser).
 
 Exit codes: 0 everything was written; 1 some inputs or methods failed (the rest was written);
 2 the command itself is wrong (unknown model, method, layer or option, an out-of-range value, an
@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn, cast
 
-from camkit.cli import app, evaluate, explain, layers
+from camkit.cli import app, classes, evaluate, explain, layers
 from camkit.errors import CamkitWarning, UsageError
 
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_parser(commands)
     evaluate.add_parser(commands)
     layers.add_parser(commands)
+    classes.add_parser(commands)
     app.add_parser(commands)
     return parser
 

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import sys
 import threading
+import time
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -114,23 +115,54 @@ class _Stderr:
 
 class TerminalProgress(Progress):
     """A job's `camkit.jobs.Progress` on the terminal: a bar on stderr with the rate and the
-    time left (on a terminal and for more than one item), and one line per failure."""
+    time left (on a terminal and for more than one item), one line per failure and per note.
 
-    def __init__(self, label: str) -> None:
+    Off a terminal (a log, a pipe, a service), where no bar shows, a line on stderr every
+    `every` seconds (every minute after the first) says how far the job is and how long it has
+    taken.
+    """
+
+    def __init__(self, label: str, every: float = 10.0) -> None:
         self.label = label
+        self.every = every
         self.bar: tqdm | None = None
         self.lock = threading.Lock()  # writer threads report too
+        self.ticking = threading.Event()
+        self.done = 0
 
     @override
     def start(self, total: int, done: int = 0) -> None:
         self.close()
+        self.done = done
+        terminal = sys.stderr.isatty()
         self.bar = tqdm(total=total, initial=done, desc=self.label, unit="img", file=_Stderr(),
-                        disable=total <= 1 or not sys.stderr.isatty(),
-                        dynamic_ncols=True)  # fmt: skip
+                        disable=total <= 1 or not terminal, dynamic_ncols=True)  # fmt: skip
+        if not terminal:
+            self.ticking = threading.Event()
+            threading.Thread(target=self._tick, args=(self.ticking, total, done, time.monotonic()),
+                             name="camkit-progress", daemon=True).start()  # fmt: skip
+
+    def _tick(self, stop: threading.Event, total: int, before: int, started: float) -> None:
+        # every `every` seconds for the first minute, then every minute
+        while not stop.wait(self.every if time.monotonic() - started < 60 else 60):
+            with self.lock:
+                done = self.done
+            elapsed = time.monotonic() - started
+            left = ""
+            if done > before:
+                left = f", about {_clock(elapsed / (done - before) * (total - done))} left"
+            print(f"camkit: {self.label}: {done} of {total} done after {_clock(elapsed)}{left}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    @override
+    def note(self, line: str) -> None:
+        with self.lock:
+            print(f"camkit: {line}", file=sys.stderr, flush=True)
 
     @override
     def advance(self, count: int = 1) -> None:
         with self.lock:
+            self.done += count
             if self.bar is not None:
                 self.bar.update(count)
 
@@ -144,10 +176,16 @@ class TerminalProgress(Progress):
                 self.bar.refresh()
 
     def close(self) -> None:
-        """Remove the bar (a later `start` draws a new one)."""
+        """Remove the bar and stop the lines (a later `start` begins again)."""
+        self.ticking.set()
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
 
 
 __all__ = ["TerminalProgress", "UsageError", "add_options", "add_settings", "flag", "job_from"]

@@ -21,12 +21,13 @@ Examples:
 
 from camkit.jobs.evaluate import EvaluateResult, evaluate_dataset
 from camkit.jobs.explain import ExplainResult, explain_folder
-from camkit.jobs.options import AppJob, EvaluateJob, ExplainJob, LayersJob
+from camkit.jobs.options import AppJob, ClassesJob, EvaluateJob, ExplainJob, LayersJob
 from camkit.jobs.outputs import ImageResult, top_predictions, write_image
 from camkit.jobs.progress import Collected, JobInterrupted, Progress
 
 __all__ = [
     "AppJob",
+    "ClassesJob",
     "Collected",
     "EvaluateJob",
     "EvaluateResult",

@@ -15,8 +15,10 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,7 @@ from camkit.errors import UsageError
 from camkit.explanation import Explanation
 from camkit.files import OutputError, OutputFolder, identity, shown
 from camkit.images import IMAGE_SUFFIXES
+from camkit.jobs.cost import WORTH_SAYING, estimate
 from camkit.jobs.options import ExplainJob, Label
 from camkit.jobs.outputs import listed_files
 from camkit.jobs.progress import Collected, JobInterrupted, Progress
@@ -212,8 +215,29 @@ def targets_of(job: ExplainJob, loaded: LoadedModel, label: Label = str) -> int 
         return index
     if loaded.classes and job.target in loaded.classes:
         return list(loaded.classes).index(job.target)
-    valid = ", ".join(loaded.classes) if loaded.classes else "class indices"
-    raise UsageError(f"unknown target class {shown(job.target)!r}; valid: {valid}")
+    if not loaded.classes:
+        raise UsageError(f"unknown target class {shown(job.target)!r}: the model names no "
+                         "classes, so --target takes a class index")  # fmt: skip
+    close = closest_classes(job.target, loaded.classes)
+    hint = f"closest: {', '.join(repr(c) for c in close)}; " if close else ""
+    raise UsageError(
+        f"unknown target class {shown(job.target)!r}; {hint}`camkit classes --model "
+        f"{loaded.name}` lists all {len(loaded.classes)}"
+    )
+
+
+def closest_classes(asked: str, classes: Sequence[str], most: int = 6) -> list[str]:
+    """The class names a user who typed `asked` may mean: those with `asked` as a word (any
+    case), then the closest spellings.
+
+    Examples:
+        >>> closest_classes("cat", ["tabby", "tiger cat", "Persian cat", "catamaran", "cab"])
+        ['tiger cat', 'Persian cat', 'cab']
+    """
+    word = re.compile(rf"\b{re.escape(asked.strip())}\b", re.IGNORECASE)
+    found = [c for c in classes if word.search(c)]
+    spelled = difflib.get_close_matches(asked, list(classes), n=most, cutoff=0.6)
+    return list(dict.fromkeys([*found, *spelled]))[:most]
 
 
 def _check_target_range(model: torch.nn.Module, x: Tensor, targets: int | TopK | None,
@@ -333,11 +357,15 @@ def explain_folder(
     for path in steps.refused():
         run.failed(path, "read", ValueError("another input's outputs would have the same names: "
                                             "rename one of them"))  # fmt: skip
-    if loaded.classes is None and targets is not None:  # the classes asked for must exist
-        first = next((item for item in map(data.__getitem__, range(len(data)))
-                      if not isinstance(item, Unreadable)), None)  # fmt: skip
-        if first is not None:
-            _check_target_range(loaded.model, first["input"][None].to(job.device), targets, label)
+    first = next((item for item in map(data.__getitem__, range(len(data)))
+                  if not isinstance(item, Unreadable)), None)  # fmt: skip
+    if first is not None:
+        x = first["input"].to(job.device)
+        if loaded.classes is None and targets is not None:  # the classes asked for must exist
+            _check_target_range(loaded.model, x[None], targets, label)
+        cost = estimate(loaded.model, explainers, x, len(todo), layer)
+        if cost.seconds > WORTH_SAYING:  # a long job says what it costs before it starts
+            progress.note(cost.line())
     try:
         if job.ray is not None:
             from camkit.jobs.ray import explain_on_ray

@@ -584,6 +584,16 @@ class LayersJob(ModelOptions):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ClassesJob(ModelOptions):
+    """`camkit classes`: the classes of a model (what --target names), index and name.
+
+    Examples:
+        >>> ClassesJob(model="resnet18").model
+        'resnet18'
+    """
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class AppJob(ModelOptions):
     """`camkit app`: the browser app (the layer is chosen in the page).
 

@@ -29,6 +29,9 @@ class Progress(Protocol):
     def fail(self, line: str) -> None:
         """One failure, told in one line (the input, the method, what went wrong)."""
 
+    def note(self, line: str) -> None:
+        """Something to know before or while the job runs (what a long job will cost)."""
+
 
 class Collected(Progress):
     """A `Progress` that keeps the failure lines and counts the items done.
@@ -43,6 +46,7 @@ class Collected(Progress):
     def __init__(self) -> None:
         self.total = self.done = 0
         self.failures: list[str] = []
+        self.notes: list[str] = []
         self._lock = threading.Lock()
 
     @override
@@ -59,6 +63,11 @@ class Collected(Progress):
     def fail(self, line: str) -> None:
         with self._lock:
             self.failures.append(line)
+
+    @override
+    def note(self, line: str) -> None:
+        with self._lock:
+            self.notes.append(line)
 
 
 R = TypeVar("R")

@@ -314,6 +314,20 @@ class Explainer:
         """The method's rule: (rows, K, *spatial) weighted evidence, before ReLU."""
         raise NotImplementedError
 
+    def passes(self, channels: int, spatial: Sequence[int]) -> float:
+        """About how many passes through the model explaining one input costs (a forward pass
+        counts 1, a backward pass 1), for a layer of `channels` channels and an input of shape
+        `spatial`: what a job estimates its time from.
+
+        Examples:
+            >>> import camkit
+            >>> net = camkit.models.example_net()
+            >>> camkit.GradCAM(net).passes(64, (96, 96)), camkit.ScoreCAM(net).passes(64, (96, 96))
+            (2.0, 65.0)
+        """
+        copies = 1 if self.smooth is None else self.smooth.copies
+        return (2.0 if self.needs_gradients else 1.0) * copies
+
     def __call__(
         self, x: ModelInput, targets: Targets = None, *, score: Score = "logit"
     ) -> Explanation:

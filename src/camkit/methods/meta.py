@@ -245,6 +245,21 @@ class SESS(Explainer):
             method=self.name,
         )
 
+    @override
+    def passes(self, channels: int, spatial: Sequence[int]) -> float:
+        """The base method's passes for every window of every scale (on window-sized crops)."""
+        if len(spatial) != 2:
+            return self.base.passes(channels, spatial)
+        height, width = spatial
+        window = self.window or min(height, width)
+        step = self.step or window
+        windows = 0
+        for scale in self._scales(window):
+            ratio = scale / min(height, width)
+            rows, columns = round(height * ratio), round(width * ratio)
+            windows += (max(0, rows - window) // step + 1) * (max(0, columns - window) // step + 1)
+        return 1.0 + windows * self.base.passes(channels, (window, window))
+
     def _scales(self, window: int) -> list[int]:
         if self.scales is not None:
             if any(s < window for s in self.scales):

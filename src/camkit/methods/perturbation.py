@@ -7,7 +7,7 @@ batches under `torch.inference_mode`, across channels and inputs at once, with a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -103,6 +103,12 @@ class ScoreCAM(Explainer):
     def _variants(self, masks: Tensor) -> Iterator[Tensor]:
         """The masks each channel's score averages over: the mask itself here."""
         yield masks
+
+    @override
+    def passes(self, channels: int, spatial: Sequence[int]) -> float:
+        """One masked forward pass per channel scored (and per variant of its mask)."""
+        scored = min(channels, self.channels or channels)
+        return 1.0 + scored * getattr(self, "samples", 1)
 
 
 @register("sscam")
@@ -216,6 +222,11 @@ class AblationCAM(Explainer):
     ) -> None:
         super().__init__(model, layer, **options)
         self.rows_per_pass = _check_rows(rows_per_pass)
+
+    @override
+    def passes(self, channels: int, spatial: Sequence[int]) -> float:
+        """One pass of the layers after the explained one per channel zeroed (counted whole)."""
+        return 1.0 + channels
 
     @override
     def weigh(self, evidence: Evidence) -> Tensor:

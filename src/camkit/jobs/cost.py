@@ -1,0 +1,132 @@
+"""What a job will cost, said before it starts: model passes per input by method, and seconds
+from one timed forward pass of the first input."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from camkit.layers import choose_layer
+from camkit.methods import Explainer
+from camkit.survey import survey
+
+WORTH_SAYING = 60.0
+"""Seconds of estimated work above which a job says what it will cost before it starts."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """A job's estimated cost.
+
+    Attributes:
+        inputs: how many inputs the job explains.
+        shape: the first input's spatial shape.
+        forward: seconds of one forward pass of one input (timed).
+        passes: passes through the model per input, by method.
+
+    Examples:
+        >>> cost = Cost(3, (768, 1024), 0.5, {"gradcam": 2.0, "scorecam": 2049.0})
+        >>> round(cost.seconds), cost.costliest
+        (3076, 'scorecam')
+    """
+
+    inputs: int
+    shape: tuple[int, ...]
+    forward: float
+    passes: Mapping[str, float]
+
+    @property
+    def seconds(self) -> float:
+        """The whole job, about."""
+        return self.inputs * self.forward * sum(self.passes.values())
+
+    @property
+    def costliest(self) -> str:
+        """The method with the most passes."""
+        return max(self.passes, key=lambda m: self.passes[m])
+
+    def line(self) -> str:
+        """One line: the estimate, what makes it large, and how to make it cheaper.
+
+        Examples:
+            >>> line = Cost(3, (768, 1024), 0.5, {"gradcam": 2.0, "scorecam": 2049.0}).line()
+            >>> line[:61]
+            'this job may take about 51 min: 3 input(s) of 1024 x 768, one'
+            >>> line[line.index("cheaper"):][:62]
+            'cheaper: --method-options scorecam.channels=64 (about 32x fewe'
+        """
+        method = self.costliest
+        size = " x ".join(map(str, reversed(self.shape)))
+        line = (
+            f"this job may take about {_duration(self.seconds)}: {self.inputs} input(s) of "
+            f"{size}, one forward pass {self.forward:.2f} s, {method} "
+            f"{self.passes[method]:,.0f} passes an input"
+        )
+        cheaper = _cheaper(method, self.passes[method])
+        return (
+            f"{line}; cheaper: {cheaper}or a smaller --max-size (the passes grow with the pixels)"
+        )
+
+
+def _cheaper(method: str, passes: float) -> str:
+    if method in ("scorecam", "sscam", "iscam") and passes > 64:
+        return (f"--method-options {method}.channels=64 (about {passes / 65:.0f}x fewer passes "
+                "for it), ")  # fmt: skip
+    if method == "sess":
+        return "--method-options sess.num_scales=4, "
+    if passes > 10:
+        return f"leave out {method}, "
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate(
+    model: nn.Module,
+    explainers: Mapping[str, Explainer],
+    x: Tensor,
+    inputs: int,
+    layers: Sequence[str] | None = None,
+) -> Cost:
+    """The cost of explaining `inputs` inputs like `x` (C, *spatial) with `explainers`: their
+    passes for the explained layer's channels (`layers`, or the automatic choice), and one timed
+    forward pass of `x` (after one untimed, which warms the model up).
+
+    Examples:
+        >>> import camkit
+        >>> net = camkit.models.example_net()
+        >>> cost = estimate(net, {"gradcam": camkit.GradCAM(net)}, torch.rand(3, 16, 16), 10)
+        >>> cost.passes, cost.seconds < 1
+        ({'gradcam': 2.0}, True)
+    """
+    batch = x[None]
+    with torch.inference_mode():
+        model(batch)
+        started = time.perf_counter()
+        model(batch)
+        forward = time.perf_counter() - started
+    channels = _channels(model, batch, layers)
+    spatial = tuple(x.shape[1:])
+    passes = {name: e.passes(channels, spatial) for name, e in explainers.items()}
+    return Cost(inputs, spatial, forward, passes)
+
+
+def _channels(model: nn.Module, x: Tensor, layers: Sequence[str] | None) -> int:
+    """The explained layers' channels (all of a multi-scale head's); 0 where none is found."""
+    try:
+        names = tuple(layers) if layers else choose_layer(model, x).names
+    except ValueError:  # no layer the automatic choice takes: the methods will say so
+        return 0
+    shapes = {c.name: c for c in survey(model, x).found}
+    found = [shapes[n] for n in names if n in shapes]
+    return sum(c.shape[1] if c.layout == "spatial" else c.shape[-1] for c in found)
