@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -426,3 +427,17 @@ def test_a_long_job_says_what_it_costs_before_it_starts(tmp_path, monkeypatch) -
     assert "6 input(s) of 96 x 96" in line
     assert "scorecam 129 passes an input" in line  # 128 channels at the bundled model's layer
     assert "--method-options scorecam.channels=64" in line
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate", "layers", "classes", "app"])
+def test_a_commands_help_names_only_options_it_takes(command, capsys) -> None:
+    from camkit.cli import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--help"])
+    text = capsys.readouterr().out
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text))
+    sub = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == command)
+    taken = set(sub[1]._option_string_actions)
+    assert named <= taken, f"camkit {command} --help names {sorted(named - taken)}"

@@ -312,8 +312,8 @@ class ModelOptions:
     )
     prompt: tuple[str, ...] = option(
         (),
-        "with an image-text model (CLIP): a text prompt to explain, one map each (repeat: "
-        "--prompt 'a dog' --prompt 'a cat'; all are explained unless --target/--top)",
+        "with an image-text model (CLIP): a text prompt, one class each (repeat: --prompt "
+        "'a dog' --prompt 'a cat')",
         nargs="append", metavar="TEXT",
     )  # fmt: skip
     weights: str | None = option(

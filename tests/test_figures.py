@@ -1,0 +1,126 @@
+"""The figures the README and the docs quote are the committed results files' (so they cannot
+go stale): every results table in the README equals its results file row by row, and every
+number docs/concepts.md quotes from a benchmark is that benchmark's, rounded as quoted."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = {
+    "bundled": ROOT / "docs/evaluation/results.md",
+    "shortcut": ROOT / "docs/evaluation/shortcut/results.md",
+    "deep": ROOT / "docs/evaluation/deep/results.md",
+    "vit": ROOT / "docs/evaluation/vit/results.md",
+}
+
+
+def tables(text: str) -> list[list[list[str]]]:
+    """Every markdown table whose header starts with "| Method |": rows of cells."""
+    found, current = [], None
+    for line in text.splitlines():
+        if line.startswith("| Method |"):
+            current = [_cells(line)]
+            found.append(current)
+        elif current is not None and line.startswith("|"):
+            if not set(line) <= set("|-: "):
+                current.append(_cells(line))
+        else:
+            current = None
+    return found
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def results(name: str) -> dict[str, dict[str, float]]:
+    """The first table of a results file: method -> column -> its number (before the ±)."""
+    header, *rows = tables(RESULTS[name].read_text())[0]
+    values: dict[str, dict[str, float]] = {}
+    for row in rows:
+        values[row[0]] = {}
+        for column, cell in zip(header[1:], row[1:], strict=True):
+            number = re.match(r"-?\d+(\.\d+)?", cell)
+            if number:
+                values[row[0]][column] = float(number.group())
+    return values
+
+
+def test_every_results_table_in_the_readme_is_its_results_files() -> None:
+    readme = tables((ROOT / "README.md").read_text())
+    files = {name: tables(path.read_text())[0] for name, path in RESULTS.items()}
+    matched = []
+    for table in readme:
+        methods = {row[0] for row in table[1:]}
+        name = next((n for n, f in files.items() if f[0] == table[0]
+                     and methods == {row[0] for row in f[1:]}), None)  # fmt: skip
+        if name is None:
+            continue
+        assert table == files[name], f"the README's {name} table differs from {RESULTS[name]}"
+        matched.append(name)
+    assert sorted(matched) == sorted(RESULTS)  # all four benchmarks are in the README
+
+
+# (the words around the number in docs/concepts.md, the benchmark, method, column)
+CLAIMS = [
+    ("sanity rank correlation {}", "bundled", "gradcam", "Sanity rho ↓"),
+    ("the weights are randomised ({} to", "bundled", "gradcam++", "Sanity rho ↓"),
+    ("randomised (0.75 to {})", "bundled", "scorecam", "Sanity rho ↓"),
+    ("lowest drop ({}%,", "bundled", "scorecam", "Avg drop % ↓"),
+    ("lowest drop (0.08%, {}%)", "bundled", "gradcam++", "Avg drop % ↓"),
+    ("highest increase ({}%,", "bundled", "scorecam", "Increase % ↑"),
+    ("highest increase (9.0%, {}%)", "bundled", "gradcam++", "Increase % ↑"),
+    ("MaxBoxAcc {}% and", "bundled", "scorecam", "MaxBoxAcc % ↑"),
+    ("and {}% against", "bundled", "eigencam", "MaxBoxAcc % ↑"),
+    ("against {}% for Grad-CAM", "bundled", "gradcam", "MaxBoxAcc % ↑"),
+    ("peak on the tag in {}% and", "shortcut", "scorecam", "Pointing % ↑"),
+    ("and {}% of the images where", "shortcut", "smoothgradcam++", "Pointing % ↑"),
+    ("Grad-CAM's in {}%", "shortcut", "gradcam", "Pointing % ↑"),
+    ("tag in {}% of the conflict images", "shortcut", "guided-gradcam", "Pointing % ↑"),
+    ("mass in its box", "shortcut", "guided-gradcam", "Energy % ↑"),
+    ("put {}%, 37%", "shortcut", "guided-gradcam", "Energy % ↑"),
+    ("46%, {}% and", "shortcut", "guided-backprop", "Energy % ↑"),
+    ("and {}% of their mass", "shortcut", "refinecam", "Energy % ↑"),
+    ("(Grad-CAM: {}%)", "shortcut", "gradcam", "Energy % ↑"),
+    ("Grad-CAM's ({}% against", "shortcut", "sobel", "Pointing % ↑"),
+    ("against {}%), so pointing", "shortcut", "gradcam", "Pointing % ↑"),
+    ("GAE {}%", "vit", "gae", "Pointing % ↑"),
+    ("rollout {}%", "vit", "rollout", "Pointing % ↑"),
+    ("LeGrad {}%", "vit", "legrad", "Pointing % ↑"),
+    ("last block's tokens {}%", "vit", "gradcam", "Pointing % ↑"),
+]
+
+
+@pytest.mark.parametrize(("words", "source", "method", "column"), CLAIMS)
+def test_what_concepts_quotes_is_the_benchmarks(words, source, method, column) -> None:
+    text = (ROOT / "docs/concepts.md").read_text()
+    if "{}" not in words:
+        assert words in text
+        return
+    pattern = re.escape(words).replace(r"\{\}", r"(-?\d+(?:\.\d+)?)")
+    quoted = re.search(pattern, text)
+    assert quoted, f"docs/concepts.md no longer says {words!r}"
+    number = quoted.group(1)
+    decimals = len(number.partition(".")[2])
+    value = results(source)[method][column]
+    assert round(value, decimals) == pytest.approx(float(number)), (
+        f"docs/concepts.md quotes {number} for {method}'s {column} on the {source} "
+        f"benchmark, whose results file says {value}"
+    )
+
+
+def test_the_citation_names_the_packages_version_and_the_changelogs_last_release() -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    citation = (ROOT / "CITATION.cff").read_text()
+    released = re.search(r"^## \[(\d+\.\d+\.\d+)\] - (\d{4}-\d\d-\d\d)", (ROOT / "CHANGELOG.md")
+                         .read_text(), re.MULTILINE)  # fmt: skip
+    assert released is not None
+    assert f"version: {version}\n" in citation
+    assert released.group(1) == version
+    assert f"date-released: {released.group(2)}\n" in citation
