@@ -89,3 +89,19 @@ def test_random_weights_are_seeded_and_leave_the_callers_stream_alone() -> None:
     picture = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert first.model(picture).argmax() == again.model(picture).argmax()
+
+
+@pytest.mark.slow
+def test_an_open_clip_tag_offline_is_one_line_at_once(offline, capsys) -> None:
+    """open_clip fetches a pretrained tag from the Hugging Face hub, which retries for about a
+    minute and logs each failure; offline, the cache alone is asked and one line says why."""
+    pytest.importorskip("open_clip")
+    started = time.perf_counter()
+    with pytest.raises(UsageError) as refused:
+        load_model("open_clip:ViT-B-32", "laion2b_s34b_b79k", prompts=["a dog"])
+    assert time.perf_counter() - started < 30
+    assert "not in the Hugging Face cache on this machine, and huggingface.co cannot be" in str(
+        refused.value
+    )
+    assert "--weights FILE" in str(refused.value)
+    assert capsys.readouterr().err == ""  # the libraries' own log lines are not shown

@@ -72,6 +72,7 @@ class Session:
     shown: list[core.Shown] = dataclasses.field(default_factory=list)
     uploads: list[str] = dataclasses.field(default_factory=list)
     asked: int = 0  # questions asked so far
+    answered: int = 0  # the question whose answer is shown
     answer: Path | None = None  # the shown answer's files
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -95,6 +96,7 @@ class Session:
                 shutil.rmtree(files, ignore_errors=True)
                 raise core.Superseded
             replaced, self.answer, self.shown = self.answer, files, shown
+            self.answered = self.asked
         if replaced is not None and replaced != files:
             shutil.rmtree(replaced, ignore_errors=True)
 
@@ -309,6 +311,8 @@ class Handlers:
         """Deletion and insertion of each map on the first image (after the overlays show)."""
         if state is None or not state.shown or not state.shown[0].maps:
             return None, ""
+        if state.answered != state.asked:  # a newer question's curves follow its answer
+            return gr.skip(), gr.skip()
         wanted = state.latest()
         try:
             faithful = core.faithfulness(self.app.model(state.model), state.shown[0], wanted=wanted)

@@ -192,6 +192,42 @@ DOWNLOAD_TIMEOUT = 5.0
 """Seconds to wait for the weights' server to answer before saying it cannot be reached."""
 
 
+def _unreachable(host: str, port: int = 443) -> OSError | None:
+    """Why `host` cannot be reached within `DOWNLOAD_TIMEOUT` seconds, or None when it can."""
+    try:
+        socket.create_connection((host, port), DOWNLOAD_TIMEOUT).close()
+    except OSError as error:
+        return error
+    return None
+
+
+@contextlib.contextmanager
+def _hub_cache_only(offline: bool) -> Iterator[None]:
+    """With `offline`, Hugging Face's hub reads its cache without asking the network (which
+    it would retry for a minute) for the block."""
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+
+    was, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = was
+
+
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """Libraries log a failed download before raising it: camkit says it once, in its line."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def _published(name: str, chosen: Any) -> nn.Module:  # noqa: ANN401 - a torchvision WeightsEnum
     """torchvision's published weights: from torch's cache, or downloaded once. A machine
     that cannot reach the server is told so in one line, at once, with what to pass instead."""
@@ -199,11 +235,8 @@ def _published(name: str, chosen: Any) -> nn.Module:  # noqa: ANN401 - a torchvi
 
     url = urllib.parse.urlparse(chosen.url)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url.path).name
-    if not cached.is_file():
-        try:
-            socket.create_connection((url.hostname, url.port or 443), DOWNLOAD_TIMEOUT).close()
-        except OSError as error:
-            raise UsageError(_cannot_download(name, chosen, cached, error)) from None
+    if not cached.is_file() and (error := _unreachable(url.hostname or "", url.port or 443)):
+        raise UsageError(_cannot_download(name, chosen, cached, error))
     try:
         return torchvision.models.get_model(name, weights=chosen)
     except (OSError, urllib.error.URLError, RuntimeError) as error:  # cut off while downloading
@@ -428,10 +461,18 @@ def _open_clip(
         import open_clip
     except ImportError:
         raise UsageError("open_clip models need the open_clip_torch package") from None
+    tag = weights is not None and not Path(weights).is_file()  # downloads from the Hub
+    unreachable = _unreachable("huggingface.co") if tag else None
     try:
-        model = open_clip.create_model(architecture, pretrained=weights)
+        with _hub_cache_only(unreachable is not None), _quiet_logs():
+            model = open_clip.create_model(architecture, pretrained=weights)
     except (RuntimeError, ValueError, OSError) as error:
-        raise UsageError(f"open_clip:{architecture}: {first_line(error)}") from None
+        why = first_line(error)
+        if unreachable is not None:
+            why = (f"the weights tagged {weights!r} are not in the Hugging Face cache on this "
+                   f"machine, and huggingface.co cannot be reached ({_typed(unreachable)}): "
+                   "pass a local file with --weights FILE")  # fmt: skip
+        raise UsageError(f"open_clip:{architecture}: {why}") from None
     config = getattr(model.visual, "preprocess_cfg", {})
     size = config.get("size", model.visual.image_size)
     side = int(size[0] if isinstance(size, (tuple, list)) else size)
