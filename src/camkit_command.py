@@ -2,8 +2,9 @@
 
 Importing camkit imports torch: seconds, during which Python would answer Ctrl-C with a
 traceback. This module imports nothing heavy itself, so the import that takes the time happens
-inside `main`, where an interrupt at any moment ends the command with one line and exit 130;
-SIGTERM, SIGHUP and SIGQUIT end it the same way.
+inside `main`, where an interrupt at any moment ends the command with one line and exit 130
+(during the import, at once: nothing has started); SIGTERM, SIGHUP and SIGQUIT end it the same
+way.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 
+Handler = Callable[[int, "FrameType | None"], None]
 INTERRUPTED = 130  # the shell's code for a command ended by SIGINT (128 + 2)
 
 
@@ -24,22 +27,30 @@ STOPPING = ("SIGTERM", "SIGHUP", "SIGQUIT")
 
 def main() -> int:
     """Run `camkit` with the process's arguments; returns the exit code."""
-    for name in STOPPING:
-        if hasattr(signal, name):  # not every platform has them all
-            signal.signal(getattr(signal, name), _stop)
-    try:
-        from camkit.cli import main as run  # torch and camkit: most of the start-up time
+    # While torch and camkit import, nothing has started: a Ctrl-C (or stop) ends the process
+    # at once with the line. Raised there, the KeyboardInterrupt could land inside a native
+    # module's initialisation, which turns it into an ImportError (a traceback) or, where a
+    # library imports it optionally, into nothing at all (the run goes on).
+    _handle(("SIGINT", *STOPPING), _interrupted_at_exit)
+    from camkit.cli import main as run  # torch and camkit: most of the start-up time
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _handle(STOPPING, _stop)
+    try:
         code = run()
     except KeyboardInterrupt:  # before the command's own handling starts, or after it ends
         code = _say_interrupted()
     # From here Python flushes and shuts down (torch's exit handlers run): a late Ctrl-C (or
     # stop) ends the process at once with the same line, rather than a traceback from an exit
     # handler.
-    for name in ("SIGINT", *STOPPING):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), _interrupted_at_exit)
+    _handle(("SIGINT", *STOPPING), _interrupted_at_exit)
     return code
+
+
+def _handle(names: tuple[str, ...], handler: Handler) -> None:
+    for name in names:
+        if hasattr(signal, name):  # not every platform has them all
+            signal.signal(getattr(signal, name), handler)
 
 
 def _stop(_signal: int, _frame: FrameType | None) -> None:

@@ -79,8 +79,9 @@ def read_chunks(
     """Lists of `batch_size` consecutive items of `data` (the last may be shorter), read by
     `num_workers` processes (0: here) while the caller works on the previous ones.
 
-    Ctrl-C belongs to the main process: the readers start with it blocked and then ignore it
-    (the main process ends them), and they hand tensors over through named shared memory, not
+    Ctrl-C (and SIGTERM, SIGHUP, SIGQUIT) belongs to the main process: the readers start with
+    them blocked and then ignore them (the main process ends them), and they hand tensors over
+    through named shared memory, not
     by passing file descriptors, whose hand-over a Ctrl-C in the main process can cut halfway
     (the reader would print the broken connection). So an interrupted run prints one line.
     """
@@ -98,13 +99,21 @@ def read_chunks(
     yield from chunks
 
 
+# Ctrl-C, and the stops the command takes as Ctrl-C (a service manager's SIGTERM, a closed
+# terminal's SIGHUP, SIGQUIT), which may come to the whole process group.
+_STOPS = {
+    getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n)
+}
+
+
 @contextlib.contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """SIGINT held back in this thread; one that came meanwhile is delivered at the end."""
+    """Ctrl-C and the stop signals held back in this thread; one that came meanwhile is
+    delivered at the end."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
         yield
     finally:
@@ -112,10 +121,11 @@ def _interrupts_held() -> Iterator[None]:
 
 
 def _start_reader(_worker_id: int) -> None:
-    """The start of each reader process (see `read_chunks`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """The start of each reader process (see `read_chunks`): the main process ends it."""
+    for stop in _STOPS:
+        signal.signal(stop, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # ignored from now on
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # ignored from now on
     torch.multiprocessing.set_sharing_strategy("file_system")  # this reader process only
 
 

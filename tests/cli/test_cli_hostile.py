@@ -342,7 +342,8 @@ def assert_one_interrupted_line(code: int, stderr: str, folder: Path | None) -> 
     assert code == 130, stderr
     assert "Traceback" not in stderr, stderr
     assert "Exception" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in stderr.splitlines()
+             if line.strip() and not line.startswith("camkit: this job may take")]  # fmt: skip
     assert len(lines) == 1, stderr
     assert lines[0].startswith("camkit: interrupted"), stderr
     if folder is not None and folder.exists():
@@ -671,3 +672,18 @@ def test_rays_lines_go_to_a_log_that_is_kept_only_when_ray_fails(capsys) -> None
     kept = Path(line.removeprefix("camkit: Ray's own log lines are in "))
     assert kept.read_text() == "why Ray failed\n"
     kept.unlink()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stop", "group"), [("SIGTERM", True), ("SIGTERM", False),
+                                             ("SIGHUP", True)])  # fmt: skip
+def test_a_stop_signal_ends_the_run_as_ctrl_c_does(tmp_path, stop, group) -> None:
+    """A service manager stops the whole group (systemd's default) or the main process; a
+    closed terminal hangs the group up: one line, exit 130, complete files only."""
+    image_folder(tmp_path / "in", 200)
+    process = camkit_process("explain", "in", "--out", "o", "--batch-size", "2", "--workers", "2",
+                             cwd=tmp_path)  # fmt: skip
+    wait_for(tmp_path / "o" / "img003.json", process)
+    (os.killpg if group else os.kill)(process.pid, getattr(signal, stop))
+    _, stderr = process.communicate(timeout=60)
+    assert_one_interrupted_line(process.returncode, stderr, tmp_path / "o")

@@ -297,12 +297,8 @@ class Handlers:
             state.shown = []
             reasons = "; ".join([*unread, str(error)])
             return state, f"**Error:** {reasons}", [], None, None, None, ""
-        problems = [f"{s.name} · {m}: {e}" for s in shown for m, e in s.errors.items()]
-        message = "; ".join(
-            ([f"**Not read:** {'; '.join(unread)}"] if unread else [])
-            + ([f"**Method errors:** {'; '.join(problems)}"] if problems else [])
-        )
         top = {p["name"]: p["probability"] for p in shown[0].predictions}
+        message = _problems(shown, unread)
         # The curves of the previous answer go; `curves` draws this answer's next.
         return state, message, tiles, top, files, None, ""
 
@@ -422,6 +418,14 @@ def _question(page: _Page, samples: list[str], model_names: list[str]) -> None:
     with gr.Row():  # shown for the targets that take them
         page.cls = gr.Dropdown([], label="Class (A)", elem_id="class", visible=False)
         page.foil = gr.Dropdown([], label="Rather than (B)", elem_id="foil", visible=False)
+
+
+def _problems(shown: list[core.Shown], unread: list[str]) -> str:
+    """The answer's message: uploads that could not be read, methods that did not fit."""
+    methods = [f"{s.name} · {m}: {e}" for s in shown for m, e in s.errors.items()]
+    parts = [f"**Not read:** {'; '.join(unread)}"] if unread else []
+    parts += [f"**Method errors:** {'; '.join(methods)}"] if methods else []
+    return "; ".join(parts)
 
 
 def _classes_for(kind: str) -> tuple[Any, Any]:

@@ -25,7 +25,7 @@ class Cost:
     Attributes:
         inputs: how many inputs the job explains.
         shape: the first input's spatial shape.
-        forward: seconds of one forward pass of one input (timed).
+        forward: seconds of a forward pass, per input (timed on a batch).
         passes: passes through the model per input, by method.
 
     Examples:
@@ -55,7 +55,7 @@ class Cost:
         Examples:
             >>> line = Cost(3, (768, 1024), 0.5, {"gradcam": 2.0, "scorecam": 2049.0}).line()
             >>> line[:61]
-            'this job may take about 51 min: 3 input(s) of 1024 x 768, one'
+            'this job may take about 51 min: 3 input(s) of 1024 x 768, a f'
             >>> line[line.index("cheaper"):][:62]
             'cheaper: --method-options scorecam.channels=64 (about 32x fewe'
         """
@@ -63,24 +63,23 @@ class Cost:
         size = " x ".join(map(str, reversed(self.shape)))
         line = (
             f"this job may take about {_duration(self.seconds)}: {self.inputs} input(s) of "
-            f"{size}, one forward pass {self.forward:.2f} s, {method} "
+            f"{size}, a forward pass {self.forward:.3f} s an input, {method} "
             f"{self.passes[method]:,.0f} passes an input"
         )
-        cheaper = _cheaper(method, self.passes[method])
-        return (
-            f"{line}; cheaper: {cheaper}or a smaller --max-size (the passes grow with the pixels)"
-        )
+        hints = [*_cheaper(method, self.passes[method]),
+                 "a smaller --max-size (the passes grow with the pixels)"]  # fmt: skip
+        return f"{line}; cheaper: {', or '.join(hints)}"
 
 
-def _cheaper(method: str, passes: float) -> str:
+def _cheaper(method: str, passes: float) -> list[str]:
     if method in ("scorecam", "sscam", "iscam") and passes > 64:
-        return (f"--method-options {method}.channels=64 (about {passes / 65:.0f}x fewer passes "
-                "for it), ")  # fmt: skip
+        return [f"--method-options {method}.channels=64 (about {passes / 65:.0f}x fewer passes "
+                "for it)"]  # fmt: skip
     if method == "sess":
-        return "--method-options sess.num_scales=4, "
+        return ["--method-options sess.num_scales=4"]
     if passes > 10:
-        return f"leave out {method}, "
-    return ""
+        return [f"leave out {method}"]
+    return []
 
 
 def _duration(seconds: float) -> str:
@@ -97,10 +96,13 @@ def estimate(
     x: Tensor,
     inputs: int,
     layers: Sequence[str] | None = None,
+    batch: int = 1,
 ) -> Cost:
     """The cost of explaining `inputs` inputs like `x` (C, *spatial) with `explainers`: their
-    passes for the explained layer's channels (`layers`, or the automatic choice), and one timed
-    forward pass of `x` (after one untimed, which warms the model up).
+    passes for the explained layer's channels (`layers`, or the automatic choice), and a timed
+    forward pass of `batch` copies of `x` (the faster of two, after an untimed one that warms
+    the model up), per input: the job runs batches, and the costly methods batch their passes
+    too.
 
     Examples:
         >>> import camkit
@@ -109,13 +111,16 @@ def estimate(
         >>> cost.passes, cost.seconds < 1
         ({'gradcam': 2.0}, True)
     """
-    batch = x[None]
+    copies = x[None].expand(max(1, min(batch, inputs)), *x.shape)
+    times = []
     with torch.inference_mode():
-        model(batch)
-        started = time.perf_counter()
-        model(batch)
-        forward = time.perf_counter() - started
-    channels = _channels(model, batch, layers)
+        model(copies)
+        for _ in range(2):  # the faster of two: a busy machine's hiccup is not the model's cost
+            started = time.perf_counter()
+            model(copies)
+            times.append(time.perf_counter() - started)
+    forward = min(times) / len(copies)
+    channels = _channels(model, x[None], layers)
     spatial = tuple(x.shape[1:])
     passes = {name: e.passes(channels, spatial) for name, e in explainers.items()}
     return Cost(inputs, spatial, forward, passes)

@@ -240,6 +240,26 @@ def closest_classes(asked: str, classes: Sequence[str], most: int = 6) -> list[s
     return list(dict.fromkeys([*found, *spelled]))[:most]
 
 
+def _before_work(job: ExplainJob, loaded: LoadedModel, data: ImageFiles,
+                 explainers: dict[str, Explainer], targets: int | TopK | None,
+                 layer: list[str] | None, progress: Progress, label: Label) -> None:  # fmt: skip
+    """With the first readable input: the classes asked for exist (a model without names), and
+    a long job says what it will cost."""
+    first = next((item for item in map(data.__getitem__, range(len(data)))
+                  if not isinstance(item, Unreadable)), None)  # fmt: skip
+    if first is None:
+        return
+    x = first["input"].to(job.device)
+    if loaded.classes is None and targets is not None:
+        _check_target_range(loaded.model, x[None], targets, label)
+    try:
+        cost = estimate(loaded.model, explainers, x, len(data), layer, job.images_per_batch)
+    except (RuntimeError, ValueError):  # the model fails on this input: explaining it says why
+        return
+    if cost.seconds > WORTH_SAYING:
+        progress.note(cost.line())
+
+
 def _check_target_range(model: torch.nn.Module, x: Tensor, targets: int | TopK | None,
                         label: Label) -> None:  # fmt: skip
     """For a model without class names: the classes asked for exist (one forward of one input)."""
@@ -357,15 +377,7 @@ def explain_folder(
     for path in steps.refused():
         run.failed(path, "read", ValueError("another input's outputs would have the same names: "
                                             "rename one of them"))  # fmt: skip
-    first = next((item for item in map(data.__getitem__, range(len(data)))
-                  if not isinstance(item, Unreadable)), None)  # fmt: skip
-    if first is not None:
-        x = first["input"].to(job.device)
-        if loaded.classes is None and targets is not None:  # the classes asked for must exist
-            _check_target_range(loaded.model, x[None], targets, label)
-        cost = estimate(loaded.model, explainers, x, len(todo), layer)
-        if cost.seconds > WORTH_SAYING:  # a long job says what it costs before it starts
-            progress.note(cost.line())
+    _before_work(job, loaded, data, explainers, targets, layer, progress, label)
     try:
         if job.ray is not None:
             from camkit.jobs.ray import explain_on_ray
