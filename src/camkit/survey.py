@@ -146,23 +146,32 @@ def _selected(outputs: object, output: OutputSelector) -> Tensor | None:
         return None  # a structure with no class scores (a detector's list of dicts)
 
 
-def _address(t: Tensor) -> int:
-    return int(t.untyped_storage().data_ptr()) if t.numel() else 0
+Memory = tuple[int, int, float]
+
+
+def _memory(t: Tensor) -> Memory:
+    """Where a tensor's memory is, its size, and the sum of all it holds: a view of it has the
+    same, while a later tensor that reuses the memory after it was freed holds other values."""
+    storage = t.untyped_storage()
+    if t.numel() == 0 or not t.is_floating_point():
+        return (0, 0, 0.0)
+    whole = torch.empty(0, dtype=t.dtype, device=t.device).set_(storage)
+    return (int(storage.data_ptr()), int(storage.nbytes()), float(whole.double().sum()))
 
 
 def _head(
-    made: list[tuple[str, weakref.ref[Tensor], bool, int]], selected: Tensor | None
+    made: list[tuple[str, weakref.ref[Tensor], bool, Memory | None]], selected: Tensor | None
 ) -> tuple[str, bool] | None:
     """(the module that made the selected output, whether it made the tensor itself): the first
     module holding it; else the last whose output it views (a detection head's convolution
-    reshaped to (B, anchors, values)), its memory's address shared."""
+    reshaped to (B, anchors, values)): the same memory, holding the same values."""
     if selected is None:
         return None
     held = next(((name, whole) for name, ref, whole, _ in made if ref() is selected), None)
     if held is not None:
         return held
-    address = _address(selected)
-    viewed = [name for name, _, whole, at in made if whole and address and at == address]
+    memory = _memory(selected)
+    viewed = [name for name, _, _, at in made if memory[0] and at == memory]
     return (viewed[-1], True) if viewed else None
 
 
@@ -193,8 +202,8 @@ def survey(
     # (the reference tells a live tensor from a later one that reuses a freed id)
     produced: dict[int, list[tuple[str, weakref.ref[Tensor]]]] = {}
     reads: dict[str, list[str]] = {}
-    # each module's output tensors: (name, reference, the output itself?, its memory's address)
-    made: list[tuple[str, weakref.ref[Tensor], bool, int]] = []
+    # each module's output tensors: (name, reference, the output itself?, its memory (outputs))
+    made: list[tuple[str, weakref.ref[Tensor], bool, Memory | None]] = []
 
     def recorder(
         name: str, module: nn.Module
@@ -207,7 +216,10 @@ def survey(
                 for source, ref in produced.get(id(t), [])[-1:]
                 if ref() is t
             ]
-            made.extend((name, weakref.ref(t), t is out, _address(t)) for t in _tensors(out))
+            made.extend(
+                (name, weakref.ref(t), t is out, _memory(t) if t is out else None)
+                for t in _tensors(out)
+            )
             if not isinstance(out, Tensor):
                 return
             found = _layout(out, probe, layout, name)

@@ -218,6 +218,9 @@ def targets_of(job: ExplainJob, loaded: LoadedModel, label: Label = str) -> int 
     if not loaded.classes:
         raise UsageError(f"unknown target class {shown(job.target)!r}: the model names no "
                          "classes, so --target takes a class index")  # fmt: skip
+    if len(loaded.classes) <= 12:  # a short list is said whole
+        valid = ", ".join(loaded.classes)
+        raise UsageError(f"unknown target class {shown(job.target)!r}; valid: {valid}")
     close = closest_classes(job.target, loaded.classes)
     hint = f"closest: {', '.join(repr(c) for c in close)}; " if close else ""
     raise UsageError(

@@ -238,9 +238,10 @@ def _published(name: str, chosen: Any) -> nn.Module:  # noqa: ANN401 - a torchvi
     if not cached.is_file() and (error := _unreachable(url.hostname or "", url.port or 443)):
         raise UsageError(_cannot_download(name, chosen, cached, error))
     try:
-        return torchvision.models.get_model(name, weights=chosen)
+        model: nn.Module = torchvision.models.get_model(name, weights=chosen)
     except (OSError, urllib.error.URLError, RuntimeError) as error:  # cut off while downloading
         raise UsageError(_cannot_download(name, chosen, cached, error)) from None
+    return model
 
 
 def _cannot_download(name: str, chosen: Any, cached: Path, error: BaseException) -> str:  # noqa: ANN401
