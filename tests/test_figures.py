@@ -124,3 +124,23 @@ def test_the_citation_names_the_packages_version_and_the_changelogs_last_release
     assert f"version: {version}\n" in citation
     assert released.group(1) == version
     assert f"date-released: {released.group(2)}\n" in citation
+
+
+@pytest.mark.slow
+def test_the_readmes_test_counts_are_the_suites() -> None:
+    import subprocess
+    import sys
+
+    said = re.search(r"([\d,]+) tests in about .* the whole suite, ([\d,]+) tests",
+                     (ROOT / "README.md").read_text().replace("\n", " "))  # fmt: skip
+    assert said is not None
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "not slow", "--collect-only", "-q",
+         "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    ).stdout.splitlines()[-1]  # fmt: skip
+    counted = re.match(r"(\d+)/(\d+) tests collected", collected)
+    assert counted is not None, collected
+    quick, whole = (int(said.group(i).replace(",", "")) for i in (1, 2))
+    assert abs(quick - int(counted.group(1))) <= 0.05 * quick, collected
+    assert abs(whole - int(counted.group(2))) <= 0.05 * whole, collected
