@@ -131,7 +131,7 @@ def test_the_readmes_test_counts_are_the_suites() -> None:
     import subprocess
     import sys
 
-    said = re.search(r"([\d,]+) tests in about .* the whole suite, ([\d,]+) tests",
+    said = re.search(r"([\d,]+) tests in about .*the whole suite, ([\d,]+) tests",
                      (ROOT / "README.md").read_text().replace("\n", " "))  # fmt: skip
     assert said is not None
     collected = subprocess.run(
