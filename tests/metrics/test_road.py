@@ -105,3 +105,15 @@ def test_bad_options_are_named() -> None:
         road(model, x, relevance, percentages=[120])
     with pytest.raises(ValueError, match="impute takes"):
         impute(torch.zeros(3, 3), torch.zeros(3, 3, dtype=torch.bool))
+
+
+def test_neighbour_sum_is_the_eight_neighbour_stencil() -> None:
+    # The separable in-place form against the stencil written out: 1/6 direct, 1/12 diagonal.
+    import torch.nn.functional as F
+
+    from camkit.metrics.imputation import neighbour_sum
+
+    stencil = torch.tensor([[1, 2, 1], [2, 0, 2], [1, 2, 1]], dtype=torch.float64) / 12
+    v = torch.rand(3, 2, 17, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = F.conv2d(v.flatten(0, 1)[:, None], stencil[None, None], padding=1)
+    assert torch.allclose(neighbour_sum(v), expected.view_as(v), atol=1e-12)

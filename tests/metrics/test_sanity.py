@@ -110,3 +110,32 @@ def test_summary_means() -> None:
     result = Sanity(["a", "b"], torch.tensor([[0.5, 0.7], [0.1, 0.3]]), torch.ones(2, 2))
     assert result.mean_spearman.tolist() == pytest.approx([0.6, 0.2])
     assert result.mean_ssim.tolist() == [1.0, 1.0]
+
+
+def test_ssim_equals_the_windowed_convolution_of_the_paper() -> None:
+    # The separable shifted sums against a plain 11 x 11 (and 3-D 5 x 5 x 5) Gaussian
+    # convolution in float64: the same numbers, computed the direct way.
+    import torch.nn.functional as F
+
+    def direct(a: torch.Tensor, b: torch.Tensor, width: int, sigma: float) -> torch.Tensor:
+        offsets = torch.arange(width, dtype=torch.float64) - (width - 1) / 2
+        weights = torch.exp(-(offsets**2) / (2 * sigma**2))
+        weights = weights / weights.sum()
+        dims, kernel = a.dim() - 1, weights
+        for _ in range(dims - 1):
+            kernel = kernel[..., None] * weights
+        conv = (F.conv1d, F.conv2d, F.conv3d)[dims - 1]
+
+        def mean(t: torch.Tensor) -> torch.Tensor:
+            return conv(t[:, None].double(), kernel[None, None])[:, 0]
+
+        mx, my = mean(a), mean(b)
+        vx, vy, cov = mean(a * a) - mx**2, mean(b * b) - my**2, mean(a * b) - mx * my
+        index = ((2 * mx * my + C1) * (2 * cov + C2)) / ((mx**2 + my**2 + C1) * (vx + vy + C2))
+        return index.flatten(1).mean(dim=1).float()
+
+    generator = torch.Generator().manual_seed(3)
+    a, b = torch.rand(4, 40, 33, generator=generator), torch.rand(4, 40, 33, generator=generator)
+    assert torch.allclose(ssim(a, b), direct(a, b, 11, 1.5), atol=1e-7)
+    v, w = torch.rand(2, 6, 7, 8, generator=generator), torch.rand(2, 6, 7, 8, generator=generator)
+    assert torch.allclose(ssim(v, w, window=5), direct(v, w, 5, 1.5), atol=1e-7)

@@ -9,13 +9,13 @@ towards 0. A map that stays the same shows the input, not the model.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camkit.errors import CamkitWarning
@@ -75,29 +75,33 @@ def ssim(
     if not 1 <= dims <= 3:
         raise ValueError(f"ssim takes (B, *spatial) maps of 1-3 dimensions, not {tuple(x.shape)}")
     width = min(window, *x.shape[1:])
-    offsets = torch.arange(width, dtype=x.dtype, device=x.device) - (width - 1) / 2
-    weights = (
-        torch.ones_like(offsets) if sigma is None else torch.exp(-(offsets**2) / (2 * sigma**2))
-    )
-    weights = weights / weights.sum()
-    kernel = weights
-    for _ in range(dims - 1):
-        kernel = kernel[..., None] * weights
-    conv = (F.conv1d, F.conv2d, F.conv3d)[dims - 1]
-    kernel = kernel[None, None]
-
-    def local_mean(t: Tensor) -> Tensor:
-        return conv(t[:, None], kernel)[:, 0]
-
-    mean_x, mean_y = local_mean(x), local_mean(y)
-    var_x = local_mean(x * x) - mean_x**2
-    var_y = local_mean(y * y) - mean_y**2
-    cov = local_mean(x * y) - mean_x * mean_y
+    offsets = [i - (width - 1) / 2 for i in range(width)]
+    weights = [1.0 if sigma is None else math.exp(-(o**2) / (2 * sigma**2)) for o in offsets]
+    weights = [w / sum(weights) for w in weights]
+    # The window is separable: one 1-D pass per axis (11 x 11 multiplications per pixel become
+    # 22), the five local means at once.
+    fields = torch.stack([x, y, x * x, y * y, x * y])
+    for axis in range(2, dims + 2):
+        fields = _window_sum(fields, weights, axis)
+    mean_x, mean_y, mean_xx, mean_yy, mean_xy = fields.unbind(0)
+    var_x = mean_xx - mean_x**2
+    var_y = mean_yy - mean_y**2
+    cov = mean_xy - mean_x * mean_y
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     index = ((2 * mean_x * mean_y + c1) * (2 * cov + c2)) / (
         (mean_x**2 + mean_y**2 + c1) * (var_x + var_y + c2)
     )
     return index.flatten(1).mean(dim=1).float()
+
+
+def _window_sum(fields: Tensor, weights: list[float], axis: int) -> Tensor:
+    """The weighted sums of `fields` over each window of len(weights) along `axis` (where the
+    window fits): shifted multiply-adds, faster on a CPU than a float64 convolution."""
+    kept = fields.shape[axis] - len(weights) + 1
+    total = fields.narrow(axis, 0, kept) * weights[0]
+    for shift in range(1, len(weights)):
+        total.add_(fields.narrow(axis, shift, kept), alpha=weights[shift])
+    return total
 
 
 def cascade_steps(model: nn.Module) -> list[str]:
