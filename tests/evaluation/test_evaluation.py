@@ -237,3 +237,43 @@ def test_bootstrap_statistics_reproduce_the_figures_and_intervals_cover_them(sha
     markdown = report.to_markdown()
     assert "± half the 95% bootstrap interval over images (200 resamples" in markdown
     assert " ±" in markdown.splitlines()[2]
+
+
+def test_a_small_run_has_the_figures_it_had_before_the_speed_work() -> None:
+    # small_run_before_speedup.json: this run's figures from camkit 0.5.0 before ROAD, SSIM and
+    # the sanity check were made faster (commit 4de77d2). The work changed the arithmetic, not
+    # the metrics: every figure agrees within float32 rounding.
+    from pathlib import Path
+
+    data = ShapesDataset(8, seed=7).stack()
+    batches = [Batch(data["image"][i : i + 4], data["label"][i : i + 4], data["mask"][i : i + 4])
+               for i in (0, 4)]  # fmt: skip
+    settings = Settings(steps=8, sanity_images=4, resamples=0, fill=0.5)
+    methods = ["cam", "gradcam", "ablationcam"]
+    report = evaluate(load_shapes_model(), batches, methods, settings=settings)
+    before = json.loads((Path(__file__).parent / "small_run_before_speedup.json").read_text())
+    for method, figures in before.items():
+        for column, value in figures.items():
+            now = report.rows[method][column]
+            print(f"{method:12} {column:14} before {value:.6f} now {now:.6f}")
+            assert now == pytest.approx(value, rel=1e-5, abs=1e-6), (method, column)
+
+
+def test_a_costly_method_is_checked_on_fewer_images_with_its_own_options(shapes) -> None:
+    # Score-CAM costs 1 + channels passes an input: its randomisation check takes the first
+    # sanity_costly_images inputs, Grad-CAM's the first sanity_images; the details say so.
+    model, data = shapes
+    x, labels = data["image"], data["label"]
+    settings = Settings(sanity_images=4, sanity_costly_images=2, resamples=0)
+    report = evaluate(model, [Batch(x[:4], labels[:4])], ["gradcam", "scorecam"], ["sanity"],
+                      settings=settings)  # fmt: skip
+    details = report.details["sanity"]
+    assert details["gradcam"]["sanity_images"] == 4
+    assert details["scorecam"]["sanity_images"] == 2
+    # The method's options reach the randomised copies: a 4-channel Score-CAM is cheaper.
+    evaluation = Evaluation(model, ["scorecam"], ["sanity"], settings=settings,
+                            method_options={"scorecam": {"channels": 4}})  # fmt: skip
+    evaluation.add(evaluation.measure(Batch(x[:4], labels[:4])))
+    scored = evaluation.report().info["passes"]["scorecam"]["forward_images"]
+    plain = report.info["passes"]["scorecam"]["forward_images"]
+    assert scored < plain / 4, (scored, plain)

@@ -5,6 +5,7 @@ the report takes from it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -308,15 +309,27 @@ class MaxBoxAccuracy(Metric):
         return {"MaxBoxAcc %": (len(hits), best)}
 
 
+COSTLY_PASSES = 8
+"""Passes per input above which a method's sanity check takes `sanity_costly_images` images."""
+
+
 @register_metric("sanity")
 class SanityCheck(Metric):
     """Cascading randomisation (Adebayo et al. 2018) on the first `sanity_images` inputs: rank
-    correlation and SSIM with the original map, layer by layer from the output down."""
+    correlation and SSIM with the original map, layer by layer from the output down.
+
+    A method whose explanation costs more than 8 passes an input (Score-CAM, SESS, ...) is
+    checked on the first `sanity_costly_images` inputs: every randomisation step explains them
+    again. The report's details say how many images each method's check used. The original
+    maps are those the evaluation made, with the method's options."""
 
     columns = (("Sanity rho", "lower", "{:.3f}"), ("Sanity SSIM", "lower", "{:.3f}"))
     settings = (
         Setting("sanity_images", int, 16, "images for the randomisation check", low=0,
                 high=1024),
+        Setting("sanity_costly_images", int, 4, "images for the randomisation check of a "
+                f"method of more than {COSTLY_PASSES} passes an input (Score-CAM, SESS, ...)",
+                low=0, high=1024),
     )  # fmt: skip
     plots = tuple(
         Plot(f"sanity_{key}", f"sanity_{key}", f"Sanity check: {label} with the original map "
@@ -331,18 +344,29 @@ class SanityCheck(Metric):
         self.result: metrics.Sanity | None = None
 
     @override
-    def measure(self, context: Context) -> tuple[Tensor, Tensor] | None:
-        wanted = context.settings.sanity_images - context.position  # the first N inputs
-        return (context.x[:wanted], context.labels[:wanted]) if wanted > 0 else None
+    def measure(self, context: Context) -> _SanityPart | None:
+        s = context.settings
+        images = s.sanity_images if context.passes <= COSTLY_PASSES else s.sanity_costly_images
+        wanted = images - context.position  # the first N inputs
+        if wanted <= 0:
+            return None
+        e = context.explanation
+        return _SanityPart(context.x[:wanted], context.labels[:wanted], e.maps[:wanted, 0],
+                           e.layers, dict(context.options))  # fmt: skip
 
     @override
     def finish(self, model: nn.Module, settings: Settings, method: str, layer: LayerSpec) -> None:
-        if self.done():
+        parts: list[_SanityPart] = self.done()
+        if parts:
             device = next((p.device for p in model.parameters()), None)
-            x, labels = (cat([p[i] for p in self.done()]).to(device) for i in (0, 1))
-            self.result = metrics.cascading_randomisation(
-                model, x, method, labels, seed=settings.seed, layer=layer
+            x, labels, original = (
+                cat([getattr(p, name) for p in parts]).to(device)
+                for name in ("x", "labels", "maps")
             )
+            self.result = metrics.cascading_randomisation(
+                model, x, method, labels, seed=settings.seed, layer=list(parts[0].layers),
+                original=original, **parts[0].options,
+            )  # fmt: skip
 
     @override
     def summary(self) -> dict[str, float]:
@@ -373,8 +397,23 @@ class SanityCheck(Metric):
 
     @override
     def details(self) -> dict[str, Any]:
-        return {"steps": self.result.steps} if self.result is not None else {}
+        if self.result is None:
+            return {}
+        return {"steps": self.result.steps, "sanity_images": self.result.spearman.shape[1]}
 
     @override
     def info(self, settings: Settings, size: Sequence[int]) -> dict[str, Any]:
-        return {"sanity_images": sum(len(x) for x, _ in self.done())}
+        # The first method's count; each method's own is in the details.
+        return {"sanity_images": sum(len(p.x) for p in self.done())}
+
+
+@dataclass(frozen=True)
+class _SanityPart:
+    """A batch's share of the sanity check: its first inputs, classes and original maps, the
+    layers explained and the method's options."""
+
+    x: Tensor
+    labels: Tensor
+    maps: Tensor
+    layers: tuple[str, ...]
+    options: dict[str, Any]

@@ -264,9 +264,11 @@ class Evaluation:
             for method, explainer in self.explainers.items():
                 explain = functools.partial(explainer, x, labels)
                 explanation, seconds[method]["explain"] = passes.timed(f"{method}/explain", explain)
+                forward = passes.forward.get(f"{method}/explain", [0, 0])[1] / len(x)
                 context = Context(self.model, x, labels, masks, explanation, clean,
-                                  self.settings, method, self.layer, position,
-                                  masked)  # fmt: skip
+                                  self.settings, method, self.layer, position, masked,
+                                  self.method_options.get(method, {}),
+                                  forward + explainer.needs_gradients)  # fmt: skip
                 for name, plugin in self.plugins[method].items():
                     part = functools.partial(plugin.part, context)
                     parts[method][name], seconds[method][name] = passes.timed(

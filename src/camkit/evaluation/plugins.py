@@ -139,6 +139,10 @@ class Context:
         position: the dataset index of the batch's first input.
         masked: (B,) bool, the rows whose mask is real when only some are; None: all (or none,
             when `masks` is None). A plug-in that needs masks sees only those rows.
+        options: the method's own options (``{"num_scales": 4}``), for a plug-in that
+            explains again (the sanity check).
+        passes: the passes through the model the explanation took per input (forward and
+            backward, as counted): what a plug-in that explains again may scale its work by.
 
     Examples:
         >>> import torch, camkit
@@ -165,6 +169,8 @@ class Context:
     layer: LayerSpec
     position: int = 0
     masked: Tensor | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    passes: float = 2.0
 
     def with_masks(self) -> Context | None:
         """The context of the rows that have a mask (None: no row has one)."""
