@@ -265,10 +265,11 @@ def test_a_costly_method_is_checked_on_fewer_images_with_its_own_options(shapes)
     model, data = shapes
     x, labels = data["image"], data["label"]
     settings = Settings(sanity_images=4, sanity_costly_images=2, resamples=0)
-    report = evaluate(model, [Batch(x[:4], labels[:4])], ["gradcam", "scorecam"], ["sanity"],
-                      settings=settings)  # fmt: skip
+    methods = ["gradcam", "scorecam", "sobel", "fullgrad"]  # sobel's layer is "input"
+    report = evaluate(model, [Batch(x[:4], labels[:4])], methods, ["sanity"], settings=settings)
     details = report.details["sanity"]
-    assert details["gradcam"]["sanity_images"] == 4
+    assert details["gradcam"]["sanity_images"] == details["sobel"]["sanity_images"] == 4
+    assert report.rows["sobel"]["Sanity rho"] == pytest.approx(1.0)  # a map of the input
     assert details["scorecam"]["sanity_images"] == 2
     # The method's options reach the randomised copies: a 4-channel Score-CAM is cheaper.
     evaluation = Evaluation(model, ["scorecam"], ["sanity"], settings=settings,

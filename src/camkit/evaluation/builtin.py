@@ -25,6 +25,7 @@ from camkit.evaluation.plugins import (
     register_metric,
 )
 from camkit.evaluation.settings import Settings
+from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
 
 STEPS = Setting("steps", int, 16, "deletion/insertion steps", low=1, high=1024)
@@ -363,10 +364,14 @@ class SanityCheck(Metric):
                 cat([getattr(p, name) for p in parts]).to(device)
                 for name in ("x", "labels", "maps")
             )
+            # The original maps, with the layers and classes they explain (names as the method
+            # gave them: "input" for a map drawn on the input); their scores are not needed.
+            unknown = torch.full(labels.shape, float("nan"), device=labels.device)
+            explained = Explanation(original[:, None], (), labels[:, None], unknown, None,
+                                    parts[0].layers, method)  # fmt: skip
             self.result = metrics.cascading_randomisation(
-                model, x, method, labels, seed=settings.seed, layer=list(parts[0].layers),
-                original=original, **parts[0].options,
-            )  # fmt: skip
+                model, x, method, seed=settings.seed, original=explained, **parts[0].options
+            )
 
     @override
     def summary(self) -> dict[str, float]:
