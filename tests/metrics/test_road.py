@@ -117,3 +117,18 @@ def test_neighbour_sum_is_the_eight_neighbour_stencil() -> None:
     v = torch.rand(3, 2, 17, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     expected = F.conv2d(v.flatten(0, 1)[:, None], stencil[None, None], padding=1)
     assert torch.allclose(neighbour_sum(v), expected.view_as(v), atol=1e-12)
+
+
+def test_an_imputation_does_not_depend_on_the_images_beside_it() -> None:
+    # Each system stops at its own convergence, so a batch's figures are the same however the
+    # rows were grouped (chunks of rows_per_pass, batches, Ray workers).
+    from camkit.metrics import impute
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(12, 3, 24, 24, generator=generator)
+    removed = (
+        torch.rand(12, 24, 24, generator=generator) < torch.linspace(0.1, 0.9, 12)[:, None, None]
+    )
+    whole = impute(x, removed, noise=0.0)
+    alone = torch.cat([impute(x[i : i + 1], removed[i : i + 1], noise=0.0) for i in range(12)])
+    assert torch.equal(whole, alone)
