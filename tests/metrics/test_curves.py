@@ -111,3 +111,29 @@ def test_chunking_does_not_change_the_curves(tiny, images) -> None:
 def test_bad_steps_are_refused() -> None:
     with pytest.raises(ValueError, match="steps must be at least 1"):
         deletion(PixelScore(WEIGHTS), torch.ones(1, 1, 2, 2), MAP, steps=0)
+
+
+def test_cpu_passes_in_channels_last_and_small_chunks_give_the_same_scores() -> None:
+    # ModelScores runs a CPU model on channels-last chunks of CPU_VALUES input values; the
+    # scores equal one plain pass within float32 rounding, and a model that views a conv's
+    # output (which refuses channels-last) gets its inputs as they were.
+    from camkit.metrics._common import ModelScores
+
+    class Viewing(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.fc = torch.nn.Linear(4 * 30 * 30, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a = self.conv(x)
+            return self.fc(a.view(a.shape[0], -1))
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(900, 3, 32, 32, generator=generator)  # 3 chunks of 2e6 values
+    for net in (camkit.models.example_net(classes=5).eval(), Viewing().eval()):
+        scores = ModelScores(net, score="logit")
+        with torch.no_grad():
+            plain = net(x)
+        assert torch.allclose(scores(x), plain, atol=1e-5), net
+    assert scores.channels_last is False  # the viewing model refused it, once

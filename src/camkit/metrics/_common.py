@@ -62,6 +62,12 @@ def as_targets(
     return chosen
 
 
+CPU_VALUES = 2_000_000
+"""Input values per forward pass on a CPU (64 images of 3 x 96 x 96): larger passes leave the
+cache and run slower per image (measured on the bundled model, 2 cores: 3.0 ms an image at
+64, 4.4 ms at 256)."""
+
+
 class ModelScores:
     """Class scores of a model for batches of inputs, in chunks, without recording a graph.
 
@@ -87,6 +93,7 @@ class ModelScores:
             raise ValueError(f"rows_per_pass must be at least 1, not {rows_per_pass}")
         self.model, self.score, self.output = model, score, output
         self.rows_per_pass = rows_per_pass
+        self.channels_last = True  # until the model refuses it (a .view() of a conv's output)
 
     def __call__(self, inputs: Tensor) -> Tensor:
         """(N, classes) probabilities (or logits) for (N, C, *spatial) inputs."""
@@ -99,6 +106,27 @@ class ModelScores:
 
     @torch.no_grad()
     def chunk(self, inputs: Tensor) -> Tensor:
+        """(N, classes) scores of one chunk of inputs.
+
+        On a CPU the model sees at most `CPU_VALUES` input values at a time, and images in
+        channels-last: the convolutions then take oneDNN's fast path, with their activations
+        near the cache (the bundled model's passes 2x faster than 256 images in the default
+        layout; the same scores within float32 rounding). A model that refuses that layout
+        gets its inputs as they were."""
+        if inputs.device.type != "cpu":
+            return self._scores(inputs)
+        rows = max(1, CPU_VALUES // max(1, inputs[0].numel()))
+        return torch.cat([self._on_cpu(inputs[i : i + rows]) for i in range(0, len(inputs), rows)])
+
+    def _on_cpu(self, inputs: Tensor) -> Tensor:
+        if self.channels_last and inputs.dim() == 4:
+            try:
+                return self._scores(inputs.contiguous(memory_format=torch.channels_last))
+            except RuntimeError:
+                self.channels_last = False  # then the error, if any, comes from the model
+        return self._scores(inputs)
+
+    def _scores(self, inputs: Tensor) -> Tensor:
         logits = select_output(self.model(inputs), self.output).detach()
         if logits.dim() != 2:
             raise ValueError(
