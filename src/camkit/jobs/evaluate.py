@@ -47,7 +47,7 @@ from camkit.evaluation.datasets import (
 )
 from camkit.files import OutputError, OutputFolder, shown
 from camkit.images import MAX_SIDE
-from camkit.jobs.options import BENCHMARKS, EvaluateJob, Label
+from camkit.jobs.options import BENCHMARKS, DEFAULT_IMAGES, DEFAULT_METHODS, EvaluateJob, Label
 from camkit.jobs.progress import Collected, JobInterrupted, Progress
 from camkit.methods import METHODS
 from camkit.methods.building import MethodSettings, build, parse_method_options
@@ -104,7 +104,7 @@ def dataset(job: EvaluateJob, loaded: LoadedModel, label: Label = str) -> tuple[
     if job.data in BENCHMARKS:
         from camkit.data import CLASSES
 
-        count = job.limit if job.limit is not None else 200
+        count = job.limit if job.limit is not None else DEFAULT_IMAGES
         side = job.size or 96
         job.check_side(side, label)
         return benchmark(job.data, count, side), len(CLASSES) - 1
@@ -149,11 +149,6 @@ def _warn_left_out(left_out: list[str], model: str) -> None:
         warnings.warn(f"left out, as they do not fit {model}: {names} (name one with "
                       "--methods to see why; the report lists the reasons)", CamkitWarning,
                       stacklevel=3)  # fmt: skip
-
-
-def _default_methods() -> tuple[str, ...]:
-    """Every method but the costly ones (SS-CAM, IS-CAM)."""
-    return tuple(name for name, cls in METHODS.items() if not cls.costly)
 
 
 def metrics_for(job: EvaluateJob, data: Items) -> list[str]:
@@ -289,8 +284,9 @@ def evaluate_dataset(
     _check_classes(loaded.model, first[1], highest)
     options = parse_method_options(job.method_options)
     left_out: list[str] = []
-    chosen = job.methods or _default_methods()
-    fail = left_out.append if job.methods is None else counted.fail
+    everything = job.methods is None or job.methods == tuple(METHODS)  # the default, or all
+    chosen = job.methods or DEFAULT_METHODS
+    fail = left_out.append if everything else counted.fail
     methods = _applicable(chosen, loaded.model, layer, options, first[1], fail)
     _warn_left_out(left_out, loaded.name)
     if not methods:

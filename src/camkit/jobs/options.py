@@ -204,13 +204,39 @@ def parse_methods(text: str, name: str = "methods") -> tuple[str, ...] | None:
     return methods
 
 
+DEFAULT_METHODS = (
+    "cam",  # the class weights of a global-average-pooling head
+    "gradcam",  # gradients pooled per channel
+    "gradcam++",
+    "layercam",  # gradients per pixel
+    "eigencam",  # no class at all
+    "ablationcam",  # perturbation (of the explained layer)
+    "fullgrad",  # every layer
+    "randomcam",  # the baselines a map must beat: noise,
+    "sobel",  # and the input's edges
+    "legrad",  # a transformer's own (left out on a CNN)
+    "gae",
+    "rollout",
+)
+"""What `camkit evaluate` runs when no methods are named: one or two of each kind, each a few
+passes an input, so the default answers in about two minutes on 2 CPU cores; ``--methods
+all`` runs every method (Score-CAM's kind costs 1 + channels passes an input)."""
+
+DEFAULT_IMAGES = 50
+"""The bundled benchmarks' images when no ``--limit`` is given (one batch; the published
+tables use ``--limit 200``)."""
+
+
 def parse_names(text: str, name: str = "metrics") -> tuple[str, ...] | None:
-    """Metric names from "a,b" (None: none given), each once; `EvaluateJob.check` knows them.
+    """Metric names from "a,b" (None: none given; "all": every metric), each once;
+    `EvaluateJob.check` knows them.
 
     Examples:
         >>> parse_names("drop, road,drop")
         ('drop', 'road')
     """
+    if text.strip() == "all":
+        return tuple(METRICS)
     return _names(text, name, "metric", list(METRICS))
 
 
@@ -368,8 +394,8 @@ class RunOptions(ModelOptions):
     methods: tuple[str, ...] | None = option(
         None,
         f"comma-separated, from: {', '.join(METHODS)}, or 'all' (default: gradcam,gradcam++ "
-        "and cam for the bundled model for explain; for evaluate all but sscam and iscam, which "
-        "cost tens of times Score-CAM's passes)",
+        f"and cam for the bundled model for explain; for evaluate {','.join(DEFAULT_METHODS)}: "
+        "one or two of each kind, those that fit the model)",
         parse=parse_methods,
     )
     method_options: tuple[str, ...] = option(
@@ -520,10 +546,13 @@ class EvaluateJob(RunOptions):
         "mask next to an image is named <image stem>.mask.png",
     )
     metrics: tuple[str, ...] | None = option(
-        None, "comma-separated metric names (default: all the data allows)", parse=parse_names
+        None,
+        "comma-separated metric names, or 'all' (default: all the data allows)",
+        parse=parse_names,
     )
     limit: int | None = option(
-        None, "evaluate the first N images (default: 200 for the benchmarks, all)", int, low=1,
+        None, f"evaluate the first N images (default: {DEFAULT_IMAGES} of the bundled benchmarks "
+        "(the published tables: 200), all of a folder)", int, low=1,
         unit="images",
     )  # fmt: skip
     fill: str = option(

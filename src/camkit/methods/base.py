@@ -282,7 +282,6 @@ class Explainer:
     needs_gradients: ClassVar[bool] = True
     all_layers_must_run: ClassVar[bool] = True  # False: layers the pass skipped are left out
     uses_score: ClassVar[bool] = True  # False: the map ignores the explained score's rule
-    costly: ClassVar[bool] = False  # tens of times Score-CAM's passes: not in evaluate's default
 
     def __init__(
         self,

@@ -126,8 +126,6 @@ class SSCAM(ScoreCAM):
         torch.Size([1, 1, 16, 16])
     """
 
-    costly = True
-
     def __init__(
         self,
         model: nn.Module,
@@ -167,8 +165,6 @@ class ISCAM(ScoreCAM):
         >>> camkit.ISCAM(net, samples=3)(torch.rand(1, 3, 16, 16)).maps.shape
         torch.Size([1, 1, 16, 16])
     """
-
-    costly = True
 
     def __init__(
         self,
