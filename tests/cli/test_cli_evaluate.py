@@ -386,3 +386,46 @@ def test_a_report_never_replaces_a_users_file(tmp_path, capsys) -> None:
         "not replaced: move them, or choose another output folder"
     )
     assert (tmp_path / "results.md").read_text() == "my notes"
+
+
+def test_evaluate_says_what_it_will_run_and_its_cost_before_it_starts(
+    tmp_path, monkeypatch
+) -> None:
+    # The plan and its estimate come before any work, from passes counted per method and metric
+    # (timed on the first batch); over LONG seconds, a warning says what would be cheaper.
+    import warnings
+
+    from camkit.errors import CamkitWarning
+    from camkit.jobs import Collected, EvaluateJob, evaluate_dataset
+    from camkit.jobs import evaluate as evaluate_job
+
+    monkeypatch.setattr(evaluate_job, "LONG", 0.0)  # every evaluation is "long" here
+    progress = Collected()
+    job = EvaluateJob(out=tmp_path, methods=("gradcam", "scorecam"), limit=2, workers=0,
+                      metrics=("drop", "deletion", "sanity"), settings={"steps": 4})  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CamkitWarning)
+        evaluate_dataset(job, progress)
+    (line,) = progress.notes
+    assert line.startswith("evaluating 2 images x 2 methods x 3 metrics (drop, deletion, sanity)")
+    assert "about" in line
+    said = [str(w.message) for w in caught if issubclass(w.category, CamkitWarning)]
+    (long,) = [s for s in said if s.startswith("this evaluation may take about")]
+    assert "scorecam" in long  # the costliest method
+    assert "--limit" in long  # and the way out
+
+
+def test_each_metric_declares_its_passes() -> None:
+    # Per evaluated input, beyond the shared clean pass: deletion one per step, ROAD one per
+    # share and order, Average Drop one, the localisation metrics none; the sanity check
+    # explains its images again at each randomisation step.
+    from camkit.evaluation import METRICS, Load, Settings
+
+    settings = Settings(steps=16, sanity_images=16, sanity_costly_images=4)
+    load = Load(images=50, explain=2.0, steps=7)
+    passes = {name: METRICS[name]().passes(settings, load) for name in METRICS}
+    assert passes == {"drop": 1.0, "deletion": 16.0, "insertion": 16.0, "road": 10.0,
+                      "pointing": 0.0, "energy": 0.0, "boxacc": 0.0,
+                      "sanity": 7 * 16 * 2.0 / 50}  # fmt: skip
+    costly = Load(images=50, explain=129.0, steps=7)  # Score-CAM: 4 images, not 16
+    assert METRICS["sanity"]().passes(settings, costly) == 7 * 4 * 129.0 / 50

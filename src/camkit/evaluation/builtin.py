@@ -4,6 +4,7 @@ the report takes from it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from camkit import metrics
 from camkit.evaluation.plugins import (
     Comparison,
     Context,
+    Load,
     Metric,
     Plot,
     Setting,
@@ -40,6 +42,10 @@ class Drop(Metric):
     comparison = Comparison(
         "win", "Win % (row beats column: smaller relative drop on the same image)"
     )
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return 1.0  # the masked input
 
     @override
     def measure(self, context: Context) -> metrics.Confidence:
@@ -86,6 +92,10 @@ class _Curve(Metric):
 
     settings = (STEPS,)
     removes: ClassVar[bool] = True  # deletion (pixels take the fill value); False: insertion
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return float(settings.steps)  # one end of the curve is the clean pass
 
     @override
     def measure(self, context: Context) -> Tensor:
@@ -149,6 +159,20 @@ class RoadAccuracy(Metric):
              lambda info, _n: [float(p) for p in info["road_percentages"]])
         for order in ("morf", "lerf")
     )  # fmt: skip
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return 2.0 * len(settings.percentages)  # each share, both orders
+
+    @override
+    def seconds(self, x: Tensor, settings: Settings) -> float:
+        # The imputation: half of the pixels of a few inputs, timed (its cost grows with the
+        # pixels, not with the model).
+        sample = x[:4]
+        removed = torch.rand(sample.shape[0], *sample.shape[2:], device=x.device) < 0.5
+        started = time.perf_counter()
+        metrics.impute(sample, removed)
+        return (time.perf_counter() - started) / len(sample) * 2 * len(settings.percentages)
 
     @override
     def measure(self, context: Context) -> tuple[Tensor, Tensor]:
@@ -343,6 +367,14 @@ class SanityCheck(Metric):
     def __init__(self) -> None:
         super().__init__()
         self.result: metrics.Sanity | None = None
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        # Each randomisation step explains the checked images again.
+        costly = load.explain > COSTLY_PASSES
+        wanted = settings.sanity_costly_images if costly else settings.sanity_images
+        checked = min(load.images, wanted)
+        return load.steps * checked * load.explain / max(1, load.images)
 
     @override
     def measure(self, context: Context) -> _SanityPart | None:

@@ -193,6 +193,21 @@ class Context:
                                    clean=self.clean[rows], masked=None)  # fmt: skip
 
 
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """What a metric's passes depend on besides its settings.
+
+    Attributes:
+        images: the inputs evaluated.
+        explain: the passes per input of the method's explanation.
+        steps: the model's randomisation steps (the sanity check's cascade).
+    """
+
+    images: int
+    explain: float
+    steps: int
+
+
 class Metric:
     """Base of a metric plug-in; one instance per evaluated method.
 
@@ -238,6 +253,17 @@ class Metric:
 
     def finish(self, model: nn.Module, settings: Settings, method: str, layer: LayerSpec) -> None:
         """Work after the last batch (default: none)."""
+
+    def passes(self, settings: Settings, load: Load) -> float:
+        """About how many forward passes of the model the metric makes per evaluated input,
+        beyond the clean pass all share (default: none): what an evaluation's estimate of its
+        time is made of."""
+        return 0.0
+
+    def seconds(self, x: Tensor, settings: Settings) -> float:
+        """Seconds per input of the metric's work outside the model, timed on the inputs `x`
+        (default: none)."""
+        return 0.0
 
     def summary(self) -> dict[str, float]:
         """The table's figures for this method (columns absent when nothing was measured)."""

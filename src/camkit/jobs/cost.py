@@ -10,8 +10,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from camkit.evaluation import Evaluation, Load
 from camkit.layers import choose_layer
 from camkit.methods import Explainer
+from camkit.metrics import cascade_steps
+from camkit.metrics._common import ModelScores
 from camkit.survey import survey
 
 WORTH_SAYING = 60.0
@@ -62,7 +65,7 @@ class Cost:
         method = self.costliest
         size = " x ".join(map(str, reversed(self.shape)))
         line = (
-            f"this job may take about {_duration(self.seconds)}: {self.inputs} input(s) of "
+            f"this job may take about {duration(self.seconds)}: {self.inputs} input(s) of "
             f"{size}, a forward pass {self.forward:.3f} s an input, {method} "
             f"{self.passes[method]:,.0f} passes an input"
         )
@@ -82,7 +85,13 @@ def _cheaper(method: str, passes: float) -> list[str]:
     return []
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds in words: "45 s", "12 min", "1.5 h".
+
+    Examples:
+        >>> duration(45), duration(720), duration(5400)
+        ('45 s', '12 min', '1.5 h')
+    """
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -124,6 +133,49 @@ def estimate(
     spatial = tuple(x.shape[1:])
     passes = {name: e.passes(channels, spatial) for name, e in explainers.items()}
     return Cost(inputs, spatial, forward, passes)
+
+
+def forward_seconds(model: nn.Module, x: Tensor) -> float:
+    """Seconds of a forward pass per input of the batch `x`, as the metrics run it (the faster
+    of two timed passes, after one that warms the model up)."""
+    scores = ModelScores(model, score="logit")
+    scores(x)
+    times = []
+    for _ in range(2):
+        started = time.perf_counter()
+        scores(x)
+        times.append(time.perf_counter() - started)
+    return min(times) / len(x)
+
+
+def evaluation_cost(
+    evaluation: Evaluation, x: Tensor, images: int, layers: Sequence[str] | None = None
+) -> Cost:
+    """What evaluating `images` inputs like the batch `x` will cost: each method's passes
+    (its explanation's for the explained `layers`' channels, and each metric's for it), with
+    the metrics' work outside the model (ROAD's imputation) timed on `x` and counted in
+    forward passes.
+
+    Examples:
+        >>> from camkit.evaluation import Evaluation
+        >>> from camkit.models import load_shapes_model
+        >>> evaluation = Evaluation(load_shapes_model(), ["gradcam"], ["drop", "deletion"])
+        >>> evaluation_cost(evaluation, torch.rand(4, 3, 96, 96), 50).passes
+        {'gradcam': 19.0}
+    """
+    forward = forward_seconds(evaluation.model, x)
+    channels = _channels(evaluation.model, x[:1], layers)
+    spatial = tuple(x.shape[2:])
+    settings, steps = evaluation.settings, len(cascade_steps(evaluation.model))
+    outside = {name: plugin.seconds(x, settings)
+               for name, plugin in next(iter(evaluation.plugins.values()), {}).items()}  # fmt: skip
+    passes = {}
+    for method, explainer in evaluation.explainers.items():
+        explain = explainer.passes(channels, spatial)
+        load = Load(images, explain, steps)
+        work = sum(p.passes(settings, load) for p in evaluation.plugins[method].values())
+        passes[method] = explain + work + sum(outside.values()) / max(forward, 1e-9)
+    return Cost(images, spatial, forward, passes)
 
 
 def _channels(model: nn.Module, x: Tensor, layers: Sequence[str] | None) -> int:

@@ -47,6 +47,7 @@ from camkit.evaluation.datasets import (
 )
 from camkit.files import OutputError, OutputFolder, shown
 from camkit.images import MAX_SIDE
+from camkit.jobs.cost import duration, evaluation_cost
 from camkit.jobs.options import BENCHMARKS, DEFAULT_IMAGES, DEFAULT_METHODS, EvaluateJob, Label
 from camkit.jobs.progress import Collected, JobInterrupted, Progress
 from camkit.methods import METHODS
@@ -242,6 +243,27 @@ def _prepare(job: EvaluateJob, label: Label) -> tuple[LoadedModel, list[str] | N
     return loaded, job.layers(loaded.model)
 
 
+LONG = 600.0
+"""Seconds of estimated work above which `camkit evaluate` warns before it starts."""
+
+
+def _say_cost(evaluation: Evaluation, first: Batch, images: int, layer: list[str] | None,
+              progress: Progress) -> None:  # fmt: skip
+    """Before any work: what the evaluation will run and about how long it takes (timed on the
+    first batch); a warning, with what would make it cheaper, when that is over ten minutes."""
+    cost = evaluation_cost(evaluation, first.inputs, images, layer)
+    metrics = evaluation.metrics
+    progress.note(f"evaluating {images} images x {len(evaluation.explainers)} methods x "
+                  f"{len(metrics)} metrics ({', '.join(metrics)}): about "
+                  f"{duration(cost.seconds)}")  # fmt: skip
+    if cost.seconds > LONG:
+        method = cost.costliest
+        warnings.warn(f"this evaluation may take about {duration(cost.seconds)}, a forward pass "
+                      f"{cost.forward:.3f} s an image, {method} {cost.passes[method]:,.0f} passes "
+                      f"an image with its metrics; cheaper: a smaller --limit, or --methods "
+                      f"without {method}", CamkitWarning, stacklevel=2)  # fmt: skip
+
+
 def _check_classes(model: nn.Module, first: Batch, highest: int) -> None:
     with torch.no_grad():
         classes = select_output(model(first.inputs[:1])).shape[-1]
@@ -295,6 +317,7 @@ def evaluate_dataset(
     settings = Settings(fill=_fill(job.fill, first[1].inputs), **{"seed": job.seed, **job.settings})
     evaluation = Evaluation(loaded.model, methods, metrics_for(job, data), settings=settings,
                             layer=layer, method_options=options)  # fmt: skip
+    _say_cost(evaluation, first[1], len(data), layer, counted.progress)
     counted.progress.start(len(data))
     job.folder.mkdir(parents=True, exist_ok=True)
     started, interrupted = time.perf_counter(), False
