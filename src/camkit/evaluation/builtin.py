@@ -373,7 +373,7 @@ class SanityCheck(Metric):
         # Each randomisation step explains the checked images again.
         costly = load.explain > COSTLY_PASSES
         wanted = settings.sanity_costly_images if costly else settings.sanity_images
-        checked = min(load.images, wanted)
+        checked = min(load.images, int(wanted))
         return load.steps * checked * load.explain / max(1, load.images)
 
     @override

@@ -201,6 +201,12 @@ class Load:
         images: the inputs evaluated.
         explain: the passes per input of the method's explanation.
         steps: the model's randomisation steps (the sanity check's cascade).
+
+    Examples:
+        >>> from camkit.evaluation import Settings
+        >>> load = Load(images=50, explain=2.0, steps=7)  # Grad-CAM on the bundled model
+        >>> METRICS["deletion"]().passes(Settings(steps=16), load)
+        16.0
     """
 
     images: int

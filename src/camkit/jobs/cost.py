@@ -86,14 +86,14 @@ def _cheaper(method: str, passes: float) -> list[str]:
 
 
 def duration(seconds: float) -> str:
-    """Seconds in words: "45 s", "12 min", "1.5 h".
+    """Seconds in words, at least "1 s": "45 s", "12 min", "1.5 h".
 
     Examples:
         >>> duration(45), duration(720), duration(5400)
         ('45 s', '12 min', '1.5 h')
     """
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return f"{max(1, round(seconds))} s"
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"

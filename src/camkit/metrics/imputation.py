@@ -170,7 +170,8 @@ def _conjugate_gradients(
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
     """(N, C, 1, 1) inner products of the (N, C, H, W) fields a and b, in one pass."""
-    return torch.linalg.vecdot(a.flatten(2), b.flatten(2))[..., None, None]
+    products: Tensor = torch.linalg.vecdot(a.flatten(2), b.flatten(2))
+    return products[..., None, None]
 
 
 @dataclass(frozen=True)
