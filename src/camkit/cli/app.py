@@ -52,8 +52,8 @@ def _serve(app: App, page: Any, job: AppJob) -> None:
         )
     except OSError as error:
         raise UsageError(f"cannot serve on {job.host}:{job.port}: {error}") from None
-    print(f"camkit: the app is at http://{job.host}:{job.port}/ (Ctrl-C stops it)", flush=True)
-    try:
+    try:  # a stop as soon as the line is out (before the wait begins) is a stop like any other
+        print(f"camkit: the app is at http://{job.host}:{job.port}/ (Ctrl-C stops it)", flush=True)
         threading.Event().wait()  # until Ctrl-C or a stop signal
     except KeyboardInterrupt:
         app.wait_idle(30)  # let a running question end: torch must not be mid-call at exit
