@@ -278,3 +278,30 @@ def test_a_costly_method_is_checked_on_fewer_images_with_its_own_options(shapes)
     scored = evaluation.report().info["passes"]["scorecam"]["forward_images"]
     plain = report.info["passes"]["scorecam"]["forward_images"]
     assert scored < plain / 4, (scored, plain)
+
+
+def test_a_metric_failing_after_the_last_batch_loses_its_column_not_the_report(
+    shapes, monkeypatch
+) -> None:
+    # The sanity check's after-the-last-batch work raising for one method: the other figures
+    # and methods stay, the report's info and a warning say what was left out and why.
+    from camkit import metrics as camkit_metrics
+    from camkit.errors import CamkitWarning
+
+    model, data = shapes
+    real = camkit_metrics.cascading_randomisation
+
+    def failing_for_cam(model, x, method, *args, **kwargs):
+        if method == "cam":
+            raise RuntimeError("the randomised copy could not run\nsecond line")
+        return real(model, x, method, *args, **kwargs)
+
+    monkeypatch.setattr(camkit_metrics, "cascading_randomisation", failing_for_cam)
+    settings = Settings(sanity_images=2, resamples=0)
+    batches = _batches(data, 6, masks=False)
+    with pytest.warns(CamkitWarning, match="left out cam: sanity: the randomised copy"):
+        report = evaluate(model, batches, ["cam", "gradcam"], ["drop", "sanity"], settings=settings)
+    assert report.info["failed"] == ["cam: sanity: the randomised copy could not run"]
+    assert "Sanity rho" not in report.rows["cam"]
+    assert "Avg drop %" in report.rows["cam"]
+    assert "Sanity rho" in report.rows["gradcam"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from torch.nn.modules.module import (
 )
 
 from camkit.deprecation import renamed_keywords
+from camkit.errors import CamkitWarning, first_line
 from camkit.evaluation.plugins import METRICS, Context, Metric
 from camkit.evaluation.report import Report, build_report
 from camkit.evaluation.settings import Settings
@@ -144,7 +146,10 @@ def evaluate(
         report = evaluation.report(finish=False)  # the finished batches only
         report.info["interrupted"] = True
         raise EvaluationInterrupted(report) from interrupt
-    return evaluation.report()
+    report = evaluation.report()
+    for line in report.info.get("failed", []):  # the report holds the rest
+        warnings.warn(f"left out {line}", CamkitWarning, stacklevel=2)
+    return report
 
 
 class _PassCounter:
@@ -242,6 +247,7 @@ class Evaluation:
         self.images = 0
         self.masked = 0  # images with an object mask
         self.size: tuple[int, ...] = ()
+        self.failed: list[str] = []  # "method: metric: why" of after-the-last-batch work
 
     @property
     def metrics(self) -> list[str]:
@@ -309,7 +315,12 @@ class Evaluation:
                     work = functools.partial(
                         plugin.finish, self.model, self.settings, method, self.layer
                     )
-                    _, spent = passes.timed(f"{method}/{name}", work)
+                    try:
+                        _, spent = passes.timed(f"{method}/{name}", work)
+                    except (ValueError, TypeError, RuntimeError) as error:
+                        # One method's column is lost, not the whole evaluation.
+                        self.failed.append(f"{method}: {name}: {first_line(error)}")
+                        continue
                     self.seconds[method][name] += spent
             self._count(passes.forward)
 
@@ -325,4 +336,6 @@ class Evaluation:
         report = build_report(plugins, self.settings, self.images, self.size, self.seconds,
                               self.backward, self.forward)  # fmt: skip
         report.info["masked_images"] = self.masked
+        if self.failed:
+            report.info["failed"] = list(self.failed)
         return report

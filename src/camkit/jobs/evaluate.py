@@ -332,6 +332,8 @@ def evaluate_dataset(
     except (ValueError, TypeError, RuntimeError) as error:  # the model failed mid-run
         counted.fail(first_line(error))
         return EvaluateResult(None, failures=counted.failures)
+    for line in report.info.get("failed", []):
+        counted.fail(line)
     report.info.update(model=loaded.name, data=job.data, methods=methods,
                        seconds=round(time.perf_counter() - started, 1))  # fmt: skip
     report.info["left out"] = left_out
