@@ -134,3 +134,15 @@ def test_no_function_is_over_60_lines_or_15_branches() -> None:
     assert {n: _sizes()[n] for n in over - allowed} == {}
     stale = allowed - over
     assert stale == set(), "docs/architecture.md excuses functions that are short now"
+
+
+def test_starting_the_command_imports_neither_torchvision_nor_matplotlib() -> None:
+    # Every command pays for what `camkit.cli` imports: torchvision brings torch._dynamo in
+    # (2.5 s here) and matplotlib 0.9 s; both are imported where they are used.
+    import subprocess
+    import sys
+
+    code = "import sys, camkit.cli; print(sorted({'torchvision', 'matplotlib'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=120).stdout.strip()  # fmt: skip
+    assert loaded == "[]"

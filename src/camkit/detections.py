@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torchvision
 from torch import Tensor
 
 from camkit.boxes import box_iou
@@ -170,6 +169,8 @@ class Detections:
         score, label = self.scores.detach().max(dim=1)
         if self.labels is not None:
             label = self.labels
+        import torchvision  # here: importing it brings in torch._dynamo, 2.5 s of every start
+
         kept = torchvision.ops.batched_nms(self.boxes.detach().float(), score.float(), label, iou)
         return kept, label, self.boxes.detach()
 

@@ -4,11 +4,13 @@ no global figure state, safe from several threads)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image
+
+if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn: 0.9 s of every start
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 # Twelve distinguishable colours (Tableau-like), cycled with a darker shade after that.
 PALETTE = [
@@ -52,6 +54,9 @@ def draw(
     size: tuple[int, int] = (760, 440),
 ) -> tuple[Figure, Axes]:
     """The chart as a matplotlib figure (drawn on an Agg canvas) and its axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -92,6 +97,8 @@ def line_chart(
         >>> chart.size, chart.mode
         ((760, 440), 'RGB')
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     figure, _ = draw(series, xs, title=title, xlabel=xlabel, ylabel=ylabel, size=size)
     canvas = figure.canvas
     assert isinstance(canvas, FigureCanvasAgg)
