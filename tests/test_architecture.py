@@ -136,13 +136,56 @@ def test_no_function_is_over_60_lines_or_15_branches() -> None:
     assert stale == set(), "docs/architecture.md excuses functions that are short now"
 
 
-def test_starting_the_command_imports_neither_torchvision_nor_matplotlib() -> None:
-    # Every command pays for what `camkit.cli` imports: torchvision brings torch._dynamo in
-    # (2.5 s here) and matplotlib 0.9 s; both are imported where they are used.
+def _imported_by(code: str, modules: set[str]) -> list[str]:
     import subprocess
     import sys
 
-    code = "import sys, camkit.cli; print(sorted({'torchvision', 'matplotlib'} & set(sys.modules)))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True, timeout=120).stdout.strip()  # fmt: skip
-    assert loaded == "[]"
+    probe = f"import sys; {code}; print(sorted({modules!r} & set(sys.modules)))"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=120)  # fmt: skip
+    return list(ast.literal_eval(run.stdout.strip().splitlines()[-1]))
+
+
+def test_starting_a_command_imports_neither_torchvision_nor_matplotlib() -> None:
+    # Every command pays for what its module imports: torchvision brings torch._dynamo in
+    # (2.5 s here) and matplotlib 0.9 s; both are imported where they are used.
+    for command in ("explain", "evaluate", "layers", "classes", "app"):
+        assert _imported_by(f"import camkit.cli.{command}", {"torchvision", "matplotlib"}) == []
+
+
+def test_the_command_list_and_the_package_import_no_torch() -> None:
+    # `camkit --help`, a mistyped command and `import camkit` answer in a tenth of a second:
+    # the public names and each command's options load when used.
+    code = "import camkit, camkit.cli; camkit.cli.build_parser(['--help'])"
+    assert _imported_by(code, {"torch", "numpy", "camkit.methods", "camkit.jobs"}) == []
+    assert _imported_by("import camkit; camkit.GradCAM", {"torch", "camkit.methods"}) == [
+        "camkit.methods",
+        "torch",
+    ]
+
+
+def test_the_lazy_public_names_are_the_type_checkers_and_all() -> None:
+    import ast
+
+    import camkit
+
+    source = ast.parse(Path(camkit.__file__).read_text())
+    checked = next(n for n in source.body if isinstance(n, ast.If))  # if TYPE_CHECKING:
+    imported = {a.asname or a.name for n in checked.body if isinstance(n, ast.ImportFrom)
+                for a in n.names}  # fmt: skip
+    lazy = {n for names in camkit._HOME.values() for n in names}
+    assert imported == lazy | set(camkit._SUBPACKAGES)
+    assert lazy == set(camkit.__all__)
+    for name in camkit.__all__:
+        assert getattr(camkit, name) is not None
+    assert "GradCAM" in dir(camkit)
+    # the module camkit.overlay, once imported, does not hide the function camkit.overlay
+    code = "import camkit.overlay, camkit; print(type(camkit.overlay).__name__)"
+    import subprocess
+    import sys
+
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.split()[0]  # fmt: skip
+    assert shown == "function"
+    with pytest.raises(AttributeError, match="no attribute 'GradCam'"):
+        camkit.GradCam  # noqa: B018 - the attribute access is what is tested

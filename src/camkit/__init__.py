@@ -3,55 +3,158 @@
 `camkit.metrics` holds the metrics that tell a faithful map from a pretty one.
 """
 
-from camkit import metrics as metrics
-from camkit import models as models
-from camkit.api import explain
-from camkit.augment import Augmented
-from camkit.detections import Box, TopDetections
-from camkit.errors import CamkitWarning
-from camkit.explanation import Explanation
-from camkit.image_text import PromptScores
-from camkit.methods import (
-    CAM,
-    FEM,
-    GAE,
-    ISCAM,
-    KPCACAM,
-    METHODS,
-    SESS,
-    SSCAM,
-    AblationCAM,
-    AttentionRollout,
-    CounterfactualGradCAM,
-    DeepFeatureFactorization,
-    EigenCAM,
-    EigenGradCAM,
-    Evidence,
-    Explainer,
-    FinerCAM,
-    FullGrad,
-    GradCAM,
-    GradCAMElementWise,
-    GradCAMPlusPlus,
-    GuidedBackprop,
-    GuidedGradCAM,
-    HiResCAM,
-    LayerCAM,
-    LeGrad,
-    RandomCAM,
-    RefineCAM,
-    ScoreCAM,
-    SegEigenCAM,
-    ShapleyCAM,
-    SmoothGradCAMPlusPlus,
-    Sobel,
-    XGradCAM,
-    register,
-)
-from camkit.overlay import grid, overlay
-from camkit.regions import Region
-from camkit.smoothing import Noise
-from camkit.targets import Contrast, TopK
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from camkit import metrics as metrics
+    from camkit import models as models
+    from camkit.api import explain
+    from camkit.augment import Augmented
+    from camkit.detections import Box, TopDetections
+    from camkit.errors import CamkitWarning
+    from camkit.explanation import Explanation
+    from camkit.image_text import PromptScores
+    from camkit.methods import (
+        CAM,
+        FEM,
+        GAE,
+        ISCAM,
+        KPCACAM,
+        METHODS,
+        SESS,
+        SSCAM,
+        AblationCAM,
+        AttentionRollout,
+        CounterfactualGradCAM,
+        DeepFeatureFactorization,
+        EigenCAM,
+        EigenGradCAM,
+        Evidence,
+        Explainer,
+        FinerCAM,
+        FullGrad,
+        GradCAM,
+        GradCAMElementWise,
+        GradCAMPlusPlus,
+        GuidedBackprop,
+        GuidedGradCAM,
+        HiResCAM,
+        LayerCAM,
+        LeGrad,
+        RandomCAM,
+        RefineCAM,
+        ScoreCAM,
+        SegEigenCAM,
+        ShapleyCAM,
+        SmoothGradCAMPlusPlus,
+        Sobel,
+        XGradCAM,
+        register,
+    )
+    from camkit.overlay import grid, overlay
+    from camkit.regions import Region
+    from camkit.smoothing import Noise
+    from camkit.targets import Contrast, TopK
+
+_HOME = {
+    "camkit.api": ("explain",),
+    "camkit.augment": ("Augmented",),
+    "camkit.detections": (
+        "Box",
+        "TopDetections",
+    ),
+    "camkit.errors": ("CamkitWarning",),
+    "camkit.explanation": ("Explanation",),
+    "camkit.image_text": ("PromptScores",),
+    "camkit.methods": (
+        "CAM",
+        "FEM",
+        "GAE",
+        "ISCAM",
+        "KPCACAM",
+        "METHODS",
+        "SESS",
+        "SSCAM",
+        "AblationCAM",
+        "AttentionRollout",
+        "CounterfactualGradCAM",
+        "DeepFeatureFactorization",
+        "EigenCAM",
+        "EigenGradCAM",
+        "Evidence",
+        "Explainer",
+        "FinerCAM",
+        "FullGrad",
+        "GradCAM",
+        "GradCAMElementWise",
+        "GradCAMPlusPlus",
+        "GuidedBackprop",
+        "GuidedGradCAM",
+        "HiResCAM",
+        "LayerCAM",
+        "LeGrad",
+        "RandomCAM",
+        "RefineCAM",
+        "ScoreCAM",
+        "SegEigenCAM",
+        "ShapleyCAM",
+        "SmoothGradCAMPlusPlus",
+        "Sobel",
+        "XGradCAM",
+        "register",
+    ),
+    "camkit.overlay": (
+        "grid",
+        "overlay",
+    ),
+    "camkit.regions": ("Region",),
+    "camkit.smoothing": ("Noise",),
+    "camkit.targets": (
+        "Contrast",
+        "TopK",
+    ),
+}
+"""Where each public name lives. They are imported when first used, not with the package:
+they import torch (seconds), and `camkit --help`, a mistyped command and `camkit.errors` need
+none of it. The `TYPE_CHECKING` imports above say the same for type checkers (a test keeps the
+two and `__all__` equal)."""
+
+
+_SUBPACKAGES = ("metrics", "models")
+
+
+def __getattr__(name: str) -> object:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    for module, names in _HOME.items():
+        if name in names:
+            value = getattr(importlib.import_module(module), name)
+            globals()[name] = value  # once: later uses are plain attribute reads
+            return value
+    raise AttributeError(f"module 'camkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """The package, whose public function `overlay` shares its name with the module
+    `camkit.overlay`: importing that module binds it here, which would hide the function."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, types.ModuleType) and name in __all__:
+            return  # camkit.overlay stays the function (loaded by __getattr__), as it always was
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "CAM",

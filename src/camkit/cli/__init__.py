@@ -12,14 +12,27 @@ unwritable output folder): checked before any work, nothing was written; 130 int
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import warnings
 from collections.abc import Sequence
 from typing import NoReturn, cast
 
-from camkit.cli import app, classes, evaluate, explain, layers
 from camkit.errors import CamkitWarning, UsageError
+
+COMMANDS = {
+    "explain": "explain images: overlays, a grid and a JSON summary per image",
+    "evaluate": "score methods with faithfulness, localisation and sanity metrics",
+    "layers": "list the layers that can be explained (name, output shape, layout) and the "
+    "automatic choice",
+    "classes": "list a model's classes (index and name): what --target takes",
+    "app": "explore a model's maps in the browser (pip install 'camkit[app]')",
+}
+"""Each command (module `camkit.cli.NAME`) and its line in ``camkit --help``. A command's module
+is imported only when it runs (or its help is asked for): its options come from the job classes
+and the method and metric registries, which import torch (seconds), so ``camkit --help`` and a
+mistyped command answer without them."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,19 +42,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"camkit: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; each command module adds its own subcommand and options."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; each command module adds its own subcommand and options. Given the
+    arguments, only the command they name gets its options (the others are listed by name)."""
     parser = _Parser(prog="camkit", description="Class activation maps for PyTorch classifiers.")
     # Subcommands are _Parsers too (one-line errors); typed as the ArgumentParsers they are.
     commands = cast(
         "argparse._SubParsersAction[argparse.ArgumentParser]",
         parser.add_subparsers(dest="command", required=True),
     )
-    explain.add_parser(commands)
-    evaluate.add_parser(commands)
-    layers.add_parser(commands)
-    classes.add_parser(commands)
-    app.add_parser(commands)
+    chosen = argv[0] if argv else None
+    for name, summary in COMMANDS.items():
+        if argv is None or name == chosen:
+            importlib.import_module(f"camkit.cli.{name}").add_parser(commands)
+        else:
+            commands.add_parser(name, help=summary)
     return parser
 
 
@@ -55,8 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         camkit: wrote ...
         0
     """
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(given).parse_args(given)
+    args.argv = given
     with warnings.catch_warnings():
         # One line per warning, like the errors (restored when the command returns).
         warnings.showwarning = _show_warning

@@ -6,6 +6,7 @@ import argparse
 import threading
 from typing import TYPE_CHECKING, Any
 
+from camkit.cli import COMMANDS
 from camkit.cli.common import add_options, flag, job_from
 from camkit.errors import UsageError
 from camkit.jobs import AppJob
@@ -66,7 +67,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Register the command and its options."""
     parser = commands.add_parser(
         "app",
-        help="explore a model's maps in the browser (pip install 'camkit[app]')",
+        help=COMMANDS["app"],
         description="Start the camkit app (Gradio) on this machine: choose images, a model, a "
         "layer, methods and a target; see and download the maps.",
     )

@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from camkit.cli import COMMANDS
 from camkit.cli.common import add_options, flag, job_from
 from camkit.jobs import ClassesJob
 from camkit.jobs.options import check_job
@@ -33,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Register the command and its options."""
     parser = commands.add_parser(
         "classes",
-        help="list a model's classes (index and name): what --target takes",
+        help=COMMANDS["classes"],
         description="Print each class of the model, one per line: its index, a tab, its name.",
     )
     add_options(parser, ClassesJob)

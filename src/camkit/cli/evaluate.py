@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import sys
 
+from camkit.cli import COMMANDS
 from camkit.cli.common import TerminalProgress, add_options, add_settings, flag, job_from
 from camkit.evaluation import METRICS
 from camkit.files import shown
@@ -51,7 +52,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     metric plug-in's setting)."""
     parser = commands.add_parser(
         "evaluate",
-        help="score methods with faithfulness, localisation and sanity metrics",
+        help=COMMANDS["evaluate"],
         description="Evaluate CAM methods on a dataset: a table (terminal, Markdown, CSV, JSON) "
         "and plots. No arguments: one or two methods of each kind on 50 images of the bundled "
         "benchmark, every metric, in about two minutes on 2 CPU cores; --methods all --metrics "

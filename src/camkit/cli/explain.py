@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from camkit.cli import COMMANDS
 from camkit.cli.common import TerminalProgress, add_options, flag, job_from
 from camkit.files import shown
 from camkit.jobs import ExplainJob, JobInterrupted, explain_folder
@@ -41,7 +42,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Register the command and its options (the fields of `ExplainJob`)."""
     parser = commands.add_parser(
         "explain",
-        help="explain images: overlays, a grid and a JSON summary per image",
+        help=COMMANDS["explain"],
         description="Explain images (files or folders; none: the bundled samples) with a model.",
     )
     add_options(parser, ExplainJob)

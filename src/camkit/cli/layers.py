@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from camkit.cli import COMMANDS
 from camkit.cli.common import add_options, flag, job_from
 from camkit.errors import UsageError
 from camkit.jobs import LayersJob
@@ -53,8 +54,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Register the command and its options."""
     parser = commands.add_parser(
         "layers",
-        help="list the layers that can be explained (name, output shape, layout) and the "
-        "automatic choice",
+        help=COMMANDS["layers"],
         description="List a model's explainable layers for one input: name, output shape, "
         "layout (spatial, tokens, channels-last) and grid; the automatic choice is marked.",
     )
