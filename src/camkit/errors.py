@@ -52,3 +52,19 @@ def reason(error: BaseException) -> str:
     if text == type(error).__name__ or isinstance(error, (ValueError, TypeError)):
         return text
     return f"{type(error).__name__}: {text}"
+
+
+def whole_number(name: str, value: object, high: int, unit: str, low: int = 1) -> int:
+    """`value` as a count from `low` to `high` of `unit`, or a `ValueError` that says which
+    range. Every method option that sizes work (passes, copies, rows held at once) is bounded:
+    a mistyped ``num_scales=100000`` is refused at once, not found hours later.
+
+    Examples:
+        >>> whole_number("copies", 100000, 1024, "noisy copies, each a pass of every input")
+        Traceback (most recent call last):
+        ...
+        ValueError: copies 100000: give a whole number from 1 to 1024 (noisy copies, each a ...
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} {value!r}: give a whole number from {low} to {high} ({unit})")
+    return value

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from camkit import seeds
+from camkit.errors import whole_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +31,7 @@ class Noise:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.copies, int) or self.copies < 1:
-            raise ValueError(f"copies must be a positive whole number, got {self.copies!r}")
+        whole_number("copies", self.copies, 1024, "noisy copies, each a pass of every input")
         if self.sigma < 0:
             raise ValueError(f"sigma must be at least 0, got {self.sigma}")
 

@@ -12,6 +12,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from camkit.detections import TopDetections, detection_style
+from camkit.errors import whole_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,8 +176,7 @@ class Finer(ClassScore):
     weighting: Literal["mean", "softmax"] = "mean"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.compare, int) or self.compare < 1:
-            raise ValueError(f"compare must be a positive whole number, got {self.compare!r}")
+        whole_number("compare", self.compare, 1000, "classes compared with each target")
         if self.alpha < 0:
             raise ValueError(f"alpha must be at least 0, got {self.alpha}")
         if self.weighting not in ("mean", "softmax"):

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from typing_extensions import Unpack, override
 
 from camkit import seeds
+from camkit.errors import whole_number
 from camkit.layers import LayerSpec
 from camkit.methods.base import Evidence, Explainer, MethodOptions, every_target, register
 from camkit.methods.cam import head_weights
@@ -136,8 +137,8 @@ class DeepFeatureFactorization(Explainer):
         **options: Unpack[MethodOptions],
     ) -> None:
         super().__init__(model, layer, **options)
-        if not isinstance(concepts, int) or concepts < 1:
-            raise ValueError(f"concepts must be a positive whole number, got {concepts!r}")
+        whole_number("concepts", concepts, 256, "factors of the activations")
+        whole_number("steps", steps, 10_000, "iterations of the factorisation")
         self.concepts, self.steps, self.seed = concepts, steps, seed
 
     @override

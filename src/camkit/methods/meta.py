@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from typing_extensions import Unpack, override
 
 from camkit.capture import run_model
+from camkit.errors import whole_number
 from camkit.explanation import Explanation
 from camkit.inputs import Inputs
 from camkit.layers import LayerSpec, stage_layers
@@ -202,8 +203,12 @@ class SESS(Explainer):
             raise ValueError(f"pool must be 'mean' or 'max', got {pool!r}")
         if not 0.0 <= pre_filter < 1.0:
             raise ValueError(f"pre_filter must be in [0, 1), got {pre_filter}")
-        if num_scales < 1 or rows_per_pass < 1:
-            raise ValueError("num_scales and rows_per_pass must be at least 1")
+        whole_number("num_scales", num_scales, 64, "input sizes, each a pass over its tiles")
+        whole_number("rows_per_pass", rows_per_pass, 4096, "tiles held by one pass")
+        if scales is not None and len(scales) > 64:
+            raise ValueError(
+                f"scales: {len(scales)} given; at most 64 (each a pass over its tiles)"
+            )
         self.base = base_method(base, "sess")(model, layer, **options)
         self.scales, self.num_scales = scales, num_scales
         self.window, self.step = window, step

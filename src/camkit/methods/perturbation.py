@@ -17,7 +17,7 @@ from typing_extensions import override
 from camkit import seeds
 from camkit.capture import hook_here, removing
 from camkit.deprecation import renamed_keywords
-from camkit.errors import first_line
+from camkit.errors import first_line, whole_number
 from camkit.inputs import Inputs
 from camkit.layers import LayerSpec
 from camkit.maps import normalise, upsample
@@ -27,10 +27,15 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
+MAX_ROWS = 4096
+"""The most perturbed inputs one forward pass may hold (each a copy of an input)."""
+
+MAX_SAMPLES = 1024
+"""The most noisy or scaled copies of each channel's mask (SS-CAM, IS-CAM): each a pass."""
+
+
 def _check_rows(rows_per_pass: int) -> int:
-    if not isinstance(rows_per_pass, int) or rows_per_pass < 1:
-        raise ValueError(f"rows_per_pass must be a positive whole number, got {rows_per_pass!r}")
-    return rows_per_pass
+    return whole_number("rows_per_pass", rows_per_pass, MAX_ROWS, "inputs held by one pass")
 
 
 @register("scorecam")
@@ -139,8 +144,9 @@ class SSCAM(ScoreCAM):
         **options: Unpack[MethodOptions],
     ) -> None:
         super().__init__(model, layer, rows_per_pass=rows_per_pass, channels=channels, **options)
-        if not isinstance(samples, int) or samples < 1 or sigma < 0:
-            raise ValueError(f"samples must be at least 1 and sigma at least 0: {samples}, {sigma}")
+        whole_number("samples", samples, MAX_SAMPLES, "noisy copies of each mask, each a pass")
+        if not sigma >= 0:
+            raise ValueError(f"sigma must be at least 0, got {sigma}")
         self.samples, self.sigma, self.seed = samples, sigma, seed
 
     @override
@@ -177,8 +183,7 @@ class ISCAM(ScoreCAM):
         **options: Unpack[MethodOptions],
     ) -> None:
         super().__init__(model, layer, rows_per_pass=rows_per_pass, channels=channels, **options)
-        if not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"samples must be a positive whole number, got {samples!r}")
+        whole_number("samples", samples, MAX_SAMPLES, "scaled copies of each mask, each a pass")
         self.samples = samples
 
     @override
