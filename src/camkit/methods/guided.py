@@ -177,12 +177,19 @@ def _peak_scaled(maps: Tensor) -> Tensor:
     return maps / torch.where(peak > 0, peak, 1.0)
 
 
-def _channel_scaled(t: Tensor) -> Tensor:
-    """Min-max scale each (rows, K, C) map of (rows, K, C, *S); a constant map becomes 0."""
-    flat = t.flatten(3)
-    low = flat.amin(dim=3).reshape(*t.shape[:3], *[1] * (t.dim() - 3))
-    span = flat.amax(dim=3).reshape(low.shape) - low
-    return torch.where(span > 0, (t - low) / torch.where(span > 0, span, 1.0), 0.0)
+def _channel_scaled_sum(t: Tensor, kept: Tensor | None = None) -> Tensor:
+    """Min-max scale each (rows, K, C) map of (rows, K, C, *S) and sum over C; a constant map,
+    or a channel not `kept` (C,), counts 0. As ``sum_c t_c / span_c - sum_c low_c / span_c``:
+    one pass for the extremes, one product over the channels, and no scaled copy of `t`
+    (FullGrad's cost beyond its passes)."""
+    flat = t.flatten(3)  # (rows, K, C, P)
+    low, high = flat.aminmax(dim=3)
+    span = high - low
+    inverse = torch.where(span > 0, 1.0 / torch.where(span > 0, span, 1.0), 0.0)
+    if kept is not None:
+        inverse = inverse * kept
+    summed = (inverse.unsqueeze(2) @ flat).squeeze(2) - (low * inverse).sum(2, keepdim=True)
+    return summed.reshape(*t.shape[:2], *t.shape[3:])
 
 
 _CONVOLUTIONS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -265,15 +272,23 @@ class FullGrad(Explainer):
     def weigh(self, evidence: Evidence) -> Tensor:
         assert evidence.gradients is not None
         if evidence.layer == INPUT:
-            source = evidence.activations.unsqueeze(1)  # x, (rows, 1, C, *S)
-        else:
-            bias = self._biases[evidence.layer].to(evidence.gradients)
-            source = bias.reshape(1, 1, -1, *[1] * len(evidence.spatial))
-        return _channel_scaled((evidence.gradients * source).abs()).sum(dim=2)
+            x = evidence.activations.unsqueeze(1)  # (rows, 1, C, *S)
+            return _channel_scaled_sum((evidence.gradients * x).abs())
+        # |b_c * g| scaled per channel is |g| scaled, or 0 where b_c = 0 (a constant map)
+        kept = self._biases[evidence.layer].to(evidence.gradients) != 0
+        return _channel_scaled_sum(evidence.gradients.abs(), kept)
 
     @override
     def _combine(self, raw: Sequence[Tensor], size: Sequence[int]) -> Tensor:
-        return normalise(torch.stack([upsample(r, size) for r in raw]).sum(dim=0))
+        # Interpolation is linear: the maps of one size are summed first, upsampled once.
+        sums: dict[tuple[int, ...], Tensor] = {}
+        for r in raw:
+            shape = tuple(r.shape[2:])
+            sums[shape] = r.clone() if shape not in sums else sums[shape].add_(r)
+        total = torch.zeros_like(upsample(raw[0], size))
+        for part in sums.values():
+            total += upsample(part, size)
+        return normalise(total)
 
 
 def _run_once(
