@@ -88,6 +88,25 @@ def test_evaluate_dataset_returns_the_report_and_the_files(tmp_path) -> None:
     assert all((tmp_path / name).is_file() for name in result.files)
 
 
+def test_a_one_batch_evaluation_moves_its_progress_method_by_method(tmp_path) -> None:
+    # the default run is one batch: told per method, its bar moves and shows the time left
+    class Told(Collected):
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps: list[int] = []
+
+        def advance(self, count: int = 1) -> None:
+            super().advance(count)
+            self.steps.append(count)
+
+    told = Told()
+    job = EvaluateJob(out=tmp_path, methods=("cam", "gradcam", "eigencam"), metrics=("drop",),
+                      limit=7, workers=0)  # fmt: skip
+    evaluate_dataset(job, told)
+    assert told.steps == [2, 2, 3]  # whole shares of the 7 images, one per method
+    assert told.done == told.total == 7
+
+
 @pytest.mark.parametrize("job", [ExplainJob, EvaluateJob, LayersJob])
 def test_the_parser_has_a_flag_for_every_field_and_gives_the_job_back(job) -> None:
     parser = argparse.ArgumentParser()

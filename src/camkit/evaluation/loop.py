@@ -138,10 +138,8 @@ def evaluate(
     position = 0
     try:
         for batch in batches:
-            evaluation.add(evaluation.measure(batch, position))
+            evaluation.add(evaluation.measure(batch, position, advance))
             position += batch.inputs.shape[0]
-            if advance is not None:
-                advance(batch.inputs.shape[0])
     except KeyboardInterrupt as interrupt:
         report = evaluation.report(finish=False)  # the finished batches only
         report.info["interrupted"] = True
@@ -254,9 +252,13 @@ class Evaluation:
         """The names of the metrics measured."""
         return list(next(iter(self.plugins.values()), {}))
 
-    def measure(self, batch: Batch, position: int = 0) -> BatchResult:
+    def measure(
+        self, batch: Batch, position: int = 0, advance: Callable[[int], None] | None = None
+    ) -> BatchResult:
         """Explain one batch with every method and measure it with every metric; `position` is
-        the dataset index of its first input. Records nothing: pass the result to `add`."""
+        the dataset index of its first input. Records nothing: pass the result to `add`.
+        `advance` is told each method's whole share of the batch's images as it finishes (the
+        shares add up to the batch), so a one-batch run's progress moves and has a time left."""
         x, labels = batch.inputs, batch.labels.to(batch.inputs.device)
         masks = None if batch.masks is None else batch.masks.to(x.device)
         masked = None if batch.masked is None else batch.masked.to(x.device)
@@ -267,7 +269,7 @@ class Evaluation:
             passes.task = "clean"
             with torch.no_grad():
                 clean = ModelScores(self.model)(x)  # shared by every method and metric
-            for method, explainer in self.explainers.items():
+            for index, (method, explainer) in enumerate(self.explainers.items()):
                 explain = functools.partial(explainer, x, labels)
                 explanation, seconds[method]["explain"] = passes.timed(f"{method}/explain", explain)
                 forward = passes.forward.get(f"{method}/explain", [0, 0])[1] / len(x)
@@ -280,6 +282,8 @@ class Evaluation:
                     parts[method][name], seconds[method][name] = passes.timed(
                         f"{method}/{name}", part
                     )
+                if advance is not None:
+                    advance(_share(len(x), len(self.explainers), index))
         backward = {m: int(e.needs_gradients) for m, e in self.explainers.items()}
         with_masks = 0 if masks is None else len(x) if masked is None else int(masked.sum())
         return BatchResult(position, int(x.shape[0]), tuple(x.shape[2:]), parts, seconds,
@@ -339,3 +343,8 @@ class Evaluation:
         if self.failed:
             report.info["failed"] = list(self.failed)
         return report
+
+
+def _share(images: int, methods: int, index: int) -> int:
+    """Method `index`'s whole share of a batch's images: the shares of all add up to `images`."""
+    return (index + 1) * images // methods - index * images // methods

@@ -194,16 +194,19 @@ def _batches(data: Items, job: EvaluateJob, fail: Callable[[str], None]
 
 
 def _results(job: EvaluateJob, data: Items, evaluation: Evaluation, first: tuple[int, Batch],
-             rest: Iterator[tuple[int, Batch]], fail: Callable[[str], None],
+             rest: Iterator[tuple[int, Batch]], counted: _Counted,
              label: Label) -> Iterator[BatchResult]:  # fmt: skip
-    """Each batch's measurements, in dataset order: measured here, or by Ray's actors."""
+    """Each batch's measurements, in dataset order: measured here (progress told method by
+    method), or by Ray's actors (batch by batch)."""
     if job.ray is not None:
         from camkit.jobs.ray import evaluate_on_ray
 
-        yield from evaluate_on_ray(job, data, evaluation, fail, label)
+        for measured in evaluate_on_ray(job, data, evaluation, counted.fail, label):
+            counted.progress.advance(measured.images)
+            yield measured
     else:
         for position, batch in itertools.chain([first], rest):
-            yield evaluation.measure(batch, position)
+            yield evaluation.measure(batch, position, counted.progress.advance)
 
 
 def _save_png(picture: Image.Image, handle: BinaryIO) -> None:
@@ -322,9 +325,8 @@ def evaluate_dataset(
     job.folder.mkdir(parents=True, exist_ok=True)
     started, interrupted = time.perf_counter(), False
     try:
-        for measured in _results(job, data, evaluation, first, rest, counted.fail, label):
+        for measured in _results(job, data, evaluation, first, rest, counted, label):
             evaluation.add(measured)
-            counted.progress.advance(measured.images)
         report = evaluation.report()
     except KeyboardInterrupt:
         report, interrupted = evaluation.report(finish=False), True
