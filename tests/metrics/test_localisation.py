@@ -154,3 +154,100 @@ def test_takes_explanations_and_rejects_misfits() -> None:
         energy_pointing_game(explanation, torch.zeros(4, 20, 20, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"boxes must be \(B, 4\)"):
         box_accuracy(explanation, torch.zeros(3, 4))
+
+
+def test_relevance_mass_rank_top_k_and_roc_auc_worked_by_hand() -> None:
+    from camkit.metrics.localisation import (
+        relevance_mass,
+        relevance_rank,
+        roc_auc,
+        top_k_intersection,
+    )
+
+    maps = torch.tensor([[[0.9, 0.5, 0.5], [0.5, 0.2, 0.0]]])
+    mask = torch.tensor([[[True, True, False], [False, False, False]]])
+    # mass: (0.9 + 0.5) / 2.6; rank: the 2 highest are 0.9 and one of three 0.5s, one of which
+    # is inside: 1 + 1/3 expected of 2; top-1: 0.9, inside; AUC: the inside pixels outscore
+    # the 4 outside ones in 4 + 4 pairs, less a half for each tie with an outside 0.5 (2 ties)
+    assert relevance_mass(maps, mask)[0] == pytest.approx(1.4 / 2.6)
+    assert relevance_rank(maps, mask)[0] == pytest.approx((1 + 1 / 3) / 2)
+    assert top_k_intersection(maps, mask, k=1).tolist() == [1.0]
+    assert top_k_intersection(maps, mask, k=100)[0] == pytest.approx(2 / 6)  # all pixels
+    assert roc_auc(maps, mask)[0] == pytest.approx((8 - 2 * 0.5) / 8)
+    empty = torch.zeros_like(mask)
+    assert relevance_rank(maps, empty).tolist() == [0.0]
+    assert roc_auc(maps, empty).tolist() == [0.5]
+
+
+def test_ties_count_at_their_expected_share_whatever_the_sort_does() -> None:
+    from camkit.metrics.localisation import relevance_rank
+
+    torch.manual_seed(0)
+    maps = torch.randint(0, 3, (6, 8, 8)).float()  # many ties
+    masks = torch.rand(6, 8, 8) > 0.6
+    expected = relevance_rank(maps, masks)
+    order = torch.randperm(64)  # the same pixels in another order: the same figure
+    again = relevance_rank(
+        maps.flatten(1)[:, order].view(6, 8, 8), masks.flatten(1)[:, order].view(6, 8, 8)
+    )
+    assert torch.allclose(expected, again)
+    # and the mean over random tie-breaks converges to it
+    k = masks.flatten(1).sum(1)
+    draws = []
+    for _ in range(400):
+        jitter = maps.flatten(1) + 1e-3 * torch.rand(6, 64)
+        top = jitter.argsort(dim=1, descending=True)
+        hit = masks.flatten(1).gather(1, top).float()
+        draws.append(torch.stack([hit[i, : k[i]].mean() for i in range(6)]))
+    assert torch.allclose(torch.stack(draws).mean(0), expected, atol=0.03)
+
+
+def test_roc_auc_equals_scikit_learns_with_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from camkit.metrics.localisation import roc_auc
+
+    torch.manual_seed(1)
+    maps = torch.randint(0, 5, (4, 10, 10)).float()
+    masks = torch.rand(4, 10, 10) > 0.7
+    ours = roc_auc(maps, masks)
+    for i in range(4):
+        reference = roc_auc_score(masks[i].flatten().numpy(), maps[i].flatten().numpy())
+        assert ours[i].item() == pytest.approx(reference, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("ours", "name"),
+    [("relevance_mass", "RelevanceMassAccuracy"), ("relevance_mass", "AttributionLocalisation"),
+     ("relevance_rank", "RelevanceRankAccuracy"), ("top_k_intersection", "TopKIntersection"),
+     ("roc_auc", "AUC")],
+)  # fmt: skip
+def test_equal_to_quantus_on_grad_cam_maps_of_the_bundled_model(ours: str, name: str) -> None:
+    import quantus
+    from tests.helpers.quantus_case import case, compared, quantus_scores
+
+    from camkit.metrics import localisation
+
+    c = case()
+    mine = getattr(localisation, ours)(c["maps"], c["masks"])
+    reference = quantus_scores(getattr(quantus, name)(disable_warnings=True), masks=True)
+    assert compared(name, mine, reference) < 1e-6
+
+
+def test_the_pointing_game_at_tolerance_0_is_quantus_pointing_game() -> None:
+    import quantus
+    from tests.helpers.quantus_case import case, compared, quantus_scores
+
+    c = case()
+    hits = pointing_game(c["maps"], c["masks"], tolerance=0).hits.double()
+    reference = quantus_scores(quantus.PointingGame(disable_warnings=True), masks=True)
+    assert compared("PointingGame", hits, reference) == 0
+    # Quantus' hits are a bool array: an empty mask's NaN becomes True, a hit (camkit: a miss)
+    empty = torch.zeros_like(c["masks"][:2])
+    maps = c["maps"][:2]
+    theirs = quantus.PointingGame(disable_warnings=True)(
+        model=c["model"], x_batch=c["x"][:2].numpy(), y_batch=c["labels"][:2].numpy(),
+        a_batch=maps[:, None].double().numpy(), s_batch=empty[:, None].double().numpy(),
+    )  # fmt: skip
+    assert list(theirs) == [True, True]
+    assert pointing_game(maps, empty, tolerance=0).hits.tolist() == [False, False]

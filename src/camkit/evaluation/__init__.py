@@ -3,7 +3,9 @@
 - `plugins`: what a metric plug-in declares (settings, columns, curves, plots, statistics,
   comparisons) and the registry (`METRICS`, `register_metric`).
 - `builtin`: the metrics camkit ships (drop, deletion, insertion, road, pointing, energy,
-  boxacc, sanity), on top of the pure mathematics of `camkit.metrics`.
+  boxacc, sanity), `complexity` (sparseness, complexity, effective-complexity) and
+  `localisation` (relevance-mass, relevance-rank, top-k, roc-auc), on top of the pure
+  mathematics of `camkit.metrics`.
 - `settings`: the protocol parameters (`Settings`).
 - `loop`: `evaluate` and `Evaluation`, which explain each batch once per method.
 - `report`: the `Report` (Markdown, CSV, JSON, plots); `bootstrap`: its intervals.
@@ -21,6 +23,8 @@ Examples:
 
 from camkit.deprecation import moved
 from camkit.evaluation import builtin as builtin  # registers the shipped metrics
+from camkit.evaluation import complexity as complexity
+from camkit.evaluation import localisation as localisation
 from camkit.evaluation.loop import Batch, BatchResult, Evaluation, EvaluationInterrupted, evaluate
 from camkit.evaluation.plugins import (
     METRICS,

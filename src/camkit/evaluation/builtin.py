@@ -19,6 +19,7 @@ from camkit.evaluation.plugins import (
     Context,
     Load,
     Metric,
+    PerImage,
     Plot,
     Setting,
     Statistic,
@@ -37,6 +38,8 @@ STEPS = Setting("steps", int, 16, "deletion/insertion steps", low=1, high=1024)
 class Drop(Metric):
     """Average Drop % and Increase in Confidence % (Grad-CAM++ paper), and Win %: the share
     of images where one method's relative drop is smaller than another's."""
+
+    category = "faithfulness"
 
     columns = (("Avg drop %", "lower", "{:.2f}"), ("Increase %", "higher", "{:.1f}"))
     comparison = Comparison(
@@ -89,6 +92,8 @@ class Drop(Metric):
 
 class _Curve(Metric):
     """Deletion or insertion: the class's probability per step, as pixels go or come back."""
+
+    category = "faithfulness"
 
     settings = (STEPS,)
     removes: ClassVar[bool] = True  # deletion (pixels take the fill value); False: insertion
@@ -147,6 +152,8 @@ class Insertion(_Curve):
 @register_metric("road")
 class RoadAccuracy(Metric):
     """ROAD (Rong et al. 2022): accuracy after noisy linear imputation, MoRF and LeRF."""
+
+    category = "faithfulness"
 
     columns = (("ROAD MoRF acc", "lower", "{:.3f}"), ("ROAD LeRF acc", "higher", "{:.3f}"))
     settings = (
@@ -222,6 +229,8 @@ class RoadAccuracy(Metric):
 class PointingGame(Metric):
     """Pointing game (Zhang et al. 2016), averaged over classes."""
 
+    category = "localisation"
+
     needs_masks = True
     columns = (("Pointing %", "higher", "{:.1f}"),)
     settings = (
@@ -268,11 +277,13 @@ class PointingGame(Metric):
 
 
 @register_metric("energy")
-class Energy(Metric):
+class Energy(PerImage):
     """Energy-based pointing game: the share of the map inside the object's box."""
 
+    category = "localisation"
     needs_masks = True
     columns = (("Energy %", "higher", "{:.1f}"),)
+    scale = 100.0
 
     @override
     def measure(self, context: Context) -> Tensor:
@@ -280,18 +291,12 @@ class Energy(Metric):
         boxes = metrics.masks_to_boxes(context.masks)
         return metrics.energy_pointing_game(context.explanation, boxes)
 
-    @override
-    def summary(self) -> dict[str, float]:
-        return {"Energy %": 100 * float(cat(self.done()).mean())} if self.done() else {}
-
-    @override
-    def statistics(self) -> dict[str, Statistic]:
-        return {"Energy %": mean_of(cat(self.done()), 100)} if self.done() else {}
-
 
 @register_metric("boxacc")
 class MaxBoxAccuracy(Metric):
     """MaxBoxAcc (Choe et al. 2020): the best threshold's share of boxes with IoU >= 0.5."""
+
+    category = "localisation"
 
     needs_masks = True
     columns = (("MaxBoxAcc %", "higher", "{:.1f}"),)
@@ -347,6 +352,8 @@ class SanityCheck(Metric):
     checked on the first `sanity_costly_images` inputs: every randomisation step explains them
     again. The report's details say how many images each method's check used. The original
     maps are those the evaluation made, with the method's options."""
+
+    category = "randomisation"
 
     columns = (("Sanity rho", "lower", "{:.3f}"), ("Sanity SSIM", "lower", "{:.3f}"))
     settings = (

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
@@ -214,13 +215,19 @@ class Load:
     steps: int
 
 
+CATEGORIES = ("faithfulness", "robustness", "localisation", "complexity", "randomisation",
+              "axiomatic", "other")  # fmt: skip
+"""The kinds of metric, as Quantus groups them; the report's columns come in this order."""
+
+
 class Metric:
     """Base of a metric plug-in; one instance per evaluated method.
 
-    Declarations (class attributes): `columns` (name, better "lower"/"higher", format) of the
-    table; `settings`; `plots`; `comparison` (a methods-by-methods table, or None);
-    `needs_masks` (it measures only images with an object mask); `after_last_batch` (its
-    `finish` does the work, so an interrupted run leaves it out).
+    Declarations (class attributes): `category` (one of `CATEGORIES`); `columns` (name, better
+    "lower"/"higher", format) of the table; `settings`; `plots`; `comparison` (a
+    methods-by-methods table, or None); `needs_masks` (it measures only images with an object
+    mask); `after_last_batch` (its `finish` does the work, so an interrupted run leaves it
+    out); its cost is `passes` (forward passes per input) and `seconds` (work beside them).
 
     Examples:
         >>> sorted(METRICS["road"]().curves())  # no batch measured yet: no curves
@@ -230,6 +237,7 @@ class Metric:
     """
 
     name: ClassVar[str] = ""
+    category: ClassVar[str] = "other"
     columns: ClassVar[tuple[tuple[str, str, str], ...]] = ()
     settings: ClassVar[tuple[Setting, ...]] = ()
     plots: ClassVar[tuple[Plot, ...]] = ()
@@ -361,6 +369,30 @@ def metric_settings() -> dict[str, Setting]:
         16
     """
     return {s.name: s for cls in METRICS.values() for s in cls.settings}
+
+
+class PerImage(Metric):
+    """A metric whose one column is the mean of a number per image, `scale` times (100: a
+    percentage), with its interval over images: only `measure` is left to write.
+
+    Examples:
+        >>> class Brightest(PerImage):
+        ...     columns = (("Peak", "higher", "{:.2f}"),)
+        ...     def measure(self, context):
+        ...         return context.explanation.maps[:, 0].flatten(1).amax(dim=1)
+    """
+
+    scale: ClassVar[float] = 1.0
+
+    @override
+    def summary(self) -> dict[str, float]:
+        done = self.done()
+        return {self.columns[0][0]: self.scale * float(cat(done).float().mean())} if done else {}
+
+    @override
+    def statistics(self) -> dict[str, Statistic]:
+        done = self.done()
+        return {self.columns[0][0]: mean_of(cat(done), self.scale)} if done else {}
 
 
 def mean_of(values: Tensor, scale: float = 1.0) -> Statistic:

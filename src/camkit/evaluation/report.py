@@ -16,22 +16,39 @@ import torch
 from PIL import Image
 
 from camkit.evaluation.bootstrap import Differences, Intervals, bootstrap
-from camkit.evaluation.plugins import METRICS, Metric, Plot
+from camkit.evaluation.plugins import CATEGORIES, METRICS, Metric, Plot
 from camkit.evaluation.settings import Settings
 from camkit.plot import line_chart
 
 COST_COLUMN = ("Explain s", "lower", "{:.2f}")
 
 
+def _by_category() -> list[type[Metric]]:
+    """The registered metrics, grouped by category (`CATEGORIES`' order), each group in the
+    order of registration."""
+    rank = {c: i for i, c in enumerate(CATEGORIES)}
+    return sorted(METRICS.values(), key=lambda cls: rank.get(cls.category, len(rank)))
+
+
 def column_specs() -> dict[str, tuple[str, str]]:
-    """Column -> (better direction, format), in the order of the registered metrics.
+    """Column -> (better direction, format), grouped by the metrics' categories.
 
     Examples:
         >>> column_specs()["Deletion AUC"]
         ('lower', '{:.3f}')
     """
-    table = {c: (better, form) for cls in METRICS.values() for c, better, form in cls.columns}
+    table = {c: (better, form) for cls in _by_category() for c, better, form in cls.columns}
     return {**table, COST_COLUMN[0]: COST_COLUMN[1:]}
+
+
+def column_categories() -> dict[str, str]:
+    """Column -> the category of the metric that fills it.
+
+    Examples:
+        >>> column_categories()["Sparseness"], column_categories()["Pointing %"]
+        ('complexity', 'localisation')
+    """
+    return {c: cls.category for cls in _by_category() for c, _, _ in cls.columns}
 
 
 def plots_of(metrics: Sequence[str]) -> list[Plot]:
@@ -112,6 +129,7 @@ class Report:
         for method, row in self.rows.items():
             cells = [self._cell(method, c, row.get(c), best[c]) for c in columns]
             lines.append(_table_row([method, *cells]))
+        lines += self._kinds_note(columns)
         lines += self._mask_note()
         if self.info.get("left out"):
             lines += ["", "Left out, as they do not fit this model:", "",
@@ -126,6 +144,18 @@ class Report:
             lines += ["", titles.get(name, name), "", *_square_table(table)]
         lines += self._cost_lines()
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _kinds_note(columns: Sequence[str]) -> list[str]:
+        """Which columns are of which kind (↑ higher is better, ↓ lower), when of several."""
+        kinds: dict[str, list[str]] = {}
+        for column, kind in column_categories().items():
+            if column in columns:
+                kinds.setdefault(kind, []).append(column)
+        if len(kinds) < 2:
+            return []
+        said = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in kinds.items())
+        return ["", f"Columns by kind ({said}). ↑ higher is better, ↓ lower is better."]
 
     def _mask_note(self) -> list[str]:
         """Which images the localisation columns count, when not all had a mask."""

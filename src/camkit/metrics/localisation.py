@@ -314,3 +314,93 @@ def default_thresholds(step: float = 0.05) -> Tensor:
     """
     count = round(1 / step)
     return torch.arange(1, count) / count
+
+
+def relevance_mass(maps: Maps, masks: Tensor) -> Tensor:
+    """(B,) relevance mass accuracy (Arras et al., 2022): the share of each map's sum inside
+    its object mask; 0 for an all-zero map. For the non-negative maps camkit makes it is also
+    attribution localisation (Kohlbrenner et al., 2020), which keeps the positive values.
+
+    Examples:
+        >>> import torch
+        >>> maps = torch.tensor([[[1.0, 3.0], [0.0, 0.0]]])
+        >>> relevance_mass(maps, torch.tensor([[[False, True], [True, True]]])).tolist()
+        [0.75]
+    """
+    return energy_pointing_game(maps, masks)
+
+
+def _share_in_top(values: Tensor, inside: Tensor, k: Tensor) -> Tensor:
+    """(B,) the share of each row's k largest values that lie inside, with ties at the k-th
+    value counted at their expected share (any order among equal values is as likely): the
+    figure does not depend on how a sort breaks ties."""
+    ordered = values.sort(dim=1, descending=True).values
+    kth = ordered.gather(1, (k - 1).clamp_min(0)[:, None])  # (B, 1)
+    above, level = values > kth, values == kth
+    taken = (k - above.sum(dim=1)).float()  # of the values equal to the k-th
+    count = (above & inside).sum(dim=1) + taken * (level & inside).sum(dim=1) / level.sum(dim=1)
+    return torch.where(k > 0, count / k.clamp_min(1), 0.0)
+
+
+def relevance_rank(maps: Maps, masks: Tensor) -> Tensor:
+    """(B,) relevance rank accuracy (Arras et al., 2022): of the K highest pixels of each map,
+    K the size of its object mask, the share inside the mask (0 for an empty mask). Ties at
+    the K-th value count at their expected share.
+
+    Examples:
+        >>> import torch
+        >>> maps = torch.tensor([[[0.9, 0.8], [0.1, 0.0]]])
+        >>> relevance_rank(maps, torch.tensor([[[True, False], [True, False]]])).tolist()
+        [0.5]
+    """
+    values = as_maps(maps).flatten(1).float()
+    inside = masks.to(values.device).flatten(1).bool()
+    return _share_in_top(values, inside, inside.sum(dim=1))
+
+
+def top_k_intersection(maps: Maps, masks: Tensor, k: int = 1000) -> Tensor:
+    """(B,) top-k intersection (Theiner et al., 2022): of each map's `k` highest pixels (all,
+    for a smaller map), the share inside its object mask. Ties at the k-th value count at
+    their expected share.
+
+    Examples:
+        >>> import torch
+        >>> maps = torch.tensor([[[0.9, 0.8], [0.1, 0.0]]])
+        >>> top_k_intersection(maps, torch.tensor([[[True, False], [True, False]]]), k=1).tolist()
+        [1.0]
+    """
+    values = as_maps(maps).flatten(1).float()
+    inside = masks.to(values.device).flatten(1).bool()
+    chosen = torch.full((len(values),), min(k, values.shape[1]), device=values.device)
+    return _share_in_top(values, inside, chosen)
+
+
+def roc_auc(maps: Maps, masks: Tensor) -> Tensor:
+    """(B,) the area under the ROC curve of each map's values as a score for "inside the
+    object mask" (Fawcett, 2006): the chance that a pixel inside outscores one outside, ties
+    counting half (average ranks, as scikit-learn's ``roc_auc_score``); 0.5 for a mask that
+    is empty or everything.
+
+    Examples:
+        >>> import torch
+        >>> maps = torch.tensor([[[0.9, 0.5], [0.5, 0.0]]])
+        >>> roc_auc(maps, torch.tensor([[[True, True], [False, False]]])).tolist()
+        [0.875]
+    """
+    values = as_maps(maps).flatten(1).float()
+    inside = masks.to(values.device).flatten(1).bool()
+    rows, n = values.shape
+    ordered, order = values.sort(dim=1)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    group = starts.cumsum(dim=1) - 1  # each position's run of equal values
+    position = torch.arange(n, device=values.device).expand(rows, n)
+    first = torch.full_like(position, n).scatter_reduce(1, group, position, "amin")
+    last = torch.zeros_like(position).scatter_reduce(1, group, position, "amax")
+    average = (first.gather(1, group) + last.gather(1, group)).double() / 2 + 1  # ranks 1..n
+    ranks = torch.empty_like(average).scatter_(1, order, average)
+    positives = inside.sum(dim=1).double()
+    negatives = n - positives
+    above = (ranks * inside).sum(dim=1) - positives * (positives + 1) / 2
+    auc = above / (positives * negatives).clamp_min(1)
+    return torch.where((positives > 0) & (negatives > 0), auc, 0.5).float()
