@@ -343,3 +343,18 @@ def test_the_mask_metrics_beat_a_random_map_on_the_bundled_model() -> None:
         good, noise = report.rows["gradcam"][column], report.rows["randomcam"][column]
         print(f"{column}: Grad-CAM {good:.3f}, RandomCAM {noise:.3f}")
         assert good > 1.4 * noise
+
+
+def test_faithfulness_correlation_runs_when_named_and_ranks_grad_cam_above_noise() -> None:
+    from camkit.evaluation import METRICS
+
+    assert not METRICS["faithfulness-correlation"].default  # 100 passes an input: named only
+    data = ShapesDataset(12, seed=4).stack()
+    batch = Batch(data["image"], data["label"], data["mask"])
+    settings = Settings(resamples=0, fc_runs=40, fc_subset=300, fill=0.0)
+    report = evaluate(load_shapes_model(), [batch], ["gradcam", "randomcam"],
+                      ["faithfulness-correlation"], settings=settings)  # fmt: skip
+    good = report.rows["gradcam"]["Faith. corr."]
+    noise = report.rows["randomcam"]["Faith. corr."]
+    print(f"faithfulness correlation: Grad-CAM {good:.3f}, RandomCAM {noise:.3f}")
+    assert good > noise + 0.1

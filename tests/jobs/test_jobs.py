@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,3 +183,19 @@ def test_target_and_top_exclude_each_other_on_the_command_line(capsys) -> None:
         main(["explain", "--target", "1", "--top", "2"])
     assert stopped.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_the_default_metrics_leave_out_the_costly_ones_and_all_has_them() -> None:
+    from types import SimpleNamespace
+
+    from camkit.evaluation import METRICS
+    from camkit.jobs.evaluate import metrics_for
+    from camkit.jobs.options import parse_names
+
+    data: Any = SimpleNamespace(masked=True)
+    default = metrics_for(EvaluateJob(), data)
+    assert "faithfulness-correlation" not in default
+    assert {"deletion", "sanity", "sparseness", "roc-auc"} <= set(default)
+    assert metrics_for(EvaluateJob(metrics=parse_names("all")), data) == list(METRICS)
+    unmasked: Any = SimpleNamespace(masked=False)
+    assert "roc-auc" not in metrics_for(EvaluateJob(), unmasked)

@@ -4,7 +4,8 @@
   comparisons) and the registry (`METRICS`, `register_metric`).
 - `builtin`: the metrics camkit ships (drop, deletion, insertion, road, pointing, energy,
   boxacc, sanity), `complexity` (sparseness, complexity, effective-complexity) and
-  `localisation` (relevance-mass, relevance-rank, top-k, roc-auc), on top of the pure
+  `localisation` (relevance-mass, relevance-rank, top-k, roc-auc), `faithfulness`
+  (faithfulness-correlation), on top of the pure
   mathematics of `camkit.metrics`.
 - `settings`: the protocol parameters (`Settings`).
 - `loop`: `evaluate` and `Evaluation`, which explain each batch once per method.
@@ -24,6 +25,7 @@ Examples:
 from camkit.deprecation import moved
 from camkit.evaluation import builtin as builtin  # registers the shipped metrics
 from camkit.evaluation import complexity as complexity
+from camkit.evaluation import faithfulness as faithfulness
 from camkit.evaluation import localisation as localisation
 from camkit.evaluation.loop import Batch, BatchResult, Evaluation, EvaluationInterrupted, evaluate
 from camkit.evaluation.plugins import (

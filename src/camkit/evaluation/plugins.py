@@ -227,7 +227,9 @@ class Metric:
     "lower"/"higher", format) of the table; `settings`; `plots`; `comparison` (a
     methods-by-methods table, or None); `needs_masks` (it measures only images with an object
     mask); `after_last_batch` (its `finish` does the work, so an interrupted run leaves it
-    out); its cost is `passes` (forward passes per input) and `seconds` (work beside them).
+    out); `default` (False: run only when named or with ``--metrics all``, for a metric whose
+    passes would dominate the default run); its cost is `passes` (forward passes per input)
+    and `seconds` (work beside them).
 
     Examples:
         >>> sorted(METRICS["road"]().curves())  # no batch measured yet: no curves
@@ -238,6 +240,7 @@ class Metric:
 
     name: ClassVar[str] = ""
     category: ClassVar[str] = "other"
+    default: ClassVar[bool] = True
     columns: ClassVar[tuple[tuple[str, str, str], ...]] = ()
     settings: ClassVar[tuple[Setting, ...]] = ()
     plots: ClassVar[tuple[Plot, ...]] = ()

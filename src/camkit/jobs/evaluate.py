@@ -153,12 +153,12 @@ def _warn_left_out(left_out: list[str], model: str) -> None:
 
 
 def metrics_for(job: EvaluateJob, data: Items) -> list[str]:
-    """The metrics to run: those chosen, or all that the data allows (the mask ones when at
-    least one image has a mask). Chosen mask metrics with no mask at all are left out with a
-    warning that says why."""
+    """The metrics to run: those chosen, or the default ones that the data allows (the mask
+    ones when at least one image has a mask). Chosen mask metrics with no mask at all are left
+    out with a warning that says why."""
     masked = needing_masks()
     if job.metrics is None:
-        return [m for m in METRICS if data.masked or m not in masked]
+        return [m for m, cls in METRICS.items() if cls.default and (data.masked or m not in masked)]
     missing = [m for m in job.metrics if m in masked]
     if missing and not data.masked:
         warnings.warn(

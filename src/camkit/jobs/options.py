@@ -547,7 +547,8 @@ class EvaluateJob(RunOptions):
     )
     metrics: tuple[str, ...] | None = option(
         None,
-        "comma-separated metric names, or 'all' (default: all the data allows)",
+        "comma-separated metric names, or 'all' (default: those the data allows, but for the "
+        "ones whose passes would dominate the run: faithfulness-correlation)",
         parse=parse_names,
     )
     limit: int | None = option(
