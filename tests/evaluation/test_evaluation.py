@@ -358,3 +358,25 @@ def test_faithfulness_correlation_runs_when_named_and_ranks_grad_cam_above_noise
     noise = report.rows["randomcam"]["Faith. corr."]
     print(f"faithfulness correlation: Grad-CAM {good:.3f}, RandomCAM {noise:.3f}")
     assert good > noise + 0.1
+
+
+def test_random_logit_tells_class_maps_from_class_blind_ones_and_sensitivity_runs() -> None:
+    import warnings
+
+    from camkit.evaluation import METRICS
+
+    assert METRICS["random-logit"].default  # one more explanation an input
+    assert not METRICS["sensitivity"].default  # sensitivity_samples more
+    data = ShapesDataset(10, seed=6).stack()
+    batch = Batch(data["image"], data["label"], data["mask"])
+    settings = Settings(resamples=0, sensitivity_samples=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", camkit.CamkitWarning)  # an absent class's map may be 0
+        report = evaluate(load_shapes_model(), [batch], ["gradcam", "eigencam"],
+                          ["random-logit", "sensitivity"], settings=settings)  # fmt: skip
+    rows = report.rows
+    print({m: {c: round(v, 3) for c, v in r.items()} for m, r in rows.items()})
+    assert rows["eigencam"]["Random logit SSIM"] == pytest.approx(1.0)  # no class at all
+    assert rows["gradcam"]["Random logit SSIM"] < 0.5
+    for method in ("gradcam", "eigencam"):
+        assert 0 < rows[method]["Avg-sens."] <= rows[method]["Max-sens."] < 2

@@ -7,9 +7,9 @@ import math
 import pytest
 import quantus
 import torch
-from tests.helpers.quantus_case import case, compared, quantus_scores
 
 from camkit.metrics.complexity import complexity, effective_complexity, sparseness
+from helpers.quantus_case import case, compared, quantus_scores
 
 
 def test_sparseness_is_the_gini_index_worked_by_hand() -> None:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import quantus
 import torch
-from tests.helpers.quantus_case import case, compared
 
 from camkit.metrics.faithfulness import faithfulness_correlation, random_subsets
+from helpers.quantus_case import case, compared
 
 
 class _Linear(torch.nn.Module):

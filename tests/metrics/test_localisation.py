@@ -224,9 +224,9 @@ def test_roc_auc_equals_scikit_learns_with_ties() -> None:
 )  # fmt: skip
 def test_equal_to_quantus_on_grad_cam_maps_of_the_bundled_model(ours: str, name: str) -> None:
     import quantus
-    from tests.helpers.quantus_case import case, compared, quantus_scores
 
     from camkit.metrics import localisation
+    from helpers.quantus_case import case, compared, quantus_scores
 
     c = case()
     mine = getattr(localisation, ours)(c["maps"], c["masks"])
@@ -236,7 +236,8 @@ def test_equal_to_quantus_on_grad_cam_maps_of_the_bundled_model(ours: str, name:
 
 def test_the_pointing_game_at_tolerance_0_is_quantus_pointing_game() -> None:
     import quantus
-    from tests.helpers.quantus_case import case, compared, quantus_scores
+
+    from helpers.quantus_case import case, compared, quantus_scores
 
     c = case()
     hits = pointing_game(c["maps"], c["masks"], tolerance=0).hits.double()

@@ -139,3 +139,74 @@ def test_ssim_equals_the_windowed_convolution_of_the_paper() -> None:
     assert torch.allclose(ssim(a, b), direct(a, b, 11, 1.5), atol=1e-7)
     v, w = torch.rand(2, 6, 7, 8, generator=generator), torch.rand(2, 6, 7, 8, generator=generator)
     assert torch.allclose(ssim(v, w, window=5), direct(v, w, 5, 1.5), atol=1e-7)
+
+
+def test_random_logit_other_classes_and_a_class_blind_map() -> None:
+    from camkit.metrics.sanity import other_classes, random_logit
+
+    targets = torch.tensor([0, 1, 2, 3] * 50)
+    picked = other_classes(targets, 4, torch.Generator().manual_seed(0))
+    assert bool((picked != targets).all())
+    assert sorted(picked[targets == 0].unique().tolist()) == [1, 2, 3]  # each other class drawn
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        other_classes(targets, 1)
+
+    def blind(inputs: torch.Tensor, _classes: torch.Tensor) -> torch.Tensor:
+        return inputs[:, 0]
+
+    def opposite(inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        return 1 - inputs[:, 0]  # every other class's map is the first's negative
+
+    x = torch.rand(3, 1, 12, 12)
+    classes, others = torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long)
+    assert random_logit(blind, x[:, 0], x, classes, others).tolist() == [1.0, 1.0, 1.0]
+    assert (random_logit(opposite, x[:, 0], x, classes, others) < 0).all()
+
+
+def test_random_logit_equals_quantus_on_the_same_classes() -> None:
+    # Quantus measures SSIM along the flattened map (a 1-D signal with a 7-wide window), which
+    # camkit does not: with Spearman as the similarity both say the same, class for class
+    from unittest import mock
+
+    import numpy as np
+    import quantus
+
+    from camkit.metrics.sanity import random_logit, spearman
+    from helpers.quantus_case import case, compared
+
+    c = case()
+    model, x, labels = c["model"], c["x"], c["labels"]
+    explainer = camkit.GradCAM(model)
+    maps = explainer(x, labels).maps[:, 0]
+    offsets = torch.randint(0, 5, labels.shape, generator=torch.Generator().manual_seed(3))
+    others = offsets + (offsets >= labels).long()  # Quantus' choice among the other 5 of 6
+
+    def explain(inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        return explainer(inputs, classes).maps[:, 0]
+
+    import warnings
+
+    warnings.simplefilter("ignore", camkit.CamkitWarning)  # an absent class's map may be all 0
+    ours = random_logit(explain, maps, x, labels, others, similarity=spearman)
+
+    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
+                     **_: object) -> np.ndarray:  # fmt: skip
+        return explainer(torch.as_tensor(inputs), torch.as_tensor(targets)).maps.double().numpy()
+
+    def their_spearman(a: np.ndarray, b: np.ndarray, **_: object) -> np.ndarray:
+        return quantus.similarity_func.correlation_spearman(a, b, batched=True)
+
+    metric = quantus.RandomLogit(num_classes=6, similarity_func=their_spearman,
+                                 disable_warnings=True)  # fmt: skip
+    with (
+        mock.patch("numpy.random.randint", return_value=offsets.numpy()),
+        np.errstate(all="ignore"),
+    ):
+        theirs = torch.tensor(np.asarray(metric(
+            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
+        )))  # fmt: skip
+    # a constant map (the other class absent): Quantus' Spearman is NaN, camkit's 0 by convention
+    known = theirs.isfinite()
+    assert ours[~known].tolist() == [0.0] * int((~known).sum())
+    assert compared("RandomLogit (Spearman)", ours[known], theirs[known]) < 1e-6

@@ -3,10 +3,10 @@
 - `plugins`: what a metric plug-in declares (settings, columns, curves, plots, statistics,
   comparisons) and the registry (`METRICS`, `register_metric`).
 - `builtin`: the metrics camkit ships (drop, deletion, insertion, road, pointing, energy,
-  boxacc, sanity), `complexity` (sparseness, complexity, effective-complexity) and
+  boxacc, sanity); `complexity` (sparseness, complexity, effective-complexity),
   `localisation` (relevance-mass, relevance-rank, top-k, roc-auc), `faithfulness`
-  (faithfulness-correlation), on top of the pure
-  mathematics of `camkit.metrics`.
+  (faithfulness-correlation), `robustness` (sensitivity) and `randomisation` (random-logit)
+  the ones of the Quantus catalogue; all on top of the mathematics of `camkit.metrics`.
 - `settings`: the protocol parameters (`Settings`).
 - `loop`: `evaluate` and `Evaluation`, which explain each batch once per method.
 - `report`: the `Report` (Markdown, CSV, JSON, plots); `bootstrap`: its intervals.
@@ -27,6 +27,8 @@ from camkit.evaluation import builtin as builtin  # registers the shipped metric
 from camkit.evaluation import complexity as complexity
 from camkit.evaluation import faithfulness as faithfulness
 from camkit.evaluation import localisation as localisation
+from camkit.evaluation import randomisation as randomisation
+from camkit.evaluation import robustness as robustness
 from camkit.evaluation.loop import Batch, BatchResult, Evaluation, EvaluationInterrupted, evaluate
 from camkit.evaluation.plugins import (
     METRICS,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -233,3 +233,44 @@ def cascading_randomisation(
             correlations.append(spearman(reference, maps))
             similarities.append(ssim(reference, maps))
     return Sanity(order, torch.stack(correlations), torch.stack(similarities))
+
+
+def other_classes(
+    targets: Tensor, classes: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """(B,) a class other than each target, drawn uniformly from the other `classes` - 1.
+
+    Examples:
+        >>> picked = other_classes(torch.tensor([0, 2, 2]), 3, torch.Generator().manual_seed(0))
+        >>> bool((picked != torch.tensor([0, 2, 2])).all())
+        True
+    """
+    if classes < 2:
+        raise ValueError("a random other class needs a model of at least 2 classes")
+    offset = torch.randint(0, classes - 1, targets.shape, generator=generator,
+                           device=targets.device)  # fmt: skip
+    return offset + (offset >= targets).long()
+
+
+def random_logit(
+    explain: Callable[[Tensor, Tensor], Tensor],
+    maps: Maps,
+    x: Tensor,
+    targets: Tensor,
+    others: Tensor,
+    similarity: Callable[[Tensor, Tensor], Tensor] | None = None,
+) -> Tensor:
+    """(B,) random logit test (Sixt et al., 2020): the similarity (default `ssim`) of each
+    input's map of its class to its map of another class, `others` (`other_classes` draws
+    them). A map that explains the class changes with it: low is good.
+
+    Examples:
+        >>> import torch
+        >>> same = lambda inputs, classes: inputs[:, 0]  # a map that ignores the class
+        >>> x = torch.rand(2, 1, 8, 8)
+        >>> random_logit(same, x[:, 0], x, torch.tensor([0, 1]), torch.tensor([1, 0])).tolist()
+        [1.0, 1.0]
+    """
+    reference = as_maps(maps, x.shape[2:])
+    again = explain(x, others).to(reference)
+    return (similarity or ssim)(reference, again)

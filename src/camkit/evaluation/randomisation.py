@@ -1,0 +1,46 @@
+"""Randomisation metrics of the Quantus catalogue beside the sanity check (`builtin`), as
+plug-ins: does the map change when the question changes?"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+from typing_extensions import override
+
+from camkit.errors import CamkitWarning
+from camkit.evaluation.plugins import Context, Load, PerImage, register_metric
+from camkit.evaluation.settings import Settings
+from camkit.methods import method_class
+from camkit.metrics.sanity import other_classes, random_logit
+from camkit.seeds import batch_seed
+
+
+@register_metric("random-logit")
+class RandomLogit(PerImage):
+    """Random logit test (Sixt et al., 2020): the SSIM of each image's map of its class with
+    its map of a random other class (the same class for every method), explained by the
+    method with its options and layers. Lower: the map follows the class. Quantus'
+    `RandomLogit`, with camkit's 2-D SSIM where Quantus measures SSIM along the flattened map
+    (docs/concepts.md)."""
+
+    category = "randomisation"
+    columns = (("Random logit SSIM", "lower", "{:.3f}"),)
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return load.explain  # one more explanation of every input
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        e = context.explanation
+        explainer = method_class(context.method)(context.model, list(e.layers) or context.layer,
+                                                 **context.options)  # fmt: skip
+        drawn = torch.Generator(device=context.labels.device)
+        drawn.manual_seed(batch_seed(context.settings.seed, context.position))
+        others = other_classes(context.labels, context.clean.shape[1], drawn)
+        with warnings.catch_warnings():  # a class the image lacks may well have a constant map
+            warnings.simplefilter("ignore", CamkitWarning)
+            return random_logit(lambda x, classes: explainer(x, classes).maps[:, 0],
+                                e.maps[:, 0], context.x, context.labels, others)  # fmt: skip

@@ -1,0 +1,78 @@
+"""Max- and average sensitivity: worked by hand, and against Quantus on the same noise."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+import quantus
+import torch
+
+import camkit
+from camkit.metrics.robustness import sensitivity
+from helpers.quantus_case import case, compared
+
+
+def _square(inputs: torch.Tensor, _targets: torch.Tensor) -> torch.Tensor:
+    return inputs[:, 0] ** 2
+
+
+def test_changes_worked_by_hand() -> None:
+    x = torch.ones(2, 1, 2, 2)
+    x[1] = 2.0
+    noise = torch.zeros(2, 2, 1, 2, 2)
+    noise[0, :, :, 0, 0] = 1.0  # sample 0: one pixel of each input up by 1
+    targets = torch.zeros(2, dtype=torch.long)
+    s = sensitivity(_square, x, _square(x, targets), targets, noise=noise)
+    # input 0: map 1,1,1,1 (norm 2); pixel 1 -> 4: change 3, relative 1.5; sample 1: none
+    # input 1: map 4,4,4,4 (norm 8); pixel 2 -> 9: change 5, relative 0.625
+    assert s.changes.tolist() == [[1.5, 0.0], [0.625, 0.0]]
+    assert s.maximum.tolist() == [1.5, 0.625]
+    assert s.average.tolist() == [0.75, 0.3125]
+
+
+def test_noise_is_bounded_drawn_per_call_and_a_zero_map_is_said() -> None:
+    seen: list[torch.Tensor] = []
+
+    def record(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        seen.append(inputs)
+        return inputs[:, 0]
+
+    x = torch.zeros(3, 1, 4, 4)
+    targets = torch.zeros(3, dtype=torch.long)
+    s = sensitivity(record, x, torch.zeros(3, 4, 4), targets, samples=5, radius=0.1,
+                    generator=torch.Generator().manual_seed(0), rows_per_call=6)  # fmt: skip
+    assert [len(t) for t in seen] == [6, 6, 3]  # 2 samples of the 3 inputs per call
+    assert float(torch.cat(seen).abs().max()) <= 0.1
+    assert torch.isinf(s.changes).all()  # a zero map that stops being zero: an infinite change
+    with pytest.raises(ValueError, match="samples 0"):
+        sensitivity(record, x, torch.zeros(3, 4, 4), targets, samples=0)
+
+
+@pytest.mark.parametrize("name", ["MaxSensitivity", "AvgSensitivity"])
+def test_equal_to_quantus_with_grad_cam_explaining_the_same_noise(name: str) -> None:
+    c = case()
+    model, x, labels = c["model"], c["x"][:8], c["labels"][:8]
+    explainer = camkit.GradCAM(model)
+    maps = explainer(x, labels).maps[:, 0]
+    samples = 4
+    noise = (
+        torch.rand(samples, *x.shape, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    ) * 0.2
+    ours = sensitivity(lambda i, t: explainer(i, t).maps[:, 0], x, maps, labels, noise=noise)
+    mine = ours.maximum if name == "MaxSensitivity" else ours.average
+
+    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
+                     **_: object) -> np.ndarray:  # fmt: skip
+        done = explainer(torch.as_tensor(inputs), torch.as_tensor(targets))
+        return done.maps.double().numpy()  # (N, 1, H, W)
+
+    replay = iter([noise[i].flatten(1).double().numpy() for i in range(samples)])
+    metric = getattr(quantus, name)(nr_samples=samples, disable_warnings=True)
+    with mock.patch("numpy.random.uniform", side_effect=lambda *_, **__: next(replay)):
+        theirs = metric(
+            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
+        )  # fmt: skip
+    assert compared(name, mine, torch.tensor(np.asarray(theirs))) < 1e-5
