@@ -27,7 +27,8 @@ def test_bundled_benchmark_writes_table_files_and_plots(tmp_path, capsys) -> Non
     assert code == 0, printed.err
     assert printed.out.startswith("| Method | Avg drop % ↓ |")
     assert "evaluating:" not in printed.err  # no progress bar when stderr is not a terminal
-    assert "camkit: evaluating 4 images x 2 methods x 8 metrics" in printed.err  # the plan
+    default = [name for name, cls in METRICS.items() if cls.default]  # all have masks here
+    assert f"camkit: evaluating 4 images x 2 methods x {len(default)} metrics" in printed.err
     table = (out / "results.md").read_text()
     assert table in printed.out
     rows = list(csv.DictReader((out / "results.csv").open()))
@@ -422,8 +423,9 @@ def test_evaluate_says_what_it_will_run_and_its_cost_before_it_starts(
 
 def test_each_metric_declares_its_passes() -> None:
     # Per evaluated input, beyond the shared clean pass: deletion one per step, ROAD one per
-    # share and order, Average Drop one, the localisation metrics none; the sanity check
-    # explains its images again at each randomisation step.
+    # share and order, Average Drop one, the localisation and complexity metrics none; the
+    # sanity check explains its images again at each randomisation step, random logit each
+    # input once more, sensitivity once per sample, faithfulness correlation one per subset.
     from camkit.evaluation import METRICS, Load, Settings
 
     settings = Settings(steps=16, sanity_images=16, sanity_costly_images=4)
@@ -431,6 +433,10 @@ def test_each_metric_declares_its_passes() -> None:
     passes = {name: METRICS[name]().passes(settings, load) for name in METRICS}
     assert passes == {"drop": 1.0, "deletion": 16.0, "insertion": 16.0, "road": 10.0,
                       "pointing": 0.0, "energy": 0.0, "boxacc": 0.0,
-                      "sanity": 7 * 16 * 2.0 / 50}  # fmt: skip
+                      "sanity": 7 * 16 * 2.0 / 50, "sparseness": 0.0, "complexity": 0.0,
+                      "effective-complexity": 0.0, "relevance-mass": 0.0,
+                      "relevance-rank": 0.0, "top-k": 0.0, "roc-auc": 0.0,
+                      "faithfulness-correlation": 100.0, "sensitivity": 10 * 2.0,
+                      "random-logit": 2.0, "adcc": 3.0}  # fmt: skip
     costly = Load(images=50, explain=129.0, steps=7)  # Score-CAM: 4 images, not 16
     assert METRICS["sanity"]().passes(settings, costly) == 7 * 4 * 129.0 / 50

@@ -7,8 +7,20 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
-from camkit.evaluation.plugins import Context, Load, PerImage, Setting, register_metric
+from camkit.evaluation.plugins import (
+    Context,
+    Load,
+    Metric,
+    PerImage,
+    Setting,
+    Statistic,
+    cat,
+    mean_of,
+    register_metric,
+)
 from camkit.evaluation.settings import Settings
+from camkit.methods import method_class
+from camkit.metrics.confidence import adcc
 from camkit.metrics.faithfulness import faithfulness_correlation
 from camkit.seeds import batch_seed
 
@@ -46,3 +58,46 @@ class FaithfulnessCorrelation(PerImage):
             context.model, context.x, maps, context.labels, runs=s.fc_runs, subset=subset,
             fill=s.fill, generator=drawn, rows_per_pass=s.rows_per_pass,
         )  # fmt: skip
+
+
+ADCC_COLUMNS = ("ADCC %", "Coherency %", "L1 complexity %")
+
+
+@register_metric("adcc")
+class AverageDropCoherencyComplexity(Metric):
+    """ADCC (Poppi et al., 2021): the harmonic mean of coherency (the map against the method's
+    map of the map-masked input), 1 - complexity (the map's mean) and 1 - average drop, each
+    image's, in %; with its coherency and complexity. The masked input is ``x * map`` (the
+    paper's; the fill value is not used). One more explanation and one pass an input."""
+
+    category = "faithfulness"
+    columns = (("ADCC %", "higher", "{:.1f}"), ("Coherency %", "higher", "{:.1f}"),
+               ("L1 complexity %", "lower", "{:.1f}"))  # fmt: skip
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return 1.0 + load.explain
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        e = context.explanation
+        explainer = method_class(context.method)(context.model, list(e.layers) or context.layer,
+                                                 **context.options)  # fmt: skip
+        result = adcc(context.model, context.x, e.maps[:, 0],
+                      lambda x, targets: explainer(x, targets).maps[:, 0], context.labels,
+                      base=context.clean, rows_per_pass=context.settings.rows_per_pass)  # fmt: skip
+        return torch.stack([result.score, result.coherency, result.complexity], dim=1)
+
+    @override
+    def summary(self) -> dict[str, float]:
+        if not self.done():
+            return {}
+        joined = cat(self.done())
+        return {name: 100 * float(joined[:, i].mean()) for i, name in enumerate(ADCC_COLUMNS)}
+
+    @override
+    def statistics(self) -> dict[str, Statistic]:
+        if not self.done():
+            return {}
+        joined = cat(self.done())
+        return {name: mean_of(joined[:, i], 100) for i, name in enumerate(ADCC_COLUMNS)}

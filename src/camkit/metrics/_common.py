@@ -182,3 +182,20 @@ def relevance_ranks(maps: Tensor, seed: int | None = 0) -> Tensor:
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
     return ranks
+
+
+def pearson(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise Pearson correlation of (B, n) `a` and `b` (in float64); 0 where either row is
+    constant (it has no variation to share).
+
+    Examples:
+        >>> import torch
+        >>> pearson(torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]),
+        ...         torch.tensor([[2.0, 4.0, 7.0], [3.0, 1.0, 2.0]])).tolist()
+        [0.9933992677987828, 0.0]
+    """
+    a = a.double() - a.double().mean(dim=1, keepdim=True)
+    b = b.double() - b.double().mean(dim=1, keepdim=True)
+    spread = (a.square().sum(dim=1) * b.square().sum(dim=1)).sqrt()
+    r = (a * b).sum(dim=1) / spread.clamp_min(torch.finfo(torch.float64).tiny)
+    return torch.where(spread > 0, r, 0.0)

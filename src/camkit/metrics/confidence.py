@@ -8,13 +8,22 @@ input and O on the masked input, Average Drop = mean of max(0, Y - O) / Y, Incre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from camkit.deprecation import renamed_keywords
-from camkit.metrics._common import Maps, ModelScores, as_maps, as_targets, like_input, pick
+from camkit.metrics._common import (
+    Maps,
+    ModelScores,
+    as_maps,
+    as_targets,
+    like_input,
+    pearson,
+    pick,
+)
 from camkit.targets import OutputSelector, Score
 
 
@@ -90,6 +99,74 @@ def confidence(
     off = like_input(fill, x)
     masked_inputs = off + (x - off) * weights[:, None]
     return Confidence(base=pick(clean, chosen), masked=pick(scores(masked_inputs), chosen))
+
+
+@dataclass(frozen=True)
+class ADCC:
+    """ADCC (Poppi et al., 2021), per input: the harmonic mean of coherency, 1 - complexity and
+    1 - average drop, each in [0, 1] (higher is better).
+
+    Attributes:
+        coherency: (Pearson correlation of the map with the map of the map-masked input + 1) / 2.
+        complexity: the map's mean absolute value (its L1 norm over the pixels).
+        drop: max(0, Y - O) / Y, Average Drop's term.
+
+    Examples:
+        >>> import torch
+        >>> r = ADCC(torch.tensor([1.0, 0.5]), torch.tensor([0.0, 0.5]), torch.tensor([0.0, 0.5]))
+        >>> r.score.tolist()
+        [1.0, 0.5]
+    """
+
+    coherency: Tensor
+    complexity: Tensor
+    drop: Tensor
+
+    @property
+    def score(self) -> Tensor:
+        """(B,) ADCC; 0 where any of its three terms is 0."""
+        terms = torch.stack([self.coherency, 1 - self.complexity, 1 - self.drop]).double()
+        harmonic = 3 / (1 / terms.clamp_min(torch.finfo(torch.float64).tiny)).sum(dim=0)
+        return torch.where((terms > 0).all(dim=0), harmonic, 0.0).float()
+
+
+def adcc(
+    model: nn.Module,
+    x: Tensor,
+    maps: Maps,
+    explain: Callable[[Tensor, Tensor], Tensor],
+    targets: Tensor | Sequence[int] | int | None = None,
+    *,
+    fill: float | Tensor = 0.0,
+    base: Tensor | None = None,
+    rows_per_pass: int = 256,
+) -> ADCC:
+    """ADCC's three terms: the confidence drop on the map-masked input (`confidence`, with
+    probabilities), the map's complexity, and its coherency with `explain` (the method, as
+    (inputs, targets) -> (N, *spatial) maps) run on the map-masked inputs for the same
+    targets, all of them in one call. ``fill=0`` is the paper's ``x * map``.
+
+    Examples:
+        >>> import torch, camkit
+        >>> net = camkit.models.example_net(classes=3)
+        >>> x, method = torch.rand(2, 3, 8, 8), camkit.GradCAM(net)
+        >>> explained = method(x)
+        >>> r = adcc(net, x, explained, lambda i, t: method(i, t).maps[:, 0])
+        >>> r.score.shape, bool(((r.score >= 0) & (r.score <= 1)).all())
+        (torch.Size([2]), True)
+    """
+    weights = as_maps(maps, x.shape[2:]).to(x.dtype)
+    scores = ModelScores(model, rows_per_pass=rows_per_pass)
+    clean = scores(x) if base is None else base.float()
+    chosen = as_targets(targets, maps, x.shape[0])
+    chosen = clean.argmax(dim=1) if chosen is None else chosen
+    off = like_input(fill, x)
+    masked_inputs = off + (x - off) * weights[:, None]
+    kept = pick(clean, chosen)
+    drop = ((kept - pick(scores(masked_inputs), chosen)) / kept).clamp_min(0)
+    again = explain(masked_inputs, chosen).flatten(1)
+    coherency = (pearson(again, weights.flatten(1)).float() + 1) / 2
+    return ADCC(coherency, weights.flatten(1).abs().mean(dim=1).float(), drop.float())
 
 
 def win_rate(a: Confidence | Tensor, b: Confidence | Tensor) -> float:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from camkit.metrics._common import Maps, ModelScores, as_maps, as_targets
+from camkit.metrics._common import Maps, ModelScores, as_maps, as_targets, pearson
 
 
 def random_subsets(
@@ -88,13 +88,4 @@ def faithfulness_correlation(
         logits = scores(perturbed)[:, classes[image]]
         drops[image] = clean[image] - logits
     sums = values.gather(1, subsets.flatten(1)).view(batch, runs, -1).sum(dim=2)
-    return _pearson(sums, drops)
-
-
-def _pearson(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise Pearson correlation of (B, n) a and b; 0 where either is constant."""
-    a = a.double() - a.double().mean(dim=1, keepdim=True)
-    b = b.double() - b.double().mean(dim=1, keepdim=True)
-    spread = (a.square().sum(dim=1) * b.square().sum(dim=1)).sqrt()
-    r = (a * b).sum(dim=1) / spread.clamp_min(torch.finfo(torch.float64).tiny)
-    return torch.where(spread > 0, r, 0.0).float()
+    return pearson(sums, drops).float()
