@@ -437,6 +437,7 @@ def test_each_metric_declares_its_passes() -> None:
                       "effective-complexity": 0.0, "relevance-mass": 0.0,
                       "relevance-rank": 0.0, "top-k": 0.0, "roc-auc": 0.0,
                       "faithfulness-correlation": 100.0, "sensitivity": 10 * 2.0,
-                      "random-logit": 2.0, "adcc": 3.0}  # fmt: skip
+                      "random-logit": 2.0, "adcc": 3.0,
+                      "local-lipschitz": 10 * 2.0}  # fmt: skip
     costly = Load(images=50, explain=129.0, steps=7)  # Score-CAM: 4 images, not 16
     assert METRICS["sanity"]().passes(settings, costly) == 7 * 4 * 129.0 / 50

@@ -122,7 +122,10 @@ def test_every_metric_setting_with_a_flag_is_an_evaluate_flag() -> None:
     evaluate = commands.choices["evaluate"]
     flags = {option for action in evaluate._actions for option in action.option_strings}
     wanted = {flag(s.name) for s in metric_settings().values() if s.flag}
-    assert wanted == {"--steps", "--tolerance", "--sanity-images", "--sanity-costly-images"}
+    assert wanted == {"--steps", "--tolerance", "--sanity-images", "--sanity-costly-images",
+                      "--top-k", "--complexity-eps", "--fc-runs", "--fc-subset",
+                      "--sensitivity-samples", "--sensitivity-radius", "--lipschitz-samples",
+                      "--lipschitz-std"}  # fmt: skip
     assert wanted | {"--seed"} <= flags
 
 

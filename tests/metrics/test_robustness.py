@@ -76,3 +76,34 @@ def test_equal_to_quantus_with_grad_cam_explaining_the_same_noise(name: str) -> 
             a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
         )  # fmt: skip
     assert compared(name, mine, torch.tensor(np.asarray(theirs))) < 1e-5
+
+
+def test_local_lipschitz_worked_by_hand_and_equal_to_quantus_on_the_same_noise() -> None:
+    x = torch.ones(1, 1, 2, 2)
+    noise = torch.zeros(2, 1, 1, 2, 2)
+    noise[0, 0, 0, 0, 0] = 0.5  # ||x' - x|| = 0.5; the squared map moves by 2.25 - 1 = 1.25
+    noise[1, 0, 0] = 0.1  # every pixel: ||x' - x|| = 0.2, the map by 4 x 0.21 -> 0.42
+    targets = torch.zeros(1, dtype=torch.long)
+    s = sensitivity(_square, x, _square(x, targets), targets, noise=noise)
+    assert s.lipschitz.tolist() == pytest.approx([1.25 / 0.5], rel=1e-6)
+
+    c = case()
+    model, x, labels = c["model"], c["x"][:8], c["labels"][:8]
+    explainer = camkit.GradCAM(model)
+    maps = explainer(x, labels).maps[:, 0]
+    samples = 3
+    noise = 0.1 * torch.randn(samples, *x.shape, generator=torch.Generator().manual_seed(5))
+    ours = sensitivity(lambda i, t: explainer(i, t).maps[:, 0], x, maps, labels, noise=noise)
+
+    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
+                     **_: object) -> np.ndarray:  # fmt: skip
+        return explainer(torch.as_tensor(inputs), torch.as_tensor(targets)).maps.double().numpy()
+
+    replay = iter([noise[i].flatten(1).double().numpy() for i in range(samples)])
+    metric = quantus.LocalLipschitzEstimate(nr_samples=samples, disable_warnings=True)
+    with mock.patch("numpy.random.normal", side_effect=lambda *_, **__: next(replay)):
+        theirs = metric(
+            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
+        )  # fmt: skip
+    assert compared("LocalLipschitzEstimate", ours.lipschitz, torch.tensor(theirs)) < 1e-5

@@ -19,7 +19,6 @@ from camkit.evaluation.plugins import (
     register_metric,
 )
 from camkit.evaluation.settings import Settings
-from camkit.methods import method_class
 from camkit.metrics.confidence import adcc
 from camkit.metrics.faithfulness import faithfulness_correlation
 from camkit.seeds import batch_seed
@@ -80,12 +79,9 @@ class AverageDropCoherencyComplexity(Metric):
 
     @override
     def measure(self, context: Context) -> Tensor:
-        e = context.explanation
-        explainer = method_class(context.method)(context.model, list(e.layers) or context.layer,
-                                                 **context.options)  # fmt: skip
-        result = adcc(context.model, context.x, e.maps[:, 0],
-                      lambda x, targets: explainer(x, targets).maps[:, 0], context.labels,
-                      base=context.clean, rows_per_pass=context.settings.rows_per_pass)  # fmt: skip
+        result = adcc(context.model, context.x, context.explanation.maps[:, 0],
+                      context.explain_again(), context.labels, base=context.clean,
+                      rows_per_pass=context.settings.rows_per_pass)  # fmt: skip
         return torch.stack([result.score, result.coherency, result.complexity], dim=1)
 
     @override

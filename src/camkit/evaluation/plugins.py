@@ -35,8 +35,10 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
+from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
+from camkit.methods import method_class
 from camkit.registry import adder
 
 if TYPE_CHECKING:
@@ -172,6 +174,22 @@ class Context:
     masked: Tensor | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     passes: float = 2.0
+
+    def explain_again(self) -> Callable[[Tensor, Tensor], Tensor]:
+        """The method as it explained this batch (its options and layers), as (inputs (N, C,
+        *spatial), targets (N,)) -> maps (N, *spatial): for a plug-in that explains perturbed
+        inputs or other classes, many at once. A constant map there is an answer the metric
+        counts, not a warning for the user."""
+        e = self.explanation
+        explainer = method_class(self.method)(self.model, list(e.layers) or self.layer,
+                                              **self.options)  # fmt: skip
+
+        def explain(inputs: Tensor, targets: Tensor) -> Tensor:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CamkitWarning)
+                return explainer(inputs, targets).maps[:, 0]
+
+        return explain
 
     def with_masks(self) -> Context | None:
         """The context of the rows that have a mask (None: no row has one)."""

@@ -3,16 +3,12 @@ plug-ins: does the map change when the question changes?"""
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor
 from typing_extensions import override
 
-from camkit.errors import CamkitWarning
 from camkit.evaluation.plugins import Context, Load, PerImage, register_metric
 from camkit.evaluation.settings import Settings
-from camkit.methods import method_class
 from camkit.metrics.sanity import other_classes, random_logit
 from camkit.seeds import batch_seed
 
@@ -34,13 +30,8 @@ class RandomLogit(PerImage):
 
     @override
     def measure(self, context: Context) -> Tensor:
-        e = context.explanation
-        explainer = method_class(context.method)(context.model, list(e.layers) or context.layer,
-                                                 **context.options)  # fmt: skip
         drawn = torch.Generator(device=context.labels.device)
         drawn.manual_seed(batch_seed(context.settings.seed, context.position))
         others = other_classes(context.labels, context.clean.shape[1], drawn)
-        with warnings.catch_warnings():  # a class the image lacks may well have a constant map
-            warnings.simplefilter("ignore", CamkitWarning)
-            return random_logit(lambda x, classes: explainer(x, classes).maps[:, 0],
-                                e.maps[:, 0], context.x, context.labels, others)  # fmt: skip
+        return random_logit(context.explain_again(), context.explanation.maps[:, 0], context.x,
+                            context.labels, others)  # fmt: skip

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import warnings
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 from typing_extensions import override
 
-from camkit.errors import CamkitWarning
 from camkit.evaluation.plugins import (
     Context,
     Load,
@@ -21,25 +20,55 @@ from camkit.evaluation.plugins import (
     register_metric,
 )
 from camkit.evaluation.settings import Settings
-from camkit.methods import method_class
-from camkit.metrics.robustness import sensitivity
+from camkit.metrics.robustness import Sensitivity, sensitivity
 from camkit.seeds import batch_seed
 
-COLUMNS = ("Max-sens.", "Avg-sens.")
 
-
-@register_metric("sensitivity")
-class Sensitivity(Metric):
-    """Max-sensitivity and average sensitivity (Yeh et al., 2019): the largest and the mean
-    relative change of the map, ``||a' - a|| / ||a||``, over `sensitivity_samples` copies of
-    the input with uniform noise in [-`sensitivity_radius`, `sensitivity_radius`], each
-    explained again by the method with its options and layers. Every method of an image sees
-    the same noise. Quantus' `MaxSensitivity` and `AvgSensitivity` (which draw 200 samples);
-    named only: each sample costs an explanation of every input."""
+class _Perturbed(Metric):
+    """A metric of the maps of noisy copies of each input, explained again by the method; every
+    method of an image sees the same noise. Named only: each sample costs an explanation of
+    every input."""
 
     category = "robustness"
     default = False
-    columns = tuple((name, "lower", "{:.3f}") for name in COLUMNS)
+    samples: ClassVar[str] = ""  # the setting that counts the noisy copies
+
+    def noisy(self, context: Context, **noise: float) -> Sensitivity:
+        drawn = torch.Generator(device=context.x.device)
+        drawn.manual_seed(batch_seed(context.settings.seed, context.position))
+        return sensitivity(context.explain_again(), context.x, context.explanation.maps[:, 0],
+                           context.labels, samples=getattr(context.settings, self.samples),
+                           generator=drawn, rows_per_call=context.settings.rows_per_pass,
+                           **noise)  # fmt: skip
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return getattr(settings, self.samples) * load.explain
+
+    @override
+    def summary(self) -> dict[str, float]:
+        if not self.done():
+            return {}
+        joined = cat(self.done()).reshape(-1, len(self.columns))
+        return {c[0]: float(joined[:, i].mean()) for i, c in enumerate(self.columns)}
+
+    @override
+    def statistics(self) -> dict[str, Statistic]:
+        if not self.done():
+            return {}
+        joined = cat(self.done()).reshape(-1, len(self.columns))
+        return {c[0]: mean_of(joined[:, i]) for i, c in enumerate(self.columns)}
+
+
+@register_metric("sensitivity")
+class MaxAvgSensitivity(_Perturbed):
+    """Max-sensitivity and average sensitivity (Yeh et al., 2019): the largest and the mean
+    relative change of the map, ``||a' - a|| / ||a||``, over `sensitivity_samples` copies of
+    the input with uniform noise in [-`sensitivity_radius`, `sensitivity_radius`]. Quantus'
+    `MaxSensitivity` and `AvgSensitivity` (which draw 200 samples)."""
+
+    columns = (("Max-sens.", "lower", "{:.3f}"), ("Avg-sens.", "lower", "{:.3f}"))
+    samples = "sensitivity_samples"
     settings = (
         Setting("sensitivity_samples", int, 10, "max/avg sensitivity: noisy copies of each input "
                 "explained again (Quantus: 200)", low=1, high=1000),
@@ -48,37 +77,26 @@ class Sensitivity(Metric):
     )  # fmt: skip
 
     @override
-    def passes(self, settings: Settings, load: Load) -> float:
-        return settings.sensitivity_samples * load.explain
+    def measure(self, context: Context) -> Tensor:
+        result = self.noisy(context, radius=context.settings.sensitivity_radius)
+        return torch.stack([result.maximum, result.average], dim=1)
+
+
+@register_metric("local-lipschitz")
+class LocalLipschitz(_Perturbed):
+    """Local Lipschitz estimate (Alvarez-Melis & Jaakkola, 2018): the largest
+    ``||a' - a|| / ||x' - x||`` over `lipschitz_samples` copies of the input with Gaussian
+    noise of `lipschitz_std`. Quantus' `LocalLipschitzEstimate` (which draws 200 samples)."""
+
+    columns = (("Local Lipschitz", "lower", "{:.4f}"),)
+    samples = "lipschitz_samples"
+    settings = (
+        Setting("lipschitz_samples", int, 10, "local Lipschitz estimate: noisy copies of each "
+                "input explained again (Quantus: 200)", low=1, high=1000),
+        Setting("lipschitz_std", float, 0.1, "local Lipschitz estimate: the Gaussian noise's "
+                "standard deviation, in the model's input space", low=0.0),
+    )  # fmt: skip
 
     @override
     def measure(self, context: Context) -> Tensor:
-        s, e = context.settings, context.explanation
-        explainer = method_class(context.method)(context.model, list(e.layers) or context.layer,
-                                                 **context.options)  # fmt: skip
-
-        def explain(inputs: Tensor, targets: Tensor) -> Tensor:
-            with warnings.catch_warnings():  # a constant map here is a change the figure counts
-                warnings.simplefilter("ignore", CamkitWarning)
-                return explainer(inputs, targets).maps[:, 0]
-
-        drawn = torch.Generator(device=context.x.device)
-        drawn.manual_seed(batch_seed(s.seed, context.position))  # the same for every method
-        result = sensitivity(explain, context.x, e.maps[:, 0], context.labels,
-                             samples=s.sensitivity_samples, radius=s.sensitivity_radius,
-                             generator=drawn, rows_per_call=s.rows_per_pass)  # fmt: skip
-        return torch.stack([result.maximum, result.average], dim=1)
-
-    @override
-    def summary(self) -> dict[str, float]:
-        if not self.done():
-            return {}
-        joined = cat(self.done())
-        return {name: float(joined[:, i].mean()) for i, name in enumerate(COLUMNS)}
-
-    @override
-    def statistics(self) -> dict[str, Statistic]:
-        if not self.done():
-            return {}
-        joined = cat(self.done())
-        return {name: mean_of(joined[:, i]) for i, name in enumerate(COLUMNS)}
+        return self.noisy(context, std=context.settings.lipschitz_std).lipschitz

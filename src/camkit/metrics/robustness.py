@@ -1,12 +1,15 @@
-"""Is the map stable where the model is? Max- and average sensitivity (Yeh et al., 2019).
+"""Is the map stable where the model is? Each input is perturbed `samples` times by noise on
+every value, the perturbed inputs are explained again (the method's own call, many perturbed
+inputs at once), and each change of the map is measured (Frobenius norms):
 
-Each input is perturbed `samples` times by uniform noise in [-radius, radius] on every value,
-the perturbed inputs are explained again (the method's own call, many perturbed inputs at
-once), and each change of the map is measured relative to the map: ``||a' - a|| / ||a||``
-(Frobenius norms). Max-sensitivity is the largest change over the samples, average
-sensitivity their mean: lower is more robust. As Quantus' `MaxSensitivity` and
-`AvgSensitivity` with their defaults (no normalisation, a prediction that changes under the
-noise kept).
+- max- and average sensitivity (Yeh et al., 2019): uniform noise in [-radius, radius]; the
+  largest and the mean relative change ``||a' - a|| / ||a||``;
+- local Lipschitz estimate (Alvarez-Melis & Jaakkola, 2018): Gaussian noise of `std`; the
+  largest ``||a' - a|| / ||x' - x||``.
+
+Lower is more robust. As Quantus' `MaxSensitivity`, `AvgSensitivity` and
+`LocalLipschitzEstimate` with their defaults (no normalisation, a prediction that changes
+under the noise kept).
 """
 
 from __future__ import annotations
@@ -25,15 +28,18 @@ Explain = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass(frozen=True)
 class Sensitivity:
-    """Each input's relative map changes, (B, samples).
+    """Each input's relative map changes, (B, samples), and how far each perturbed input
+    moved, ``||x' - x||`` (B, samples).
 
     Examples:
-        >>> s = Sensitivity(torch.tensor([[0.1, 0.3], [0.2, 0.2]]))
+        >>> s = Sensitivity(torch.tensor([[0.1, 0.3], [0.2, 0.2]]), torch.ones(2, 2))
         >>> s.maximum.tolist(), s.average.tolist()
         ([0.30000001192092896, 0.20000000298023224], [0.20000000298023224, 0.20000000298023224])
     """
 
     changes: Tensor
+    moved: Tensor
+    map_changes: Tensor | None = None  # (B, samples) ||a' - a||, absolute
 
     @property
     def maximum(self) -> Tensor:
@@ -45,6 +51,12 @@ class Sensitivity:
         """(B,) average sensitivity: the mean change."""
         return self.changes.mean(dim=1)
 
+    @property
+    def lipschitz(self) -> Tensor:
+        """(B,) local Lipschitz estimate: the largest ``||a' - a|| / (||x' - x|| + 1e-10)``."""
+        absolute = self.changes if self.map_changes is None else self.map_changes
+        return (absolute / (self.moved + 1e-10)).amax(dim=1)
+
 
 def sensitivity(
     explain: Explain,
@@ -54,6 +66,7 @@ def sensitivity(
     *,
     samples: int = 200,
     radius: float = 0.2,
+    std: float | None = None,
     noise: Tensor | None = None,
     generator: torch.Generator | None = None,
     rows_per_call: int = 256,
@@ -65,7 +78,9 @@ def sensitivity(
             `rows_per_call` perturbed inputs at once.
         x: (B, C, *spatial) inputs; maps: their maps (B, *spatial), or an Explanation.
         targets: (B,) the classes explained (default: the explanation's).
-        samples, radius: perturbations per input, each value's noise in [-radius, radius].
+        samples, radius: perturbations per input, each value's noise in [-radius, radius];
+            with `std`, Gaussian noise of that standard deviation instead (the local
+            Lipschitz estimate's).
         noise: (samples, B, C, *spatial) the noise itself, instead of drawing it.
 
     Examples:
@@ -88,10 +103,13 @@ def sensitivity(
     batch = len(x)
     norms = reference.norm(dim=1)
     changes = torch.empty(batch, samples, device=x.device)
+    moved, absolute = torch.empty_like(changes), torch.empty_like(changes)
     per_call = max(1, rows_per_call // batch)  # samples of every input explained in one call
     for first in range(0, samples, per_call):
         count = min(per_call, samples - first)
-        if noise is None:
+        if noise is None and std is not None:
+            drawn = std * torch.randn((count, *x.shape), generator=generator, device=x.device)
+        elif noise is None:
             drawn = torch.rand((count, *x.shape), generator=generator, device=x.device)
             drawn = (2 * drawn - 1) * radius
         else:
@@ -100,7 +118,9 @@ def sensitivity(
         again = explain(perturbed, classes.repeat(count)).flatten(1).float()
         difference = (again.view(count, batch, -1) - reference[None]).norm(dim=2)  # (count, B)
         changes[:, first : first + count] = _relative(difference, norms).T
-    return Sensitivity(changes)
+        absolute[:, first : first + count] = difference.T
+        moved[:, first : first + count] = drawn.flatten(2).norm(dim=2).T
+    return Sensitivity(changes, moved, absolute)
 
 
 def _relative(difference: Tensor, norms: Tensor) -> Tensor:
