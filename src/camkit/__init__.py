@@ -71,43 +71,6 @@ _HOME = {
     "camkit.errors": ("CamkitWarning",),
     "camkit.explanation": ("Explanation",),
     "camkit.image_text": ("PromptScores",),
-    "camkit.methods": (
-        "CAM",
-        "FEM",
-        "GAE",
-        "ISCAM",
-        "KPCACAM",
-        "METHODS",
-        "SESS",
-        "SSCAM",
-        "AblationCAM",
-        "AttentionRollout",
-        "CounterfactualGradCAM",
-        "DeepFeatureFactorization",
-        "EigenCAM",
-        "EigenGradCAM",
-        "Evidence",
-        "Explainer",
-        "FinerCAM",
-        "FullGrad",
-        "GradCAM",
-        "GradCAMElementWise",
-        "GradCAMPlusPlus",
-        "GuidedBackprop",
-        "GuidedGradCAM",
-        "HiResCAM",
-        "LayerCAM",
-        "LeGrad",
-        "RandomCAM",
-        "RefineCAM",
-        "ScoreCAM",
-        "SegEigenCAM",
-        "ShapleyCAM",
-        "SmoothGradCAMPlusPlus",
-        "Sobel",
-        "XGradCAM",
-        "register",
-    ),
     "camkit.overlay": (
         "grid",
         "overlay",
@@ -119,24 +82,26 @@ _HOME = {
         "TopK",
     ),
 }
-"""Where each public name lives. They are imported when first used, not with the package:
+"""Where each public name lives, but for the methods (`METHODS_HOME`, whose own list of names
+is the source). They are imported when first used, not with the package:
 they import torch (seconds), and `camkit --help`, a mistyped command and `camkit.errors` need
 none of it. The `TYPE_CHECKING` imports above say the same for type checkers (a test keeps the
 two and `__all__` equal)."""
 
 
+METHODS_HOME = "camkit.methods"
 _SUBPACKAGES = ("metrics", "models")
 
 
 def __getattr__(name: str) -> object:
     if name in _SUBPACKAGES:
         return importlib.import_module(f"{__name__}.{name}")
-    for module, names in _HOME.items():
-        if name in names:
-            value = getattr(importlib.import_module(module), name)
-            globals()[name] = value  # once: later uses are plain attribute reads
-            return value
-    raise AttributeError(f"module 'camkit' has no attribute {name!r}")
+    if name not in __all__:
+        raise AttributeError(f"module 'camkit' has no attribute {name!r}")
+    home = next((module for module, names in _HOME.items() if name in names), METHODS_HOME)
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # once: later uses are plain attribute reads
+    return value
 
 
 def __dir__() -> list[str]:
