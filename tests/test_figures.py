@@ -65,6 +65,16 @@ def test_every_results_table_in_the_readme_is_its_results_files() -> None:
     assert sorted(matched) == sorted(RESULTS)  # all four benchmarks are in the README
 
 
+def test_the_readmes_catalogue_table_is_the_default_runs_results_file() -> None:
+    # the columns of the Quantus catalogue, cut from the default run's table cell for cell
+    header, *rows = tables((ROOT / "docs/evaluation/default/results.md").read_text())[0]
+    readme = next(t for t in tables((ROOT / "README.md").read_text()) if "ADCC % ↑" in t[0])
+    full = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    assert [row[0] for row in readme[1:]] == list(full)
+    for row in readme[1:]:
+        assert row[1:] == [full[row[0]][column] for column in readme[0][1:]], row[0]
+
+
 # (the words around the number in docs/concepts.md, the benchmark, method, column)
 CLAIMS = [
     ("sanity rank correlation {}", "bundled", "gradcam", "Sanity rho ↓"),
