@@ -380,3 +380,23 @@ def test_random_logit_tells_class_maps_from_class_blind_ones_and_sensitivity_run
     assert rows["gradcam"]["Random logit SSIM"] < 0.5
     for method in ("gradcam", "eigencam"):
         assert 0 < rows[method]["Avg-sens."] <= rows[method]["Max-sens."] < 2
+
+
+def test_every_metric_says_what_it_is_needs_and_costs(capsys) -> None:
+    from camkit.cli import main
+    from camkit.evaluation import METRICS, Load
+    from camkit.evaluation.plugins import NEEDS
+
+    for cls in METRICS.values():
+        assert set(cls.needs) <= set(NEEDS), cls.name
+    load = Load(images=50, explain=2.0, steps=7)
+    assert METRICS["random-logit"].describe(Settings(), load) == (
+        "random-logit (randomisation): Random logit SSIM ↓; needs re-explanations, another "
+        "class; passes per input: 2"
+    )
+    assert "needs object masks" in METRICS["roc-auc"].describe(Settings(), load)
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    shown = capsys.readouterr().out
+    for name, cls in METRICS.items():  # each metric on its own line, a star if named only
+        assert f"  {'' if cls.default else '* '}{name} ({cls.category}): " in shown

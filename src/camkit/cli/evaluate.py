@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import textwrap
 
 from camkit.cli import COMMANDS
 from camkit.cli.common import TerminalProgress, add_options, add_settings, flag, job_from
-from camkit.evaluation import METRICS
+from camkit.evaluation import METRICS, Load, Settings
 from camkit.files import shown
 from camkit.jobs import EvaluateJob, JobInterrupted, evaluate_dataset
 
@@ -47,16 +48,30 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 1 if result.failures else 0
 
 
+GRADCAM_LOAD = Load(images=50, explain=2.0, steps=7)
+"""The load the help's costs are told for: Grad-CAM (a forward and a backward pass) on 50
+images of the bundled model (7 randomisation steps)."""
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the command and its options (the fields of `EvaluateJob`, and a flag for each
     metric plug-in's setting)."""
     parser = commands.add_parser(
         "evaluate",
         help=COMMANDS["evaluate"],
-        description="Evaluate CAM methods on a dataset: a table (terminal, Markdown, CSV, JSON) "
-        "and plots. No arguments: one or two methods of each kind on 50 images of the bundled "
-        "benchmark, every metric, in about two minutes on 2 CPU cores; --methods all --metrics "
-        "all --limit 200 is the full run. Metrics: " + ", ".join(METRICS),
+        description=textwrap.fill(
+            "Evaluate CAM methods on a dataset: a table (terminal, Markdown, CSV, JSON) and "
+            "plots. No arguments: one or two methods of each kind on 50 images of the bundled "
+            "benchmark, every metric but the costly ones, in about a minute on 2 CPU cores; "
+            "--methods all --metrics all --limit 200 is the full run."
+        ),
+        epilog="metrics (kind: columns, ↑ higher or ↓ lower is better; needs; passes per input "
+        "with Grad-CAM, default settings; * only when named or with --metrics all):\n"
+        + "\n".join(
+            f"  {'' if cls.default else '* '}{cls.describe(Settings(), GRADCAM_LOAD)}"
+            for cls in METRICS.values()
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_options(parser, EvaluateJob)
     add_settings(parser)

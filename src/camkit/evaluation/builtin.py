@@ -354,6 +354,7 @@ class SanityCheck(Metric):
     maps are those the evaluation made, with the method's options."""
 
     category = "randomisation"
+    needs = ("re-explanations", "a randomised model")
 
     columns = (("Sanity rho", "lower", "{:.3f}"), ("Sanity SSIM", "lower", "{:.3f}"))
     settings = (

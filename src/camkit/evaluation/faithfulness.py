@@ -70,6 +70,7 @@ class AverageDropCoherencyComplexity(Metric):
     paper's; the fill value is not used). One more explanation and one pass an input."""
 
     category = "faithfulness"
+    needs = ("re-explanations",)
     columns = (("ADCC %", "higher", "{:.1f}"), ("Coherency %", "higher", "{:.1f}"),
                ("L1 complexity %", "lower", "{:.1f}"))  # fmt: skip
 

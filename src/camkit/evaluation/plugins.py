@@ -233,6 +233,11 @@ class Load:
     steps: int
 
 
+NEEDS = ("re-explanations", "a randomised model", "another class")
+"""What a metric may need beyond the inputs, their labels and the maps (object masks are
+`Metric.needs_masks`): the method run again on other inputs or classes, a randomised copy of
+the model, a model of two classes or more."""
+
 CATEGORIES = ("faithfulness", "robustness", "localisation", "complexity", "randomisation",
               "axiomatic", "other")  # fmt: skip
 """The kinds of metric, as Quantus groups them; the report's columns come in this order."""
@@ -264,7 +269,25 @@ class Metric:
     plots: ClassVar[tuple[Plot, ...]] = ()
     comparison: ClassVar[Comparison | None] = None
     needs_masks: ClassVar[bool] = False
+    needs: ClassVar[tuple[str, ...]] = ()  # beyond masks: see NEEDS
     after_last_batch: ClassVar[bool] = False
+
+    @classmethod
+    def describe(cls, settings: Settings, load: Load) -> str:
+        """One line: the metric's kind, its columns with their direction, what it needs and
+        its cost in passes per input.
+
+        Examples:
+            >>> from camkit.evaluation import Settings
+            >>> METRICS["deletion"].describe(Settings(), Load(50, 2.0, 7))
+            'deletion (faithfulness): Deletion AUC ↓; passes per input: 16'
+        """
+        arrows = {"higher": "↑", "lower": "↓"}
+        columns = ", ".join(f"{name} {arrows[better]}" for name, better, _ in cls.columns)
+        needs = (("object masks",) if cls.needs_masks else ()) + cls.needs
+        said = f"; needs {', '.join(needs)}" if needs else ""
+        passes = cls().passes(settings, load)
+        return f"{cls.name} ({cls.category}): {columns}{said}; passes per input: {passes:g}"
 
     def __init__(self) -> None:
         self.parts: list[Any] = []  # one entry per batch seen (None: the batch had no masks)

@@ -22,6 +22,7 @@ class RandomLogit(PerImage):
     (docs/concepts.md)."""
 
     category = "randomisation"
+    needs = ("re-explanations", "another class")
     columns = (("Random logit SSIM", "lower", "{:.3f}"),)
 
     @override

@@ -31,6 +31,7 @@ class _Perturbed(Metric):
 
     category = "robustness"
     default = False
+    needs = ("re-explanations",)
     samples: ClassVar[str] = ""  # the setting that counts the noisy copies
 
     def noisy(self, context: Context, **noise: float) -> Sensitivity:
