@@ -1,7 +1,7 @@
 """Which metrics can be trusted? Every metric checked against answers known by construction.
 
 Usage:
-    python scripts/meta_evaluate_metrics.py [--images 24] [--out docs/evaluation/meta]
+    python scripts/meta_evaluate_metrics.py [--images 60] [--out docs/evaluation/meta]
 
 1. The shortcut model (`--model shortcut`) decides by a 6 x 6 colour tag, provably (removing
    the tag flips the prediction, removing the shape does not). On its conflict images a
@@ -34,6 +34,7 @@ from camkit.errors import CamkitWarning
 from camkit.evaluation import Batch, Settings, column_specs, evaluate
 from camkit.evaluation.datasets import benchmark, to_batch
 from camkit.evaluation.report import column_categories
+from camkit.metrics import spearman
 from camkit.models import load_shortcut_model
 
 METHODS = ("cam", "gradcam", "gradcam++", "layercam", "eigencam", "ablationcam", "fullgrad",
@@ -48,10 +49,9 @@ SETTINGS = {"sensitivity_samples": 4, "lipschitz_samples": 4, "fc_runs": 50, "re
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
-    ranks = [torch.tensor(v, dtype=torch.float64).argsort().argsort().double() for v in (a, b)]
-    x, y = (r - r.mean() for r in ranks)
-    spread = float((x.square().sum() * y.square().sum()).sqrt())
-    return float((x * y).sum()) / spread if spread else 0.0
+    """Rank correlation over the methods; tied methods (CAM and Grad-CAM are one map on this
+    model) share their mean rank."""
+    return float(spearman(torch.tensor([a]), torch.tensor([b]))[0])
 
 
 def _randomised(model: nn.Module) -> nn.Module:
@@ -75,7 +75,7 @@ def _run(model: nn.Module, batch: Batch) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--images", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("docs/evaluation/meta"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
