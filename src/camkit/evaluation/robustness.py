@@ -34,17 +34,17 @@ class _Perturbed(Metric):
     needs = ("re-explanations",)
     samples: ClassVar[str] = ""  # the setting that counts the noisy copies
 
-    def noisy(self, context: Context, **noise: float) -> Sensitivity:
+    def noisy(self, context: Context, radius: float = 0.0, std: float | None = None) -> Sensitivity:
         drawn = torch.Generator(device=context.x.device)
         drawn.manual_seed(batch_seed(context.settings.seed, context.position))
         return sensitivity(context.explain_again(), context.x, context.explanation.maps[:, 0],
                            context.labels, samples=getattr(context.settings, self.samples),
-                           generator=drawn, rows_per_call=context.settings.rows_per_pass,
-                           **noise)  # fmt: skip
+                           radius=radius, std=std, generator=drawn,
+                           rows_per_call=context.settings.rows_per_pass)  # fmt: skip
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
-        return getattr(settings, self.samples) * load.explain
+        return float(getattr(settings, self.samples)) * load.explain
 
     @override
     def summary(self) -> dict[str, float]:

@@ -3,12 +3,15 @@
 Every metric takes maps as a (B, *spatial) tensor or straight from an `Explanation` (one target
 per input) and runs batched on the inputs' device. Most return a small result object whose
 fields are per-input tensors and whose properties are the published summary figures;
-`energy_pointing_game`, `spearman`, `ssim` and `auc` return the per-input tensor itself.
+`energy_pointing_game`, `spearman`, `ssim` and `auc` return the per-input tensor itself. The
+complexity metrics are in `camkit.metrics.complexity`, faithfulness correlation in
+`camkit.metrics.faithfulness`, max/average sensitivity and the local Lipschitz estimate in
+`camkit.metrics.robustness`.
 """
 
 from camkit.boxes import box_iou
 from camkit.metrics._common import ModelScores
-from camkit.metrics.confidence import Confidence, confidence, win_rate
+from camkit.metrics.confidence import ADCC, Confidence, adcc, confidence, win_rate
 from camkit.metrics.curves import Curve, auc, blur, deletion, insertion
 from camkit.metrics.imputation import Road, impute, road
 from camkit.metrics.localisation import (
@@ -22,10 +25,23 @@ from camkit.metrics.localisation import (
     map_boxes,
     masks_to_boxes,
     pointing_game,
+    relevance_mass,
+    relevance_rank,
+    roc_auc,
+    top_k_intersection,
 )
-from camkit.metrics.sanity import Sanity, cascade_steps, cascading_randomisation, spearman, ssim
+from camkit.metrics.sanity import (
+    Sanity,
+    cascade_steps,
+    cascading_randomisation,
+    other_classes,
+    random_logit,
+    spearman,
+    ssim,
+)
 
 __all__ = [
+    "ADCC",
     "BoxAccuracy",
     "Confidence",
     "Curve",
@@ -33,6 +49,7 @@ __all__ = [
     "Pointing",
     "Road",
     "Sanity",
+    "adcc",
     "auc",
     "blur",
     "box_accuracy",
@@ -49,9 +66,15 @@ __all__ = [
     "largest_component",
     "map_boxes",
     "masks_to_boxes",
+    "other_classes",
     "pointing_game",
+    "random_logit",
+    "relevance_mass",
+    "relevance_rank",
     "road",
+    "roc_auc",
     "spearman",
     "ssim",
+    "top_k_intersection",
     "win_rate",
 ]

@@ -76,11 +76,13 @@ def sensitivity(
     Args:
         explain: the method, as (inputs, targets) -> (N, *spatial) maps; it is called on up to
             `rows_per_call` perturbed inputs at once.
-        x: (B, C, *spatial) inputs; maps: their maps (B, *spatial), or an Explanation.
+        x: (B, C, *spatial) inputs.
+        maps: their maps (B, *spatial), or an Explanation.
         targets: (B,) the classes explained (default: the explanation's).
-        samples, radius: perturbations per input, each value's noise in [-radius, radius];
-            with `std`, Gaussian noise of that standard deviation instead (the local
-            Lipschitz estimate's).
+        samples: perturbations per input.
+        radius: each value's noise is uniform in [-radius, radius] ...
+        std: ... or, given, Gaussian of this standard deviation (the local Lipschitz
+            estimate's).
         noise: (samples, B, C, *spatial) the noise itself, instead of drawing it.
 
     Examples:
