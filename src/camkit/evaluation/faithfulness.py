@@ -10,18 +10,13 @@ from typing_extensions import override
 from camkit.evaluation.plugins import (
     Context,
     Load,
-    Metric,
     PerImage,
     Setting,
-    Statistic,
-    cat,
-    mean_of,
     register_metric,
 )
 from camkit.evaluation.settings import Settings
 from camkit.metrics.confidence import adcc
 from camkit.metrics.faithfulness import faithfulness_correlation
-from camkit.seeds import batch_seed
 
 
 @register_metric("faithfulness-correlation")
@@ -50,20 +45,15 @@ class FaithfulnessCorrelation(PerImage):
     def measure(self, context: Context) -> Tensor:
         s = context.settings
         maps = context.explanation.maps[:, 0]
-        drawn = torch.Generator(device=context.x.device)
-        drawn.manual_seed(batch_seed(s.seed, context.position))  # the same for every method
         subset = min(s.fc_subset, maps[0].numel())
         return faithfulness_correlation(
             context.model, context.x, maps, context.labels, runs=s.fc_runs, subset=subset,
-            fill=s.fill, generator=drawn, rows_per_pass=s.rows_per_pass,
+            fill=s.fill, generator=context.generator(), rows_per_pass=s.rows_per_pass,
         )  # fmt: skip
 
 
-ADCC_COLUMNS = ("ADCC %", "Coherency %", "L1 complexity %")
-
-
 @register_metric("adcc")
-class AverageDropCoherencyComplexity(Metric):
+class AverageDropCoherencyComplexity(PerImage):
     """ADCC (Poppi et al., 2021): the harmonic mean of coherency (the map against the method's
     map of the map-masked input), 1 - complexity (the map's mean) and 1 - average drop, each
     image's, in %; with its coherency and complexity. The masked input is ``x * map`` (the
@@ -73,6 +63,7 @@ class AverageDropCoherencyComplexity(Metric):
     needs = ("re-explanations",)
     columns = (("ADCC %", "higher", "{:.1f}"), ("Coherency %", "higher", "{:.1f}"),
                ("L1 complexity %", "lower", "{:.1f}"))  # fmt: skip
+    scale = 100.0
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -84,17 +75,3 @@ class AverageDropCoherencyComplexity(Metric):
                       context.explain_again(), context.labels, base=context.clean,
                       rows_per_pass=context.settings.rows_per_pass)  # fmt: skip
         return torch.stack([result.score, result.coherency, result.complexity], dim=1)
-
-    @override
-    def summary(self) -> dict[str, float]:
-        if not self.done():
-            return {}
-        joined = cat(self.done())
-        return {name: 100 * float(joined[:, i].mean()) for i, name in enumerate(ADCC_COLUMNS)}
-
-    @override
-    def statistics(self) -> dict[str, Statistic]:
-        if not self.done():
-            return {}
-        joined = cat(self.done())
-        return {name: mean_of(joined[:, i], 100) for i, name in enumerate(ADCC_COLUMNS)}

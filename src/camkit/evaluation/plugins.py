@@ -40,6 +40,7 @@ from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
 from camkit.methods import method_class
 from camkit.registry import adder
+from camkit.seeds import batch_seed
 
 if TYPE_CHECKING:
     from camkit.evaluation.settings import Settings
@@ -174,6 +175,13 @@ class Context:
     masked: Tensor | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     passes: float = 2.0
+
+    def generator(self) -> torch.Generator:
+        """A generator on the batch's device seeded by the run's seed and the batch's place:
+        every method of a batch draws the same noise, subsets or classes (paired figures)."""
+        drawn = torch.Generator(device=self.x.device)
+        drawn.manual_seed(batch_seed(self.settings.seed, self.position))
+        return drawn
 
     def explain_again(self) -> Callable[[Tensor, Tensor], Tensor]:
         """The method as it explained this batch (its options and layers), as (inputs (N, C,
@@ -416,8 +424,9 @@ def metric_settings() -> dict[str, Setting]:
 
 
 class PerImage(Metric):
-    """A metric whose one column is the mean of a number per image, `scale` times (100: a
-    percentage), with its interval over images: only `measure` is left to write.
+    """A metric whose columns are the means of numbers per image, `scale` times (100: a
+    percentage), each with its interval over images: only `measure` is left to write, (B,) for
+    one column or (B, columns) for several, in the order of `columns`.
 
     Examples:
         >>> class Brightest(PerImage):
@@ -428,15 +437,23 @@ class PerImage(Metric):
 
     scale: ClassVar[float] = 1.0
 
+    def _joined(self) -> Tensor:
+        return cat(self.done()).float().reshape(-1, len(self.columns))
+
     @override
     def summary(self) -> dict[str, float]:
-        done = self.done()
-        return {self.columns[0][0]: self.scale * float(cat(done).float().mean())} if done else {}
+        if not self.done():
+            return {}
+        means = self._joined().mean(dim=0)
+        return {name: self.scale * float(means[i]) for i, (name, _, _) in enumerate(self.columns)}
 
     @override
     def statistics(self) -> dict[str, Statistic]:
-        done = self.done()
-        return {self.columns[0][0]: mean_of(cat(done), self.scale)} if done else {}
+        if not self.done():
+            return {}
+        joined = self._joined()
+        return {name: mean_of(joined[:, i], self.scale) for i, (name, _, _) in
+                enumerate(self.columns)}  # fmt: skip
 
 
 def mean_of(values: Tensor, scale: float = 1.0) -> Statistic:

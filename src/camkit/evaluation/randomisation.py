@@ -3,14 +3,12 @@ plug-ins: does the map change when the question changes?"""
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from typing_extensions import override
 
 from camkit.evaluation.plugins import Context, Load, PerImage, register_metric
 from camkit.evaluation.settings import Settings
 from camkit.metrics.sanity import other_classes, random_logit
-from camkit.seeds import batch_seed
 
 
 @register_metric("random-logit")
@@ -31,8 +29,6 @@ class RandomLogit(PerImage):
 
     @override
     def measure(self, context: Context) -> Tensor:
-        drawn = torch.Generator(device=context.labels.device)
-        drawn.manual_seed(batch_seed(context.settings.seed, context.position))
-        others = other_classes(context.labels, context.clean.shape[1], drawn)
+        others = other_classes(context.labels, context.clean.shape[1], context.generator())
         return random_logit(context.explain_again(), context.explanation.maps[:, 0], context.x,
                             context.labels, others)  # fmt: skip

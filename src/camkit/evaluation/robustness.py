@@ -12,19 +12,15 @@ from typing_extensions import override
 from camkit.evaluation.plugins import (
     Context,
     Load,
-    Metric,
+    PerImage,
     Setting,
-    Statistic,
-    cat,
-    mean_of,
     register_metric,
 )
 from camkit.evaluation.settings import Settings
 from camkit.metrics.robustness import Sensitivity, sensitivity
-from camkit.seeds import batch_seed
 
 
-class _Perturbed(Metric):
+class _Perturbed(PerImage):
     """A metric of the maps of noisy copies of each input, explained again by the method; every
     method of an image sees the same noise. Named only: each sample costs an explanation of
     every input."""
@@ -35,30 +31,14 @@ class _Perturbed(Metric):
     samples: ClassVar[str] = ""  # the setting that counts the noisy copies
 
     def noisy(self, context: Context, radius: float = 0.0, std: float | None = None) -> Sensitivity:
-        drawn = torch.Generator(device=context.x.device)
-        drawn.manual_seed(batch_seed(context.settings.seed, context.position))
         return sensitivity(context.explain_again(), context.x, context.explanation.maps[:, 0],
                            context.labels, samples=getattr(context.settings, self.samples),
-                           radius=radius, std=std, generator=drawn,
+                           radius=radius, std=std, generator=context.generator(),
                            rows_per_call=context.settings.rows_per_pass)  # fmt: skip
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
         return float(getattr(settings, self.samples)) * load.explain
-
-    @override
-    def summary(self) -> dict[str, float]:
-        if not self.done():
-            return {}
-        joined = cat(self.done()).reshape(-1, len(self.columns))
-        return {c[0]: float(joined[:, i].mean()) for i, c in enumerate(self.columns)}
-
-    @override
-    def statistics(self) -> dict[str, Statistic]:
-        if not self.done():
-            return {}
-        joined = cat(self.done()).reshape(-1, len(self.columns))
-        return {c[0]: mean_of(joined[:, i]) for i, c in enumerate(self.columns)}
 
 
 @register_metric("sensitivity")

@@ -70,22 +70,22 @@ def faithfulness_correlation(
     if classes is None:
         raise ValueError("faithfulness_correlation needs the targets (or an Explanation of them)")
     batch, pixels = values.shape
-    if subsets is None:
-        subsets = random_subsets(batch, pixels, runs, subset, generator, x.device)
-    runs = subsets.shape[1]
+    runs = runs if subsets is None else subsets.shape[1]
     scores = ModelScores(model, score="logit", rows_per_pass=rows_per_pass)
     clean = scores(x).gather(1, classes[:, None])  # (B, 1)
-    removed = torch.zeros(batch, runs, pixels, dtype=torch.bool, device=x.device)
-    removed.scatter_(2, subsets, True)
     baseline = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
     if baseline.dim() == 1:  # one value per channel, the same for every input
         baseline = baseline.expand(batch, -1)
     drops = torch.empty(batch, runs, device=x.device)
-    for image in range(batch):  # one input's runs at a time: memory of runs inputs, not B x runs
-        holes = removed[image].view(runs, 1, *x.shape[2:])
+    sums = torch.empty(batch, runs, device=x.device)
+    # One input's runs at a time: memory of `runs` inputs (and their draws), not B x runs.
+    for image in range(batch):
+        chosen = (random_subsets(1, pixels, runs, subset, generator, x.device)[0]
+                  if subsets is None else subsets[image].to(x.device))  # fmt: skip
+        holes = torch.zeros(runs, pixels, dtype=torch.bool, device=x.device)
+        holes.scatter_(1, chosen, True)
         here = baseline if baseline.dim() == 0 else baseline[image].view(-1, *[1] * (x.dim() - 2))
-        perturbed = torch.where(holes, here, x[image])
-        logits = scores(perturbed)[:, classes[image]]
-        drops[image] = clean[image] - logits
-    sums = values.gather(1, subsets.flatten(1)).view(batch, runs, -1).sum(dim=2)
+        perturbed = torch.where(holes.view(runs, 1, *x.shape[2:]), here, x[image])
+        drops[image] = clean[image] - scores(perturbed)[:, classes[image]]
+        sums[image] = values[image][chosen].sum(dim=1)
     return pearson(sums, drops).float()
