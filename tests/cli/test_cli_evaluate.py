@@ -425,7 +425,9 @@ def test_each_metric_declares_its_passes() -> None:
     # Per evaluated input, beyond the shared clean pass: deletion one per step, ROAD one per
     # share and order, Average Drop one, the localisation and complexity metrics none; the
     # sanity check explains its images again at each randomisation step, random logit each
-    # input once more, sensitivity once per sample, faithfulness correlation one per subset.
+    # input once more, sensitivity once per sample, faithfulness correlation one per subset,
+    # the ordered metrics one per group (and sample), the squares' one per square (at most
+    # `regions`; 144 squares of 8 on 96 x 96).
     from camkit.evaluation import METRICS, Load, Settings
 
     settings = Settings(steps=16, sanity_images=16, sanity_costly_images=4)
@@ -438,6 +440,11 @@ def test_each_metric_declares_its_passes() -> None:
                       "relevance-rank": 0.0, "top-k": 0.0, "roc-auc": 0.0,
                       "faithfulness-correlation": 100.0, "sensitivity": 10 * 2.0,
                       "random-logit": 2.0, "adcc": 3.0,
-                      "local-lipschitz": 10 * 2.0}  # fmt: skip
+                      "local-lipschitz": 10 * 2.0, "faithfulness-estimate": 16.0,
+                      "monotonicity": 16.0, "monotonicity-correlation": 16 * 10.0,
+                      "region-perturbation": 100.0, "selectivity": 144.0}  # fmt: skip
+    small = Load(images=50, explain=2.0, steps=7, size=(32, 32))  # 16 squares of 8
+    assert METRICS["region-perturbation"]().passes(settings, small) == 16.0
+    assert METRICS["selectivity"]().passes(settings, small) == 16.0
     costly = Load(images=50, explain=129.0, steps=7)  # Score-CAM: 4 images, not 16
     assert METRICS["sanity"]().passes(settings, costly) == 7 * 4 * 129.0 / 50

@@ -40,3 +40,33 @@ def compared(name: str, ours: torch.Tensor, theirs: torch.Tensor) -> float:
     print(f"{name}: camkit against Quantus, largest difference {difference:.3g} "
           f"over {len(ours)} images")  # fmt: skip
     return difference
+
+
+class Gray(torch.nn.Module):
+    """The bundled model on grey images: one value a pixel, so Quantus' features (channel
+    values) are camkit's (pixels)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.expand(-1, 3, -1, -1))
+
+
+@functools.cache
+def gray_case() -> dict[str, Any]:
+    """The case on grey inputs, its maps without ties (Quantus orders ties its own way)."""
+    c = case()
+    jitter = torch.rand(c["maps"].shape, generator=torch.Generator().manual_seed(0))
+    return {"model": Gray(c["model"]).eval(), "x": c["x"].mean(dim=1, keepdim=True),
+            "labels": c["labels"], "maps": c["maps"] + 1e-4 * jitter}  # fmt: skip
+
+
+def quantus_gray(metric: Callable[..., Any], maps: torch.Tensor | None = None) -> torch.Tensor:
+    """A Quantus metric on the grey case (its tie-free maps unless `maps` is given)."""
+    c = gray_case()
+    chosen = c["maps"] if maps is None else maps
+    scores = metric(model=c["model"], x_batch=c["x"].numpy(), y_batch=c["labels"].numpy(),
+                    a_batch=chosen[:, None].double().numpy())  # fmt: skip
+    return torch.tensor(np.asarray(scores, dtype=np.float64))

@@ -125,7 +125,8 @@ def test_every_metric_setting_with_a_flag_is_an_evaluate_flag() -> None:
     assert wanted == {"--steps", "--tolerance", "--sanity-images", "--sanity-costly-images",
                       "--top-k", "--complexity-eps", "--fc-runs", "--fc-subset",
                       "--sensitivity-samples", "--sensitivity-radius", "--lipschitz-samples",
-                      "--lipschitz-std"}  # fmt: skip
+                      "--lipschitz-std", "--order-groups", "--mc-samples", "--patch",
+                      "--regions"}  # fmt: skip
     assert wanted | {"--seed"} <= flags
 
 

@@ -145,28 +145,15 @@ def test_deletion_is_quantus_pixel_flipping() -> None:
     # a map without ties, the fill at each image's minimum (Quantus' "black") and
     # features_in_step = pixels / steps, the two are one protocol: the same curve, but for
     # camkit's first point (the clean input).
-    import numpy as np
     import quantus
 
-    from helpers.quantus_case import case, compared
+    from helpers.quantus_case import compared, gray_case, quantus_gray
 
-    class Gray(torch.nn.Module):
-        def __init__(self, model: torch.nn.Module) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.model(x.expand(-1, 3, -1, -1))
-
-    c = case()
-    model, x, labels = Gray(c["model"]).eval(), c["x"].mean(dim=1, keepdim=True), c["labels"]
-    jitter = torch.rand(c["maps"].shape, generator=torch.Generator().manual_seed(0))
-    maps = c["maps"] + 1e-4 * jitter  # no ties
+    c = gray_case()
+    model, x, labels, maps = c["model"], c["x"], c["labels"], c["maps"]
     steps = 16
     ours = deletion(model, x, maps, labels, steps=steps, fill=x.amin(dim=(1, 2, 3), keepdim=True))
     metric = quantus.PixelFlipping(features_in_step=maps[0].numel() // steps,
                                    disable_warnings=True)  # fmt: skip
-    theirs = metric(model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
-                    a_batch=maps[:, None].double().numpy())  # fmt: skip
-    curve = torch.tensor(np.asarray(theirs))
+    curve = quantus_gray(metric)
     assert compared("PixelFlipping (deletion's curve)", ours.scores[:, 1:], curve) < 1e-6

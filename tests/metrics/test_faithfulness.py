@@ -10,7 +10,7 @@ import quantus
 import torch
 
 from camkit.metrics.faithfulness import faithfulness_correlation, random_subsets
-from helpers.quantus_case import case, compared
+from helpers.quantus_case import Gray, case, compared
 
 
 class _Linear(torch.nn.Module):
@@ -60,21 +60,9 @@ def test_subsets_are_distinct_pixels_and_the_fill_is_per_channel() -> None:
     assert r.tolist() == [0.0, 0.0]
 
 
-class _Gray(torch.nn.Module):
-    """The bundled model on grey images: one value a pixel, which is what Quantus 0.6.0 samples
-    (it draws its subsets over every channel value, the paper and camkit over pixels)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.expand(-1, 3, -1, -1))
-
-
 def test_equal_to_quantus_on_the_same_subsets() -> None:
     c = case()
-    model, x = _Gray(c["model"]).eval(), c["x"].mean(dim=1, keepdim=True)
+    model, x = Gray(c["model"]).eval(), c["x"].mean(dim=1, keepdim=True)
     maps, labels = c["maps"], c["labels"]
     runs, size = 20, 64
     subsets = random_subsets(len(x), maps[0].numel(), runs, size, torch.Generator().manual_seed(0))

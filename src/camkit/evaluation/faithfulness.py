@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor
 from typing_extensions import override
@@ -11,11 +15,15 @@ from camkit.evaluation.plugins import (
     Context,
     Load,
     PerImage,
+    Plot,
     Setting,
+    cat,
     register_metric,
 )
 from camkit.evaluation.settings import Settings
+from camkit.metrics import stepwise
 from camkit.metrics.confidence import adcc
+from camkit.metrics.curves import auc
 from camkit.metrics.faithfulness import faithfulness_correlation
 
 
@@ -75,3 +83,188 @@ class AverageDropCoherencyComplexity(PerImage):
                       context.explain_again(), context.labels, base=context.clean,
                       rows_per_pass=context.settings.rows_per_pass)  # fmt: skip
         return torch.stack([result.score, result.coherency, result.complexity], dim=1)
+
+
+GROUPS = Setting("order_groups", int, 16, "faithfulness estimate, monotonicity (correlation): "
+                 "groups of pixels in the map's order, each a pass (Quantus: one a value)",
+                 low=2, high=1_000_000)  # fmt: skip
+PATCH = Setting("patch", int, 8, "region perturbation, selectivity: the side of the squares "
+                "filled one by one, in pixels (as Quantus)", low=1, high=4096)  # fmt: skip
+
+
+def _per_step(context: Context) -> int:
+    """Pixels per group: the map's pixels over `order_groups`, rounded up."""
+    pixels = context.explanation.maps[0, 0].numel()
+    return math.ceil(pixels / min(context.settings.order_groups, pixels))
+
+
+class _Ordered(PerImage):
+    category = "faithfulness"
+    default = False
+    settings: tuple[Setting, ...] = (GROUPS,)
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return float(settings.order_groups)
+
+    def common(self, context: Context) -> dict[str, Any]:
+        s = context.settings
+        return {"per_step": _per_step(context), "fill": s.fill, "rows_per_pass": s.rows_per_pass}
+
+
+@register_metric("faithfulness-estimate")
+class FaithfulnessEstimate(_Ordered):
+    """Faithfulness estimate (Alvarez-Melis & Jaakkola, 2018): the Pearson correlation, over
+    `order_groups` groups of pixels in the map's order, of the map's sum over a group and the
+    drop of the class's logit when that group alone takes the fill value. Quantus'
+    `FaithfulnessEstimate` with groups of pixels (Quantus: one channel value a group)."""
+
+    columns = (("Faith. estimate", "higher", "{:.3f}"),)
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        return stepwise.faithfulness_estimate(context.model, context.x,
+                                              context.explanation.maps[:, 0], context.labels,
+                                              **self.common(context))  # fmt: skip
+
+
+@register_metric("monotonicity")
+class Monotonicity(_Ordered):
+    """Monotonicity (Arya et al., 2019): the share of images whose class probability never
+    falls as `order_groups` groups of pixels are put back into an all-fill input, least
+    relevant first. Quantus' `Monotonicity` as it is meant (0.6.0 never puts a pixel back and
+    calls every map monotone: docs/concepts.md)."""
+
+    columns = (("Monotone %", "higher", "{:.1f}"),)
+    scale = 100.0
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        return stepwise.monotonicity(context.model, context.x, context.explanation.maps[:, 0],
+                                     context.labels, **self.common(context))  # fmt: skip
+
+
+@register_metric("monotonicity-correlation")
+class MonotonicityCorrelation(_Ordered):
+    """Monotonicity correlation (Nguyen & Martinez, 2020): the Spearman correlation, over
+    `order_groups` groups of pixels, of the map's sum over a group and the variance of the
+    class probability when the group takes `mc_samples` uniform random values in [0, 1] (each
+    a pass). Quantus' `MonotonicityCorrelation` (which draws 100 samples)."""
+
+    columns = (("Monotonicity corr.", "higher", "{:.3f}"),)
+    settings = (
+        GROUPS,
+        Setting("mc_samples", int, 10, "monotonicity correlation: random values each group "
+                "takes, each a pass (Quantus: 100)", low=1, high=10_000),
+    )  # fmt: skip
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return float(settings.order_groups * settings.mc_samples)
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        common = self.common(context)
+        del common["fill"]  # the groups take random values
+        return stepwise.monotonicity_correlation(
+            context.model, context.x, context.explanation.maps[:, 0], context.labels,
+            samples=context.settings.mc_samples, generator=context.generator(), **common,
+        )  # fmt: skip
+
+
+class _Squares(PerImage):
+    """A curve over squares filled one more per step, the largest map sum first: `measure`
+    keeps each image's curve, `figure` makes the column's number of it."""
+
+    category = "faithfulness"
+    default = False
+
+    def figure(self, curves: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @override
+    def _joined(self) -> Tensor:
+        return self.figure(cat(self.done()))[:, None]
+
+    @override
+    def curves(self) -> dict[str, list[float]]:
+        return {self.name: cat(self.done()).mean(dim=0).tolist()} if self.done() else {}
+
+    @staticmethod
+    def squares(settings: Settings, size: Sequence[int]) -> int:
+        """How many `patch`-pixel squares cover an input of spatial `size`."""
+        return math.prod(math.ceil(side / settings.patch) for side in size)
+
+
+@register_metric("region-perturbation")
+class RegionPerturbation(_Squares):
+    """Region perturbation (Samek et al., 2017), most relevant first: AOPC, the mean drop of
+    the class probability over the unperturbed input and `regions` steps, each filling one
+    more `patch`-pixel square with the fill value. Quantus' `RegionPerturbation` (which
+    returns the curve of drops)."""
+
+    columns = (("AOPC", "higher", "{:.3f}"),)
+    settings = (
+        PATCH,
+        Setting("regions", int, 100, "region perturbation: squares filled, one a step and a "
+                "pass (at most all of them)", low=1, high=1_000_000),
+    )  # fmt: skip
+    plots = (
+        Plot("region_perturbation", "region-perturbation", "Region perturbation (mean over "
+             "{images} images)", "squares filled", "drop of the probability",
+             lambda _info, n: [float(i + 1) for i in range(n)]),
+    )  # fmt: skip
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        if not load.size:
+            return float(settings.regions)  # at most
+        return float(min(settings.regions, self.squares(settings, load.size)))
+
+    @override
+    def figure(self, curves: Tensor) -> Tensor:
+        return curves.sum(dim=1) / (curves.shape[1] + 1)
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        s = context.settings
+        return stepwise.region_perturbation(
+            context.model, context.x, context.explanation.maps[:, 0], context.labels,
+            patch=s.patch, regions=s.regions, fill=s.fill, rows_per_pass=s.rows_per_pass,
+        )  # fmt: skip
+
+    @override
+    def info(self, settings: Settings, size: Sequence[int]) -> dict[str, Any]:
+        return {"regions": min(settings.regions, self.squares(settings, size))}
+
+
+@register_metric("selectivity")
+class Selectivity(_Squares):
+    """Selectivity (Montavon et al., 2018): the area under the class probability as every
+    `patch`-pixel square in turn, the largest map sum first, takes the fill value (one pass a
+    square); on [0, 1], from the clean input. Lower: the map finds what the model needs
+    first. Quantus' `Selectivity` (which returns the curve)."""
+
+    columns = (("Selectivity AUC", "lower", "{:.3f}"),)
+    settings = (PATCH,)
+    plots = (
+        Plot("selectivity", "selectivity", "Selectivity (mean over {images} images)",
+             "share of squares filled", "probability"),
+    )  # fmt: skip
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        # the bundled model's 96 x 96 where the size is not known
+        return float(self.squares(settings, load.size or (96, 96)))
+
+    @override
+    def figure(self, curves: Tensor) -> Tensor:
+        return auc(curves)
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        s = context.settings
+        return stepwise.selectivity(
+            context.model, context.x, context.explanation.maps[:, 0], context.labels,
+            patch=s.patch, fill=s.fill, rows_per_pass=s.rows_per_pass,
+        )  # fmt: skip

@@ -228,6 +228,7 @@ class Load:
         images: the inputs evaluated.
         explain: the passes per input of the method's explanation.
         steps: the model's randomisation steps (the sanity check's cascade).
+        size: the inputs' spatial size, where known (metrics of patches count them).
 
     Examples:
         >>> from camkit.evaluation import Settings
@@ -239,6 +240,7 @@ class Load:
     images: int
     explain: float
     steps: int
+    size: tuple[int, ...] = ()
 
 
 NEEDS = ("re-explanations", "a randomised model", "another class")

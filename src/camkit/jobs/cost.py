@@ -172,7 +172,7 @@ def evaluation_cost(
     passes = {}
     for method, explainer in evaluation.explainers.items():
         explain = explainer.passes(channels, spatial)
-        load = Load(images, explain, steps)
+        load = Load(images, explain, steps, spatial)
         work = sum(p.passes(settings, load) for p in evaluation.plugins[method].values())
         passes[method] = explain + work + sum(outside.values()) / max(forward, 1e-9)
     return Cost(images, spatial, forward, passes)

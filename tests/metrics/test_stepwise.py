@@ -1,0 +1,178 @@
+"""Faithfulness by features in the map's order: worked by hand on a linear model, and against
+Quantus 0.6.0 on the grey bundled case (one value a pixel, a map without ties)."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+import quantus
+import torch
+
+from camkit.metrics.stepwise import (
+    faithfulness_estimate,
+    monotonicity,
+    monotonicity_correlation,
+    patch_ranks,
+    region_perturbation,
+    selectivity,
+)
+from helpers.quantus_case import compared, gray_case, quantus_gray
+
+
+class _Linear(torch.nn.Module):
+    """logit 0 = sum of w * x; logit 1 = 0: filling a pixel with 0 drops logit 0 by its w * x."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = (x[:, 0] * self.w).flatten(1).sum(dim=1)
+        return torch.stack([first, torch.zeros_like(first)], dim=1)
+
+
+def _linear_case() -> tuple[_Linear, torch.Tensor, torch.Tensor, torch.Tensor]:
+    w = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]) / 10
+    x = torch.ones(1, 1, 2, 4)
+    return _Linear(w), x, w[None], torch.zeros(1, dtype=torch.long)
+
+
+def test_faithfulness_estimate_by_hand() -> None:
+    model, x, worth, target = _linear_case()
+    # each pixel's drop is exactly its w: a map equal to w correlates 1, its negative -1
+    assert faithfulness_estimate(model, x, worth, target).item() == pytest.approx(1.0)
+    assert faithfulness_estimate(model, x, -worth, target).item() == pytest.approx(-1.0)
+    # groups of 4 in the map's order: {8,7,6,5} and {4,3,2,1} tenths, drops 2.6 and 1.0
+    assert faithfulness_estimate(model, x, worth, target, per_step=4).item() == pytest.approx(1.0)
+    # a map that ranks the halves wrongly: sums (2.6 map on the small half) -> correlation -1
+    swapped = torch.cat([worth[:, 1:], worth[:, :1]], dim=1)
+    assert faithfulness_estimate(model, x, swapped, target, per_step=4).item() == pytest.approx(
+        -1.0
+    )
+    with pytest.raises(ValueError, match="9 pixels a step: give 1 to 8"):
+        faithfulness_estimate(model, x, worth, target, per_step=9)
+
+
+def test_monotonicity_by_hand() -> None:
+    model, x, worth, target = _linear_case()
+    # softmax of (s, 0) rises with s: putting pixels back (all w > 0) only raises it
+    assert monotonicity(model, x, worth, target).tolist() == [1.0]
+    # a pixel with a negative worth makes the probability fall when it comes back (the third
+    # in the map's order: the curve starts after the first group, as in Quantus)
+    w = model.w.clone()
+    w[0, 2] = -1.0
+    assert monotonicity(_Linear(w), x, worth, target).tolist() == [0.0]
+    # per_step 8: one step, nothing to compare: monotone
+    assert monotonicity(_Linear(w), x, worth, target, per_step=8).tolist() == [1.0]
+
+
+def test_monotonicity_correlation_by_hand() -> None:
+    model, x, worth, target = _linear_case()
+    # each pixel given noise u: logit s - w (1 - u). Logits, no eps: the variance of the drop
+    # is w^2 E[(1 - u)^2], increasing in w, so a map equal to w ranks them exactly
+    noise = torch.rand(1, 8, 50, generator=torch.Generator().manual_seed(0))
+    same = noise[:, :1].expand(1, 8, 50)  # every pixel the same draws: no sampling noise
+    r = monotonicity_correlation(model, x, worth, target, noise=same, score="logit")
+    assert r.tolist() == pytest.approx([1.0])
+    r = monotonicity_correlation(model, x, -worth, target, noise=same, score="logit")
+    assert r.tolist() == pytest.approx([-1.0])
+    assert monotonicity_correlation(model, x, worth, target, noise=noise).shape == (1,)
+
+
+def test_patches_are_ranked_by_their_map_sum() -> None:
+    maps = torch.zeros(1, 4, 6)
+    maps[0, 2:, 4:] = 1.0  # the bottom-right square of 2 x 2 carries everything
+    maps[0, 0, 0] = 0.5
+    ranks = patch_ranks(maps, patch=2).view(4, 6)
+    assert ranks[2:, 4:].eq(0).all() and ranks[:2, :2].eq(1).all()
+    # squares that overhang the image (side 3 on 4 x 6): their part inside counts
+    bottom = torch.zeros(1, 4, 6)
+    bottom[0, 3, 3:] = 1.0
+    assert patch_ranks(bottom, patch=3).view(4, 6)[3:, 3:].eq(0).all()
+    with pytest.raises(ValueError, match="patch 0"):
+        patch_ranks(maps, patch=0)
+
+
+def test_region_perturbation_and_selectivity_by_hand() -> None:
+    model, x, worth, target = _linear_case()
+    logits = model(x)[0]
+    clean = logits.softmax(0)[0]
+    # squares of 2: {1,2,5,6} (sum 14) and {3,4,7,8} (sum 22): the right one goes first
+    drops = region_perturbation(model, x, worth, target, patch=2)
+    after_right = torch.tensor([1.4, 0.0]).softmax(0)[0]
+    assert drops[0].tolist() == pytest.approx([clean - after_right, clean - 0.5])
+    curve = selectivity(model, x, worth, target, patch=2)
+    assert curve[0].tolist() == pytest.approx([clean, after_right, 0.5])
+    assert region_perturbation(model, x, worth, target, patch=2, regions=1).shape == (1, 1)
+
+
+def test_faithfulness_estimate_equals_quantus() -> None:
+    c = gray_case()
+    step = c["maps"][0].numel() // 32
+    ours = faithfulness_estimate(c["model"], c["x"], c["maps"], c["labels"], per_step=step)
+    metric = quantus.FaithfulnessEstimate(features_in_step=step, perturb_baseline=0.0,
+                                          normalise=False, disable_warnings=True)  # fmt: skip
+    assert compared("FaithfulnessEstimate", ours, quantus_gray(metric)) < 1e-5
+
+
+def _putting_back(x: torch.Tensor):  # noqa: ANN202 - Quantus' perturb_func signature
+    """The insertion Quantus' Monotonicity means: the input's own values at `indices`."""
+    flat = x.flatten(1).double().numpy()
+
+    def put_back(arr: np.ndarray, indices: np.ndarray, **_: object) -> np.ndarray:
+        out = arr.copy()
+        rows = np.arange(len(arr))[:, None]
+        out[rows, indices] = flat[rows, indices]
+        return out
+
+    return put_back
+
+
+def test_monotonicity_equals_quantus_with_the_insertion_it_means() -> None:
+    # Quantus 0.6.0 "puts back" the baseline into a baseline input: nothing ever changes and
+    # every map is monotone. With the input's values put back, as Arya et al. define it, the
+    # two agree image by image.
+    c = gray_case()
+    step = c["maps"][0].numel() // 4
+    ours = monotonicity(c["model"], c["x"], c["maps"], c["labels"], per_step=step)
+    shipped = quantus.Monotonicity(features_in_step=step, perturb_baseline=0.0,
+                                   normalise=False, disable_warnings=True)  # fmt: skip
+    assert quantus_gray(shipped).tolist() == [1.0] * 16  # always "monotone": the bug
+    assert quantus_gray(shipped, c["maps"].amax() - c["maps"]).tolist() == [1.0] * 16
+    meant = quantus.Monotonicity(features_in_step=step, perturb_baseline=0.0, normalise=False,
+                                 perturb_func=_putting_back(c["x"]), disable_warnings=True)  # fmt: skip
+    theirs = quantus_gray(meant)
+    assert compared("Monotonicity (Arya), insertion as meant", ours, theirs) == 0
+    assert 0 < float(ours.mean()) < 1  # the test can fail: some maps are monotone, some not
+
+
+def test_monotonicity_correlation_equals_quantus_on_the_same_noise() -> None:
+    c = gray_case()
+    groups, samples = 16, 3
+    step = c["maps"][0].numel() // groups
+    noise = torch.rand(16, groups, samples, generator=torch.Generator().manual_seed(2))
+    ours = monotonicity_correlation(c["model"], c["x"], c["maps"], c["labels"], per_step=step,
+                                    noise=noise)  # fmt: skip
+    # Quantus draws one uniform value per image per call, group by group, sample by sample
+    replay = iter([noise[:, g, s].double().numpy() for g in range(groups) for s in range(samples)])
+    metric = quantus.MonotonicityCorrelation(features_in_step=step, nr_samples=samples,
+                                             normalise=False, disable_warnings=True)  # fmt: skip
+    with mock.patch("numpy.random.uniform", side_effect=lambda *_, **__: next(replay)):
+        theirs = quantus_gray(metric)
+    assert compared("MonotonicityCorrelation (Nguyen)", ours, theirs) < 1e-6
+
+
+def test_region_perturbation_and_selectivity_equal_quantus() -> None:
+    c = gray_case()
+    fill = c["x"].amin(dim=(1, 2, 3), keepdim=True)  # Quantus' "black": each image's minimum
+    drops = region_perturbation(c["model"], c["x"], c["maps"], c["labels"], patch=8,
+                                regions=20, fill=fill)  # fmt: skip
+    metric = quantus.RegionPerturbation(patch_size=8, regions_evaluation=20, normalise=False,
+                                        disable_warnings=True)  # fmt: skip
+    assert compared("RegionPerturbation", drops, quantus_gray(metric)) < 1e-6
+    curve = selectivity(c["model"], c["x"], c["maps"], c["labels"], patch=16,
+                        fill=fill)  # fmt: skip
+    metric = quantus.Selectivity(patch_size=16, normalise=False, disable_warnings=True)
+    assert compared("Selectivity", curve[:, 1:], quantus_gray(metric)) < 1e-6
