@@ -442,7 +442,9 @@ def test_each_metric_declares_its_passes() -> None:
                       "random-logit": 2.0, "adcc": 3.0,
                       "local-lipschitz": 10 * 2.0, "faithfulness-estimate": 16.0,
                       "monotonicity": 16.0, "monotonicity-correlation": 16 * 10.0,
-                      "region-perturbation": 100.0, "selectivity": 144.0}  # fmt: skip
+                      "region-perturbation": 100.0, "selectivity": 144.0,
+                      "sensitivity-n": 5 * 20.0, "infidelity": 10.0,
+                      "sufficiency": 0.0}  # fmt: skip
     small = Load(images=50, explain=2.0, steps=7, size=(32, 32))  # 16 squares of 8
     assert METRICS["region-perturbation"]().passes(settings, small) == 16.0
     assert METRICS["selectivity"]().passes(settings, small) == 16.0

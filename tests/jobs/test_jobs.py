@@ -126,7 +126,8 @@ def test_every_metric_setting_with_a_flag_is_an_evaluate_flag() -> None:
                       "--top-k", "--complexity-eps", "--fc-runs", "--fc-subset",
                       "--sensitivity-samples", "--sensitivity-radius", "--lipschitz-samples",
                       "--lipschitz-std", "--order-groups", "--mc-samples", "--patch",
-                      "--regions"}  # fmt: skip
+                      "--regions", "--sn-sizes", "--sn-runs", "--infidelity-samples",
+                      "--infidelity-std", "--sufficiency-threshold"}  # fmt: skip
     assert wanted | {"--seed"} <= flags
 
 

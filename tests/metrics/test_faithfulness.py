@@ -9,7 +9,14 @@ import pytest
 import quantus
 import torch
 
-from camkit.metrics.faithfulness import faithfulness_correlation, random_subsets
+from camkit.metrics.faithfulness import (
+    faithfulness_correlation,
+    infidelity,
+    random_subsets,
+    sensitivity_n,
+    subset_sizes,
+    sufficiency,
+)
 from helpers.quantus_case import Gray, case, compared
 
 
@@ -77,3 +84,107 @@ def test_equal_to_quantus_on_the_same_subsets() -> None:
         theirs = metric(model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
                         a_batch=maps[:, None].double().numpy())  # fmt: skip
     assert compared("FaithfulnessCorrelation", ours, torch.tensor(np.asarray(theirs))) < 1e-6
+
+
+def test_sensitivity_n_is_faithfulness_correlation_at_each_size_as_quantus_draws_it() -> None:
+    # Ancona et al.'s Sensitivity-N is the faithfulness correlation at subset size n: each
+    # column equals Quantus' FaithfulnessCorrelation(subset_size=n) on the same subsets.
+    c = case()
+    model, x = Gray(c["model"]).eval(), c["x"].mean(dim=1, keepdim=True)
+    maps, labels, runs = c["maps"], c["labels"], 10
+    sizes = subset_sizes(maps[0].numel(), count=2)
+    drawn = torch.Generator().manual_seed(5)
+    subsets = [random_subsets(len(x), maps[0].numel(), runs, n, drawn) for n in sizes]
+    ours = torch.stack([faithfulness_correlation(model, x, maps, labels, subsets=s)
+                        for s in subsets], dim=1)  # fmt: skip
+    assert sensitivity_n(model, x, maps, labels, sizes=sizes, runs=runs).shape == (16, 2)
+    for column, (n, chosen) in enumerate(zip(sizes, subsets, strict=True)):
+        replay = iter([chosen[b, r].numpy() for r in range(runs) for b in range(len(x))])
+        metric = quantus.FaithfulnessCorrelation(nr_runs=runs, subset_size=n, perturb_baseline=0.0,
+                                                 return_aggregate=False, disable_warnings=True)  # fmt: skip
+        with mock.patch("numpy.random.choice", side_effect=lambda *_, **__: next(replay)):
+            theirs = metric(model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
+                            a_batch=maps[:, None].double().numpy())  # fmt: skip
+        difference = compared(f"Sensitivity-{n} (FaithfulnessCorrelation)", ours[:, column],
+                              torch.tensor(np.asarray(theirs)))  # fmt: skip
+        assert difference < 2e-5  # float32 sums of up to 7,373 values
+
+
+def test_quantus_sensitivity_n_scores_only_its_first_batch() -> None:
+    # Quantus 0.6.0's SensitivityN is another protocol (features removed in the map's order,
+    # correlated across images step by step) and keeps only the first batch's scores: 16
+    # images in batches of 8 score as the first 8 alone. camkit follows the paper.
+    from helpers.quantus_case import gray_case
+
+    c = gray_case()
+    step = c["maps"][0].numel() // 8
+    metric = quantus.SensitivityN(features_in_step=step, n_max_percentage=1.0, normalise=False,
+                                  return_aggregate=False, disable_warnings=True)  # fmt: skip
+    whole = metric(model=c["model"], x_batch=c["x"].numpy(), y_batch=c["labels"].numpy(),
+                   a_batch=c["maps"][:, None].double().numpy(), batch_size=8)  # fmt: skip
+    first = metric(model=c["model"], x_batch=c["x"][:8].numpy(), y_batch=c["labels"][:8].numpy(),
+                   a_batch=c["maps"][:8, None].double().numpy(), batch_size=8)  # fmt: skip
+    print("Quantus SensitivityN on 16 images in batches of 8:", np.round(whole, 4))
+    assert np.allclose(whole, first)
+
+
+def test_infidelity_by_hand() -> None:
+    torch.manual_seed(0)
+    w = torch.rand(6, 6)
+    model, x = _Linear(w), torch.rand(2, 1, 6, 6)
+    targets = torch.zeros(2, dtype=torch.long)
+    exact = w.expand(2, 6, 6)  # a linear model's drop for x - I is exactly sum(w * I)
+    assert infidelity(model, x, exact, targets, normalise=False).tolist() == pytest.approx(
+        [0, 0], abs=1e-9
+    )
+    doubled = infidelity(model, x, 2 * exact, targets, normalise=False)
+    assert (doubled > 1e-4).all()  # twice the worth: wrong by the scale ...
+    assert infidelity(model, x, 2 * exact, targets).tolist() == pytest.approx([0, 0], abs=1e-9)
+    # ... which the best scale removes: E[(sum(2w I) - sum(w I))^2] = sum(w^2) std^2
+    noise = 0.1 * torch.randn(400, 2, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    expected = float(w.square().sum()) * 0.01
+    assert infidelity(model, x, 2 * exact, targets, noise=noise, normalise=False).tolist() == (
+        pytest.approx([expected, expected], rel=0.15)
+    )
+
+
+@pytest.mark.parametrize("normalise", [False, True])
+def test_infidelity_equals_captum_on_the_same_noise(normalise: bool) -> None:
+    from captum.metrics import infidelity as captum_infidelity
+
+    c = case()
+    model, x, maps, labels = c["model"], c["x"][:8], c["maps"][:8], c["labels"][:8]
+    samples = 6
+    noise = 0.1 * torch.randn(samples, *x.shape, generator=torch.Generator().manual_seed(3))
+    ours = infidelity(model, x, maps, labels, noise=noise, normalise=normalise)
+    # Captum repeats each input `samples` times in a row and asks for their perturbations
+    repeated = noise.transpose(0, 1).flatten(0, 1)
+
+    def perturb(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return repeated, inputs - repeated
+
+    with torch.no_grad():
+        theirs = captum_infidelity(model, perturb, x, maps[:, None].expand_as(x).contiguous(),
+                                   target=labels, n_perturb_samples=samples,
+                                   normalize=normalise)  # fmt: skip
+    difference = float((ours.double() - theirs.double()).abs().max() / theirs.abs().max())
+    print(f"Infidelity (normalise={normalise}): camkit against Captum, largest relative "
+          f"difference {difference:.3g} over 8 images")  # fmt: skip
+    assert difference < 1e-4
+
+
+def test_sufficiency_by_hand_and_against_quantus() -> None:
+    maps = torch.tensor([[0.0, 1.0, 0.5], [0.1, 0.9, 0.5], [1.0, 0.0, 0.5]])
+    # pixel 3 never varies: it counts 0; 0 and 1 lie close, 2 far from both
+    assert sufficiency(maps, torch.tensor([1, 1, 0]), threshold=0.5).tolist() == [1.0, 1.0, 0.0]
+    assert sufficiency(maps, torch.tensor([1, 0, 0]), threshold=0.5).tolist() == [0.0, 0.0, 0.0]
+    assert sufficiency(maps[:1], torch.tensor([1])).tolist() == [0.0]
+    from helpers.quantus_case import gray_case, quantus_gray
+
+    c = gray_case()
+    predicted = c["model"](c["x"]).argmax(dim=1)
+    for threshold in (0.6, 0.8):
+        ours = sufficiency(c["maps"], predicted, threshold=threshold)
+        theirs = quantus_gray(quantus.Sufficiency(threshold=threshold, disable_warnings=True))
+        assert compared(f"Sufficiency (threshold {threshold})", ours, theirs) < 1e-6
+    assert 0 < float(ours.mean()) < 1

@@ -24,7 +24,13 @@ from camkit.evaluation.settings import Settings
 from camkit.metrics import stepwise
 from camkit.metrics.confidence import adcc
 from camkit.metrics.curves import auc
-from camkit.metrics.faithfulness import faithfulness_correlation
+from camkit.metrics.faithfulness import (
+    faithfulness_correlation,
+    infidelity,
+    sensitivity_n,
+    subset_sizes,
+    sufficiency,
+)
 
 
 @register_metric("faithfulness-correlation")
@@ -172,9 +178,9 @@ class MonotonicityCorrelation(_Ordered):
         )  # fmt: skip
 
 
-class _Squares(PerImage):
-    """A curve over squares filled one more per step, the largest map sum first: `measure`
-    keeps each image's curve, `figure` makes the column's number of it."""
+class _Curved(PerImage):
+    """`measure` keeps each image's curve, `figure` makes the column's number of it; the
+    report plots the mean curve."""
 
     category = "faithfulness"
     default = False
@@ -189,6 +195,10 @@ class _Squares(PerImage):
     @override
     def curves(self) -> dict[str, list[float]]:
         return {self.name: cat(self.done()).mean(dim=0).tolist()} if self.done() else {}
+
+
+class _Squares(_Curved):
+    """A curve over squares filled one more per step, the largest map sum first."""
 
     @staticmethod
     def squares(settings: Settings, size: Sequence[int]) -> int:
@@ -268,3 +278,98 @@ class Selectivity(_Squares):
             context.model, context.x, context.explanation.maps[:, 0], context.labels,
             patch=s.patch, fill=s.fill, rows_per_pass=s.rows_per_pass,
         )  # fmt: skip
+
+
+@register_metric("sensitivity-n")
+class SensitivityN(_Curved):
+    """Sensitivity-N (Ancona et al., 2018): the faithfulness correlation at `sn_sizes`
+    subset sizes n, log-spaced from 1% to 80% of the pixels, over `sn_runs` random subsets
+    each (a pass each); the column is its mean over n, the plot the curve. Quantus'
+    `SensitivityN` computes another protocol and keeps only its first batch
+    (docs/concepts.md)."""
+
+    columns = (("Sensitivity-N", "higher", "{:.3f}"),)
+    settings = (
+        Setting("sn_sizes", int, 5, "sensitivity-n: subset sizes, log-spaced from 1% to 80% of "
+                "the pixels", low=1, high=100),
+        Setting("sn_runs", int, 20, "sensitivity-n: random subsets of each size, each a pass",
+                low=2, high=10_000),
+    )  # fmt: skip
+    plots = (
+        Plot("sensitivity_n", "sensitivity-n", "Sensitivity-N (mean over {images} images)",
+             "pixels in the subset", "correlation",
+             lambda info, _n: [float(n) for n in info["sn_sizes"]]),
+    )  # fmt: skip
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return float(settings.sn_sizes * settings.sn_runs)
+
+    @override
+    def figure(self, curves: Tensor) -> Tensor:
+        return curves.mean(dim=1)
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        s = context.settings
+        maps = context.explanation.maps[:, 0]
+        return sensitivity_n(context.model, context.x, maps, context.labels,
+                             sizes=subset_sizes(maps[0].numel(), s.sn_sizes), runs=s.sn_runs,
+                             fill=s.fill, generator=context.generator(),
+                             rows_per_pass=s.rows_per_pass)  # fmt: skip
+
+    @override
+    def info(self, settings: Settings, size: Sequence[int]) -> dict[str, Any]:
+        return {"sn_sizes": subset_sizes(math.prod(size), settings.sn_sizes)}
+
+
+@register_metric("infidelity")
+class Infidelity(PerImage):
+    """Infidelity (Yeh et al., 2019): the mean squared error, over `infidelity_samples`
+    Gaussian perturbations I of `infidelity_std`, between the map's product with I (the map
+    scaled by the factor that fits best: CAM maps have no scale of their own) and the drop of
+    the class's logit at x - I. Lower is better. Captum's `infidelity(normalize=True)`;
+    Quantus 0.6.0 removes squares in raster order instead (docs/concepts.md)."""
+
+    category = "faithfulness"
+    default = False
+    columns = (("Infidelity", "lower", "{:.4g}"),)
+    settings = (
+        Setting("infidelity_samples", int, 10, "infidelity: noisy copies of each input, each a "
+                "pass", low=1, high=10_000),
+        Setting("infidelity_std", float, 0.1, "infidelity: the noise's standard deviation, in "
+                "the model's input space", low=0.0),
+    )  # fmt: skip
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return float(settings.infidelity_samples)
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        s = context.settings
+        return infidelity(context.model, context.x, context.explanation.maps[:, 0],
+                          context.labels, samples=s.infidelity_samples, std=s.infidelity_std,
+                          generator=context.generator(), rows_per_pass=s.rows_per_pass)  # fmt: skip
+
+
+@register_metric("sufficiency")
+class Sufficiency(PerImage):
+    """Sufficiency (Dasgupta et al., 2022): within each batch, an image's share of the images
+    whose maps lie within `sufficiency_threshold` of its own (standardised Euclidean, over the
+    largest) that the model predicts its class. It depends on the batch (`--batch-size`), as
+    in Quantus' `Sufficiency`. No pass of its own."""
+
+    category = "faithfulness"
+    default = False
+    columns = (("Sufficiency %", "higher", "{:.1f}"),)
+    scale = 100.0
+    settings = (
+        Setting("sufficiency_threshold", float, 0.6, "sufficiency: the distance (0 to 1) within "
+                "which two maps count as close", low=0.0, high=1.0),
+    )  # fmt: skip
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        return sufficiency(context.explanation.maps[:, 0], context.clean.argmax(dim=1),
+                           threshold=context.settings.sufficiency_threshold)  # fmt: skip
