@@ -127,7 +127,8 @@ def test_every_metric_setting_with_a_flag_is_an_evaluate_flag() -> None:
                       "--sensitivity-samples", "--sensitivity-radius", "--lipschitz-samples",
                       "--lipschitz-std", "--order-groups", "--mc-samples", "--patch",
                       "--regions", "--sn-sizes", "--sn-runs", "--infidelity-samples",
-                      "--infidelity-std", "--sufficiency-threshold"}  # fmt: skip
+                      "--infidelity-std", "--sufficiency-threshold", "--stability-samples",
+                      "--stability-radius"}  # fmt: skip
     assert wanted | {"--seed"} <= flags
 
 

@@ -10,7 +10,7 @@ import quantus
 import torch
 
 import camkit
-from camkit.metrics.robustness import sensitivity
+from camkit.metrics.robustness import relative_stability, sensitivity
 from helpers.quantus_case import case, compared
 
 
@@ -107,3 +107,52 @@ def test_local_lipschitz_worked_by_hand_and_equal_to_quantus_on_the_same_noise()
             a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
         )  # fmt: skip
     assert compared("LocalLipschitzEstimate", ours.lipschitz, torch.tensor(theirs)) < 1e-5
+
+
+def test_relative_stability_by_hand() -> None:
+    x = torch.ones(1, 1, 2, 2)
+    targets = torch.zeros(1, dtype=torch.long)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]]))
+    noise = torch.zeros(1, 1, 1, 2, 2)
+    noise[0, 0, 0, 0, 0] = 0.5  # x' - x: 0.5 at one pixel, relative 0.5
+    # the squared map moves by 1.25 at that pixel of a map of 1s: relative 1.25; the logits
+    # move by 0.5 (only logit 0 sees that pixel)
+    s = relative_stability(_square, net, x, _square(x, targets), targets, noise=noise)
+    assert s.input.tolist() == pytest.approx([1.25 / 0.5])
+    assert s.output.tolist() == pytest.approx([1.25 / 0.5])
+    # a zero in the map divides by eps, as in the paper and Quantus
+    zero = torch.ones(1, 2, 2)
+    zero[0, 1, 1] = 0.0
+    moved = relative_stability(_square, net, x, zero, targets, noise=noise, eps=1e-3)
+    assert float(moved.input) > 1e3
+
+
+@pytest.mark.parametrize("name", ["RelativeInputStability", "RelativeOutputStability"])
+def test_relative_stability_equals_quantus_on_the_same_noise(name: str) -> None:
+    c = case()
+    model, x, labels = c["model"], c["x"][:8], c["labels"][:8]
+    explainer = camkit.GradCAM(model)
+    maps = explainer(x, labels).maps[:, 0]
+    samples = 3
+    noise = 0.02 + 0.18 * torch.rand(samples, *x.shape, generator=torch.Generator().manual_seed(4))
+    explain = lambda i, t: explainer(i, t).maps[:, 0]  # noqa: E731
+    ours = relative_stability(explain, model, x, maps, labels, noise=noise)
+    mine = ours.input if name == "RelativeInputStability" else ours.output
+
+    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
+                     **_: object) -> np.ndarray:  # fmt: skip
+        return explainer(torch.as_tensor(inputs), torch.as_tensor(targets)).maps.double().numpy()
+
+    replay = iter([noise[i].flatten(1).double().numpy() for i in range(samples)])
+    metric = getattr(quantus, name)(nr_samples=samples, disable_warnings=True)
+    with mock.patch("numpy.random.uniform", side_effect=lambda *_, **__: next(replay)):
+        theirs = metric(
+            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
+        )  # fmt: skip
+    theirs = torch.tensor(np.asarray(theirs, dtype=np.float64))
+    relative = float(((mine.double() - theirs).abs() / theirs.abs()).max())
+    print(f"{name}: camkit against Quantus, largest relative difference {relative:.3g}")
+    assert relative < 1e-4

@@ -17,7 +17,7 @@ from camkit.evaluation.plugins import (
     register_metric,
 )
 from camkit.evaluation.settings import Settings
-from camkit.metrics.robustness import Sensitivity, sensitivity
+from camkit.metrics.robustness import Sensitivity, relative_stability, sensitivity
 
 
 class _Perturbed(PerImage):
@@ -81,3 +81,36 @@ class LocalLipschitz(_Perturbed):
     @override
     def measure(self, context: Context) -> Tensor:
         return self.noisy(context, std=context.settings.lipschitz_std).lipschitz
+
+
+@register_metric("relative-stability")
+class RelativeStability(_Perturbed):
+    """Relative input and output stability (Agarwal et al., 2022): the largest relative change
+    of the map, ``||(a - a') / a||`` (a zero of the map counts as 1e-6), over the input's
+    relative change or over the change of the logits, across `stability_samples` copies with
+    uniform noise in [-`stability_radius`, `stability_radius`]; each sample also costs a
+    pass for the logits. Quantus' `RelativeInputStability` and `RelativeOutputStability`
+    (200 samples, noise in [0.02, 0.2])."""
+
+    columns = (("Rel. input stab.", "lower", "{:.3g}"), ("Rel. output stab.", "lower", "{:.3g}"))
+    samples = "stability_samples"
+    settings = (
+        Setting("stability_samples", int, 10, "relative stability: noisy copies of each input "
+                "explained again (Quantus: 200)", low=1, high=1000),
+        Setting("stability_radius", float, 0.2, "relative stability: the noise's bound, in the "
+                "model's input space", low=0.0),
+    )  # fmt: skip
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return float(settings.stability_samples) * (load.explain + 1)
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        s = context.settings
+        result = relative_stability(context.explain_again(), context.model, context.x,
+                                    context.explanation.maps[:, 0], context.labels,
+                                    samples=s.stability_samples, radius=s.stability_radius,
+                                    generator=context.generator(),
+                                    rows_per_call=s.rows_per_pass)  # fmt: skip
+        return torch.stack([result.input, result.output], dim=1)

@@ -5,22 +5,24 @@ inputs at once), and each change of the map is measured (Frobenius norms):
 - max- and average sensitivity (Yeh et al., 2019): uniform noise in [-radius, radius]; the
   largest and the mean relative change ``||a' - a|| / ||a||``;
 - local Lipschitz estimate (Alvarez-Melis & Jaakkola, 2018): Gaussian noise of `std`; the
-  largest ``||a' - a|| / ||x' - x||``.
+  largest ``||a' - a|| / ||x' - x||``;
+- relative input and output stability (Agarwal et al., 2022): the map's change relative to
+  itself over the input's relative change, or over the change of the logits.
 
-Lower is more robust. As Quantus' `MaxSensitivity`, `AvgSensitivity` and
-`LocalLipschitzEstimate` with their defaults (no normalisation, a prediction that changes
-under the noise kept).
+Lower is more robust. As Quantus' `MaxSensitivity`, `AvgSensitivity`, `LocalLipschitzEstimate`,
+`RelativeInputStability` and `RelativeOutputStability` with their defaults (no normalisation,
+a prediction that changes under the noise kept).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from camkit.metrics._common import Maps, as_maps, as_targets
+from camkit.metrics._common import Maps, ModelScores, as_maps, as_targets
 
 Explain = Callable[[Tensor, Tensor], Tensor]
 """(inputs (N, C, *spatial), targets (N,)) -> maps (N, *spatial)."""
@@ -94,18 +96,45 @@ def sensitivity(
         >>> [round(v, 4) for v in s.average.tolist()]  # 0.2 everywhere against 2: a 10% change
         [0.1]
     """
-    reference = as_maps(maps, x.shape[2:]).flatten(1).float()
+    reference, classes = _reference(x, maps, targets, "sensitivity")
+    batch = len(x)
+    norms = reference.norm(dim=1)
+    changes = torch.empty(batch, samples if noise is None else noise.shape[0], device=x.device)
+    moved, absolute = torch.empty_like(changes), torch.empty_like(changes)
+    for part, drawn, _, again in _noisy_maps(explain, x, classes, samples, radius, std, noise,
+                                             generator, rows_per_call):  # fmt: skip
+        difference = (again - reference[None]).norm(dim=2)  # (count, B)
+        changes[:, part] = _relative(difference, norms).T
+        absolute[:, part] = difference.T
+        moved[:, part] = drawn.flatten(2).norm(dim=2).T
+    return Sensitivity(changes, moved, absolute)
+
+
+def _reference(x: Tensor, maps: Maps, targets: Tensor | None, name: str) -> tuple[Tensor, Tensor]:
     classes = as_targets(targets, maps, len(x))
     if classes is None:
-        raise ValueError("sensitivity needs the targets (or an Explanation of them)")
+        raise ValueError(f"{name} needs the targets (or an Explanation of them)")
+    return as_maps(maps, x.shape[2:]).flatten(1).float(), classes
+
+
+def _noisy_maps(
+    explain: Explain,
+    x: Tensor,
+    classes: Tensor,
+    samples: int,
+    radius: float,
+    std: float | None,
+    noise: Tensor | None,
+    generator: torch.Generator | None,
+    rows_per_call: int,
+) -> Iterator[tuple[slice, Tensor, Tensor, Tensor]]:
+    """Per chunk of samples: their slice, the noise (count, B, C, *spatial), the perturbed
+    inputs (count * B, ...) and their maps (count, B, pixels), explained in one call."""
     if noise is not None:
         samples = noise.shape[0]
     if samples < 1 or not radius >= 0:
         raise ValueError(f"samples {samples} and radius {radius}: give at least 1 and >= 0")
     batch = len(x)
-    norms = reference.norm(dim=1)
-    changes = torch.empty(batch, samples, device=x.device)
-    moved, absolute = torch.empty_like(changes), torch.empty_like(changes)
     per_call = max(1, rows_per_call // batch)  # samples of every input explained in one call
     for first in range(0, samples, per_call):
         count = min(per_call, samples - first)
@@ -118,11 +147,70 @@ def sensitivity(
             drawn = noise[first : first + count].to(x)
         perturbed = (x[None] + drawn).flatten(0, 1)
         again = explain(perturbed, classes.repeat(count)).flatten(1).float()
-        difference = (again.view(count, batch, -1) - reference[None]).norm(dim=2)  # (count, B)
-        changes[:, first : first + count] = _relative(difference, norms).T
-        absolute[:, first : first + count] = difference.T
-        moved[:, first : first + count] = drawn.flatten(2).norm(dim=2).T
-    return Sensitivity(changes, moved, absolute)
+        yield slice(first, first + count), drawn, perturbed, again.view(count, batch, -1)
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Relative input and output stability (Agarwal et al., 2022), each input's largest
+    ratio over its samples (B,): the map's relative change over the input's (`input`) or over
+    the logits' change (`output`).
+
+    Examples:
+        >>> Stability(torch.tensor([2.0]), torch.tensor([3.0])).input.tolist()
+        [2.0]
+    """
+
+    input: Tensor
+    output: Tensor
+
+
+def relative_stability(
+    explain: Explain,
+    model: nn.Module,
+    x: Tensor,
+    maps: Maps,
+    targets: Tensor | None = None,
+    *,
+    samples: int = 200,
+    radius: float = 0.2,
+    noise: Tensor | None = None,
+    eps: float = 1e-6,
+    generator: torch.Generator | None = None,
+    rows_per_call: int = 256,
+) -> Stability:
+    """Relative input stability, ``max ||(a - a') / a|| / ||(x - x') / x||``, and relative
+    output stability, ``max ||(a - a') / a|| / ||h(x) - h(x')||`` with h the logits, over
+    `samples` copies of each input with uniform noise in [-radius, radius] (`noise` gives it);
+    a zero in a denominator counts as `eps`, as in the paper and Quantus. Lower is more stable.
+
+    Examples:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> same = lambda inputs, targets: torch.ones(len(inputs), 2, 2)  # never changes
+        >>> s = relative_stability(same, net, torch.rand(2, 1, 2, 2), torch.ones(2, 2, 2), 0,
+        ...                        samples=3)
+        >>> s.input.tolist(), s.output.tolist()
+        ([0.0, 0.0], [0.0, 0.0])
+    """
+    reference, classes = _reference(x, maps, targets, "relative_stability")
+    logits = ModelScores(model, score="logit", rows_per_pass=rows_per_call)
+    clean = logits(x)
+    samples = samples if noise is None else noise.shape[0]
+    inputs = torch.empty(len(x), samples, device=x.device)
+    outputs = torch.empty_like(inputs)
+
+    def ratio(change: Tensor, base: Tensor) -> Tensor:
+        return change / torch.where(base == 0, eps, base)
+
+    for part, drawn, perturbed, again in _noisy_maps(explain, x, classes, samples, radius, None,
+                                                     noise, generator, rows_per_call):  # fmt: skip
+        maps_moved = ratio(reference[None] - again, reference[None]).norm(dim=2)
+        moved = ratio(-drawn, x[None]).flatten(2).norm(dim=2)
+        output = (clean[None] - logits(perturbed).view(len(drawn), len(x), -1)).norm(dim=2)
+        inputs[:, part] = (maps_moved / torch.where(moved == 0, eps, moved)).T
+        outputs[:, part] = (maps_moved / torch.where(output == 0, eps, output)).T
+    return Stability(inputs.amax(dim=1), outputs.amax(dim=1))
 
 
 def _relative(difference: Tensor, norms: Tensor) -> Tensor:
