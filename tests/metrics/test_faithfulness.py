@@ -100,9 +100,11 @@ def test_sensitivity_n_is_faithfulness_correlation_at_each_size_as_quantus_draws
     assert sensitivity_n(model, x, maps, labels, sizes=sizes, runs=runs).shape == (16, 2)
     for column, (n, chosen) in enumerate(zip(sizes, subsets, strict=True)):
         replay = iter([chosen[b, r].numpy() for r in range(runs) for b in range(len(x))])
-        metric = quantus.FaithfulnessCorrelation(nr_runs=runs, subset_size=n, perturb_baseline=0.0,
-                                                 return_aggregate=False, disable_warnings=True)  # fmt: skip
-        with mock.patch("numpy.random.choice", side_effect=lambda *_, **__: next(replay)):
+        metric = quantus.FaithfulnessCorrelation(
+            nr_runs=runs, subset_size=n, perturb_baseline=0.0, return_aggregate=False,
+            disable_warnings=True,
+        )  # fmt: skip
+        with mock.patch("numpy.random.choice", side_effect=lambda *_, r=replay, **__: next(r)):
             theirs = metric(model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
                             a_batch=maps[:, None].double().numpy())  # fmt: skip
         difference = compared(f"Sensitivity-{n} (FaithfulnessCorrelation)", ours[:, column],

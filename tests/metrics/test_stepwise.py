@@ -86,7 +86,8 @@ def test_patches_are_ranked_by_their_map_sum() -> None:
     maps[0, 2:, 4:] = 1.0  # the bottom-right square of 2 x 2 carries everything
     maps[0, 0, 0] = 0.5
     ranks = patch_ranks(maps, patch=2).view(4, 6)
-    assert ranks[2:, 4:].eq(0).all() and ranks[:2, :2].eq(1).all()
+    assert ranks[2:, 4:].eq(0).all()
+    assert ranks[:2, :2].eq(1).all()
     # squares that overhang the image (side 3 on 4 x 6): their part inside counts
     bottom = torch.zeros(1, 4, 6)
     bottom[0, 3, 3:] = 1.0
@@ -117,7 +118,7 @@ def test_faithfulness_estimate_equals_quantus() -> None:
     assert compared("FaithfulnessEstimate", ours, quantus_gray(metric)) < 1e-5
 
 
-def _putting_back(x: torch.Tensor):  # noqa: ANN202 - Quantus' perturb_func signature
+def _putting_back(x: torch.Tensor):
     """The insertion Quantus' Monotonicity means: the input's own values at `indices`."""
     flat = x.flatten(1).double().numpy()
 
@@ -141,8 +142,10 @@ def test_monotonicity_equals_quantus_with_the_insertion_it_means() -> None:
                                    normalise=False, disable_warnings=True)  # fmt: skip
     assert quantus_gray(shipped).tolist() == [1.0] * 16  # always "monotone": the bug
     assert quantus_gray(shipped, c["maps"].amax() - c["maps"]).tolist() == [1.0] * 16
-    meant = quantus.Monotonicity(features_in_step=step, perturb_baseline=0.0, normalise=False,
-                                 perturb_func=_putting_back(c["x"]), disable_warnings=True)  # fmt: skip
+    meant = quantus.Monotonicity(
+        features_in_step=step, perturb_baseline=0.0, normalise=False,
+        perturb_func=_putting_back(c["x"]), disable_warnings=True,
+    )  # fmt: skip
     theirs = quantus_gray(meant)
     assert compared("Monotonicity (Arya), insertion as meant", ours, theirs) == 0
     assert 0 < float(ours.mean()) < 1  # the test can fail: some maps are monotone, some not

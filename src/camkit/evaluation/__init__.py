@@ -23,6 +23,7 @@ Examples:
 """
 
 from camkit.deprecation import moved
+from camkit.evaluation import axiomatic as axiomatic
 from camkit.evaluation import builtin as builtin  # registers the shipped metrics
 from camkit.evaluation import complexity as complexity
 from camkit.evaluation import faithfulness as faithfulness

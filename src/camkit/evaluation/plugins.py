@@ -183,13 +183,15 @@ class Context:
         drawn.manual_seed(batch_seed(self.settings.seed, self.position))
         return drawn
 
-    def explain_again(self) -> Callable[[Tensor, Tensor], Tensor]:
+    def explain_again(self, model: nn.Module | None = None) -> Callable[[Tensor, Tensor], Tensor]:
         """The method as it explained this batch (its options and layers), as (inputs (N, C,
         *spatial), targets (N,)) -> maps (N, *spatial): for a plug-in that explains perturbed
-        inputs or other classes, many at once. A constant map there is an answer the metric
-        counts, not a warning for the user."""
+        inputs or other classes, many at once, or (`model`) a changed copy of the model with
+        the same layer names. A constant map there is an answer the metric counts, not a
+        warning for the user."""
         e = self.explanation
-        explainer = method_class(self.method)(self.model, list(e.layers) or self.layer,
+        explainer = method_class(self.method)(self.model if model is None else model,
+                                              list(e.layers) or self.layer,
                                               **self.options)  # fmt: skip
 
         def explain(inputs: Tensor, targets: Tensor) -> Tensor:

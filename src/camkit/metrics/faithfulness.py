@@ -115,7 +115,7 @@ def subset_sizes(pixels: int, count: int = 5, largest: float = 0.8) -> list[int]
         raise ValueError(f"count {count} and largest {largest}: give at least 1 and (0, 1]")
     low, high = max(1, round(0.01 * pixels)), max(1, round(largest * pixels))
     spaced = torch.logspace(math.log10(low), math.log10(high), count, dtype=torch.float64)
-    return sorted({int(round(float(n))) for n in spaced})
+    return sorted({round(float(n)) for n in spaced})
 
 
 def sensitivity_n(
@@ -187,7 +187,7 @@ def infidelity(
     scores = ModelScores(model, score="logit", rows_per_pass=rows_per_pass)
     clean = scores(x).gather(1, classes[:, None])[:, 0]
     perturbed = scores((x[None] - noise).flatten(0, 1)).view(samples, len(x), -1)
-    drops = (clean[None] - perturbed.gather(2, classes.expand(samples, -1)[..., None])[..., 0])
+    drops = clean[None] - perturbed.gather(2, classes.expand(samples, -1)[..., None])[..., 0]
     products = (noise * values[None, :, None]).flatten(2).sum(dim=2)  # (samples, B)
     drops, products = drops.double().T, products.double().T  # (B, samples)
     if normalise:

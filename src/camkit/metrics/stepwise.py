@@ -240,7 +240,7 @@ def monotonicity_correlation(
     clean = pick(scores(x), classes).double()
     perturbed = step_scores(scores, x, ranks, bounds.repeat_interleave(samples, dim=0),
                             classes, noise.flatten(1).to(x))  # fmt: skip
-    spread = (perturbed.double().view(len(x), groups, samples) - clean[:, None, None])
+    spread = perturbed.double().view(len(x), groups, samples) - clean[:, None, None]
     weight = torch.where(clean.abs() >= eps, 1 / clean.abs().clamp_min(eps), 1.0).square()
     variances = spread.square().mean(dim=2) * weight[:, None]
     return spearman(_group_sums(values, ranks, bounds), variances)
@@ -307,8 +307,10 @@ def region_perturbation(
     """
     values = as_maps(maps, x.shape[2:])
     squares = math.prod(math.ceil(side / patch) for side in values.shape[1:])
-    clean, curve = patch_curve(model, x, maps, targets, patch=patch, fill=fill, seed=seed,
-                               regions=min(regions, squares), rows_per_pass=rows_per_pass)  # fmt: skip
+    clean, curve = patch_curve(
+        model, x, maps, targets, patch=patch, fill=fill, seed=seed,
+        regions=min(regions, squares), rows_per_pass=rows_per_pass,
+    )  # fmt: skip
     return clean[:, None] - curve
 
 
