@@ -446,7 +446,8 @@ def test_each_metric_declares_its_passes() -> None:
                       "sensitivity-n": 5 * 20.0, "infidelity": 10.0,
                       "sufficiency": 0.0, "relative-stability": 10 * 3.0,
                       "completeness": 1.0, "non-sensitivity": 144.0,
-                      "input-invariance": 2.0}  # fmt: skip
+                      "input-invariance": 2.0, "continuity": 28 * 2.0,
+                      "consistency": 0.0}  # fmt: skip
     small = Load(images=50, explain=2.0, steps=7, size=(32, 32))  # 16 squares of 8
     assert METRICS["region-perturbation"]().passes(settings, small) == 16.0
     assert METRICS["selectivity"]().passes(settings, small) == 16.0

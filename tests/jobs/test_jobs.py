@@ -128,7 +128,8 @@ def test_every_metric_setting_with_a_flag_is_an_evaluate_flag() -> None:
                       "--lipschitz-std", "--order-groups", "--mc-samples", "--patch",
                       "--regions", "--sn-sizes", "--sn-runs", "--infidelity-samples",
                       "--infidelity-std", "--sufficiency-threshold", "--stability-samples",
-                      "--stability-radius", "--ns-eps", "--invariance-shift"}  # fmt: skip
+                      "--stability-radius", "--ns-eps", "--invariance-shift",
+                      "--continuity-steps"}  # fmt: skip
     assert wanted | {"--seed"} <= flags
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -10,7 +12,16 @@ import quantus
 import torch
 
 import camkit
-from camkit.metrics.robustness import relative_stability, sensitivity
+from camkit.errors import CamkitWarning
+from camkit.metrics.robustness import (
+    consistency,
+    continuity,
+    continuity_shifts,
+    relative_stability,
+    sensitivity,
+    top_units,
+    translated,
+)
 from helpers.quantus_case import case, compared
 
 
@@ -156,3 +167,118 @@ def test_relative_stability_equals_quantus_on_the_same_noise(name: str) -> None:
     relative = float(((mine.double() - theirs).abs() / theirs.abs()).max())
     print(f"{name}: camkit against Quantus, largest relative difference {relative:.3g}")
     assert relative < 1e-4
+
+
+def _grad_cam_case(images: int = 8) -> tuple[Any, ...]:
+    c = case()
+    model, x, labels = c["model"], c["x"][:images], c["labels"][:images]
+    explainer = camkit.GradCAM(model)
+
+    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
+                     **_: object) -> np.ndarray:  # fmt: skip
+        return explainer(torch.as_tensor(inputs), torch.as_tensor(targets)).maps.double().numpy()
+
+    return model, x, labels, explainer, explain_func
+
+
+def test_relative_representation_stability_equals_quantus_on_the_same_noise() -> None:
+    model, x, labels, explainer, explain_func = _grad_cam_case()
+    maps = explainer(x, labels).maps[:, 0]
+    samples, layer = 3, "features.9.0"
+    noise = 0.02 + 0.18 * torch.rand(samples, *x.shape, generator=torch.Generator().manual_seed(4))
+    ours = relative_stability(lambda i, t: explainer(i, t).maps[:, 0], model, x, maps, labels,
+                              noise=noise, layers=[layer])  # fmt: skip
+    assert ours.representation is not None
+    replay = iter([noise[i].flatten(1).double().numpy() for i in range(samples)])
+    metric = quantus.RelativeRepresentationStability(
+        nr_samples=samples, layer_names=[layer], disable_warnings=True
+    )
+    with mock.patch("numpy.random.uniform", side_effect=lambda *_, **__: next(replay)):
+        theirs = metric(
+            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
+        )  # fmt: skip
+    theirs = torch.tensor(np.asarray(theirs, dtype=np.float64))
+    relative = float(((ours.representation.double() - theirs).abs() / theirs.abs()).max())
+    print(f"RelativeRepresentationStability: camkit against Quantus, largest relative "
+          f"difference {relative:.3g}")  # fmt: skip
+    assert relative < 1e-4
+
+
+def test_translation_and_continuity_by_hand() -> None:
+    x = torch.arange(1.0, 5.0).view(1, 1, 1, 4)
+    assert translated(x, -1, torch.tensor(9.0)).flatten().tolist() == [2, 3, 4, 9]
+    assert translated(x, 2, torch.tensor(0.0)).flatten().tolist() == [0, 0, 1, 2]
+    assert translated(x, 4, torch.tensor(0.0)).flatten().tolist() == [0, 0, 0, 0]
+    # a map that is the input itself: ||a' - a||_1 / ||x' - x||_2 for one shift of 1 (fill 0):
+    # x' - x = (1, 1, 1, 1): L1 4, L2 2 -> 2; the shift of -... gives less
+    identity = lambda inputs, targets: inputs[:, 0]  # noqa: E731
+    r = continuity(identity, x, x[:, 0], torch.zeros(1, dtype=torch.long), steps=9)
+    assert continuity_shifts(4, 9) == [-3, -2, -1, 0, 1, 2, 3, 4, 5]
+    moved = [translated(x, s, torch.tensor(0.0)) - x for s in continuity_shifts(4, 9)]
+    expected = max(float(m.abs().sum() / (m.norm() + 1e-9)) for m in moved)
+    assert r.tolist() == pytest.approx([expected])
+    with pytest.raises(ValueError, match="steps 10: give 1 to 9"):
+        continuity_shifts(4, 10)
+
+
+def test_continuity_equals_quantus_with_grad_cam() -> None:
+    model, x, labels, explainer, explain_func = _grad_cam_case(6)
+    maps = explainer(x, labels).maps[:, 0]
+    black = x.amin(dim=(1, 2, 3), keepdim=True)  # Quantus' "black": each input's minimum
+
+    def explain(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        with warnings.catch_warnings():  # a map of an input moved far off is constant
+            warnings.simplefilter("ignore", CamkitWarning)
+            return explainer(inputs, targets).maps[:, 0]
+
+    ours = continuity(explain, x, maps, labels, steps=6, fill=black)
+    metric = quantus.Continuity(nr_steps=6, normalise=False, disable_warnings=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CamkitWarning)
+        theirs = metric(
+            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
+        )  # fmt: skip
+    theirs = torch.tensor(np.asarray(theirs, dtype=np.float64))
+    relative = float(((ours.double() - theirs).abs() / theirs.abs()).max())
+    print(f"Continuity: camkit against Quantus, largest relative difference {relative:.3g}")
+    assert relative < 1e-4
+
+
+def test_consistency_by_hand_on_squares() -> None:
+    maps = torch.zeros(3, 4, 4)
+    maps[0, 0, 0] = maps[1, 1, 1] = 1.0  # both peak in the top-left square of 2
+    maps[2, 3, 3] = 1.0
+    assert top_units(maps, patch=2).flatten().tolist() == [0, 0, 3]
+    assert consistency(maps, torch.tensor([1, 1, 1]), patch=2).tolist() == [1.0, 1.0, 0.0]
+    assert consistency(maps, torch.tensor([1, 0, 1]), patch=2).tolist() == [0.0, 0.0, 0.0]
+    assert consistency(maps, torch.tensor([1, 1, 1])).tolist() == [0.0, 0.0, 0.0]  # pixels
+
+
+def test_consistency_equals_quantus_given_the_same_discretisation() -> None:
+    # Quantus' default discretisation, top_n_sign, keeps the signs of the map's first n
+    # values (np.sign(a)[:n]), not of its n largest: two maps alike in their top-left corner
+    # count as alike wherever they peak. Given camkit's (the top square), the two agree.
+    c = case()
+    model, x, maps = c["model"], c["x"], c["maps"]
+    predicted = model(x).argmax(dim=1)
+    ours = consistency(maps, predicted, patch=48)
+
+    def top_square(a: np.ndarray, **_: object) -> int:
+        square = top_units(torch.as_tensor(a).view(1, *maps.shape[1:]).float(), patch=48)
+        return int(square)
+
+    metric = quantus.Consistency(discretise_func=top_square, normalise=False,
+                                 disable_warnings=True)  # fmt: skip
+    theirs = metric(model=model, x_batch=x.numpy(), y_batch=c["labels"].numpy(),
+                    a_batch=maps[:, None].double().numpy())  # fmt: skip
+    assert compared("Consistency (top square of 48)", ours,
+                    torch.tensor(np.asarray(theirs, dtype=np.float64))) < 1e-6  # fmt: skip
+    assert float(ours.mean()) > 0
+    from quantus.functions.discretise_func import top_n_sign
+
+    corner = np.zeros(16)
+    elsewhere = corner.copy()
+    elsewhere[-1] = 1.0  # peaks in the last value: the same label as an all-zero map
+    assert top_n_sign(corner) == top_n_sign(elsewhere)

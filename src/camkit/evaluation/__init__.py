@@ -23,13 +23,18 @@ Examples:
 """
 
 from camkit.deprecation import moved
-from camkit.evaluation import axiomatic as axiomatic
-from camkit.evaluation import builtin as builtin  # registers the shipped metrics
+
+# isort: off
+# The shipped metrics register in the order of `METRICS` (and of `--metrics all`).
+from camkit.evaluation import builtin as builtin
 from camkit.evaluation import complexity as complexity
 from camkit.evaluation import faithfulness as faithfulness
 from camkit.evaluation import localisation as localisation
 from camkit.evaluation import randomisation as randomisation
 from camkit.evaluation import robustness as robustness
+from camkit.evaluation import axiomatic as axiomatic
+
+# isort: on
 from camkit.evaluation.loop import Batch, BatchResult, Evaluation, EvaluationInterrupted, evaluate
 from camkit.evaluation.plugins import (
     METRICS,

@@ -430,7 +430,8 @@ def metric_settings() -> dict[str, Setting]:
 class PerImage(Metric):
     """A metric whose columns are the means of numbers per image, `scale` times (100: a
     percentage), each with its interval over images: only `measure` is left to write, (B,) for
-    one column or (B, columns) for several, in the order of `columns`.
+    one column or (B, columns) for several, in the order of `columns`. A column that is NaN
+    for every image does not apply to the method and is left out of its row.
 
     Examples:
         >>> class Brightest(PerImage):
@@ -444,20 +445,26 @@ class PerImage(Metric):
     def _joined(self) -> Tensor:
         return cat(self.done()).float().reshape(-1, len(self.columns))
 
+    def _applying(self) -> list[tuple[int, str]]:
+        """The columns with a number for some image: NaN for every image means the column
+        does not apply to this method (a layer's metric for a method without one)."""
+        joined = self._joined()
+        return [(i, name) for i, (name, _, _) in enumerate(self.columns)
+                if not bool(joined[:, i].isnan().all())]  # fmt: skip
+
     @override
     def summary(self) -> dict[str, float]:
         if not self.done():
             return {}
         means = self._joined().mean(dim=0)
-        return {name: self.scale * float(means[i]) for i, (name, _, _) in enumerate(self.columns)}
+        return {name: self.scale * float(means[i]) for i, name in self._applying()}
 
     @override
     def statistics(self) -> dict[str, Statistic]:
         if not self.done():
             return {}
         joined = self._joined()
-        return {name: mean_of(joined[:, i], self.scale) for i, (name, _, _) in
-                enumerate(self.columns)}  # fmt: skip
+        return {name: mean_of(joined[:, i], self.scale) for i, name in self._applying()}
 
 
 def mean_of(values: Tensor, scale: float = 1.0) -> Statistic:

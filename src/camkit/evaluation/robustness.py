@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
+from camkit.evaluation.faithfulness import PATCH
 from camkit.evaluation.plugins import (
     Context,
     Load,
@@ -17,7 +18,13 @@ from camkit.evaluation.plugins import (
     register_metric,
 )
 from camkit.evaluation.settings import Settings
-from camkit.metrics.robustness import Sensitivity, relative_stability, sensitivity
+from camkit.metrics.robustness import (
+    Sensitivity,
+    consistency,
+    continuity,
+    relative_stability,
+    sensitivity,
+)
 
 
 class _Perturbed(PerImage):
@@ -85,14 +92,17 @@ class LocalLipschitz(_Perturbed):
 
 @register_metric("relative-stability")
 class RelativeStability(_Perturbed):
-    """Relative input and output stability (Agarwal et al., 2022): the largest relative change
-    of the map, ``||(a - a') / a||`` (a zero of the map counts as 1e-6), over the input's
-    relative change or over the change of the logits, across `stability_samples` copies with
-    uniform noise in [-`stability_radius`, `stability_radius`]; each sample also costs a
-    pass for the logits. Quantus' `RelativeInputStability` and `RelativeOutputStability`
-    (200 samples, noise in [0.02, 0.2])."""
+    """Relative input, output and representation stability (Agarwal et al., 2022): the
+    largest relative change of the map, ``||(a - a') / a||`` (a zero of the map counts as
+    1e-6), over the input's relative change, the change of the logits, or the relative change
+    of the explained layer's output, across `stability_samples` copies with uniform noise in
+    [-`stability_radius`, `stability_radius`]; each sample also costs a pass. Quantus'
+    `RelativeInputStability`, `RelativeOutputStability` and
+    `RelativeRepresentationStability` (200 samples, noise in [0.02, 0.2], every layer). A
+    method that explains no layer of the model (Sobel) has no representation column."""
 
-    columns = (("Rel. input stab.", "lower", "{:.3g}"), ("Rel. output stab.", "lower", "{:.3g}"))
+    columns = (("Rel. input stab.", "lower", "{:.3g}"), ("Rel. output stab.", "lower", "{:.3g}"),
+               ("Rel. repr. stab.", "lower", "{:.3g}"))  # fmt: skip
     samples = "stability_samples"
     settings = (
         Setting("stability_samples", int, 10, "relative stability: noisy copies of each input "
@@ -108,9 +118,63 @@ class RelativeStability(_Perturbed):
     @override
     def measure(self, context: Context) -> Tensor:
         s = context.settings
+        modules = dict(context.model.named_modules())
+        layers = [name for name in context.explanation.layers if name in modules]
         result = relative_stability(context.explain_again(), context.model, context.x,
                                     context.explanation.maps[:, 0], context.labels,
                                     samples=s.stability_samples, radius=s.stability_radius,
-                                    generator=context.generator(),
+                                    layers=layers, generator=context.generator(),
                                     rows_per_call=s.rows_per_pass)  # fmt: skip
-        return torch.stack([result.input, result.output], dim=1)
+        # a method that explains no layer of the model has no representation to compare
+        nothing = torch.full_like(result.input, torch.nan)
+        representation = nothing if result.representation is None else result.representation
+        return torch.stack([result.input, result.output, representation], dim=1)
+
+
+@register_metric("continuity")
+class Continuity(PerImage):
+    """Continuity (Montavon et al., 2018), as Quantus measures it: the largest
+    ``||a' - a||_1 / ||x' - x||_2`` over `continuity_steps` horizontal translations of each
+    input (the uncovered columns take the fill value), each translated input explained again.
+    Lower is smoother. Quantus' `Continuity` (28 steps)."""
+
+    category = "robustness"
+    default = False
+    needs = ("re-explanations",)
+    columns = (("Continuity", "lower", "{:.3g}"),)
+    settings = (
+        Setting("continuity_steps", int, 28, "continuity: horizontal translations, each input "
+                "explained again at each", low=1, high=10_000),
+    )  # fmt: skip
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return float(settings.continuity_steps) * load.explain
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        s = context.settings
+        steps = min(s.continuity_steps, 2 * context.x.shape[-1] + 1)
+        return continuity(context.explain_again(), context.x, context.explanation.maps[:, 0],
+                          context.labels, steps=steps, fill=s.fill,
+                          rows_per_call=s.rows_per_pass)  # fmt: skip
+
+
+@register_metric("consistency")
+class Consistency(PerImage):
+    """Consistency (Dasgupta et al., 2022), within each batch: among the other images whose
+    maps have their largest sum in the same `patch`-pixel square, the share the model
+    predicts the same class as this one. It depends on the batch (`--batch-size`), as in
+    Quantus' `Consistency` (whose default discretisation reads the map's first five values:
+    docs/concepts.md). No pass of its own."""
+
+    category = "robustness"
+    default = False
+    columns = (("Consistency %", "higher", "{:.1f}"),)
+    scale = 100.0
+    settings = (PATCH,)
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        return consistency(context.explanation.maps[:, 0], context.clean.argmax(dim=1),
+                           patch=context.settings.patch)  # fmt: skip

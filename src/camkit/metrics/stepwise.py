@@ -58,14 +58,26 @@ def patch_ranks(maps: Tensor, patch: int = 1, seed: int | None = 0) -> Tensor:
         raise ValueError(f"patch {patch}: give a side of at least 1 pixel")
     if patch == 1:
         return relevance_ranks(maps, seed)
-    if maps.dim() != 3:
-        raise ValueError(f"patches need (B, H, W) maps, not shape {tuple(maps.shape)}")
     height, width = maps.shape[1:]
-    sums = F.avg_pool2d(maps[:, None].double(), patch, stride=patch, ceil_mode=True,
-                        count_include_pad=False, divisor_override=1)[:, 0]  # fmt: skip
+    sums = square_sums(maps, patch)
     ranks = relevance_ranks(sums, seed).view_as(sums)
     ranks = ranks.repeat_interleave(patch, dim=1).repeat_interleave(patch, dim=2)
     return ranks[:, :height, :width].flatten(1)
+
+
+def square_sums(maps: Tensor, patch: int) -> Tensor:
+    """(B, ceil(H / patch), ceil(W / patch)) the map's sum over each `patch`-pixel square
+    (in float64; an edge square counts what lies inside the image).
+
+    Examples:
+        >>> import torch
+        >>> square_sums(torch.ones(1, 3, 3), 2).tolist()
+        [[[4.0, 2.0], [2.0, 1.0]]]
+    """
+    if maps.dim() != 3:
+        raise ValueError(f"squares need (B, H, W) maps, not shape {tuple(maps.shape)}")
+    return F.avg_pool2d(maps[:, None].double(), patch, stride=patch, ceil_mode=True,
+                        count_include_pad=False, divisor_override=1)[:, 0]  # fmt: skip
 
 
 def step_scores(
