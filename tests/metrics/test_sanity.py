@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
 import camkit
+from camkit.errors import CamkitWarning
 from camkit.metrics import Sanity, cascade_steps, cascading_randomisation, spearman, ssim
 from helpers.nets import gap_net
+from helpers.quantus_case import compared
 
 C1, C2 = 0.01**2, 0.03**2
 
@@ -210,3 +214,136 @@ def test_random_logit_equals_quantus_on_the_same_classes() -> None:
     known = theirs.isfinite()
     assert ours[~known].tolist() == [0.0] * int((~known).sum())
     assert compared("RandomLogit (Spearman)", ours[known], theirs[known]) < 1e-6
+
+
+# MPRT against Quantus 0.6.0. Quantus re-initialises each layer after torch.manual_seed(seed +
+# 1), camkit draws every step from one seeded stream: with the layers' reset_parameters made
+# deterministic (the same values whoever calls it), both randomise to the same model and the
+# comparison is of the protocols alone.
+
+
+def _deterministic_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    def reset(self: torch.nn.Module) -> None:
+        if isinstance(self, torch.nn.modules.batchnorm._NormBase):
+            self.reset_running_stats()
+        with torch.no_grad():
+            for parameter in self.parameters(recurse=False):
+                ramp = torch.arange(parameter.numel(), dtype=torch.float32)
+                parameter.copy_(
+                    (0.1 * torch.sin(0.37 * ramp + parameter.numel())).view_as(parameter)
+                )
+
+    for layer in (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear):
+        monkeypatch.setattr(layer, "reset_parameters", reset)
+
+
+def _quantus_explain(model: torch.nn.Module, inputs, targets, **_: object):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CamkitWarning)
+        done = camkit.GradCAM(model)(torch.as_tensor(inputs), torch.as_tensor(targets))
+    return done.maps.double().numpy()
+
+
+@pytest.mark.parametrize("independent", [False, True])
+def test_mprt_equals_quantus_layer_by_layer(monkeypatch: pytest.MonkeyPatch,
+                                            independent: bool) -> None:  # fmt: skip
+    import numpy as np
+    import quantus
+
+    from helpers.quantus_case import case
+
+    _deterministic_reset(monkeypatch)
+    c = case()
+    model, x, labels = c["model"], c["x"][:6], c["labels"][:6]
+    original = camkit.GradCAM(model)(x, labels)
+    # Quantus' steps: every module with reset_parameters, from the output down
+    steps = [n for n, m in model.named_modules() if hasattr(m, "reset_parameters")][::-1]
+    ours = cascading_randomisation(model, x, "gradcam", original=original, steps=steps,
+                                   independent=independent)  # fmt: skip
+    if independent:
+        steps = steps[::-1]  # Quantus takes them from the input up
+        ours = cascading_randomisation(model, x, "gradcam", original=original, steps=steps,
+                                       independent=True)  # fmt: skip
+    metric = quantus.MPRT(layer_order="independent" if independent else "top_down",
+                          disable_warnings=True)  # fmt: skip
+    theirs = metric(
+        model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
+        a_batch=original.maps.double().numpy(), explain_func=_quantus_explain,
+    )  # fmt: skip
+    assert list(theirs)[1:] == steps
+    table = torch.tensor(np.array([theirs[name] for name in steps], dtype=np.float64))
+    # Quantus' Spearman of a constant map (a randomised model's, often) is NaN; camkit's is 0
+    constant = table.isnan()
+    assert ours.spearman[constant].eq(0).all()
+    difference = float((ours.spearman.double() - table)[~constant].abs().max())
+    print(f"MPRT: {int(constant.sum())} of {constant.numel()} maps constant (Quantus NaN)")
+    kind = "independent" if independent else "cascading"
+    print(f"MPRT ({kind}, {len(steps)} layers): camkit against Quantus, largest difference "
+          f"{difference:.3g}")  # fmt: skip
+    assert difference < 1e-6
+    if not independent:  # the whole model randomised moves the map more than its last layer
+        assert float(ours.spearman[-1].mean()) < float(ours.spearman[0].mean())
+
+
+def test_quantus_average_correlation_counts_the_original_as_a_layer() -> None:
+    # MPRT(return_average_correlation=True) skips a layer named "orig", but the original's
+    # scores are stored as "original": its self-similarity (1) enters every image's average.
+    import quantus
+
+    metric = quantus.MPRT(disable_warnings=True)
+    metric.evaluation_scores = {"original": [1.0, 1.0], "a": [0.2, 0.4], "b": [0.0, 0.2]}
+    averaged = metric.recompute_average_correlation_per_sample()
+    assert averaged == pytest.approx([0.4, 0.5333333])  # the layers alone: 0.1 and 0.3
+
+
+def test_efficient_mprt_equals_quantus(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+    import quantus
+
+    from camkit.metrics.sanity import discrete_entropy, efficient_mprt
+    from helpers.quantus_case import case
+
+    _deterministic_reset(monkeypatch)
+    c = case()
+    model, x, labels = c["model"], c["x"][:6], c["labels"][:6]
+    original = camkit.GradCAM(model)(x, labels)
+    ours = efficient_mprt(model, x, "gradcam", original=original)
+    metric = quantus.EfficientMPRT(disable_warnings=True)
+    theirs = metric(
+        model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
+        a_batch=original.maps.double().numpy(), explain_func=_quantus_explain,
+    )  # fmt: skip
+    assert compared("EfficientMPRT", ours, torch.tensor(np.asarray(theirs, np.float64))) < 1e-5
+    # by hand: a map with two values equally often has entropy log 2
+    assert discrete_entropy(torch.tensor([[0.0, 1.0, 0.0, 1.0]])).tolist() == pytest.approx(
+        [float(np.log(2))]
+    )
+
+
+def test_smooth_mprt_averages_noisy_maps_and_quantus_ignores_the_explain_func() -> None:
+    import quantus
+
+    net = gap_net()
+    x = torch.rand(2, 3, 16, 16)
+    explainer = camkit.GradCAM(net)
+    # one sample: no smoothing; with noise 0, every sample is the clean map
+    plain = cascading_randomisation(net, x, "gradcam", [0, 1], seed=3)
+    still = cascading_randomisation(net, x, "gradcam", [0, 1], seed=3, smooth=4, noise=0.0)
+    assert torch.allclose(plain.spearman, still.spearman, atol=1e-6)
+    smoothed = cascading_randomisation(net, x, "gradcam", [0, 1], seed=3, smooth=4)
+    assert not torch.allclose(plain.spearman, smoothed.spearman)
+    # Quantus' SmoothMPRT explains with quantus.explain (its own methods), whatever
+    # explain_func it is given: camkit's methods cannot be checked against it.
+    calls: list[int] = []
+
+    def recorded(model: torch.nn.Module, inputs, targets, **_: object):
+        calls.append(len(inputs))
+        return explainer(torch.as_tensor(inputs), torch.as_tensor(targets)).maps.numpy()
+
+    metric = quantus.SmoothMPRT(nr_samples=2, disable_warnings=True)
+    scores = metric(model=net, x_batch=x.numpy(), y_batch=torch.tensor([0, 1]).numpy(),
+                    a_batch=None, explain_func=recorded)  # fmt: skip
+    layers = len(scores) - 1
+    print(f"Quantus SmoothMPRT: {layers} layers x 2 samples explained, the given explain_func "
+          f"called {len(calls)} times")  # fmt: skip
+    assert len(calls) <= 1  # at most the original maps; never a smoothed one

@@ -410,35 +410,37 @@ class SanityCheck(Metric):
             explained = Explanation(original[:, None], (), labels[:, None], unknown, None,
                                     parts[0].layers, method)  # fmt: skip
             self.result = metrics.cascading_randomisation(
-                model, x, method, seed=settings.seed, original=explained, **parts[0].options
-            )
+                model, x, method, seed=settings.seed, original=explained,
+                **self.protocol(settings), **parts[0].options,
+            )  # fmt: skip
+
+    def protocol(self, settings: Settings) -> dict[str, Any]:
+        """How a variant randomises (`cascading_randomisation`'s keywords): cascading here."""
+        return {}
 
     @override
     def summary(self) -> dict[str, float]:
         if self.result is None:
             return {}
-        return {
-            "Sanity rho": float(self.result.mean_spearman.mean()),
-            "Sanity SSIM": float(self.result.mean_ssim.mean()),
-        }
+        (rho, _, _), (similarity, _, _) = self.columns
+        return {rho: float(self.result.mean_spearman.mean()),
+                similarity: float(self.result.mean_ssim.mean())}  # fmt: skip
 
     @override
     def statistics(self) -> dict[str, Statistic]:
         if self.result is None:
             return {}
-        return {
-            "Sanity rho": mean_of(self.result.spearman.mean(dim=0)),
-            "Sanity SSIM": mean_of(self.result.ssim.mean(dim=0)),
-        }
+        (rho, _, _), (similarity, _, _) = self.columns
+        return {rho: mean_of(self.result.spearman.mean(dim=0)),
+                similarity: mean_of(self.result.ssim.mean(dim=0))}  # fmt: skip
 
     @override
     def curves(self) -> dict[str, list[float]]:
         if self.result is None:
             return {}
-        return {
-            "sanity_spearman": self.result.mean_spearman.tolist(),
-            "sanity_ssim": self.result.mean_ssim.tolist(),
-        }
+        spearman, similarity = (plot.curve for plot in self.plots)
+        return {spearman: self.result.mean_spearman.tolist(),
+                similarity: self.result.mean_ssim.tolist()}  # fmt: skip
 
     @override
     def details(self) -> dict[str, Any]:

@@ -290,8 +290,8 @@ class SensitivityN(_Curved):
 
     columns = (("Sensitivity-N", "higher", "{:.3f}"),)
     settings = (
-        Setting("sn_sizes", int, 5, "sensitivity-n: subset sizes, log-spaced from 1 to 80 percent of "
-                "the pixels", low=1, high=100),
+        Setting("sn_sizes", int, 5, "sensitivity-n: subset sizes, log-spaced from 1 to 80 "
+                "percent of the pixels", low=1, high=100),
         Setting("sn_runs", int, 20, "sensitivity-n: random subsets of each size, each a pass",
                 low=2, high=10_000),
     )  # fmt: skip

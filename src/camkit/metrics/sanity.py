@@ -1,14 +1,23 @@
-"""Sanity check by cascading model randomisation (Adebayo et al., 2018).
+"""Sanity checks by model randomisation (Adebayo et al., 2018: MPRT).
 
 Re-initialise the model's layers one at a time from the output down, keeping earlier ones
-randomised, and explain the same inputs for the same classes after each step. A map that reflects
-what the model learned changes: its Spearman rank correlation and SSIM with the original map fall
-towards 0. A map that stays the same shows the input, not the model.
+randomised (cascading) or restoring them first (independent), and explain the same inputs for
+the same classes after each step. A map that reflects what the model learned changes: its
+Spearman rank correlation and SSIM with the original map fall towards 0. A map that stays the
+same shows the input, not the model.
+
+- Smooth MPRT (Hedström et al., 2024): each map, original and randomised, is the mean of the
+  maps of `samples` noisy copies of the input (the last one clean), which removes the noise
+  that makes a map change whatever the model.
+- Efficient MPRT (Hedström et al., 2024): the relative rise of the map's discrete entropy once
+  every layer is randomised, ``(H(a') - H(a)) / H(a)``: a map of a random model should be
+  noise, more complex than the map of a trained one.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -173,6 +182,9 @@ def cascading_randomisation(
     seed: int = 0,
     original: Maps | None = None,
     layer: LayerSpec = None,
+    independent: bool = False,
+    smooth: int = 0,
+    noise: float = 0.1,
     **options: Unpack[MethodOptions],
 ) -> Sanity:
     """Randomise a copy of `model` from the top down and compare each step's maps to the original.
@@ -188,8 +200,13 @@ def cascading_randomisation(
         steps: module names to re-initialise in order (each with everything inside it); default
             `cascade_steps(model)`.
         seed: seeds the re-initialisation (the global random state is left as it was).
-        original: the original model's maps, when already computed (an Explanation or tensor).
+        original: the original model's maps, when already computed (an Explanation or tensor;
+            with `smooth`, an Explanation gives its layers and classes and is smoothed again).
         layer: the explained layer(s), as for the method (default: the method's choice).
+        independent: restore every other layer before each step (independent MPRT) instead of
+            keeping them randomised (cascading).
+        smooth: Smooth MPRT: each map is the mean over this many copies of the input, all but
+            the last with Gaussian noise of `noise` times each input's value range.
         options: the method's other construction options (output=..., reshape=...).
 
     Examples:
@@ -203,8 +220,19 @@ def cascading_randomisation(
         (['6', '2', '0'], torch.Size([3, 2]))
     """
     explainer_class = method_class(method) if isinstance(method, str) else method
+    draws = _smoothing_noise(x, smooth, noise, seed)
+    if isinstance(original, Explanation) and draws is not None:
+        # Its layers and classes; the original is smoothed like every randomised map.
+        layer = list(original.layers)
+        if targets is None and original.targets is not None:
+            targets = original.targets[:, 0]
+        original = None
     if original is None:
-        original = explainer_class(model, layer, **options)(x, targets)
+        first = explainer_class(model, layer, **options)
+        original = first(x, targets)  # gives the layers and classes
+        if draws is not None:
+            smoothed = _smoothed(first, x, original.targets[:, 0], draws)
+            original = dataclasses.replace(original, maps=smoothed[:, None])
     reference = as_maps(original, x.shape[2:])
     if isinstance(original, Explanation):
         # The same layers and classes as the original, whatever the randomised model prefers.
@@ -216,6 +244,7 @@ def cascading_randomisation(
     elif layer is not None:
         layer = [n for n, _ in resolve_layers(model, layer)]
     randomised = copy.deepcopy(model)
+    trained = copy.deepcopy(randomised.state_dict()) if independent else None
     modules = dict(randomised.named_modules())
     order = list(steps) if steps is not None else cascade_steps(model)
     missing = [name for name in order if name not in modules]
@@ -225,14 +254,103 @@ def cascading_randomisation(
     correlations, similarities = [], []
     with seeded(seed, x.device):
         for name in order:
+            if trained is not None:
+                randomised.load_state_dict(trained)
             _randomise(modules[name])
-            with warnings.catch_warnings():
-                # A randomised model often gives constant maps: expected here, not a problem.
-                warnings.simplefilter("ignore", CamkitWarning)
-                maps = as_maps(explainer(x, targets), x.shape[2:])
+            maps = as_maps(_smoothed(explainer, x, targets, draws), x.shape[2:])
             correlations.append(spearman(reference, maps))
             similarities.append(ssim(reference, maps))
     return Sanity(order, torch.stack(correlations), torch.stack(similarities))
+
+
+def _smoothing_noise(x: Tensor, samples: int, noise: float, seed: int) -> Tensor | None:
+    """(samples, B, C, ...) Gaussian noise of `noise` times each input's range, the last
+    sample zero (Smooth MPRT's clean copy); None without smoothing."""
+    if samples <= 1:
+        return None
+    spread = (x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1)).view(-1, *[1] * (x.dim() - 1))
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    draws = torch.randn((samples, *x.shape), generator=generator, device=x.device)
+    draws[-1] = 0
+    return draws * noise * spread
+
+
+def _smoothed(explainer: Explainer, x: Tensor, targets: Tensor | Sequence[int] | None,
+              draws: Tensor | None) -> Explanation | Tensor:  # fmt: skip
+    """The explanation of x, or (with `draws`) the mean of the maps of x + each draw (B,
+    *spatial)."""
+    with warnings.catch_warnings():
+        # A randomised model often gives constant maps: expected here, not a problem.
+        warnings.simplefilter("ignore", CamkitWarning)
+        if draws is None:
+            return explainer(x, targets)
+        classes = None if targets is None else torch.as_tensor(targets, device=x.device)
+        total = torch.zeros(len(x), *x.shape[2:], device=x.device)
+        for draw in draws:
+            total += explainer(x + draw, classes).maps[:, 0]
+        return total / len(draws)
+
+
+def discrete_entropy(maps: Maps, bins: int = 100) -> Tensor:
+    """(B,) the entropy (natural logarithm) of each map's histogram of `bins` equal bins
+    between its smallest and largest value: 0 for a constant map, log(bins) at most.
+
+    Examples:
+        >>> import torch
+        >>> discrete_entropy(torch.tensor([[0.0, 1.0], [0.5, 0.5]]), bins=2).tolist()
+        [0.6931471805599453, 0.0]
+    """
+    flat = as_maps(maps).flatten(1).double()
+    low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
+    width = (high - low).clamp_min(torch.finfo(torch.float64).tiny)
+    index = ((flat - low) / width * bins).floor().clamp(0, bins - 1).long()
+    counts = torch.zeros(len(flat), bins, dtype=torch.float64, device=flat.device)
+    counts.scatter_add_(1, index, torch.ones_like(flat))
+    shares = counts / counts.sum(dim=1, keepdim=True)
+    return torch.special.entr(shares).sum(dim=1) + 0.0  # + 0.0: no -0.0 for a constant map
+
+
+def efficient_mprt(
+    model: nn.Module,
+    x: Tensor,
+    method: str | type[Explainer] = "gradcam",
+    targets: Tensor | Sequence[int] | None = None,
+    *,
+    original: Maps | None = None,
+    seed: int = 0,
+    bins: int = 100,
+    layer: LayerSpec = None,
+    **options: Unpack[MethodOptions],
+) -> Tensor:
+    """(B,) Efficient MPRT: ``(H(a') - H(a)) / H(a)`` with H the `discrete_entropy`, a the
+    map and a' the map once every layer with parameters is randomised (one explanation).
+    Higher: the map of a random model is noisier. Arguments as for
+    `cascading_randomisation`.
+
+    Examples:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+        ...     torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        ...     torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+        >>> efficient_mprt(net, torch.rand(2, 3, 12, 12), "gradcam", [0, 1], layer="2").shape
+        torch.Size([2])
+    """
+    explainer_class = method_class(method) if isinstance(method, str) else method
+    if original is None:
+        original = _smoothed(explainer_class(model, layer, **options), x, targets, None)
+    if isinstance(original, Explanation):
+        layer = list(original.layers)
+        if targets is None and original.targets is not None:
+            targets = original.targets[:, 0]
+    elif targets is None:
+        raise ValueError("with the original maps as a tensor, give the targets they explain")
+    randomised = copy.deepcopy(model)
+    with seeded(seed, x.device):
+        _randomise(randomised)
+        maps = _smoothed(explainer_class(randomised, layer, **options), x, targets, None)
+    before = discrete_entropy(as_maps(original, x.shape[2:]), bins)
+    after = discrete_entropy(as_maps(maps, x.shape[2:]), bins)
+    return ((after - before) / before.clamp_min(torch.finfo(torch.float64).tiny)).float()
 
 
 def other_classes(
