@@ -252,3 +252,43 @@ def test_the_pointing_game_at_tolerance_0_is_quantus_pointing_game() -> None:
     )  # fmt: skip
     assert list(theirs) == [True, True]
     assert pointing_game(maps, empty, tolerance=0).hits.tolist() == [False, False]
+
+
+def test_mosaics_hold_two_inputs_of_the_class_where_the_quadrants_say() -> None:
+    from camkit.metrics.localisation import mosaics
+
+    x = torch.arange(6.0).view(6, 1, 1, 1).expand(6, 1, 2, 2).contiguous()  # input i is all i
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    tiles, quadrants = mosaics(x, labels, torch.Generator().manual_seed(1))
+    assert tiles.shape == (6, 1, 4, 4)
+    corners = tiles[:, 0, ::2, ::2].flatten(1).long()  # the input in each quadrant
+    assert (corners[:, :][quadrants].view(6, 2).sort(dim=1).values.tolist()
+            == [[0, 1], [0, 1], [2, 3], [2, 3], [4, 5], [4, 5]])  # fmt: skip
+    assert (labels[corners[~quadrants].view(6, 2)] != labels[:, None]).all()
+    with pytest.raises(ValueError, match="at least two classes"):
+        mosaics(x, torch.zeros(6, dtype=torch.long))
+
+
+def test_focus_by_hand_and_against_quantus() -> None:
+    import numpy as np
+    import quantus
+
+    from camkit.metrics.localisation import focus, mosaics
+    from helpers.quantus_case import case, compared
+
+    maps = torch.zeros(2, 4, 4)
+    maps[0, :2, :2] = 1.0
+    maps[1] = 1.0  # even: half its mass on any two quadrants
+    quadrants = torch.tensor([[True, False, True, False], [False, True, True, False]])
+    assert focus(maps, quadrants).tolist() == pytest.approx([1.0, 0.5])
+
+    c = case()
+    tiles, quadrants = mosaics(c["x"], c["labels"], torch.Generator().manual_seed(0))
+    mosaic_maps = camkit.GradCAM(c["model"])(tiles, c["labels"]).maps[:, 0]
+    ours = focus(mosaic_maps, quadrants)
+    metric = quantus.Focus(normalise=False, disable_warnings=True)
+    theirs = metric(model=c["model"], x_batch=tiles.numpy(), y_batch=c["labels"].numpy(),
+                    a_batch=mosaic_maps[:, None].double().numpy(),
+                    custom_batch=quadrants.int().tolist())  # fmt: skip
+    assert compared("Focus", ours, torch.tensor(np.asarray(theirs, np.float64))) < 1e-6
+    assert float(ours.mean()) > 0.5  # the bundled model's Grad-CAM finds its class (can fail)

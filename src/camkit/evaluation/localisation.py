@@ -1,14 +1,17 @@
 """The localisation metrics that read the object mask pixel by pixel, as plug-ins (the
 mathematics: `camkit.metrics.localisation`; the pointing game, energy and MaxBoxAcc are in
-`builtin`). Each measures only the images that have a mask, with no pass through the model."""
+`builtin`). Each measures only the images that have a mask, with no pass through the model;
+focus needs no mask: it explains mosaics of the batch's images again."""
 
 from __future__ import annotations
 
 from torch import Tensor
 from typing_extensions import override
 
-from camkit.evaluation.plugins import Context, PerImage, Setting, register_metric
+from camkit.evaluation.plugins import Context, Load, PerImage, Setting, register_metric
+from camkit.evaluation.settings import Settings
 from camkit.metrics import localisation
+from camkit.metrics.localisation import focus, mosaics
 
 
 class _Localisation(PerImage):
@@ -74,3 +77,28 @@ class RocAuc(_Localisation):
     def measure(self, context: Context) -> Tensor:
         assert context.masks is not None
         return localisation.roc_auc(context.explanation.maps[:, 0], context.masks)
+
+
+@register_metric("focus")
+class Focus(PerImage):
+    """Focus (Arias-Duart et al., 2022): each image in a 2 x 2 mosaic with another image of its
+    class and two of other classes from its batch, explained by the method for its class: the
+    share of the map's positive mass on the two quadrants of the class (0.5: no preference).
+    Quantus' `Focus` (which takes mosaics made beforehand). The mosaics are twice the input's
+    side: one explanation of four times the pixels an image."""
+
+    category = "localisation"
+    default = False
+    needs = ("re-explanations", "another class")
+    columns = (("Focus %", "higher", "{:.1f}"),)
+    scale = 100.0
+
+    @override
+    def passes(self, settings: Settings, load: Load) -> float:
+        return 4 * load.explain  # a mosaic holds four inputs' pixels
+
+    @override
+    def measure(self, context: Context) -> Tensor:
+        tiles, quadrants = mosaics(context.x, context.labels, context.generator())
+        maps = context.explain_again()(tiles, context.labels)
+        return focus(maps, quadrants)

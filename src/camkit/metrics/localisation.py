@@ -404,3 +404,68 @@ def roc_auc(maps: Maps, masks: Tensor) -> Tensor:
     above = (ranks * inside).sum(dim=1) - positives * (positives + 1) / 2
     auc = above / (positives * negatives).clamp_min(1)
     return torch.where((positives > 0) & (negatives > 0), auc, 0.5).float()
+
+
+def mosaics(
+    x: Tensor, labels: Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Focus' mosaics (Arias-Duart et al., 2022): for each input, a 2 x 2 mosaic (2H x 2W) of
+    it, another input of its class and two inputs of other classes, in random quadrants, and
+    (B, 4) which quadrants hold its class (top-left, top-right, bottom-left, bottom-right).
+    The partner of its class is drawn from the batch (the input itself where it is the only
+    one); an input whose class is the batch's only one has no mosaic: `ValueError`.
+
+    Examples:
+        >>> import torch
+        >>> x, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 0, 1, 1])
+        >>> tiles, quadrants = mosaics(x, labels, torch.Generator().manual_seed(0))
+        >>> tiles.shape, quadrants.sum(dim=1).tolist()
+        (torch.Size([4, 3, 16, 16]), [2, 2, 2, 2])
+    """
+    batch = len(x)
+    same = labels[None] == labels[:, None]
+    if bool(same.all()):
+        raise ValueError("focus needs inputs of at least two classes in a batch for its mosaics")
+    keys = torch.rand(batch, batch, generator=generator, device=x.device)
+    # the partner: a random other input of the class (itself where there is none)
+    others = same & ~torch.eye(batch, dtype=torch.bool, device=x.device)
+    partner = torch.where(others, keys, -1.0).argmax(dim=1)
+    partner = torch.where(others.any(dim=1), partner, torch.arange(batch, device=x.device))
+    # two inputs of other classes (the same one twice where there is only one)
+    strangers = torch.where(~same, keys, -1.0).topk(min(2, batch), dim=1).indices
+    second = torch.where((~same).sum(dim=1) > 1, strangers[:, -1], strangers[:, 0])
+    chosen = torch.stack([torch.arange(batch, device=x.device), partner, strangers[:, 0], second],
+                         dim=1)  # fmt: skip
+    places = torch.rand(batch, 4, generator=generator, device=x.device).argsort(dim=1)
+    tiles = chosen.gather(1, places)  # tile k of mosaic b shows input tiles[b, k]
+    top = torch.cat([x[tiles[:, 0]], x[tiles[:, 1]]], dim=-1)
+    bottom = torch.cat([x[tiles[:, 2]], x[tiles[:, 3]]], dim=-1)
+    return torch.cat([top, bottom], dim=-2), places < 2
+
+
+def focus(maps: Maps, quadrants: Tensor) -> Tensor:
+    """(B,) focus: the share of each mosaic map's positive mass in the quadrants (B, 4; top
+    left, top right, bottom left, bottom right) that hold the explained class; 0.5 for a map
+    even over the mosaic with two such quadrants.
+
+    Examples:
+        >>> import torch
+        >>> maps = torch.zeros(1, 4, 4)
+        >>> maps[0, :2, :2] = 3.0  # all in the top-left quadrant
+        >>> maps[0, 2:, 2:] = 1.0
+        >>> focus(maps, torch.tensor([[True, False, False, True]])).tolist()
+        [1.0]
+    """
+    values = as_maps(maps).float().clamp_min(0)
+    if values.dim() != 3:
+        raise ValueError(f"focus takes (B, H, W) mosaic maps, not shape {tuple(values.shape)}")
+    half_h, half_w = values.shape[1] // 2, values.shape[2] // 2
+    weights = torch.zeros_like(values)
+    top, bottom = slice(None, half_h), slice(half_h, None)
+    left, right = slice(None, half_w), slice(half_w, None)
+    for k, (rows, columns) in enumerate(
+        ((top, left), (top, right), (bottom, left), (bottom, right))
+    ):
+        weights[:, rows, columns] = quadrants[:, k, None, None].to(values)
+    total = values.flatten(1).sum(dim=1)
+    return (values * weights).flatten(1).sum(dim=1) / (total + 1e-9)
