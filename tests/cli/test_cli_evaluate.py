@@ -449,7 +449,7 @@ def test_each_metric_declares_its_passes() -> None:
                       "input-invariance": 2.0, "continuity": 28 * 2.0,
                       "consistency": 0.0, "mprt-independent": 7 * 16 * 2.0 / 50,
                       "smooth-mprt": 8 * 16 * 2.0 * 10 / 50, "efficient-mprt": 2.0,
-                      "focus": 4 * 2.0}  # fmt: skip
+                      "focus": 4 * 2.0, "irof": 50.0}  # fmt: skip
     small = Load(images=50, explain=2.0, steps=7, size=(32, 32))  # 16 squares of 8
     assert METRICS["region-perturbation"]().passes(settings, small) == 16.0
     assert METRICS["selectivity"]().passes(settings, small) == 16.0

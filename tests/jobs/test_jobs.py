@@ -129,7 +129,8 @@ def test_every_metric_setting_with_a_flag_is_an_evaluate_flag() -> None:
                       "--regions", "--sn-sizes", "--sn-runs", "--infidelity-samples",
                       "--infidelity-std", "--sufficiency-threshold", "--stability-samples",
                       "--stability-radius", "--ns-eps", "--invariance-shift",
-                      "--continuity-steps", "--smprt-samples"}  # fmt: skip
+                      "--continuity-steps", "--smprt-samples",
+                      "--irof-segments"}  # fmt: skip
     assert wanted | {"--seed"} <= flags
 
 

@@ -12,6 +12,8 @@ the map, and groups of them, one step each, are filled, kept or replaced by nois
 - Region perturbation (Samek et al., 2017) and selectivity (Montavon et al., 2018): square
   patches ranked by their map sum are filled one more per step, the most relevant first; the
   drop of the target's probability (its mean is AOPC) and the probability itself (its area).
+- IROF (Rieger & Hansen, 2020): superpixels ranked by their mean map value are filled one more
+  per step; the area over the probability relative to the clean one.
 
 Every (input, step) pair is one row of a batched pass, on the inputs' device. A group is a set
 of pixels (all their channels), as in the papers; Quantus 0.6.0 ranks every channel value
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -350,3 +353,80 @@ def selectivity(
     clean, curve = patch_curve(model, x, maps, targets, patch=patch, fill=fill, seed=seed,
                                rows_per_pass=rows_per_pass)  # fmt: skip
     return torch.cat([clean[:, None], curve], dim=1)
+
+
+@dataclass(frozen=True)
+class Irof:
+    """IROF's curves: the target's probability over the clean one (B, S) after each of the
+    largest-mean segments is filled, and each input's segment count (B,) (steps past it
+    repeat the last value and do not count).
+
+    Examples:
+        >>> import torch
+        >>> result = Irof(torch.tensor([[0.5, 0.0, 0.0]]), torch.tensor([2]))
+        >>> result.aoc.tolist(), result.score.tolist()
+        ([1.75], [0.875])
+    """
+
+    curves: Tensor
+    segments: Tensor
+
+    @property
+    def aoc(self) -> Tensor:
+        """(B,) Quantus' area over the curve: segments - trapezoid area (steps of 1)."""
+        counted = (
+            torch.arange(self.curves.shape[1], device=self.curves.device) < self.segments[:, None]
+        )
+        kept = self.curves.double() * counted
+        return self.segments.double() - torch.trapezoid(kept, dim=1)
+
+    @property
+    def score(self) -> Tensor:
+        """(B,) the area over the curve per segment: 0 (nothing changes) to about 1."""
+        return self.aoc / self.segments.double()
+
+
+def irof(
+    model: nn.Module,
+    x: Tensor,
+    maps: Maps,
+    targets: Targets = None,
+    *,
+    segments: Tensor,
+    fill: float | Tensor = 0.0,
+    seed: int | None = 0,
+    rows_per_pass: int = 256,
+) -> Irof:
+    """IROF (Rieger & Hansen, 2020): the segments (B, H, W labels, e.g. `superpixels`) ranked
+    by their mean map value are filled one more per step, the largest first, and the target's
+    probability is followed relative to the clean one (one pass a step).
+
+    Examples:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+        >>> halves = torch.zeros(2, 4, 4, dtype=torch.long)
+        >>> halves[:, :, 2:] = 1
+        >>> result = irof(net, torch.rand(2, 1, 4, 4), torch.rand(2, 4, 4), 0, segments=halves)
+        >>> result.curves.shape, result.segments.tolist()
+        (torch.Size([2, 2]), [2, 2])
+    """
+    values, classes = _prepared(x, maps, targets, "irof")
+    labels = segments.to(x.device).flatten(1).long()
+    if labels.shape != values.flatten(1).shape:
+        raise ValueError(f"segments of shape {tuple(segments.shape)} for maps of shape "
+                         f"{tuple(values.shape)}: give one label a pixel")  # fmt: skip
+    counts = labels.amax(dim=1) + 1
+    largest = int(counts.max())
+    sums = torch.zeros(len(x), largest, dtype=torch.float64, device=x.device)
+    sums.scatter_add_(1, labels, values.flatten(1).double())
+    sizes = torch.zeros_like(sums).scatter_add_(
+        1, labels, torch.ones_like(sums[:, :1]).expand_as(labels)
+    )
+    means = torch.where(sizes > 0, sums / sizes.clamp_min(1), -torch.inf)  # absent: last
+    ranks = relevance_ranks(means, seed).gather(1, labels)  # each pixel: its segment's rank
+    ends = torch.arange(1, largest + 1, device=x.device)
+    bounds = torch.stack([torch.zeros_like(ends), ends], dim=1)
+    scores = ModelScores(model, score="softmax", rows_per_pass=rows_per_pass)
+    clean = pick(scores(x), classes)
+    curve = step_scores(scores, x, ranks, bounds, classes, torch.as_tensor(fill).to(x))
+    return Irof(curve / clean[:, None], counts)
