@@ -14,6 +14,12 @@ Usage:
    from RandomCAM's figure, on the random model over the trained one (the mean absolute gap).
    A metric of the model's evidence collapses (a ratio well below 1); one that reads only the
    maps (complexity) does not, and need not.
+3. MetaQuantus' two criteria (Hedström et al., 2023), for the ranking of the methods:
+   resilience, the Spearman correlation over the methods between the metric on the model and
+   on a minor perturbation that should change nothing (every weight times 1 + N(0, 0.001), the
+   inputs plus N(0, 0.001)): near 1 is resilient; reactivity, one minus that correlation under
+   a disruptive perturbation that should change the evidence (weights times 1 + N(0, 0.5)):
+   high is reactive. Each over `--draws` perturbations, with their range.
 
 Writes meta.md (the table) and meta.json (every figure) in `--out`.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import time
 import warnings
@@ -31,27 +38,41 @@ import torch
 from torch import nn
 
 from camkit.errors import CamkitWarning
-from camkit.evaluation import Batch, Settings, column_specs, evaluate
+from camkit.evaluation import METRICS, Batch, Settings, column_specs, evaluate
 from camkit.evaluation.datasets import benchmark, to_batch
 from camkit.evaluation.report import column_categories
 from camkit.metrics import spearman
 from camkit.models import load_shortcut_model
 
-METHODS = ("cam", "gradcam", "gradcam++", "layercam", "eigencam", "ablationcam", "fullgrad",
+METHODS = ("cam", "gradcam", "gradcam++", "layercam", "eigencam", "fullgrad",
            "guided-backprop", "guided-gradcam", "refinecam", "fem", "sobel",
            "randomcam", "gradcam-counterfactual")  # fmt: skip
-METRICS = ("drop", "deletion", "insertion", "road", "faithfulness-correlation", "adcc",
-           "sensitivity", "local-lipschitz", "sanity", "random-logit", "sparseness",
-           "complexity", "effective-complexity", "energy", "relevance-mass", "relevance-rank",
-           "top-k", "roc-auc", "boxacc", "pointing")  # fmt: skip
 KNOWN = "Pointing %"  # on the tag: the known answer
-SETTINGS = {"sensitivity_samples": 4, "lipschitz_samples": 4, "fc_runs": 50, "resamples": 0}
+# Every metric, at settings that keep the six runs under an hour on 2 cores.
+SETTINGS = {"sensitivity_samples": 4, "lipschitz_samples": 4, "fc_runs": 50, "resamples": 0,
+            "order_groups": 8, "mc_samples": 2, "patch": 16, "regions": 16, "sn_sizes": 3,
+            "sn_runs": 10, "irof_segments": 16, "infidelity_samples": 4, "stability_samples": 2,
+            "continuity_steps": 4, "smprt_samples": 2, "sanity_images": 8}  # fmt: skip
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
     """Rank correlation over the methods; tied methods (CAM and Grad-CAM are one map on this
     model) share their mean rank."""
     return float(spearman(torch.tensor([a]), torch.tensor([b]))[0])
+
+
+def _metrics() -> list[str]:
+    return list(METRICS)
+
+
+def _noisy(model: nn.Module, std: float, seed: int) -> nn.Module:
+    """The model with every weight times 1 + N(0, std) (MetaQuantus' model perturbation)."""
+    noisy = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in noisy.parameters():
+            parameter.mul_(1 + std * torch.randn(parameter.shape, generator=generator))
+    return noisy.eval()
 
 
 def _randomised(model: nn.Module) -> nn.Module:
@@ -69,13 +90,14 @@ def _run(model: nn.Module, batch: Batch) -> dict[str, dict[str, float]]:
     settings = Settings(fill=fill, **SETTINGS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CamkitWarning)
-        report = evaluate(model, [batch], list(METHODS), list(METRICS), settings=settings)
+        report = evaluate(model, [batch], list(METHODS), _metrics(), settings=settings)
     return report.rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=60)
+    parser.add_argument("--draws", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs/evaluation/meta"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -85,6 +107,13 @@ def main() -> None:
     assert batch is not None
     model = load_shortcut_model()
     trained, random = _run(model, batch), _run(_randomised(model), batch)
+    minor, disruptive = [], []
+    for draw in range(args.draws):
+        generator = torch.Generator().manual_seed(100 + draw)
+        shaken = dataclasses.replace(batch, inputs=batch.inputs + 0.001 * torch.randn(
+            batch.inputs.shape, generator=generator))  # fmt: skip
+        minor.append(_run(_noisy(model, 0.001, draw), shaken))
+        disruptive.append(_run(_noisy(model, 0.5, draw), batch))
     specs, kinds = column_specs(), column_categories()
     known = [trained[m][KNOWN] for m in METHODS]
     rows = []
@@ -92,30 +121,48 @@ def main() -> None:
         if column in (KNOWN, "Explain s") or column not in trained[METHODS[0]]:
             continue
         sign = 1.0 if better == "higher" else -1.0
-        figures = [sign * trained[m][column] for m in METHODS]
-        agreement = _spearman(figures, known)
+
+        def figures(rows_: dict[str, dict[str, float]], name: str = column,
+                    turn: float = sign) -> list[float]:  # fmt: skip
+            return [turn * rows_[m].get(name, float("nan")) for m in METHODS]
+
+        agreement = _spearman(figures(trained), known)
 
         def gap(rows_: dict[str, dict[str, float]], name: str = column) -> float:
-            base = rows_["randomcam"][name]
-            others = [abs(rows_[m][name] - base) for m in METHODS if m != "randomcam"]
+            base = rows_["randomcam"].get(name, float("nan"))
+            others = [abs(rows_[m].get(name, float("nan")) - base) for m in METHODS
+                      if m != "randomcam"]  # fmt: skip
             return sum(others) / len(others)
 
         collapse = gap(random) / gap(trained) if gap(trained) else float("nan")
-        rows.append((kinds.get(column, "other"), column, agreement, collapse))
+        resilience = [_spearman(figures(trained), figures(r)) for r in minor]
+        reactivity = [1 - _spearman(figures(trained), figures(r)) for r in disruptive]
+        rows.append((kinds.get(column, "other"), column, agreement, collapse,
+                     resilience, reactivity))  # fmt: skip
+
+    def spread(values: list[float]) -> str:
+        mean = sum(values) / len(values)
+        return f"{mean:.2f} [{min(values):.2f}, {max(values):.2f}]"
+
     lines = [
         f"Shortcut model, {args.images} conflict images, {len(METHODS)} methods "
-        f"({', '.join(METHODS)}); known answer: {KNOWN} on the tag. Settings: {SETTINGS}.",
+        f"({', '.join(METHODS)}); known answer: {KNOWN} on the tag; {len(_metrics())} metrics. "
+        f"Settings: {SETTINGS}. Resilience and reactivity: mean [range] over {args.draws} "
+        "perturbations.",
         "",
         "| kind | metric | agrees with the known answer (Spearman over methods) ↑ | "
-        "gap to RandomCAM, random weights / trained ↓ |",
-        "|---|---|---:|---:|",
-        *(f"| {k} | {c} | {a:+.2f} | {r:.2f} |" for k, c, a, r in sorted(rows)),
+        "gap to RandomCAM, random weights / trained ↓ | resilience (minor) ↑ | "
+        "reactivity (disruptive) ↑ |",
+        "|---|---|---:|---:|---:|---:|",
+        *(f"| {k} | {c} | {a:+.2f} | {r:.2f} | {spread(res)} | {spread(rea)} |"
+          for k, c, a, r, res, rea in sorted(rows)),
         "",
         f"{time.perf_counter() - started:.0f} s on {torch.get_num_threads()} CPU threads.",
-    ]
+    ]  # fmt: skip
     (args.out / "meta.md").write_text("\n".join(lines) + "\n")
     (args.out / "meta.json").write_text(json.dumps(
-        {"trained": trained, "random": random, "rows": rows}, indent=1))  # fmt: skip
+        {"trained": trained, "random": random, "minor": minor, "disruptive": disruptive,
+         "rows": rows}, indent=1))  # fmt: skip
     print("\n".join(lines))
 
 

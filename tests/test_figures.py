@@ -154,3 +154,19 @@ def test_the_readmes_test_counts_are_the_suites() -> None:
     quick, whole = (int(said.group(i).replace(",", "")) for i in (1, 2))
     assert abs(quick - int(counted.group(1))) <= 0.05 * quick, collected
     assert abs(whole - int(counted.group(2))) <= 0.05 * whole, collected
+
+
+def test_the_readmes_whole_catalogue_tables_are_the_catalogue_runs_results_file() -> None:
+    # the named-only metrics, one README table per kind, each cut from the catalogue run's
+    # table (docs/evaluation/catalogue/) cell for cell
+    header, *rows = tables((ROOT / "docs/evaluation/catalogue/results.md").read_text())[0]
+    full = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    cut = [t for t in tables((ROOT / "README.md").read_text())
+           if len(t[0]) > 1 and all(c in header for c in t[0][1:]) and "Faith. estimate ↑" in
+           header and t[0][1] != "Explain s ↓" and set(t[0][1:]) <= set(header)
+           and not set(t[0][1:]) & {"Avg drop % ↓", "ADCC % ↑"}]  # fmt: skip
+    assert {c for t in cut for c in t[0][1:]} == set(header[1:]) - {"Explain s ↓"}
+    for table in cut:
+        assert [row[0] for row in table[1:]] == list(full)
+        for row in table[1:]:
+            assert row[1:] == [full[row[0]][column] for column in table[0][1:]], row[0]

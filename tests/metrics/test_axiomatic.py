@@ -165,3 +165,31 @@ def test_input_invariance_agrees_with_quantus_on_what_it_shifts(
     same_input = input_invariance(explain, as_quantus, maps, c["labels"])
     theirs_ = torch.tensor(np.asarray(theirs, dtype=np.float64))
     assert compared(f"InputInvariance ({method}), Quantus' input", same_input, theirs_) == 0
+
+
+def test_quantus_non_sensitivity_and_input_invariance_fail_where_camkit_does_not() -> None:
+    # NonSensitivity compares one flag a step with one flag a value: more than one value a step
+    # breaks the broadcast. InputInvariance shifts the bias of the model's first named module:
+    # on the bundled model that is a block (a Sequential), which has no out_channels.
+    c = _tiny_case()
+    metric = quantus.NonSensitivity(features_in_step=2, normalise=False, disable_warnings=True)
+    with pytest.raises(ValueError, match="broadcast"):
+        metric(model=c["model"], x_batch=c["x"].numpy(), y_batch=c["labels"].numpy(),
+               a_batch=c["maps"][:, None].double().numpy())  # fmt: skip
+    bundled = case()
+    explainer = camkit.GradCAM(bundled["model"])
+
+    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
+                     **_: object) -> np.ndarray:  # fmt: skip
+        done = explainer(torch.as_tensor(inputs).float(), torch.as_tensor(targets))
+        return done.maps.double().numpy()
+
+    with pytest.raises(AttributeError, match="out_channels"):
+        quantus.InputInvariance(disable_warnings=True)(
+            model=bundled["model"], x_batch=bundled["x"][:2].numpy(),
+            y_batch=bundled["labels"][:2].numpy(),
+            a_batch=bundled["maps"][:2, None].double().numpy(), explain_func=explain_func,
+        )  # fmt: skip
+    moved = shifted_model(bundled["model"], -1.0)  # camkit's: any model
+    assert torch.allclose(moved(bundled["x"][:2] - 1), bundled["model"](bundled["x"][:2]),
+                          atol=1e-5)  # fmt: skip

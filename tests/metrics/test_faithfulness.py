@@ -190,3 +190,14 @@ def test_sufficiency_by_hand_and_against_quantus() -> None:
         theirs = quantus_gray(quantus.Sufficiency(threshold=threshold, disable_warnings=True))
         assert compared(f"Sufficiency (threshold {threshold})", ours, theirs) < 1e-6
     assert 0 < float(ours.mean()) < 1
+
+
+def test_quantus_infidelity_draws_the_same_perturbation_every_sample() -> None:
+    # Quantus 0.6.0's Infidelity removes squares cumulatively in raster order, the same for each
+    # of its n_perturb_samples: one sample or three give the same figure.
+    c = case()
+    numpy = {"model": c["model"], "x_batch": c["x"][:4].numpy(), "y_batch": c["labels"][:4].numpy(),
+             "a_batch": c["maps"][:4, None].double().numpy()}  # fmt: skip
+    one = quantus.Infidelity(perturb_patch_sizes=[48], n_perturb_samples=1, disable_warnings=True)
+    three = quantus.Infidelity(perturb_patch_sizes=[48], n_perturb_samples=3, disable_warnings=True)
+    assert np.allclose(one(**numpy), three(**numpy))

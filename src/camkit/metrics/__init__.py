@@ -4,9 +4,14 @@ Every metric takes maps as a (B, *spatial) tensor or straight from an `Explanati
 per input) and runs batched on the inputs' device. Most return a small result object whose
 fields are per-input tensors and whose properties are the published summary figures;
 `energy_pointing_game`, `spearman`, `ssim` and `auc` return the per-input tensor itself. The
-complexity metrics are in `camkit.metrics.complexity`, faithfulness correlation in
-`camkit.metrics.faithfulness`, max/average sensitivity and the local Lipschitz estimate in
-`camkit.metrics.robustness`.
+complexity metrics are in `camkit.metrics.complexity`; faithfulness correlation,
+Sensitivity-N, infidelity and sufficiency in `camkit.metrics.faithfulness`; the metrics that
+perturb in the map's order (faithfulness estimate, monotonicity, region perturbation,
+selectivity, IROF) in `camkit.metrics.stepwise`, IROF's superpixels in
+`camkit.metrics.superpixels`; sensitivity, the local Lipschitz estimate, relative stability,
+continuity and consistency in `camkit.metrics.robustness`; completeness, non-sensitivity and
+input invariance in `camkit.metrics.axiomatic`; focus with the localisation metrics; the MPRT
+family with the sanity check.
 """
 
 from camkit.boxes import box_iou

@@ -68,6 +68,21 @@ cache and run slower per image (measured on the bundled model, 2 cores: 3.0 ms a
 64, 4.4 ms at 256)."""
 
 
+def rows_per_call(inputs: Tensor, wanted: int) -> int:
+    """How many inputs like `inputs[0]` to send through a model at once: `wanted`, and on a
+    CPU no more than `CPU_VALUES` input values (explanations too run slower per input past
+    that: Grad-CAM on the bundled model, 5.3 ms an image at 64, 6.4 ms at 256).
+
+    Examples:
+        >>> import torch
+        >>> rows_per_call(torch.zeros(1, 3, 96, 96), 256)
+        72
+    """
+    if inputs.device.type != "cpu":
+        return max(1, wanted)
+    return max(1, min(wanted, CPU_VALUES // max(1, inputs[0].numel())))
+
+
 class ModelScores:
     """Class scores of a model for batches of inputs, in chunks, without recording a graph.
 

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from camkit.metrics._common import Maps, as_maps, as_targets
+from camkit.metrics._common import rows_per_call as fitting_rows
 from camkit.metrics.stepwise import square_sums
 from camkit.targets import select_output
 
@@ -142,7 +143,8 @@ def _noisy_maps(
     if samples < 1 or not radius >= 0:
         raise ValueError(f"samples {samples} and radius {radius}: give at least 1 and >= 0")
     batch = len(x)
-    per_call = max(1, rows_per_call // batch)  # samples of every input explained in one call
+    # samples of every input explained in one call (on a CPU, about the images that fit)
+    per_call = max(1, fitting_rows(x, rows_per_call) // batch)
     for first in range(0, samples, per_call):
         count = min(per_call, samples - first)
         if noise is None and std is not None:
@@ -187,10 +189,16 @@ def _forward(
 
     handles = [module.register_forward_hook(keep) for module in modules]
     logits, representations = [], []
+    rows = fitting_rows(inputs, rows)
+    # oneDNN's layout, as ModelScores takes it; not with layers read: their relative change
+    # divides by values near 0, where the layouts' rounding differs
+    fast = inputs.device.type == "cpu" and inputs.dim() == 4 and not modules
     try:
         for start in range(0, len(inputs), rows):
             captured.clear()
-            logits.append(select_output(model(inputs[start : start + rows])).float())
+            chunk = inputs[start : start + rows]
+            chunk = chunk.contiguous(memory_format=torch.channels_last) if fast else chunk
+            logits.append(select_output(model(chunk)).float())
             if modules:
                 representations.append(torch.cat(captured, dim=1))
     finally:
@@ -321,9 +329,9 @@ def continuity(
     shifts = continuity_shifts(x.shape[-1], steps)
     moved = torch.stack([translated(x, shift, value) for shift in shifts])  # (S, B, ...)
     flat = moved.flatten(0, 1)
-    wanted = classes.repeat(len(shifts))
-    again = torch.cat([explain(flat[i : i + rows_per_call], wanted[i : i + rows_per_call])
-                       for i in range(0, len(flat), rows_per_call)])  # fmt: skip
+    wanted, rows = classes.repeat(len(shifts)), fitting_rows(x, rows_per_call)
+    again = torch.cat([explain(flat[i : i + rows], wanted[i : i + rows])
+                       for i in range(0, len(flat), rows)])  # fmt: skip
     again = again.flatten(1).float().view(len(shifts), len(x), -1)
     maps_moved = (again - reference[None]).abs().sum(dim=2)
     inputs_moved = (moved - x[None]).flatten(2).norm(dim=2)
