@@ -19,25 +19,15 @@ from camkit.metrics.stepwise import (
     region_perturbation,
     selectivity,
 )
+from helpers.pixel_model import PixelScore
 from helpers.quantus_case import compared, gray_case, quantus_gray
 
 
-class _Linear(torch.nn.Module):
-    """logit 0 = sum of w * x; logit 1 = 0: filling a pixel with 0 drops logit 0 by its w * x."""
-
-    def __init__(self, w: torch.Tensor) -> None:
-        super().__init__()
-        self.w = w
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first = (x[:, 0] * self.w).flatten(1).sum(dim=1)
-        return torch.stack([first, torch.zeros_like(first)], dim=1)
-
-
-def _linear_case() -> tuple[_Linear, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _linear_case() -> tuple[PixelScore, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """logit 0 = sum of w * x, logit 1 = 0: filling a pixel with 0 drops logit 0 by its w."""
     w = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]) / 10
     x = torch.ones(1, 1, 2, 4)
-    return _Linear(w), x, w[None], torch.zeros(1, dtype=torch.long)
+    return PixelScore(w), x, w[None], torch.zeros(1, dtype=torch.long)
 
 
 def test_faithfulness_estimate_by_hand() -> None:
@@ -62,11 +52,11 @@ def test_monotonicity_by_hand() -> None:
     assert monotonicity(model, x, worth, target).tolist() == [1.0]
     # a pixel with a negative worth makes the probability fall when it comes back (the third
     # in the map's order: the curve starts after the first group, as in Quantus)
-    w = model.w.clone()
+    w = model.weights.clone()
     w[0, 2] = -1.0
-    assert monotonicity(_Linear(w), x, worth, target).tolist() == [0.0]
+    assert monotonicity(PixelScore(w), x, worth, target).tolist() == [0.0]
     # per_step 8: one step, nothing to compare: monotone
-    assert monotonicity(_Linear(w), x, worth, target, per_step=8).tolist() == [1.0]
+    assert monotonicity(PixelScore(w), x, worth, target, per_step=8).tolist() == [1.0]
 
 
 def test_monotonicity_correlation_by_hand() -> None:

@@ -27,6 +27,16 @@ from camkit.metrics.robustness import (
 )
 
 
+def _noise(prefix: str, label: str) -> tuple[Setting, Setting]:
+    """`prefix`_samples (10; Quantus draws 200) and `prefix`_radius (0.2) of uniform noise."""
+    return (
+        Setting(f"{prefix}_samples", int, 10, f"{label}: noisy copies of each input explained "
+                "again (Quantus: 200)", low=1, high=1000),
+        Setting(f"{prefix}_radius", float, 0.2, f"{label}: the noise's bound, in the model's "
+                "input space", low=0.0),
+    )  # fmt: skip
+
+
 class _Perturbed(PerImage):
     """A metric of the maps of noisy copies of each input, explained again by the method; every
     method of an image sees the same noise. Named only: each sample costs an explanation of
@@ -57,12 +67,7 @@ class MaxAvgSensitivity(_Perturbed):
 
     columns = (("Max-sens.", "lower", "{:.3f}"), ("Avg-sens.", "lower", "{:.3f}"))
     samples = "sensitivity_samples"
-    settings = (
-        Setting("sensitivity_samples", int, 10, "max/avg sensitivity: noisy copies of each input "
-                "explained again (Quantus: 200)", low=1, high=1000),
-        Setting("sensitivity_radius", float, 0.2, "max/avg sensitivity: the noise's bound, in the "
-                "model's input space", low=0.0),
-    )  # fmt: skip
+    settings = _noise("sensitivity", "max/avg sensitivity")
 
     @override
     def measure(self, context: Context) -> Tensor:
@@ -104,12 +109,7 @@ class RelativeStability(_Perturbed):
     columns = (("Rel. input stab.", "lower", "{:.3g}"), ("Rel. output stab.", "lower", "{:.3g}"),
                ("Rel. repr. stab.", "lower", "{:.3g}"))  # fmt: skip
     samples = "stability_samples"
-    settings = (
-        Setting("stability_samples", int, 10, "relative stability: noisy copies of each input "
-                "explained again (Quantus: 200)", low=1, high=1000),
-        Setting("stability_radius", float, 0.2, "relative stability: the noise's bound, in the "
-                "model's input space", low=0.0),
-    )  # fmt: skip
+    settings = _noise("stability", "relative stability")
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:

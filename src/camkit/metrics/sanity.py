@@ -223,9 +223,7 @@ def cascading_randomisation(
     draws = _smoothing_noise(x, smooth, noise, seed)
     if isinstance(original, Explanation) and draws is not None:
         # Its layers and classes; the original is smoothed like every randomised map.
-        layer = list(original.layers)
-        if targets is None and original.targets is not None:
-            targets = original.targets[:, 0]
+        layer, targets = _question(original, layer, targets)
         original = None
     if original is None:
         first = explainer_class(model, layer, **options)
@@ -234,14 +232,8 @@ def cascading_randomisation(
             smoothed = _smoothed(first, x, original.targets[:, 0], draws)
             original = dataclasses.replace(original, maps=smoothed[:, None])
     reference = as_maps(original, x.shape[2:])
-    if isinstance(original, Explanation):
-        # The same layers and classes as the original, whatever the randomised model prefers.
-        layer = list(original.layers)
-        if targets is None and original.targets is not None:
-            targets = original.targets[:, 0]
-    elif targets is None:
-        raise ValueError("with the original maps as a tensor, give the targets they explain")
-    elif layer is not None:
+    layer, targets = _question(original, layer, targets)
+    if not isinstance(original, Explanation) and layer is not None:
         layer = [n for n, _ in resolve_layers(model, layer)]
     randomised = copy.deepcopy(model)
     trained = copy.deepcopy(randomised.state_dict()) if independent else None
@@ -261,6 +253,20 @@ def cascading_randomisation(
             correlations.append(spearman(reference, maps))
             similarities.append(ssim(reference, maps))
     return Sanity(order, torch.stack(correlations), torch.stack(similarities))
+
+
+def _question(
+    original: Maps, layer: LayerSpec, targets: Tensor | Sequence[int] | None
+) -> tuple[LayerSpec, Tensor | Sequence[int] | None]:
+    """The layers and classes the original maps answer: an Explanation's own (the randomised
+    model is asked the same, whatever it would prefer); a tensor's must come with targets."""
+    if isinstance(original, Explanation):
+        if targets is None and original.targets is not None:
+            targets = original.targets[:, 0]
+        return list(original.layers), targets
+    if targets is None:
+        raise ValueError("with the original maps as a tensor, give the targets they explain")
+    return layer, targets
 
 
 def _smoothing_noise(x: Tensor, samples: int, noise: float, seed: int) -> Tensor | None:
@@ -338,12 +344,7 @@ def efficient_mprt(
     explainer_class = method_class(method) if isinstance(method, str) else method
     if original is None:
         original = _smoothed(explainer_class(model, layer, **options), x, targets, None)
-    if isinstance(original, Explanation):
-        layer = list(original.layers)
-        if targets is None and original.targets is not None:
-            targets = original.targets[:, 0]
-    elif targets is None:
-        raise ValueError("with the original maps as a tensor, give the targets they explain")
+    layer, targets = _question(original, layer, targets)
     randomised = copy.deepcopy(model)
     with seeded(seed, x.device):
         _randomise(randomised)
