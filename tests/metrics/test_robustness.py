@@ -163,10 +163,15 @@ def test_relative_stability_equals_quantus_on_the_same_noise(name: str) -> None:
             model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
             a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
         )  # fmt: skip
-    theirs = torch.tensor(np.asarray(theirs, dtype=np.float64))
-    relative = float(((mine.double() - theirs).abs() / theirs.abs()).max())
+    assert _relative_to_quantus(name, mine, theirs) < 1e-4
+
+
+def _relative_to_quantus(name: str, ours: torch.Tensor, theirs: object) -> float:
+    """The largest relative difference to Quantus' scores, printed (pass or fail)."""
+    reference = torch.tensor(np.asarray(theirs, dtype=np.float64))
+    relative = float(((ours.double() - reference).abs() / reference.abs()).max())
     print(f"{name}: camkit against Quantus, largest relative difference {relative:.3g}")
-    assert relative < 1e-4
+    return relative
 
 
 def _grad_cam_case(images: int = 8) -> tuple[Any, ...]:
@@ -198,11 +203,8 @@ def test_relative_representation_stability_equals_quantus_on_the_same_noise() ->
             model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
             a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
         )  # fmt: skip
-    theirs = torch.tensor(np.asarray(theirs, dtype=np.float64))
-    relative = float(((ours.representation.double() - theirs).abs() / theirs.abs()).max())
-    print(f"RelativeRepresentationStability: camkit against Quantus, largest relative "
-          f"difference {relative:.3g}")  # fmt: skip
-    assert relative < 1e-4
+    assert _relative_to_quantus("RelativeRepresentationStability", ours.representation,
+                                theirs) < 1e-4  # fmt: skip
 
 
 def test_translation_and_continuity_by_hand() -> None:
@@ -240,10 +242,7 @@ def test_continuity_equals_quantus_with_grad_cam() -> None:
             model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
             a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
         )  # fmt: skip
-    theirs = torch.tensor(np.asarray(theirs, dtype=np.float64))
-    relative = float(((ours.double() - theirs).abs() / theirs.abs()).max())
-    print(f"Continuity: camkit against Quantus, largest relative difference {relative:.3g}")
-    assert relative < 1e-4
+    assert _relative_to_quantus("Continuity", ours, theirs) < 1e-4
 
 
 def test_consistency_by_hand_on_squares() -> None:
