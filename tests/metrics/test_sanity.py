@@ -328,9 +328,9 @@ def test_smooth_mprt_averages_noisy_maps_and_quantus_ignores_the_explain_func() 
     explainer = camkit.GradCAM(net)
     # one sample: no smoothing; with noise 0, every sample is the clean map
     plain = cascading_randomisation(net, x, "gradcam", [0, 1], seed=3)
-    still = cascading_randomisation(net, x, "gradcam", [0, 1], seed=3, smooth=4, noise=0.0)
+    still = cascading_randomisation(net, x, "gradcam", [0, 1], seed=3, noisy_copies=4, noise=0.0)
     assert torch.allclose(plain.spearman, still.spearman, atol=1e-6)
-    smoothed = cascading_randomisation(net, x, "gradcam", [0, 1], seed=3, smooth=4)
+    smoothed = cascading_randomisation(net, x, "gradcam", [0, 1], seed=3, noisy_copies=4)
     assert not torch.allclose(plain.spearman, smoothed.spearman)
     # Quantus' SmoothMPRT explains with quantus.explain (its own methods), whatever
     # explain_func it is given: camkit's methods cannot be checked against it.

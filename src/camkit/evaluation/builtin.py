@@ -357,7 +357,7 @@ class SanityCheck(Metric):
     needs = ("re-explanations", "a randomised model")
 
     columns = (("Sanity rho", "lower", "{:.3f}"), ("Sanity SSIM", "lower", "{:.3f}"))
-    settings = (
+    settings: ClassVar[tuple[Setting, ...]] = (
         Setting("sanity_images", int, 16, "images for the randomisation check", low=0,
                 high=1024),
         Setting("sanity_costly_images", int, 4, "images for the randomisation check of a "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -102,14 +102,14 @@ PATCH = Setting("patch", int, 8, "region perturbation, selectivity: the side of 
 
 def _per_step(context: Context) -> int:
     """Pixels per group: the map's pixels over `order_groups`, rounded up."""
-    pixels = context.explanation.maps[0, 0].numel()
-    return math.ceil(pixels / min(context.settings.order_groups, pixels))
+    pixels = int(context.explanation.maps[0, 0].numel())
+    return math.ceil(pixels / min(int(context.settings.order_groups), pixels))
 
 
 class _Ordered(PerImage):
     category = "faithfulness"
     default = False
-    settings: tuple[Setting, ...] = (GROUPS,)
+    settings: ClassVar[tuple[Setting, ...]] = (GROUPS,)
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:

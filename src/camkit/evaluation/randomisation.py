@@ -82,11 +82,11 @@ class SmoothMPRT(SanityCheck):
     def passes(self, settings: Settings, load: Load) -> float:
         # the smoothed original too, once: (steps + 1) smoothed explanations
         steps = super().passes(settings, load) * settings.smprt_samples
-        return steps * (load.steps + 1) / max(1, load.steps)
+        return float(steps * (load.steps + 1) / max(1, load.steps))
 
     @override
     def protocol(self, settings: Settings) -> dict[str, Any]:
-        return {"smooth": settings.smprt_samples}
+        return {"noisy_copies": settings.smprt_samples}
 
 
 @register_metric("efficient-mprt")

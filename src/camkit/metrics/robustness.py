@@ -335,7 +335,8 @@ def continuity(
     again = again.flatten(1).float().view(len(shifts), len(x), -1)
     maps_moved = (again - reference[None]).abs().sum(dim=2)
     inputs_moved = (moved - x[None]).flatten(2).norm(dim=2)
-    return (maps_moved / (inputs_moved + 1e-9)).amax(dim=0)
+    ratio: Tensor = maps_moved / (inputs_moved + 1e-9)
+    return ratio.amax(dim=0)
 
 
 def top_units(maps: Tensor, n: int = 1, patch: int = 1) -> Tensor:

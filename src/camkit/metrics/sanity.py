@@ -183,7 +183,7 @@ def cascading_randomisation(
     original: Maps | None = None,
     layer: LayerSpec = None,
     independent: bool = False,
-    smooth: int = 0,
+    noisy_copies: int = 0,
     noise: float = 0.1,
     **options: Unpack[MethodOptions],
 ) -> Sanity:
@@ -201,11 +201,11 @@ def cascading_randomisation(
             `cascade_steps(model)`.
         seed: seeds the re-initialisation (the global random state is left as it was).
         original: the original model's maps, when already computed (an Explanation or tensor;
-            with `smooth`, an Explanation gives its layers and classes and is smoothed again).
+            with `noisy_copies`, an Explanation gives its layers and classes and is smoothed again).
         layer: the explained layer(s), as for the method (default: the method's choice).
         independent: restore every other layer before each step (independent MPRT) instead of
             keeping them randomised (cascading).
-        smooth: Smooth MPRT: each map is the mean over this many copies of the input, all but
+        noisy_copies: Smooth MPRT: each map is the mean over this many copies of the input, all but
             the last with Gaussian noise of `noise` times each input's value range.
         options: the method's other construction options (output=..., reshape=...).
 
@@ -220,7 +220,7 @@ def cascading_randomisation(
         (['6', '2', '0'], torch.Size([3, 2]))
     """
     explainer_class = method_class(method) if isinstance(method, str) else method
-    draws = _smoothing_noise(x, smooth, noise, seed)
+    draws = _smoothing_noise(x, noisy_copies, noise, seed)
     if isinstance(original, Explanation) and draws is not None:
         # Its layers and classes; the original is smoothed like every randomised map.
         layer, targets = _question(original, layer, targets)
@@ -229,7 +229,8 @@ def cascading_randomisation(
         first = explainer_class(model, layer, **options)
         original = first(x, targets)  # gives the layers and classes
         if draws is not None:
-            smoothed = _smoothed(first, x, original.targets[:, 0], draws)
+            asked = original.targets[:, 0] if original.targets is not None else None
+            smoothed = as_maps(_smoothed(first, x, asked, draws), x.shape[2:])
             original = dataclasses.replace(original, maps=smoothed[:, None])
     reference = as_maps(original, x.shape[2:])
     layer, targets = _question(original, layer, targets)
@@ -313,7 +314,8 @@ def discrete_entropy(maps: Maps, bins: int = 100) -> Tensor:
     counts = torch.zeros(len(flat), bins, dtype=torch.float64, device=flat.device)
     counts.scatter_add_(1, index, torch.ones_like(flat))
     shares = counts / counts.sum(dim=1, keepdim=True)
-    return torch.special.entr(shares).sum(dim=1) + 0.0  # + 0.0: no -0.0 for a constant map
+    entropy: Tensor = torch.special.entr(shares).sum(dim=1)
+    return entropy + 0.0  # + 0.0: no -0.0 for a constant map
 
 
 def efficient_mprt(
