@@ -14,7 +14,15 @@ import torch
 import camkit
 from camkit import metrics
 from camkit.data import ShapesDataset
-from camkit.evaluation import Batch, Evaluation, Report, Settings, evaluate
+from camkit.evaluation import (
+    METRICS,
+    Batch,
+    Evaluation,
+    Report,
+    Settings,
+    default_metrics,
+    evaluate,
+)
 from camkit.models import load_shapes_model
 
 
@@ -207,6 +215,50 @@ def test_the_sanity_checks_passes_on_the_model_copies_are_counted() -> None:
     # the explanation (with its one-image layer probe), then the original and one explanation
     # per randomisation step on the copy (each with its layer probe)
     assert report.info["passes"]["gradcam"]["forward"] >= 2 + steps
+
+
+def test_without_named_metrics_the_default_ones_run(shapes) -> None:
+    # The catalogue's other metrics (re-explanations, hundreds of passes) run only when named:
+    # a plain evaluate() is the default run's minute, not the catalogue's hour.
+    model, _ = shapes
+    evaluation = Evaluation(model, ["gradcam"], settings=Settings(resamples=0))
+    assert evaluation.metrics == default_metrics()
+    assert "sanity" in evaluation.metrics
+    assert "sensitivity" not in evaluation.metrics
+    assert set(default_metrics()) < set(METRICS)
+
+
+# Cheap settings for every metric of the catalogue (the figures are not the point here).
+CHEAP = {"steps": 4, "sanity_images": 2, "sensitivity_samples": 2, "lipschitz_samples": 2,
+         "fc_runs": 4, "order_groups": 4, "mc_samples": 2, "patch": 32, "regions": 4,
+         "sn_sizes": 2, "sn_runs": 2, "irof_segments": 4, "infidelity_samples": 2,
+         "stability_samples": 2, "continuity_steps": 2, "smprt_samples": 2}  # fmt: skip
+
+
+def test_every_metric_of_the_catalogue_runs_by_name_and_its_statistics_give_its_figures(
+    shapes,
+) -> None:
+    # The whole catalogue through the loop, two batches: each column's statistic, over the
+    # images as they are, is the table's figure, and each figure is inside its interval.
+    model, data = shapes
+    evaluation = Evaluation(model, ["gradcam"], list(METRICS),
+                            settings=Settings(resamples=50, **CHEAP))  # fmt: skip
+    for start, batch in zip((0, 3), _batches(data, 3), strict=True):
+        evaluation.add(evaluation.measure(batch, start))
+    report = evaluation.report()
+    row, checked = report.rows["gradcam"], 0
+    for plugin in evaluation.plugins["gradcam"].values():
+        for column, (count, figure) in plugin.statistics().items():
+            whole = float(figure(torch.arange(count)[None])[0])
+            if whole != whole:  # NaN: a column no image has (left out of the table)
+                assert column not in row
+                continue
+            assert whole == pytest.approx(row[column], rel=1e-5), column
+            low, high = report.intervals["gradcam"][column]
+            assert low - 1e-6 <= row[column] <= high + 1e-6, column
+            checked += 1
+    print(f"{checked} columns of {len(METRICS)} metrics: {sorted(row)}")
+    assert checked == len(row) - 1  # every column but "Explain s"
 
 
 @pytest.mark.slow

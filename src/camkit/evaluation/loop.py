@@ -24,7 +24,7 @@ from torch.nn.modules.module import (
 
 from camkit.deprecation import renamed_keywords
 from camkit.errors import CamkitWarning, first_line
-from camkit.evaluation.plugins import METRICS, Context, Metric
+from camkit.evaluation.plugins import METRICS, Context, Metric, default_metrics
 from camkit.evaluation.report import Report, build_report
 from camkit.evaluation.settings import Settings
 from camkit.layers import LayerSpec
@@ -111,13 +111,14 @@ def evaluate(
     model: nn.Module,
     batches: Iterable[Batch],
     methods: Sequence[str],
-    metrics: Sequence[str] = tuple(METRICS),
+    metrics: Sequence[str] | None = None,
     *,
     settings: Settings | None = None,
     layer: LayerSpec = None,
     advance: Callable[[int], None] | None = None,
 ) -> Report:
-    """Explain every batch with every method and score the maps with the `metrics` named.
+    """Explain every batch with every method and score the maps with the `metrics` named
+    (default: `default_metrics()`, the catalogue's others run when named).
 
     Metrics that need object masks (pointing, energy, boxacc) use the images that have them
     (`Batch.masked`); the report's info counts them (``masked_images``).
@@ -226,12 +227,13 @@ class Evaluation:
         self,
         model: nn.Module,
         methods: Sequence[str],
-        metrics: Sequence[str] = tuple(METRICS),
+        metrics: Sequence[str] | None = None,
         *,
         settings: Settings | None = None,
         layer: LayerSpec = None,
         method_options: MethodSettings | None = None,
     ) -> None:
+        metrics = default_metrics() if metrics is None else list(metrics)
         for name in metrics:
             lookup(METRICS, "metric", name)
         self.model, self.layer = model, layer

@@ -407,6 +407,17 @@ def unregister_metric(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
+def default_metrics() -> list[str]:
+    """The metrics a run without named metrics measures (`Metric.default`): the catalogue's
+    others (re-explanations, many passes) run when named.
+
+    Examples:
+        >>> default_metrics()[:3]
+        ['drop', 'deletion', 'insertion']
+    """
+    return [name for name, cls in METRICS.items() if cls.default]
+
+
 def needing_masks() -> frozenset[str]:
     """The metrics that need object masks (run on the images that have them).
 

@@ -33,6 +33,7 @@ from camkit.evaluation import (
     Evaluation,
     Report,
     Settings,
+    default_metrics,
     needing_masks,
     plots_of,
 )
@@ -76,14 +77,16 @@ class EvaluateResult:
     total: int = 0  # the images of the dataset
 
 
-def report_names(metrics: Sequence[str] = tuple(METRICS)) -> list[str]:
-    """The files a report of these metrics may write: the tables and each declared plot.
+def report_names(metrics: Sequence[str] | None = None) -> list[str]:
+    """The files a report of these metrics (default: every metric) may write: the tables and
+    each declared plot.
 
     Examples:
         >>> report_names(["deletion"])
         ['results.md', 'results.csv', 'results.json', 'deletion.png']
     """
-    return [*REPORT_FILES, *(f"{plot.name}.png" for plot in plots_of(metrics))]
+    named = list(METRICS) if metrics is None else metrics
+    return [*REPORT_FILES, *(f"{plot.name}.png" for plot in plots_of(named))]
 
 
 def _check_free(out: Path, label: Label) -> None:
@@ -158,7 +161,7 @@ def metrics_for(job: EvaluateJob, data: Items) -> list[str]:
     out with a warning that says why."""
     masked = needing_masks()
     if job.metrics is None:
-        return [m for m, cls in METRICS.items() if cls.default and (data.masked or m not in masked)]
+        return [m for m in default_metrics() if data.masked or m not in masked]
     missing = [m for m in job.metrics if m in masked]
     if missing and not data.masked:
         warnings.warn(
