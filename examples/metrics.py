@@ -9,7 +9,7 @@ from camkit.data import ShapesDataset
 from camkit.models import load_shapes_model
 
 model = load_shapes_model()
-data = ShapesDataset(32, seed=7).stack()
+data = ShapesDataset(16, seed=7).stack()
 x, labels, masks = data["image"], data["label"], data["mask"]
 
 for method in ("gradcam", "gradcam++", "scorecam"):

@@ -605,12 +605,13 @@ def test_a_pipe_where_camkit_keeps_its_ledger_or_a_summary_never_blocks(tmp_path
 def test_a_thin_image_scaled_up_past_the_pixel_limit_is_refused_alone(tmp_path, capsys) -> None:
     thin = rgb(tmp_path / "thin.png", (4, 2000))  # 2000 wide, 4 high
     good = rgb(tmp_path / "good.png", (40, 48))
-    code, lines = run(capsys, str(thin), str(good), "--size", "4096", "--out", str(tmp_path / "o"),
+    # 512: the thin picture's 262144 x 512 is over the limit, the good one's 512 x 614 is cheap
+    code, lines = run(capsys, str(thin), str(good), "--size", "512", "--out", str(tmp_path / "o"),
                       *QUICK)  # fmt: skip
     assert code == 1
     assert errors(lines) == [
-        f"camkit: error: {thin}: resized to a shorter side of 4096, its 1024 x 2 picture would "
-        "be 2097152 x 4096 pixels: over the limit of 89,478,485"  # 1024: after --max-size
+        f"camkit: error: {thin}: resized to a shorter side of 512, its 1024 x 2 picture would "
+        "be 262144 x 512 pixels: over the limit of 89,478,485"  # 1024: after --max-size
     ]
     assert (tmp_path / "o" / "good.json").is_file()
 

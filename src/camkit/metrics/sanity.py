@@ -221,17 +221,12 @@ def cascading_randomisation(
     """
     explainer_class = method_class(method) if isinstance(method, str) else method
     draws = _smoothing_noise(x, noisy_copies, noise, seed)
-    if isinstance(original, Explanation) and draws is not None:
-        # Its layers and classes; the original is smoothed like every randomised map.
-        layer, targets = _question(original, layer, targets)
-        original = None
-    if original is None:
-        first = explainer_class(model, layer, **options)
-        original = first(x, targets)  # gives the layers and classes
-        if draws is not None:
-            asked = original.targets[:, 0] if original.targets is not None else None
-            smoothed = as_maps(_smoothed(first, x, asked, draws), x.shape[2:])
-            original = dataclasses.replace(original, maps=smoothed[:, None])
+    if original is None or (isinstance(original, Explanation) and draws is not None):
+        # An Explanation gives its layers and classes; with draws it is smoothed again, like
+        # every randomised map.
+        if original is not None:
+            layer, targets = _question(original, layer, targets)
+        original = _original(explainer_class(model, layer, **options), x, targets, draws)
     reference = as_maps(original, x.shape[2:])
     layer, targets = _question(original, layer, targets)
     if not isinstance(original, Explanation) and layer is not None:
@@ -254,6 +249,18 @@ def cascading_randomisation(
             correlations.append(spearman(reference, maps))
             similarities.append(ssim(reference, maps))
     return Sanity(order, torch.stack(correlations), torch.stack(similarities))
+
+
+def _original(explainer: Explainer, x: Tensor, targets: Tensor | Sequence[int] | None,
+              draws: Tensor | None) -> Explanation:  # fmt: skip
+    """The trained model's explanation (its layers and classes), its maps smoothed over the
+    draws when there are any."""
+    original = explainer(x, targets)
+    if draws is None:
+        return original
+    asked = original.targets[:, 0] if original.targets is not None else None
+    smoothed = as_maps(_smoothed(explainer, x, asked, draws), x.shape[2:])
+    return dataclasses.replace(original, maps=smoothed[:, None])
 
 
 def _question(
