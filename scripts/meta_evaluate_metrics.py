@@ -1,7 +1,7 @@
 """Which metrics can be trusted? Every metric checked against answers known by construction.
 
 Usage:
-    python scripts/meta_evaluate_metrics.py [--images 30] [--draws 1] [--out docs/evaluation/meta]
+    python scripts/meta_evaluate_metrics.py [--images 24] [--draws 3] [--out docs/evaluation/meta]
 
 1. The shortcut model (`--model shortcut`) decides by a 6 x 6 colour tag, provably (removing
    the tag flips the prediction, removing the shape does not). On its conflict images a
@@ -21,7 +21,8 @@ Usage:
    a disruptive perturbation that should change the evidence (weights times 1 + N(0, 0.5)):
    high is reactive. Each over `--draws` perturbations, with their range.
 
-Writes meta.md (the table) and meta.json (every figure) in `--out`.
+Writes meta.md (the table) and meta.json (every figure) in `--out`, and runs.json as each
+evaluation ends: a run stopped part way, or asked for more `--draws`, keeps what was done.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ import dataclasses
 import json
 import time
 import warnings
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -92,43 +96,68 @@ def _settings(batch: Batch) -> Settings:
     return Settings(fill=fill, **SETTINGS)
 
 
-def _run(model: nn.Module, batch: Batch, name: str) -> dict[str, dict[str, float]]:
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CamkitWarning)
-        report = evaluate(model, [batch], list(METHODS), _metrics(), settings=_settings(batch))
-    print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
-    return report.rows
+class _Runs:
+    """The evaluations done so far, kept in `runs.json` as each ends: a run stopped part way
+    (or asked for more draws) starts where it was, when the images, methods and settings are
+    the same; otherwise it starts over."""
+
+    def __init__(self, path: Path, images: int) -> None:
+        self.path = path
+        self.key = {"images": images, "methods": list(METHODS), "settings": SETTINGS}
+        kept = json.loads(path.read_text()) if path.is_file() else {}
+        self.done: dict[str, Any] = kept.get("done", {}) if kept.get("key") == self.key else {}
+
+    def get(self, name: str, model: Callable[[], nn.Module], batch: Batch) -> dict[str, Any]:
+        if name not in self.done:
+            started = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CamkitWarning)
+                report = evaluate(model(), [batch], list(METHODS), _metrics(),
+                                  settings=_settings(batch))  # fmt: skip
+            self.done[name] = {"rows": report.rows, "seconds": time.perf_counter() - started}
+            self.path.write_text(json.dumps({"key": self.key, "done": self.done}, indent=1))
+            print(f"{name}: {self.done[name]['seconds']:.0f} s", flush=True)
+        rows: dict[str, Any] = self.done[name]["rows"]
+        return rows
+
+    @property
+    def seconds(self) -> float:
+        return sum(float(run["seconds"]) for run in self.done.values())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--images", type=int, default=30)
-    parser.add_argument("--draws", type=int, default=1)
+    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("docs/evaluation/meta"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
     data = benchmark("shortcut", args.images, 96)  # the conflict split, the tag as the mask
     batch = to_batch([data[i] for i in range(len(data))], "cpu", print)
     assert batch is not None
     model = load_shortcut_model()
-    runs = 2 + 2 * args.draws
+    runs = _Runs(args.out / "runs.json", args.images)
+    names = ["trained", "random", *(f"{kind} {d}" for d in range(args.draws)
+                                     for kind in ("minor", "disruptive"))]  # fmt: skip
+    left = [name for name in names if name not in runs.done]
     cost = evaluation_cost(Evaluation(model, list(METHODS), _metrics(), settings=_settings(batch)),
                            batch.inputs[:8], args.images)  # fmt: skip
     print(
-        f"{runs} evaluations of {args.images} images x {len(METHODS)} methods x "
-        f"{len(_metrics())} metrics: about {duration(runs * cost.seconds)}",
+        f"{len(left)} evaluations of {args.images} images x {len(METHODS)} methods x "
+        f"{len(_metrics())} metrics ({len(names) - len(left)} kept from the last run): about "
+        f"{duration(len(left) * cost.seconds)}",
         flush=True,
     )
-    trained, random = _run(model, batch, "trained"), _run(_randomised(model), batch, "random")
+    trained = runs.get("trained", lambda: model, batch)
+    random = runs.get("random", lambda: _randomised(model), batch)
     minor, disruptive = [], []
     for draw in range(args.draws):
         generator = torch.Generator().manual_seed(100 + draw)
         shaken = dataclasses.replace(batch, inputs=batch.inputs + 0.001 * torch.randn(
             batch.inputs.shape, generator=generator))  # fmt: skip
-        minor.append(_run(_noisy(model, 0.001, draw), shaken, f"minor {draw}"))
-        disruptive.append(_run(_noisy(model, 0.5, draw), batch, f"disruptive {draw}"))
+        minor.append(runs.get(f"minor {draw}", partial(_noisy, model, 0.001, draw), shaken))
+        disruptive.append(runs.get(f"disruptive {draw}", partial(_noisy, model, 0.5, draw),
+                                   batch))  # fmt: skip
     specs, kinds = column_specs(), column_categories()
     known = [trained[m][KNOWN] for m in METHODS]
     rows = []
@@ -172,7 +201,7 @@ def main() -> None:
         *(f"| {k} | {c} | {a:+.2f} | {r:.2f} | {spread(res)} | {spread(rea)} |"
           for k, c, a, r, res, rea in sorted(rows)),
         "",
-        f"{time.perf_counter() - started:.0f} s on {torch.get_num_threads()} CPU threads.",
+        f"{runs.seconds:.0f} s of evaluations on {torch.get_num_threads()} CPU threads.",
     ]  # fmt: skip
     (args.out / "meta.md").write_text("\n".join(lines) + "\n")
     (args.out / "meta.json").write_text(json.dumps(
