@@ -45,6 +45,7 @@ from camkit.errors import CamkitWarning
 from camkit.evaluation import METRICS, Batch, Evaluation, Settings, column_specs, evaluate
 from camkit.evaluation.datasets import benchmark, to_batch
 from camkit.evaluation.report import column_categories
+from camkit.files import write_text
 from camkit.jobs.cost import duration, evaluation_cost
 from camkit.metrics import spearman
 from camkit.models import load_shortcut_model
@@ -104,7 +105,12 @@ class _Runs:
     def __init__(self, path: Path, images: int) -> None:
         self.path = path
         self.key = {"images": images, "methods": list(METHODS), "settings": SETTINGS}
-        kept = json.loads(path.read_text()) if path.is_file() else {}
+        kept: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                kept = json.loads(path.read_text())
+            except (ValueError, UnicodeDecodeError) as error:  # not this script's file
+                warnings.warn(f"{path}: not readable ({error}); starting over", stacklevel=2)
         self.done: dict[str, Any] = kept.get("done", {}) if kept.get("key") == self.key else {}
 
     def get(self, name: str, model: Callable[[], nn.Module], batch: Batch) -> dict[str, Any]:
@@ -115,7 +121,8 @@ class _Runs:
                 report = evaluate(model(), [batch], list(METHODS), _metrics(),
                                   settings=_settings(batch))  # fmt: skip
             self.done[name] = {"rows": report.rows, "seconds": time.perf_counter() - started}
-            self.path.write_text(json.dumps({"key": self.key, "done": self.done}, indent=1))
+            # whole or not at all: a run killed while writing keeps the last file
+            write_text(self.path, json.dumps({"key": self.key, "done": self.done}, indent=1))
             print(f"{name}: {self.done[name]['seconds']:.0f} s", flush=True)
         rows: dict[str, Any] = self.done[name]["rows"]
         return rows
@@ -203,8 +210,8 @@ def main() -> None:
         "",
         f"{runs.seconds:.0f} s of evaluations on {torch.get_num_threads()} CPU threads.",
     ]  # fmt: skip
-    (args.out / "meta.md").write_text("\n".join(lines) + "\n")
-    (args.out / "meta.json").write_text(json.dumps(
+    write_text(args.out / "meta.md", "\n".join(lines) + "\n")
+    write_text(args.out / "meta.json", json.dumps(
         {"trained": trained, "random": random, "minor": minor, "disruptive": disruptive,
          "rows": rows}, indent=1))  # fmt: skip
     print("\n".join(lines))
