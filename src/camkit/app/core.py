@@ -27,7 +27,7 @@ from PIL import Image
 from torch import Tensor
 
 from camkit.attention import find_blocks
-from camkit.data import sample_images
+from camkit.data import sample_images, sample_photos
 from camkit.errors import CamkitWarning, UsageError, first_line
 from camkit.files import OutputFolder
 from camkit.images import MAX_SIDE, ImageReadError, read_image
@@ -36,7 +36,7 @@ from camkit.jobs.outputs import ImageResult, top_predictions, write_image
 from camkit.layers import candidates, choose_layer
 from camkit.methods import METHODS, method_class
 from camkit.methods.transformer import AttentionExplainer
-from camkit.models import DEFAULT_MODEL, LoadedModel, load_model
+from camkit.models import DEFAULT_MODEL, KeyMap, LoadedModel, load_model
 from camkit.overlay import check_colormap, overlay, to_pil
 from camkit.plot import line_chart
 from camkit.targets import Contrast, Targets, select_output
@@ -80,6 +80,7 @@ def open_model(
     trust: bool = False,
     prompts: Sequence[str] = (),
     seed: int = 0,
+    map_keys: KeyMap | None = None,
 ) -> AppModel:
     """Load a model for the app: a bundled one, a torchvision classifier by name (with a
     state-dict file, or random weights with a warning), a torch.export file (`trust`), or an
@@ -96,7 +97,7 @@ def open_model(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CamkitWarning)
         try:
-            loaded = load_model(name, weights, trust, prompts, seed)
+            loaded = load_model(name, weights, trust, prompts, seed, map_keys)
         except UsageError as error:
             raise ValueError(str(error)) from None
     said = [str(w.message) for w in caught if issubclass(w.category, CamkitWarning)]
@@ -189,8 +190,8 @@ class Shown:
 
 
 def sample_pictures() -> list[tuple[str, Tensor]]:
-    """(file name, picture) of each bundled sample."""
-    return [(path.name, read_image(path)) for path in sample_images()]
+    """(file name, picture) of each bundled sample: the shapes, then the two photos."""
+    return [(path.name, read_image(path)) for path in [*sample_images(), *sample_photos()]]
 
 
 def read_upload(path: str | Path) -> tuple[str, Tensor]:

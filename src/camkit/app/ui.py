@@ -26,6 +26,7 @@ import gradio as gr
 from camkit.app import core
 from camkit.methods import METHODS
 from camkit.models import BUNDLED_MODELS, DEFAULT_MODEL
+from camkit.models import in_order as in_order_keys
 
 RANDOM = "random weights"
 MAX_SESSIONS = 64  # sessions whose files are kept at once (each: one answer's files)
@@ -121,8 +122,10 @@ class App:
         keep: int = 3,
         prompts: Sequence[str] = (),
         seed: int = 0,
+        in_order: bool = False,
     ) -> None:
         self.device, self.trust, self.keep, self.seed = device, trust, keep, seed
+        self.map_keys = in_order_keys if in_order else None  # --weights-in-order
         self.start: ModelKey = (model, weights or "", "\n".join(prompts))
         self.models: OrderedDict[ModelKey, core.AppModel] = OrderedDict()
         self.lock = threading.Lock()
@@ -187,7 +190,7 @@ class App:
                 self.models[key] = core.open_model(
                     name, weights or None, device=self.device, trust=self.trust,
                     prompts=[p.strip() for p in prompts.splitlines() if p.strip()],
-                    seed=self.seed,
+                    seed=self.seed, map_keys=self.map_keys,
                 )  # fmt: skip
                 while len(self.models) > self.keep:
                     self.models.popitem(last=False)

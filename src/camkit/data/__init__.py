@@ -1,5 +1,6 @@
 """Synthetic benchmark data with ground truth (`ShapesDataset`, `HardShapes`, `ShortcutShapes`),
-and the sample images that ship with camkit (`sample_images`)."""
+the sample images that ship with camkit (`sample_images`), and two real photos for ImageNet
+models (`sample_photos`)."""
 
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,18 @@ def sample_images() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if Path(str(p)).suffix == ".png")
 
 
+def sample_photos() -> list[Path]:
+    """Two real photos that ship with camkit for ImageNet models: a cat (ImageNet's "tabby",
+    "tiger cat" and "Egyptian cat") and an espresso, from scikit-image's data (both CC0).
+
+    Examples:
+        >>> [path.name for path in sample_photos()]
+        ['chelsea.jpg', 'coffee.jpg']
+    """
+    folder = resources.files("camkit.data").joinpath("photos")
+    return sorted(Path(str(p)) for p in folder.iterdir() if Path(str(p)).suffix == ".jpg")
+
+
 __all__ = [
     "CLASSES",
     "HardShapes",
@@ -27,5 +40,6 @@ __all__ = [
     "ShortcutShapes",
     "render",
     "sample_images",
+    "sample_photos",
     "shape_coverage",
 ]

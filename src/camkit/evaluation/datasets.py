@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -19,6 +18,7 @@ from camkit.evaluation.loop import Batch
 from camkit.files import shown
 from camkit.images import IMAGE_SUFFIXES, MAX_SIDE, ImageReadError, read_image
 from camkit.models import LoadedModel
+from camkit.models.loading import centre_square, resized
 from camkit.stream import Unreadable
 
 MASK_SUFFIX = ".mask.png"
@@ -27,19 +27,16 @@ BENCHMARKS = {"shapes": 31337, "shortcut": 4000, "hard": 6000}
 the shortcut benchmark's is the conflict split its training script reports on)."""
 
 
-def square(picture: Tensor, side: int, nearest: bool = False) -> Tensor:
-    """Resize the shorter side of (C, H, W) to `side` and crop the centre square."""
+def square(
+    picture: Tensor, side: int, nearest: bool = False, crop: float = 1.0, mode: str = "bilinear"
+) -> Tensor:
+    """Resize the shorter side of (C, H, W) to `side` / `crop` and keep the centre square of
+    `side` (a model's evaluation crop, `LoadedModel.crop`)."""
     height, width = picture.shape[1:]
-    scale = side / min(height, width)
-    size = (max(side, round(height * scale)), max(side, round(width * scale)))
-    if nearest:
-        picture = F.interpolate(picture[None], size=size, mode="nearest")[0]
-    else:
-        picture = F.interpolate(
-            picture[None], size=size, mode="bilinear", align_corners=False, antialias=True
-        )[0].clamp(0, 1)
-    top, left = (size[0] - side) // 2, (size[1] - side) // 2
-    return picture[:, top : top + side, left : left + side]
+    shorter = max(side, round(side / crop))
+    scale = shorter / min(height, width)
+    size = (max(shorter, round(height * scale)), max(shorter, round(width * scale)))
+    return centre_square(resized(picture, size, "nearest" if nearest else mode), side)
 
 
 def folder_dataset(folder: Path, loaded: LoadedModel) -> list[tuple[Path, int]]:
@@ -125,7 +122,12 @@ class FolderImages(Dataset[Item | Unreadable]):
         except ImageReadError as error:
             return Unreadable(path, str(error))
         mask, problem = self._mask(path, picture.shape[1:])
-        return self.loaded.normalise(square(picture, self.side)), label, mask, problem
+        return self.loaded.normalise(self._square(picture)), label, mask, problem
+
+    def _square(self, picture: Tensor, nearest: bool = False) -> Tensor:
+        """A picture or mask at the input's size, as the model's preprocessing crops it."""
+        loaded = self.loaded
+        return square(picture, self.side, nearest, loaded.crop or 1.0, loaded.interpolation)
 
     def _mask(self, path: Path, size: tuple[int, ...]) -> tuple[Tensor | None, str]:
         """The image's mask at the input's size, or (None, why it is left out)."""
@@ -141,7 +143,7 @@ class FolderImages(Dataset[Item | Unreadable]):
             (mh, mw), (h, w) = mask.shape[1:], size
             return None, (f"{shown(where)} is {mw} x {mh} pixels but its image {w} x {h}: a mask "
                           f"must have its image's size; {left_out}")  # fmt: skip
-        return square(mask, self.side, nearest=True)[0] > 0.5, ""
+        return self._square(mask, nearest=True)[0] > 0.5, ""
 
 
 def _exists(path: Path) -> bool:

@@ -118,7 +118,8 @@ def dataset(job: EvaluateJob, loaded: LoadedModel, label: Label = str) -> tuple[
             "or a folder of class subfolders"
         )
     items = folder_dataset(Path(job.data), loaded)[: job.limit]
-    side = job.size or loaded.size or min(first_readable(items, MAX_SIDE).shape[1:])
+    shorter = job.size or loaded.size or min(first_readable(items, MAX_SIDE).shape[1:])
+    side = round(shorter * (loaded.crop or 1.0))  # the model's crop of the resized picture
     job.check_side(side, label)
     return FolderImages(items, side, loaded), max(cls for _, cls in items)
 

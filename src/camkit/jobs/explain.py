@@ -20,6 +20,7 @@ import json
 import os
 import re
 import threading
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -27,8 +28,8 @@ from pathlib import Path, PurePosixPath
 import torch
 from torch import Tensor
 
-from camkit.data import sample_images
-from camkit.errors import UsageError
+from camkit.data import sample_images, sample_photos
+from camkit.errors import CamkitWarning, UsageError
 from camkit.explanation import Explanation
 from camkit.files import OutputError, OutputFolder, identity, shown
 from camkit.images import IMAGE_SUFFIXES
@@ -42,6 +43,9 @@ from camkit.methods.building import build, parse_method_options
 from camkit.models import LoadedModel
 from camkit.stream import Unreadable, explain_batches
 from camkit.targets import TopK, select_output
+
+IMAGENET_CLASSES = 1000
+"""ImageNet-1k's class count: a model with as many classes explains the bundled photos."""
 
 
 @dataclasses.dataclass
@@ -160,9 +164,11 @@ class Plan:
         return [path for path, stem in zip(self.paths, self.stems, strict=True) if stem is None]
 
 
-def plan(job: ExplainJob, methods: Sequence[str], label: Label = str) -> Plan:
+def plan(
+    job: ExplainJob, methods: Sequence[str], label: Label = str, samples: Sequence[Path] = ()
+) -> Plan:
     """The inputs and their outputs in the job's folder (made now), before any work; no input
-    given: the bundled samples."""
+    given: `samples`, else the bundled shape samples."""
     out = job.folder
     try:
         folder = OutputFolder(out)
@@ -172,7 +178,8 @@ def plan(job: ExplainJob, methods: Sequence[str], label: Label = str) -> Plan:
         own = {identity(folder.path(name)) for name in folder.owned}
         paths, root, left_out = _inputs(job.inputs, own)
     else:
-        paths, root, left_out = sample_images(), sample_images()[0].parent, 0
+        paths, left_out = list(samples or sample_images()), 0
+        root = paths[0].parent
     stems = output_stems(paths, root)
     folder.inputs = {identity(p) for p in paths}  # never written over, whatever the ledger says
     try:
@@ -255,12 +262,41 @@ def _before_work(job: ExplainJob, loaded: LoadedModel, data: ImageFiles,
     x = first["input"].to(job.device)
     if loaded.classes is None and targets is not None:
         _check_target_range(loaded.model, x[None], targets, label)
+    if not loaded.random_weights and (said := flat_prediction(loaded, x, first["path"])):
+        warnings.warn(said, CamkitWarning, stacklevel=2)
     try:
         cost = estimate(loaded.model, explainers, x, len(data), layer, job.images_per_batch)
     except (RuntimeError, ValueError):  # the model fails on this input: explaining it says why
         return
     if cost.seconds > WORTH_SAYING:
         progress.note(cost.line())
+
+
+FLAT = 0.05
+"""A trained classifier of many classes (`FLAT_CLASSES` or more) whose most likely class is
+less likely than this on a picture is told its preprocessing may be wrong: on eight real photos
+the ImageNet model's top probability was 0.09 to 0.95 when preprocessed as its configuration
+says, 0.01 to 0.05 with pictures scaled up too far (docs/howto/pretrained.md has the table)."""
+FLAT_CLASSES = 100
+
+
+def flat_prediction(loaded: LoadedModel, x: Tensor, path: Path) -> str:
+    """A warning when the model's prediction for input `x` is implausibly flat, else ""."""
+    with torch.inference_mode():
+        scores = select_output(loaded.model(x[None]))
+    if scores.dim() != 2 or scores.shape[-1] < FLAT_CLASSES:
+        return ""
+    top = float(loaded.probabilities(scores.float())[0].max())
+    if top >= FLAT:
+        return ""
+    crop = f", keeps the centre {loaded.crop:.3g} of it" if loaded.crop else ""
+    mean = "no normalisation" if loaded.mean is None else f"mean {loaded.mean}, std {loaded.std}"
+    return (
+        f"{shown(path)}: the model's most likely class has a probability of {top:.3f} among "
+        f"{scores.shape[-1]} classes, implausibly flat for a trained classifier: check the "
+        f"preprocessing (this run resizes the shorter side to {loaded.size or 'as is'}{crop}, "
+        f"{mean}); maps of a model that does not recognise its input show little"
+    )
 
 
 def _check_target_range(model: torch.nn.Module, x: Tensor, targets: int | TopK | None,
@@ -344,6 +380,13 @@ def default_methods(loaded: LoadedModel) -> tuple[str, ...]:
     )
 
 
+def default_samples(loaded: LoadedModel) -> list[Path]:
+    """What a job explains when given no input: the two bundled photos for a model of
+    ImageNet's 1000 classes, else the bundled shape samples."""
+    classes = loaded.classes
+    return sample_photos() if classes is not None and len(classes) == IMAGENET_CLASSES else []
+
+
 def explain_folder(
     job: ExplainJob, progress: Progress | None = None, label: Label = str
 ) -> ExplainResult:
@@ -370,7 +413,7 @@ def explain_folder(
     targets = targets_of(job, loaded, label)
     options = parse_method_options(job.method_options)
     explainers = {m: build(m, loaded.model, layer, options) for m in methods}
-    steps = plan(job, methods, label)
+    steps = plan(job, methods, label, default_samples(loaded))
     todo = [steps.paths[i] for i in steps.todo]
     data = ImageFiles(todo, [str(steps.stems[i]) for i in steps.todo], loaded, job.max_size)
     result = ExplainResult(len(steps.paths), done_before=steps.done_before,

