@@ -38,3 +38,14 @@ def zoo_input() -> torch.Tensor:
     return torch.randn(
         2, 3, 96, 80, generator=torch.Generator().manual_seed(3), dtype=torch.float64
     )
+
+
+@pytest.fixture(scope="session")
+def real():
+    """The real ImageNet model and the real photos, each prepared as the model expects: built
+    once per test run."""
+    from helpers.photos import photos, prepared, real_model
+
+    loaded = real_model()
+    ready = [(photo, *prepared(loaded, photo)) for photo in photos()]
+    return loaded, ready

@@ -54,12 +54,13 @@ def preprocessing(config: Mapping[str, Any]) -> tuple[int, float | None, str]:
 
 
 def _timm_classes(timm: Any, model: nn.Module) -> Sequence[str] | None:  # noqa: ANN401
-    """ImageNet's class names (timm ships them) for a model with ImageNet's classes."""
+    """ImageNet's class names (timm ships them) for a model with ImageNet's classes: the first
+    of each class's synonyms ("tabby" for "tabby, tabby cat"), as torchvision names them."""
     subset = timm.data.infer_imagenet_subset(model)
     if subset is None:
         return None
     info = timm.data.ImageNetInfo(subset)
-    return [info.index_to_description(i, detailed=False) for i in range(info.num_classes())]
+    return [info.index_to_description(i).split(",")[0] for i in range(info.num_classes())]
 
 
 def timm_model(
