@@ -31,7 +31,7 @@ class Photo:
         return mask
 
 
-def _array(source: str):  # noqa: ANN202 - a NumPy array
+def _array(source: str):
     if source.startswith("skimage.data."):
         import skimage.data
 
