@@ -13,7 +13,8 @@ def on_pre_build(config: Any) -> None:
     spec = importlib.util.spec_from_file_location(
         "real_photo_figure", SCRIPTS / "real_photo_figure.py"
     )
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise ImportError("cannot load scripts/real_photo_figure.py")
     figure = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(figure)
     if not figure.OUT.exists():

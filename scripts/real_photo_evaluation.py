@@ -43,5 +43,6 @@ if __name__ == "__main__":
     assert json.loads(BOXES.read_text())
     with tempfile.TemporaryDirectory() as scratch:
         data = folder(Path(scratch) / "photos")
-        sys.exit(main(["evaluate", "--model", "efficientnet-lite0", "--data", str(data),
-                       "--out", str(ROOT / "docs" / "evaluation" / "real"), *sys.argv[1:]]))  # fmt: skip
+        out = ROOT / "docs" / "evaluation" / "real"
+        arguments = ["--model", "efficientnet-lite0", "--data", str(data), "--out", str(out)]
+        sys.exit(main(["evaluate", *arguments, *sys.argv[1:]]))

@@ -44,8 +44,8 @@ def make(out: Path = OUT) -> Path:
         axis.set_title(title, fontsize=10)
     for axis in axes:
         axis.set_axis_off()
-    figure.suptitle("EfficientNet-Lite0 (ImageNet weights) on a real photo, layer "
-                    f"{result.layers[0]}: what each method says it looked at", fontsize=10)  # fmt: skip
+    title = "EfficientNet-Lite0 (ImageNet weights) on a real photo, layer"
+    figure.suptitle(f"{title} {result.layers[0]}: what each method looked at", fontsize=10)
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=80, metadata={"Software": None})
