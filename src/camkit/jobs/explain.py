@@ -262,12 +262,13 @@ def _before_work(job: ExplainJob, loaded: LoadedModel, data: ImageFiles,
     x = first["input"].to(job.device)
     if loaded.classes is None and targets is not None:
         _check_target_range(loaded.model, x[None], targets, label)
-    if not loaded.random_weights and (said := flat_prediction(loaded, x, first["path"])):
-        warnings.warn(said, CamkitWarning, stacklevel=2)
     try:
+        said = "" if loaded.random_weights else flat_prediction(loaded, x, first["path"])
         cost = estimate(loaded.model, explainers, x, len(data), layer, job.images_per_batch)
     except (RuntimeError, ValueError):  # the model fails on this input: explaining it says why
         return
+    if said:
+        warnings.warn(said, CamkitWarning, stacklevel=2)
     if cost.seconds > WORTH_SAYING:
         progress.note(cost.line())
 
