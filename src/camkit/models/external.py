@@ -28,6 +28,8 @@ from camkit.errors import CamkitWarning, UsageError, first_line
 from camkit.files import shown
 from camkit.models.states import KeyMap, in_order, load_into, read_state
 
+MAX_PROCESSOR_SIDE = 4096
+"""The largest input side a processor configuration may ask for (a larger one is a typo)."""
 RESAMPLE = {2: "bilinear", 3: "bicubic"}
 """PIL's resampling codes, as Hugging Face image processors store them."""
 
@@ -108,13 +110,13 @@ def _fine_tuned(theirs: Tensor | None, own: Tensor | None) -> bool:
     return theirs.shape[1:] == own.shape[1:] and len(theirs) != len(own)
 
 
-def warn_random(name: str, stacklevel: int = 3) -> None:
+def warn_random(name: str) -> None:
     """Say that `name` has random weights: its maps show no learned evidence."""
     warnings.warn(
         f"{name} has random weights, drawn from a fixed seed (--seed N draws others; pass "
         "--weights for trained ones): its maps show no learned evidence",
         CamkitWarning,
-        stacklevel=stacklevel,
+        stacklevel=3,
     )
 
 
@@ -169,11 +171,30 @@ def no_progress_bars(transformers: Any) -> Iterator[None]:  # noqa: ANN401 - the
 def processor_fields(path: Path, config: Any) -> dict[str, Any]:  # noqa: ANN401 - a config
     """`LoadedModel`'s preprocessing from a Hugging Face image processor's configuration:
     its size (a shortest edge, or a fixed height and width), centre crop, resampling and
-    normalisation; without the file, the model's image size and no normalisation."""
+    normalisation; without the file, the model's image size and no normalisation (said).
+
+    Raises `UsageError` naming the file for one that is not JSON or not a processor's."""
+    if not path.is_file():
+        warnings.warn(
+            f"{shown(path.parent)} has no preprocessor_config.json: pictures are resized to the "
+            "model's image size and not normalised; save the image processor beside the model "
+            "(processor.save_pretrained) for its own preprocessing",
+            CamkitWarning,
+            stacklevel=4,
+        )
     try:
         processor = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError) as error:
-        raise UsageError(f"{shown(path)} is not readable JSON ({first_line(error)})") from None
+        if not isinstance(processor, dict):
+            raise ValueError("not a JSON object")
+        return _checked(_processor(processor, config))
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as error:
+        raise UsageError(
+            f"{shown(path)} is not a readable image processor configuration ({type(error).__name__}"
+            f": {first_line(error)})"
+        ) from None
+
+
+def _processor(processor: dict[str, Any], config: Any) -> dict[str, Any]:  # noqa: ANN401
     size: Any = processor.get("size") or getattr(config, "image_size", 224)
     fixed = not isinstance(size, dict) or "height" in size
     if isinstance(size, dict):
@@ -194,6 +215,25 @@ def processor_fields(path: Path, config: Any) -> dict[str, Any]:  # noqa: ANN401
         "mean": tuple(processor["image_mean"]) if normalised else None,
         "std": tuple(processor["image_std"]) if normalised else None,
     }
+
+
+def _checked(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a processor configuration, refused (`ValueError`) where they could only
+    give a wrong input: a size out of range, a crop larger than the picture, a mean or std that
+    is not one value or three, a std of 0."""
+    if not 1 <= fields["size"] <= MAX_PROCESSOR_SIDE:
+        raise ValueError(f"size {fields['size']} is not 1 to {MAX_PROCESSOR_SIDE} pixels")
+    if fields["crop"] is not None and not 0 < fields["crop"] <= 1:
+        raise ValueError(f"the centre crop is {fields['crop']:.3g} of the resized picture")
+    for name in ("mean", "std"):
+        values = fields[name]
+        if values is not None and (
+            len(values) not in (1, 3) or not all(isinstance(v, (int, float)) for v in values)
+        ):
+            raise ValueError(f"image_{name} {list(values)} is not one number or three")
+    if fields["std"] is not None and 0 in fields["std"]:
+        raise ValueError("image_std has a 0")
+    return fields
 
 
 @dataclass(frozen=True)
