@@ -36,7 +36,8 @@ from camkit.jobs.outputs import ImageResult, top_predictions, write_image
 from camkit.layers import candidates, choose_layer
 from camkit.methods import METHODS, method_class
 from camkit.methods.transformer import AttentionExplainer
-from camkit.models import DEFAULT_MODEL, KeyMap, LoadedModel, load_model
+from camkit.models import DEFAULT_MODEL, LoadedModel, load_model
+from camkit.models.states import KeyMap
 from camkit.overlay import check_colormap, overlay, to_pil
 from camkit.plot import line_chart
 from camkit.targets import Contrast, Targets, select_output

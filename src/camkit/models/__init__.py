@@ -16,7 +16,7 @@ from camkit.models.external import WHEEL_MODELS
 from camkit.models.loading import BUNDLED_MODELS, DEFAULT_MODEL, LoadedModel, load_model
 from camkit.models.shapes import ShapesNet, load_shapes_model
 from camkit.models.shortcut import load_shortcut_model
-from camkit.models.states import KeyMap, in_order
+from camkit.models.states import in_order
 from camkit.models.vit import ShapesViT, load_vit_model
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "DEFAULT_MODEL",
     "WHEEL_MODELS",
     "DeepShapesNet",
-    "KeyMap",
     "LoadedModel",
     "ShapesNet",
     "ShapesViT",
