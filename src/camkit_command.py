@@ -1,10 +1,12 @@
 """The `camkit` command's entry point, kept apart from the `camkit` package on purpose.
 
 Importing camkit imports torch: seconds, during which Python would answer Ctrl-C with a
-traceback. This module imports nothing heavy itself, so the import that takes the time happens
-inside `main`, where an interrupt at any moment ends the command with one line and exit 130
-(during the import, at once: nothing has started); SIGTERM, SIGHUP and SIGQUIT end it the same
-way.
+traceback. This module imports nothing heavy itself, so the imports that take the time (the
+command's module, parsed with its arguments) happen inside `main`, where an interrupt at any
+moment ends the command with one line and exit 130 (during the imports, at once: nothing has
+started); SIGTERM, SIGHUP and SIGQUIT end it the same way. A signal the command was started
+with ignored (`nohup` ignores SIGHUP; a shell script's background job, SIGINT) stays ignored:
+whoever started it asked for that.
 """
 
 from __future__ import annotations
@@ -27,29 +29,36 @@ STOPPING = ("SIGTERM", "SIGHUP", "SIGQUIT")
 
 def main() -> int:
     """Run `camkit` with the process's arguments; returns the exit code."""
+    ignored = {name for name in ("SIGINT", *STOPPING) if _ignored(name)}
     # While torch and camkit import, nothing has started: a Ctrl-C (or stop) ends the process
     # at once with the line. Raised there, the KeyboardInterrupt could land inside a native
     # module's initialisation, which turns it into an ImportError (a traceback) or, where a
-    # library imports it optionally, into nothing at all (the run goes on).
-    _handle(("SIGINT", *STOPPING), _interrupted_at_exit)
-    from camkit.cli import main as run  # torch and camkit: most of the start-up time
+    # library imports it optionally (torch imports pynvml so), into nothing at all: the run
+    # would go on and end with 0.
+    _handle(("SIGINT", *STOPPING), _interrupted_at_exit, ignored)
+    from camkit.cli import parse, run
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    _handle(STOPPING, _stop)
+    args = parse()  # imports the command's module: torch and camkit, most of the start-up
+    _handle(("SIGINT",), signal.default_int_handler, ignored)
+    _handle(STOPPING, _stop, ignored)
     try:
-        code = run()
+        code = run(args)
     except KeyboardInterrupt:  # before the command's own handling starts, or after it ends
         code = _say_interrupted()
     # From here Python flushes and shuts down (torch's exit handlers run): a late Ctrl-C (or
     # stop) ends the process at once with the same line, rather than a traceback from an exit
     # handler.
-    _handle(("SIGINT", *STOPPING), _interrupted_at_exit)
+    _handle(("SIGINT", *STOPPING), _interrupted_at_exit, ignored)
     return code
 
 
-def _handle(names: tuple[str, ...], handler: Handler) -> None:
+def _ignored(name: str) -> bool:
+    return hasattr(signal, name) and signal.getsignal(getattr(signal, name)) == signal.SIG_IGN
+
+
+def _handle(names: tuple[str, ...], handler: Handler, ignored: set[str]) -> None:
     for name in names:
-        if hasattr(signal, name):  # not every platform has them all
+        if hasattr(signal, name) and name not in ignored:  # not every platform has them all
             signal.signal(getattr(signal, name), handler)
 
 

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from camkit.cli import main
+from helpers.processes import stoppable
 
 pytest.importorskip("gradio", reason="the app is the optional extra camkit[app]")
 
@@ -26,11 +27,10 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_app_serves_locally_and_stops_on_ctrl_c() -> None:
     port = _free_port()
-    server = subprocess.Popen(
+    server = stoppable(
         [sys.executable, "-m", "camkit", "app", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
     try:
         line = server.stdout.readline()  # printed once the server listens
@@ -66,11 +66,12 @@ def test_a_stopped_app_leaves_none_of_its_sessions_files(stop, tmp_path) -> None
     """A service manager's stop (SIGTERM), a closed terminal (SIGHUP) and Ctrl-C all remove the
     app's folder: every session's overlays, maps and uploads."""
     port = _free_port()
-    server = subprocess.Popen(
+    server = stoppable(
         [sys.executable, "-m", "camkit", "app", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env={**os.environ, "TMPDIR": str(tmp_path)},
-    )  # fmt: skip
+    )
     try:
         assert "the app is at" in server.stdout.readline()
         (folder,) = tmp_path.glob("camkit-app-*")
