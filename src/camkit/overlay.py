@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from camkit.deprecation import renamed_keywords
 from camkit.images import image_to_tensor
 
 
@@ -98,7 +97,6 @@ def to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(data.cpu().contiguous().numpy())
 
 
-@renamed_keywords(map="heat")
 def overlay(
     image: Image.Image | Tensor, heat: Tensor, colormap: str = "jet", alpha: float = 0.5
 ) -> Image.Image:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -232,11 +231,3 @@ def _explain_all(
             for b in range(len(items)):
                 found[b][method] = (result, b)
     return found
-
-
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - a module's old names
-    if name == "Explained":  # its old name, too close to Explainer and Explanation
-        warnings.warn("camkit.stream.Explained is now ExplainedBatch; the old name goes in the "
-                      "next release", DeprecationWarning, stacklevel=2)  # fmt: skip
-        return ExplainedBatch
-    raise AttributeError(f"module 'camkit.stream' has no attribute {name!r}")

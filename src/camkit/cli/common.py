@@ -13,14 +13,11 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 from typing_extensions import override
 
-from camkit.data import sample_images
-from camkit.deprecation import moved
-from camkit.errors import UsageError, first_line
+from camkit.errors import UsageError
 from camkit.evaluation import metric_settings
 from camkit.evaluation.settings import SHARED
 from camkit.jobs.options import Option, options_of
 from camkit.jobs.progress import Progress
-from camkit.models import DEFAULT_MODEL, LoadedModel, load_model
 
 J = TypeVar("J")
 
@@ -189,15 +186,3 @@ def _clock(seconds: float) -> str:
 
 
 __all__ = ["TerminalProgress", "UsageError", "add_options", "add_settings", "flag", "job_from"]
-
-# What this module held in 0.1, now in the library (see the CHANGELOG).
-__getattr__ = moved(
-    "camkit.cli.common",
-    {
-        "BUNDLED": ("camkit.models.DEFAULT_MODEL", DEFAULT_MODEL),
-        "LoadedModel": ("camkit.models.LoadedModel", LoadedModel),
-        "load_model": ("camkit.models.load_model", load_model),
-        "bundled_samples": ("camkit.data.sample_images", sample_images),
-        "first_line": ("camkit.errors.first_line", first_line),
-    },
-)

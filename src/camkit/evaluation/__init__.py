@@ -22,8 +22,6 @@ Examples:
     ['Deletion AUC', 'Explain s']
 """
 
-from camkit.deprecation import moved
-
 # isort: off
 # The shipped metrics register in the order of `METRICS` (and of `--metrics all`).
 from camkit.evaluation import builtin as builtin
@@ -53,10 +51,6 @@ from camkit.evaluation.plugins import (
 )
 from camkit.evaluation.report import Report, column_specs, plots_of
 from camkit.evaluation.settings import Settings
-
-__getattr__ = moved(
-    "camkit.evaluation", {"needs_regions": ("camkit.evaluation.needing_masks", needing_masks)}
-)
 
 __all__ = [
     "METRICS",

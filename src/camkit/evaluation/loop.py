@@ -22,7 +22,6 @@ from torch.nn.modules.module import (
     register_module_forward_pre_hook,
 )
 
-from camkit.deprecation import renamed_keywords
 from camkit.errors import CamkitWarning, first_line
 from camkit.evaluation.plugins import METRICS, Context, Metric, default_metrics
 from camkit.evaluation.report import Report, build_report
@@ -106,7 +105,6 @@ class EvaluationInterrupted(KeyboardInterrupt):
         self.report = report
 
 
-@renamed_keywords(chosen="metrics")
 def evaluate(
     model: nn.Module,
     batches: Iterable[Batch],
@@ -222,7 +220,6 @@ class Evaluation:
         4
     """
 
-    @renamed_keywords(chosen="metrics")
     def __init__(
         self,
         model: nn.Module,

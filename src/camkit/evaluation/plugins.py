@@ -371,9 +371,6 @@ M = TypeVar("M", bound=type[Metric])
 def register_metric(name: str) -> Callable[[M], M]:
     """Class decorator: make a plug-in available to `evaluate` and `camkit evaluate --metrics`.
 
-    A plug-in written for 0.1 that sets ``needs_regions`` gets ``needs_masks`` from it, with a
-    `DeprecationWarning`.
-
     Examples:
         >>> @register_metric("blank")
         ... class Blank(Metric):
@@ -382,20 +379,7 @@ def register_metric(name: str) -> Callable[[M], M]:
         True
         >>> unregister_metric("blank")
     """
-    add = adder(_REGISTRY, "metric", name)
-
-    def register(cls: M) -> M:
-        if "needs_regions" in vars(cls):  # its 0.1 name
-            warnings.warn(
-                f"{cls.__name__}.needs_regions is now needs_masks; the old name goes in the next "
-                "release",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            cls.needs_masks = bool(vars(cls)["needs_regions"])
-        return add(cls)
-
-    return register
+    return adder(_REGISTRY, "metric", name)
 
 
 def unregister_metric(name: str) -> None:

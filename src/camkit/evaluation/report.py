@@ -7,7 +7,6 @@ import csv
 import dataclasses
 import io
 import json
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,27 +90,6 @@ class Report:
     info: dict[str, Any] = field(default_factory=dict)
     intervals: Intervals = field(default_factory=dict)
     differ: Differences = field(default_factory=dict)
-
-    @property
-    def win(self) -> dict[str, dict[str, float]]:
-        """Deprecated: ``tables["win"]``."""
-        warnings.warn('Report.win is now Report.tables["win"]', DeprecationWarning, stacklevel=2)
-        return self.tables.get("win", {})
-
-    @property
-    def sanity(self) -> dict[str, dict[str, list[Any]]]:
-        """Deprecated: the sanity check's steps are ``details["sanity"]``, its curves
-        ``curves[method]["sanity_spearman"]`` and ``["sanity_ssim"]``."""
-        warnings.warn("Report.sanity is now Report.details['sanity'] and the sanity_* curves",
-                      DeprecationWarning, stacklevel=2)  # fmt: skip
-        return {
-            method: {
-                "steps": details["steps"],
-                "spearman": self.curves[method]["sanity_spearman"],
-                "ssim": self.curves[method]["sanity_ssim"],
-            }
-            for method, details in self.details.get("sanity", {}).items()
-        }
 
     @property
     def columns(self) -> list[str]:

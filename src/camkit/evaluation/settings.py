@@ -3,7 +3,6 @@ plug-in declares (`Metric.settings`), checked against their ranges when given.""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,14 +37,6 @@ class Settings:
     """
 
     def __init__(self, *, fill: float | Tensor = 0.0, **values: object) -> None:
-        if "batch_size" in values:  # its old name: it never meant images per batch
-            warnings.warn(
-                "Settings(batch_size=) is now Settings(rows_per_pass=) (perturbed inputs per "
-                "forward pass); the old name goes in the next release",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            values["rows_per_pass"] = values.pop("batch_size")
         known = {s.name: s for s in SHARED} | metric_settings()
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -73,12 +64,6 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         """Every setting by name, the fill value first."""
         return {"fill": self.fill, **self._values}
-
-    @property
-    def batch_size(self) -> int:
-        """Deprecated name of `rows_per_pass`."""
-        warnings.warn("Settings.batch_size is now rows_per_pass", DeprecationWarning, stacklevel=2)
-        return int(self._values["rows_per_pass"])
 
     def pointing_tolerance(self, size: Sequence[int]) -> float:
         """The pointing game's tolerance in pixels: the `tolerance` setting, or 15 px at 224

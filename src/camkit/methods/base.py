@@ -18,7 +18,6 @@ import torch
 from torch import Tensor, nn
 
 from camkit.capture import batched_only, capture, preserved_state, run_model
-from camkit.deprecation import moved
 from camkit.errors import CamkitWarning
 from camkit.explanation import Explanation
 from camkit.inputs import Inputs, ModelInput, SpatialInput
@@ -545,9 +544,3 @@ def every_target(one: Tensor, evidence: Evidence) -> Tensor:
 def channel_sum(weights: Tensor, activations: Tensor) -> Tensor:
     """sum_k w_k^c A^k: (B, K, C) weights and (B, C, *spatial) activations -> (B, K, *spatial)."""
     return torch.einsum("bkc,bc...->bk...", weights, activations)
-
-
-__getattr__ = moved(
-    "camkit.methods.base",
-    {"ExplainerOptions": ("camkit.methods.base.MethodOptions", MethodOptions)},
-)

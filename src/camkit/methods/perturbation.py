@@ -16,7 +16,6 @@ from typing_extensions import override
 
 from camkit import seeds
 from camkit.capture import hook_here, removing
-from camkit.deprecation import renamed_keywords
 from camkit.errors import first_line, whole_number
 from camkit.inputs import Inputs
 from camkit.layers import LayerSpec
@@ -57,7 +56,6 @@ class ScoreCAM(Explainer):
 
     needs_gradients = False
 
-    @renamed_keywords(batch_size="rows_per_pass")
     def __init__(
         self,
         model: nn.Module,
@@ -212,7 +210,6 @@ class AblationCAM(Explainer):
 
     needs_gradients = False
 
-    @renamed_keywords(batch_size="rows_per_pass")
     def __init__(
         self,
         model: nn.Module,

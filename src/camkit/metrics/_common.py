@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from camkit import seeds
-from camkit.deprecation import renamed_keywords
 from camkit.explanation import Explanation
 from camkit.targets import OutputSelector, Score, select_output
 
@@ -93,7 +92,6 @@ class ModelScores:
         torch.Size([5, 3])
     """
 
-    @renamed_keywords(batch_size="rows_per_pass")
     def __init__(
         self,
         model: nn.Module | Callable[[Tensor], object],

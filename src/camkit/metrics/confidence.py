@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from camkit.deprecation import renamed_keywords
 from camkit.metrics._common import (
     Maps,
     ModelScores,
@@ -57,7 +56,6 @@ class Confidence:
         return float((self.masked > self.base).float().mean() * 100)
 
 
-@renamed_keywords(baseline="fill", batch_size="rows_per_pass")
 def confidence(
     model: nn.Module,
     x: Tensor,

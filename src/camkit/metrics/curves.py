@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camkit.deprecation import renamed_keywords
 from camkit.metrics._common import (
     Maps,
     ModelScores,
@@ -128,7 +127,6 @@ def _curve(
     return Curve(curve, counts.float() / pixels)
 
 
-@renamed_keywords(batch_size="rows_per_pass")
 def deletion(
     model: nn.Module,
     x: Tensor,
@@ -170,7 +168,6 @@ def deletion(
     return _curve("deletion", x, maps, targets, like_input(fill, x), steps, base, scores, seed)
 
 
-@renamed_keywords(batch_size="rows_per_pass")
 def insertion(
     model: nn.Module,
     x: Tensor,

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camkit import seeds
-from camkit.deprecation import renamed_keywords
 from camkit.metrics._common import (
     Maps,
     ModelScores,
@@ -202,7 +201,6 @@ class Road:
         return float(self.accuracy.mean())
 
 
-@renamed_keywords(batch_size="rows_per_pass")
 def road(
     model: nn.Module,
     x: Tensor,
