@@ -1,6 +1,7 @@
 """The shape of the house: the library never imports the command, no import cycle (imports
-inside functions included), and no function over 60 lines or 15 branches except the ones
-docs/architecture.md names with the reason."""
+inside functions and those for annotations only included), and no function over 60 lines or 15
+branches, each measured by its qualified name, except the ones docs/architecture.md names with
+the reason."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ MODULES = {
 MAX_LINES, MAX_BRANCHES = 60, 15
 
 
-def _imports(name: str, path: Path) -> set[str]:
-    """The camkit modules `name` imports anywhere in its file (functions included, not the
-    annotations-only ``if TYPE_CHECKING:`` blocks); `from package import name` counts as the
-    submodule when there is one."""
+def _imports(name: str, path: Path, typing: bool = False) -> set[str]:
+    """The camkit modules `name` imports anywhere in its file (functions included; with
+    `typing`, the annotations-only ``if TYPE_CHECKING:`` blocks too); `from package import name`
+    counts as the submodule when there is one."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text())
-    typing_only = {id(n) for block in ast.walk(tree) if _type_checking(block)
-                   for n in ast.walk(block)}  # fmt: skip
+    blocks = [] if typing else [b for b in ast.walk(tree) if _type_checking(b)]
+    typing_only = {id(n) for block in blocks for n in ast.walk(block)}
     found = set()
     for node in (n for n in ast.walk(tree) if id(n) not in typing_only):
         if isinstance(node, ast.Import):
@@ -46,6 +47,11 @@ def _type_checking(node: ast.AST) -> bool:
 
 
 GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+TYPED_GRAPH = {name: _imports(name, path, typing=True) for name, path in MODULES.items()}
+"""With the imports for annotations: a cycle there is a cycle in the design all the same (two
+modules that need each other's types belong together). `camkit/__init__.py`'s lazy public names
+are left out: the package re-exports its modules, it does not depend on them."""
+TYPED_GRAPH["camkit"] = GRAPH["camkit"]
 
 
 def test_the_source_tree_is_what_the_graph_is_built_from() -> None:
@@ -62,15 +68,16 @@ def test_no_module_outside_the_command_imports_it() -> None:
     assert offenders == {}
 
 
-def _cycle() -> list[str] | None:
-    """One import cycle, as the modules along it, or None."""
+def _cycle(graph: dict[str, set[str]] | None = None) -> list[str] | None:
+    """One import cycle of `graph` (the run-time imports), as the modules along it, or None."""
+    graph = GRAPH if graph is None else graph
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []
 
     def visit(module: str) -> list[str] | None:
         state[module] = 1
         path.append(module)
-        for imported in sorted(GRAPH[module]):
+        for imported in sorted(graph[module]):
             if state.get(imported) == 1:
                 return [*path[path.index(imported) :], imported]
             if imported not in state and (found := visit(imported)):
@@ -79,7 +86,7 @@ def _cycle() -> list[str] | None:
         state[module] = 2
         return None
 
-    for module in sorted(GRAPH):
+    for module in sorted(graph):
         if module not in state and (found := visit(module)):
             return found
     return None
@@ -87,6 +94,11 @@ def _cycle() -> list[str] | None:
 
 def test_the_import_graph_has_no_cycle() -> None:
     assert _cycle() is None
+
+
+def test_no_cycle_through_imports_for_annotations_either() -> None:
+    assert _cycle(TYPED_GRAPH) is None
+    assert TYPED_GRAPH["camkit.evaluation.loop"] >= GRAPH["camkit.evaluation.loop"]
 
 
 def test_the_cycle_finder_finds_a_planted_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,17 +119,45 @@ def _branches(function: ast.AST) -> int:
     return sum(isinstance(n, kinds) for n in inner if id(n) not in nested)
 
 
+def _functions(node: ast.AST, prefix: str) -> list[tuple[str, ast.FunctionDef]]:
+    """Every function under `node` by its qualified name (``module.Class.method``, a nested
+    function under ``outer.<locals>``), as Python's ``__qualname__`` has it."""
+    found = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            name = f"{prefix}.{child.name}"
+            found.append((name, child))
+            found += _functions(child, f"{name}.<locals>")
+        elif isinstance(child, ast.ClassDef):
+            found += _functions(child, f"{prefix}.{child.name}")
+        else:
+            found += _functions(child, prefix)
+    return found
+
+
 def _sizes() -> dict[str, tuple[int, int]]:
     sizes = {}
     for name, path in MODULES.items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                body = node.body[1:] if ast.get_docstring(node) else node.body
-                if not body:
-                    continue
+        for qualified, node in _functions(ast.parse(path.read_text()), name):
+            body = node.body[1:] if ast.get_docstring(node) else node.body
+            if body:
                 lines = (body[-1].end_lineno or 0) - body[0].lineno + 1
-                sizes[f"{name}.{node.name}"] = (lines, _branches(node))
+                sizes[qualified] = (lines, _branches(node))
     return sizes
+
+
+def test_every_function_is_measured_under_a_name_of_its_own() -> None:
+    """Keyed by bare name, every `weigh`, `__init__` and `check` after the first went
+    unmeasured (633 of 725 functions)."""
+    every = [q for name, path in MODULES.items()
+             for q, _ in _functions(ast.parse(path.read_text()), name)]  # fmt: skip
+    sizes = _sizes()
+    assert len(set(every)) > 700
+    assert len(every) - len(set(every)) <= 10  # the same name twice: a property's setter
+    assert set(sizes) <= set(every)
+    assert len(sizes) > 700
+    assert "camkit.methods.gradient.GradCAM.weigh" in sizes
+    assert "camkit.methods.gradient.XGradCAM.weigh" in sizes
 
 
 def _allowed() -> set[str]:

@@ -51,7 +51,8 @@ def test_old_modules_and_properties_are_gone() -> None:
         importlib.import_module("camkit.deprecation")
     assert not hasattr(Settings(), "batch_size")
     report_fields = vars(importlib.import_module("camkit.evaluation.report").Report)
-    assert "win" not in report_fields and "sanity" not in report_fields
+    assert "win" not in report_fields
+    assert "sanity" not in report_fields
 
 
 def test_a_plugin_with_the_0_1_attribute_is_not_read_as_a_mask_metric() -> None:

@@ -42,6 +42,7 @@ from camkit.evaluation.plugins import (
     Metric,
     Plot,
     Setting,
+    Settings,
     Statistic,
     default_metrics,
     metric_settings,
@@ -50,7 +51,6 @@ from camkit.evaluation.plugins import (
     unregister_metric,
 )
 from camkit.evaluation.report import Report, column_specs, plots_of
-from camkit.evaluation.settings import Settings
 
 __all__ = [
     "METRICS",

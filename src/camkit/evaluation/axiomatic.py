@@ -10,8 +10,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from camkit.evaluation.faithfulness import PATCH, _Squares
-from camkit.evaluation.plugins import Context, Load, PerImage, Setting, register_metric
-from camkit.evaluation.settings import Settings
+from camkit.evaluation.plugins import Context, Load, PerImage, Setting, Settings, register_metric
 from camkit.metrics import axiomatic
 
 

@@ -22,12 +22,12 @@ from camkit.evaluation.plugins import (
     PerImage,
     Plot,
     Setting,
+    Settings,
     Statistic,
     cat,
     mean_of,
     register_metric,
 )
-from camkit.evaluation.settings import Settings
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
 

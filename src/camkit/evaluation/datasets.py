@@ -51,7 +51,16 @@ def folder_dataset(folder: Path, loaded: LoadedModel) -> list[tuple[Path, int]]:
         raise UsageError(
             f"{shown(folder)} has no class subfolders: expected {shown(folder)}/<class>/<image>"
         )
-    known = list(loaded.classes or [])
+    labels = _class_labels(folder, classes, list(loaded.classes or []))
+    items = [(path, labels[name]) for name in classes for path in _images(folder / name)]
+    if not items:
+        raise UsageError(f"no images in the class subfolders of {shown(folder)}")
+    return items
+
+
+def _class_labels(folder: Path, classes: list[str], known: list[str]) -> dict[str, int]:
+    """Folder name -> class index: the model's index of each name when every folder is one of
+    the model's `known` classes, else the sorted order (refused when some are and some not)."""
     unknown = [name for name in classes if name not in known]
     by_name = bool(known) and not unknown
     if known and unknown and len(unknown) < len(classes):
@@ -64,13 +73,9 @@ def folder_dataset(folder: Path, loaded: LoadedModel) -> list[tuple[Path, int]]:
             f"no folder of {shown(folder)} is named after a class of the model: folders are "
             f"numbered in sorted order ({shown(classes[0])} = class 0 = {known[0]}, ...)",
             CamkitWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    labels = {name: known.index(name) if by_name else n for n, name in enumerate(classes)}
-    items = [(path, labels[name]) for name in classes for path in _images(folder / name)]
-    if not items:
-        raise UsageError(f"no images in the class subfolders of {shown(folder)}")
-    return items
+    return {name: known.index(name) if by_name else n for n, name in enumerate(classes)}
 
 
 def _images(folder: Path) -> list[Path]:

@@ -17,10 +17,10 @@ from camkit.evaluation.plugins import (
     PerImage,
     Plot,
     Setting,
+    Settings,
     cat,
     register_metric,
 )
-from camkit.evaluation.settings import Settings
 from camkit.metrics import stepwise
 from camkit.metrics.confidence import adcc
 from camkit.metrics.curves import auc

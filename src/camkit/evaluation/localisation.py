@@ -8,8 +8,7 @@ from __future__ import annotations
 from torch import Tensor
 from typing_extensions import override
 
-from camkit.evaluation.plugins import Context, Load, PerImage, Setting, register_metric
-from camkit.evaluation.settings import Settings
+from camkit.evaluation.plugins import Context, Load, PerImage, Setting, Settings, register_metric
 from camkit.metrics import localisation
 from camkit.metrics.localisation import focus, mosaics
 

@@ -23,9 +23,8 @@ from torch.nn.modules.module import (
 )
 
 from camkit.errors import CamkitWarning, first_line
-from camkit.evaluation.plugins import METRICS, Context, Metric, default_metrics
+from camkit.evaluation.plugins import METRICS, Context, Metric, Settings, default_metrics
 from camkit.evaluation.report import Report, build_report
-from camkit.evaluation.settings import Settings
 from camkit.layers import LayerSpec
 from camkit.methods.building import MethodSettings, build
 from camkit.metrics import ModelScores

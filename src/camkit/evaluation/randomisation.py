@@ -9,8 +9,15 @@ from torch import Tensor
 from typing_extensions import override
 
 from camkit.evaluation.builtin import SanityCheck
-from camkit.evaluation.plugins import Context, Load, PerImage, Plot, Setting, register_metric
-from camkit.evaluation.settings import Settings
+from camkit.evaluation.plugins import (
+    Context,
+    Load,
+    PerImage,
+    Plot,
+    Setting,
+    Settings,
+    register_metric,
+)
 from camkit.metrics.sanity import efficient_mprt, other_classes, random_logit
 
 

@@ -15,8 +15,7 @@ import torch
 from PIL import Image
 
 from camkit.evaluation.bootstrap import Differences, Intervals, bootstrap
-from camkit.evaluation.plugins import CATEGORIES, METRICS, Metric, Plot
-from camkit.evaluation.settings import Settings
+from camkit.evaluation.plugins import CATEGORIES, METRICS, Metric, Plot, Settings
 from camkit.plot import line_chart
 
 COST_COLUMN = ("Explain s", "lower", "{:.2f}")

@@ -15,9 +15,9 @@ from camkit.evaluation.plugins import (
     Load,
     PerImage,
     Setting,
+    Settings,
     register_metric,
 )
-from camkit.evaluation.settings import Settings
 from camkit.metrics.robustness import (
     Sensitivity,
     consistency,
