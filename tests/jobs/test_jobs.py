@@ -24,7 +24,7 @@ from camkit.jobs import (
     explain_folder,
 )
 from camkit.jobs import explain as explain_module
-from camkit.jobs.options import check_job, options_of
+from camkit.jobs.fields import check_job, options_of
 
 
 def test_explain_folder_writes_what_the_command_writes_and_reports_failures(tmp_path) -> None:

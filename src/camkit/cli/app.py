@@ -10,7 +10,7 @@ from camkit.cli import COMMANDS
 from camkit.cli.common import add_options, flag, job_from
 from camkit.errors import UsageError
 from camkit.jobs import AppJob
-from camkit.jobs.options import check_job
+from camkit.jobs.fields import check_job
 
 if TYPE_CHECKING:
     from camkit.app.ui import App  # Gradio is optional: imported when the command runs

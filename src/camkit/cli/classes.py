@@ -9,7 +9,7 @@ import torch
 from camkit.cli import COMMANDS
 from camkit.cli.common import add_options, flag, job_from
 from camkit.jobs import ClassesJob
-from camkit.jobs.options import check_job
+from camkit.jobs.fields import check_job
 from camkit.targets import select_output
 
 

@@ -15,8 +15,8 @@ from typing_extensions import override
 
 from camkit.errors import UsageError
 from camkit.evaluation import metric_settings
-from camkit.evaluation.settings import SHARED
-from camkit.jobs.options import Option, options_of
+from camkit.evaluation.plugins import SHARED
+from camkit.jobs.fields import Option, options_of
 from camkit.jobs.progress import Progress
 
 J = TypeVar("J")

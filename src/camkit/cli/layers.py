@@ -10,7 +10,7 @@ from camkit.cli import COMMANDS
 from camkit.cli.common import add_options, flag, job_from
 from camkit.errors import UsageError
 from camkit.jobs import LayersJob
-from camkit.jobs.options import check_job
+from camkit.jobs.fields import check_job
 from camkit.layers import candidates, choose_layer
 from camkit.models import BUNDLED_MODELS
 

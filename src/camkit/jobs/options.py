@@ -1,6 +1,8 @@
 """Every option of camkit's jobs, declared once: a field of a job class with its type, default,
-range and help text. The command builds its parsers from these fields (a job class is a
-command: the fields it has are the options it takes) and the jobs check their values with them.
+range and help text (`camkit.jobs.fields`), and the checks of single options. The command
+builds its parsers from these fields (a job class is a command: the fields it has are the
+options it takes) and the jobs check their values with them; what the machine allows (memory,
+reader processes, a Ray address that answers) is asked of `camkit.jobs.machine`.
 
     >>> from camkit.jobs import ExplainJob
     >>> check_job(ExplainJob(batch_size=0))
@@ -13,9 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,84 +23,17 @@ import torch
 
 from camkit.errors import UsageError
 from camkit.evaluation import METRICS, Settings, metric_settings
-from camkit.evaluation.settings import SHARED
+from camkit.evaluation.plugins import SHARED
 from camkit.files import OutputError, check_output_folder, shown
 from camkit.images import MAX_SIDE
+from camkit.jobs.fields import Label, check_job, option
+from camkit.jobs.machine import check_memory, check_reachable, default_workers
 from camkit.layers import resolve_layers
 from camkit.methods import METHODS, method_class
 from camkit.methods.building import build, parse_method_options
 from camkit.models import DEFAULT_MODEL, LoadedModel, in_order, load_model
 from camkit.overlay import check_colormap as known_colormap
 from camkit.registry import lookup
-
-Label = Callable[[str], str]
-"""How an option is named in a message: its field name for Python users, its flag (``--name``)
-for the command."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Option:
-    """How one field of a job is given and checked.
-
-    low/high: the range (inclusive) of a number, `unit` saying what it counts; `check`: a
-    further check that raises `UsageError` (with the option's label); `parse`: turns the text
-    the command reads into the field's value; `flag`/`metavar`/`nargs`/`choices`/`positional`:
-    how the command spells it. `kind` is the type the command reads (a bool is a switch).
-    """
-
-    help: str
-    kind: type = str
-    low: float | None = None
-    high: float | None = None
-    unit: str = ""
-    check: Callable[[Any, str], None] | None = None
-    parse: Callable[[str, str], Any] | None = None
-    metavar: str | None = None
-    nargs: int | str | None = None
-    choices: tuple[str, ...] | None = None
-    positional: bool = False
-    group: str | None = None  # options of one group exclude each other
-
-
-def option(default: object, help_text: str, kind: type = str, **how: Any) -> Any:  # noqa: ANN401 - a dataclass field, as dataclasses.field returns
-    """A job field with its `Option`: the default, the help text, the type the command reads,
-    and the rest of `Option` by keyword.
-
-    Examples:
-        >>> import dataclasses
-        >>> @dataclasses.dataclass(frozen=True)
-        ... class Job:
-        ...     steps: int = option(16, "steps of the curves", int, low=1, unit="steps")
-        >>> check_job(Job(steps=0))
-        Traceback (most recent call last):
-        ...
-        camkit.errors.UsageError: steps 0: must be at least 1 (steps)
-    """
-    return dataclasses.field(default=default, metadata={"option": Option(help_text, kind, **how)})
-
-
-def options_of(job: type | object) -> Iterator[tuple[dataclasses.Field[Any], Option]]:
-    """(field, option) for each option of a job class, in declaration order."""
-    for field in dataclasses.fields(job):  # type: ignore[arg-type]  # job classes are dataclasses
-        if "option" in field.metadata:
-            yield field, field.metadata["option"]
-
-
-def check_job(job: object, label: Label = str) -> None:
-    """Every option of `job` in its range and past its own check; a `UsageError` names the
-    first that is not (by `label`), before any work."""
-    for field, spec in options_of(job):
-        value = getattr(job, field.name)
-        name = label(field.name)
-        if value is None or isinstance(value, bool):
-            continue
-        if spec.high is not None and isinstance(value, (int, float)) and not value <= spec.high:
-            raise UsageError(f"{name} {value}: at most {spec.high:g} ({spec.unit})")
-        if spec.low is not None and isinstance(value, (int, float)) and not value >= spec.low:
-            raise UsageError(f"{name} {value}: must be at least {spec.low:g} ({spec.unit})")
-        if spec.check is not None:
-            spec.check(value, name)
-
 
 # Checks of single options (value, label) -> None, raising UsageError.
 
@@ -252,73 +185,8 @@ def check_fill(text: str, name: str = "fill") -> None:
         ) from None
 
 
-def default_workers() -> int:
-    """Reader processes: one core of every two, at most 4, none on one core."""
-    return min(4, (os.cpu_count() or 1) // 2)
-
-
 MAX_INPUT_SIDE = 4096
 """The largest input side: beyond it an input costs gigabytes per image in any CNN."""
-
-RAY_PROBE_SECONDS = 5.0
-"""How long a Ray address given as HOST:PORT may take to answer before it is said not to."""
-
-
-def check_reachable(address: str, name: str = "ray") -> None:
-    """A usage error, within `RAY_PROBE_SECONDS`, when `address` names a host and port where
-    nothing answers (Ray itself would keep retrying for minutes). Other forms ("", "auto",
-    "local") are Ray's to resolve.
-
-    Examples:
-        >>> check_reachable("127.0.0.1:1", "--ray")
-        Traceback (most recent call last):
-        ...
-        camkit.errors.UsageError: --ray 127.0.0.1:1: no Ray cluster answers there (...); ...
-    """
-    where = (address or os.environ.get("RAY_ADDRESS", "")).removeprefix("ray://")
-    host, _, port = where.rpartition(":")
-    if not host or not port.isdigit():
-        return
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), RAY_PROBE_SECONDS):
-            return
-    except OSError as error:
-        why = (
-            f"no answer in {RAY_PROBE_SECONDS:.0f} s"
-            if isinstance(error, TimeoutError)
-            else (error.strerror or str(error)).lower()
-        )
-    client = address.startswith("ray://")
-    raise UsageError(
-        f"{name} {address}: no Ray cluster answers there ({why}); check that "
-        "`ray start --head` runs on that machine and "
-        f"that the port is its {'Ray Client port (10001)' if client else 'GCS port (6379)'}, "
-        "or leave out the address to start a local cluster"
-    )
-
-
-def machine_memory() -> int:
-    """Bytes of memory this process may use: the machine's, or its container's limit if lower."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-    except OSError:
-        return total
-    return min(total, int(limit)) if limit.isdigit() else total
-
-
-def check_memory(what: str, images: int, side: int) -> None:
-    """A usage error when `images` float32 RGB inputs of `side` x `side` pixels, with the
-    copies a job keeps of each (picture, input, maps: about four), would fill more than half of
-    this machine's memory: found now, not as a crash after minutes of work."""
-    need = images * side * side * 3 * 4 * 4
-    have = machine_memory()
-    if need > have // 2:
-        raise UsageError(
-            f"{what}: about {need / 2**30:.1f} GiB of images at once, over half of this "
-            f"machine's {have / 2**30:.1f} GiB: choose smaller values"
-        )
-
 
 # The options, grouped by the jobs that take them. A job class inherits the groups it takes.
 
@@ -573,11 +441,9 @@ class EvaluateJob(RunOptions):
         check=check_fill,
     )
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    command: str = ""
+    command: str = ""  # the command line that asked for the job, recorded in the report
     default_batch: ClassVar[int] = 50
-    default_out: ClassVar[str] = (
-        "camkit-eval"  # the command line that asked for the job, recorded in the report
-    )
+    default_out: ClassVar[str] = "camkit-eval"
 
     def check(self, label: Label = str) -> None:
         """Every option and metric setting in range, the Ray options with Ray, the metrics

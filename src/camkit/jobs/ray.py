@@ -39,7 +39,8 @@ from camkit.errors import UsageError, first_line
 from camkit.evaluation import BatchResult, Evaluation, Settings
 from camkit.evaluation.datasets import Items, to_batch
 from camkit.files import OutputFolder, shown
-from camkit.jobs.options import ExplainJob, Label, RunOptions
+from camkit.jobs.fields import Label
+from camkit.jobs.options import ExplainJob, RunOptions
 from camkit.jobs.work import ImageFiles, Item, failure_message, write_item
 from camkit.layers import LayerSpec
 from camkit.methods.building import MethodSettings, build, parse_method_options
