@@ -12,6 +12,7 @@ from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
 from camkit.methods import method_class
 from camkit.methods.base import MethodOptions
+from camkit.methods.building import build
 from camkit.methods.cam import Head
 from camkit.methods.eigen import Kernel
 from camkit.targets import Score, Targets
@@ -53,6 +54,8 @@ class ExplainOptions(MethodOptions, total=False):
     theta: float
     pool: Literal["mean", "max"]
     blur: bool
+    head_fusion: Literal["mean", "max", "min"]
+    discard_ratio: float
 
 
 def explain(
@@ -83,4 +86,4 @@ def explain(
     call_names = set(inspect.signature(cls.__call__).parameters) - {"self", "x", "targets"}
     call_options: dict[str, Any] = {k: v for k, v in options.items() if k in call_names}
     build_options: dict[str, Any] = {k: v for k, v in options.items() if k not in call_names}
-    return cls(model, layer, **build_options)(x, targets, **call_options)
+    return build(method, model, layer, {method: build_options})(x, targets, **call_options)

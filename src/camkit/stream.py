@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from camkit.explanation import Explanation
 from camkit.layers import LayerSpec
-from camkit.methods import Explainer, method_class
+from camkit.methods import Explainer
+from camkit.methods.building import build
 from camkit.seeds import seeded
 from camkit.targets import Targets
 
@@ -187,7 +188,7 @@ def explain_batches(
     explainers = (
         dict(methods)
         if isinstance(methods, Mapping)
-        else {m: method_class(m)(model, layer=layer) for m in methods}
+        else {m: build(m, model, layer) for m in methods}
     )
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")

@@ -37,8 +37,15 @@ ARCHITECTURES = {
 }
 
 
-# The methods drawn from a transformer's attention: they explain a ViT, not a CNN.
-ATTENTION_METHODS = frozenset({"legrad", "gae", "rollout"})
+def _attention_methods() -> frozenset[str]:
+    from camkit.methods import METHODS
+
+    return frozenset(name for name, cls in METHODS.items() if cls.layer_means == "blocks")
+
+
+# The methods drawn from a transformer's attention: they explain a ViT, not a CNN (what each
+# method says of its `layer`, the source of truth).
+ATTENTION_METHODS = _attention_methods()
 
 
 def tiny_vit(seed: int = 0) -> nn.Module:

@@ -305,7 +305,7 @@ def test_every_method_with_a_dict_output(method, images) -> None:
         def forward(self, x):
             return {"logits": self.net(x), "features": x.mean()}
 
-    layer = None if method in ATTENTION_METHODS else "3"
+    layer = "3" if camkit.METHODS[method].layer_means == "feature maps" else None
     plain = camkit.explain(net_for(method), images, method, layer=layer, targets=camkit.TopK(2))
     wrapped = camkit.explain(
         DictNet().eval(), images, method, layer=layer and "net.3", targets=camkit.TopK(2)

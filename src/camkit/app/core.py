@@ -26,16 +26,14 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from camkit.attention import find_blocks
 from camkit.data import sample_images, sample_photos
 from camkit.errors import CamkitWarning, UsageError, first_line
 from camkit.files import OutputFolder
 from camkit.images import MAX_SIDE, ImageReadError, read_image
-from camkit.inputs import Inputs
 from camkit.jobs.outputs import ImageResult, top_predictions, write_image
 from camkit.layers import candidates, choose_layer
 from camkit.methods import METHODS, method_class
-from camkit.methods.transformer import AttentionExplainer
+from camkit.methods.building import build, parse_method_options
 from camkit.models import DEFAULT_MODEL, LoadedModel, load_model
 from camkit.models.states import KeyMap
 from camkit.overlay import check_colormap, overlay, to_pil
@@ -113,9 +111,7 @@ def open_model(
     found = candidates(model, x)
     automatic = ",".join(choose_layer(model, x).names)  # several: a detection head's scales
     layers = [(c.name, c.shape) for c in found]
-    transformer = bool(find_blocks(model, Inputs.wrap(x)))
-    methods = [name for name, cls in METHODS.items()
-               if transformer or not issubclass(cls, AttentionExplainer)]  # fmt: skip
+    methods = [name for name, cls in METHODS.items() if cls.fits(model, x) is None]
     return AppModel(loaded, device, layers, automatic, warning, methods=methods)
 
 
@@ -141,7 +137,8 @@ def layer_choices(model: AppModel) -> list[tuple[str, str]]:
 
 @dataclasses.dataclass(frozen=True)
 class Question:
-    """What to explain: the methods, the layer (None: automatic) and the target.
+    """What to explain: the methods, the layer (None: automatic; each method takes it as its
+    `layer_means` says), the target and the methods' own options.
 
     target: "top" (each image's prediction), "class" (`cls` for every image) or "contrast"
     (why `cls` rather than `foil`: the difference of their scores).
@@ -152,6 +149,7 @@ class Question:
     target: str = "top"
     cls: int | None = None
     foil: int | None = None
+    options: tuple[str, ...] = ()  # each method's own options, METHOD.NAME=VALUE (as the command)
 
     def targets(self) -> Targets:
         """The targets this question asks for (None: each image's prediction)."""
@@ -239,6 +237,7 @@ def explain_pictures(
         raise ValueError(f"choose methods from: {', '.join(METHODS)}")
     for method in question.methods:
         method_class(method)
+    options = parse_method_options(question.options)
     targets = question.targets()
     classes = model.loaded.classes
     results = []
@@ -256,11 +255,8 @@ def explain_pictures(
             try:
                 with model.lock, warnings.catch_warnings():
                     warnings.simplefilter("ignore", CamkitWarning)
-                    cls = method_class(method)
-                    # the layer chosen is a feature map; attention methods find their blocks
-                    chosen = question.layer.split(",") if question.layer else None
-                    layer = None if issubclass(cls, AttentionExplainer) else chosen
-                    explainer = cls(model.loaded.model, layer=layer)
+                    layer = question.layer.split(",") if question.layer else None
+                    explainer = build(method, model.loaded.model, layer, options)
                     result = explainer(x, targets)
             except (ValueError, TypeError, RuntimeError, IndexError) as error:
                 shown.errors[method] = first_line(error)

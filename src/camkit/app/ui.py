@@ -272,9 +272,11 @@ class Handlers:
         b: str | None,
         alpha: float,
         colormap: str,
+        options: str = "",
     ) -> tuple[Any, ...]:
         """Explain the chosen images: overlays, the top-5 and the files to download (and clear
-        the curves, which `curves` computes next)."""
+        the curves, which `curves` computes next). `options`: the methods' own options, one
+        METHOD.NAME=VALUE per line or semicolon, as the command's --method-option."""
         state = state or self.app.session()
         wanted = state.ask()
         unread: list[str] = []
@@ -287,6 +289,9 @@ class Handlers:
                 target=TARGETS[kind],
                 cls=classes.index(a) if a in classes else None,
                 foil=classes.index(b) if b in classes else None,
+                options=tuple(
+                    o.strip() for o in options.replace(";", "\n").splitlines() if o.strip()
+                ),
             )
             pictures = self._pictures(state, samples, uploads, unread)
             shown = core.explain_pictures(model, pictures, question, wanted)
@@ -379,6 +384,7 @@ class _Page:
     target: Any = None
     cls: Any = None
     foil: Any = None
+    options: Any = None
     explain: Any = None
     status: Any = None
     gallery: Any = None
@@ -416,6 +422,8 @@ def _question(page: _Page, samples: list[str], model_names: list[str]) -> None:
     page.layer = gr.Dropdown([], label="Layer", elem_id="layer")
     page.methods = gr.CheckboxGroup(list(METHODS), value=["gradcam", "gradcam++"],
                                     label="Methods", elem_id="methods")  # fmt: skip
+    page.options = gr.Textbox("", label="Method options (METHOD.NAME=VALUE, e.g. "
+                              "scorecam.channels=32)", elem_id="method-options")  # fmt: skip
     page.target = gr.Radio(list(TARGETS), value="top prediction", label="Target",
                            elem_id="target")  # fmt: skip
     with gr.Row():  # shown for the targets that take them
@@ -456,7 +464,7 @@ def _answer(page: _Page) -> None:
 def _wire(blocks: gr.Blocks, page: _Page, handlers: Handlers) -> None:
     """What each widget does: a new question runs the model, a new style only re-renders."""
     question = [page.session, page.samples, page.uploads, page.layer, page.methods, page.target,
-                page.cls, page.foil, page.alpha, page.colormap]  # fmt: skip
+                page.cls, page.foil, page.alpha, page.colormap, page.options]  # fmt: skip
     answered = [page.session, page.status, page.gallery, page.predictions, page.downloads,
                 page.curves, page.aucs]  # fmt: skip
     chosen = [page.session, page.model_note, page.layer, page.cls, page.foil, page.methods]
@@ -473,6 +481,7 @@ def _wire(blocks: gr.Blocks, page: _Page, handlers: Handlers) -> None:
     ask(page.explain.click)
     for widget in (page.layer, page.methods, page.target, page.cls, page.foil):
         ask(widget.input)
+    ask(page.options.submit)
     page.target.change(_classes_for, page.target, [page.cls, page.foil])
     for style in (page.alpha, page.colormap):
         style.change(handlers.restyle, [page.session, page.alpha, page.colormap],

@@ -49,9 +49,10 @@ from camkit.evaluation.datasets import (
 from camkit.files import OutputError, OutputFolder, shown
 from camkit.images import MAX_SIDE
 from camkit.jobs.cost import duration, evaluation_cost
-from camkit.jobs.options import BENCHMARKS, DEFAULT_IMAGES, DEFAULT_METHODS, EvaluateJob, Label
+from camkit.jobs.fields import Label
+from camkit.jobs.options import BENCHMARKS, DEFAULT_IMAGES, DEFAULT_METHODS, EvaluateJob
 from camkit.jobs.progress import Collected, JobInterrupted, Progress
-from camkit.methods import METHODS
+from camkit.methods import METHODS, method_class
 from camkit.methods.building import MethodSettings, build, parse_method_options
 from camkit.models import LoadedModel
 from camkit.stream import read_chunks
@@ -132,10 +133,14 @@ def _fill(text: str, inputs: Tensor) -> float | Tensor:
 def _applicable(methods: Sequence[str], model: nn.Module, layer: list[str] | None,
                 options: MethodSettings, first: Batch,
                 fail: Callable[[str], None]) -> list[str]:  # fmt: skip
-    """The methods that work on this model, tried on two images (one would let a batch-size
-    mismatch pass as broadcasting); the others are reported."""
+    """The methods that fit this model (`Explainer.fits`) and work on it, tried on two images
+    (one would let a batch-size mismatch pass as broadcasting); the others are reported."""
     usable = []
     for method in methods:
+        reason = method_class(method).fits(model, first.inputs[:1])
+        if reason is not None:
+            fail(f"{method}: {reason}")
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CamkitWarning)  # the real run warns

@@ -34,11 +34,12 @@ from camkit.explanation import Explanation
 from camkit.files import OutputError, OutputFolder, identity, shown
 from camkit.images import IMAGE_SUFFIXES
 from camkit.jobs.cost import WORTH_SAYING, estimate
-from camkit.jobs.options import ExplainJob, Label
+from camkit.jobs.fields import Label
+from camkit.jobs.options import ExplainJob
 from camkit.jobs.outputs import listed_files
 from camkit.jobs.progress import Collected, JobInterrupted, Progress
 from camkit.jobs.work import ImageFiles, Item, failure_message, write_item
-from camkit.methods import Explainer
+from camkit.methods import Explainer, method_class
 from camkit.methods.building import build, parse_method_options
 from camkit.models import LoadedModel
 from camkit.stream import Unreadable, explain_batches
@@ -372,12 +373,12 @@ def _explain_here(run: _Run, job: ExplainJob, loaded: LoadedModel, data: ImageFi
 
 def default_methods(loaded: LoadedModel) -> tuple[str, ...]:
     """Grad-CAM and Grad-CAM++, CAM for the bundled shapes model (built for it), and LeGrad
-    for a transformer (a model with an attention module)."""
-    attention = any("Attention" in type(m).__name__ for m in loaded.model.modules())
+    where it fits (a transformer: `Explainer.fits`)."""
+    transformer = method_class("legrad").fits(loaded.model, loaded.example_input()) is None
     return (
         ("gradcam", "gradcam++")
         + (("cam",) if loaded.name == "shapes" else ())
-        + (("legrad",) if attention else ())
+        + (("legrad",) if transformer else ())
     )
 
 

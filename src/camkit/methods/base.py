@@ -12,7 +12,7 @@ import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import ClassVar, TypedDict, TypeVar
+from typing import ClassVar, Literal, TypedDict, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -40,6 +40,13 @@ Reshape = Callable[[Tensor], Tensor]
 
 INPUT = "input"
 """The layer name of the model's (spatial) input, for rules drawn on the input itself."""
+
+LayerMeaning = Literal["feature maps", "blocks", "input", "own"]
+"""What a method's `layer` names (`Explainer.layer_means`): "feature maps", layers whose output
+is (B, C, *spatial); "blocks", the transformer blocks whose attention the method reads (a layer
+inside a block stands for its block); "input" and "own", nothing: the method draws on the
+input, or on layers it finds itself (`draws_on` says which), and a layer given is ignored, with
+a warning."""
 
 
 class MethodOptions(TypedDict, total=False):
@@ -195,6 +202,12 @@ def detached(value: object) -> object:
     return value
 
 
+def _named(layer: LayerSpec) -> str:
+    """A layer given, in words: its names (a module by its class)."""
+    given = layer if isinstance(layer, (list, tuple)) else [layer]
+    return ", ".join(item if isinstance(item, str) else type(item).__name__ for item in given)
+
+
 def _check_input(x: object) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"expected a float tensor (B, C, *spatial), got {type(x).__name__}")
@@ -265,6 +278,22 @@ class Explainer:
             model as ``model(*x)`` or ``model(**x)``), the index or key of the one the maps are
             drawn on; None: the first with spatial dimensions.
 
+    The seam a method plugs into, in the order a call runs (every other step is shared):
+
+    - `weigh(evidence)`: the rule; 21 of the 31 methods are only this (and `needs_gradients`).
+    - `layer_means` and `fits(model, x)`: what `layer` names, and whether the method can
+      explain a model at all (with the reason); the command, the evaluation and the app ask it.
+    - `_layers_for(inputs)`: the layers to capture when the method chooses its own (FullGrad:
+      every bias layer).
+    - `_recording(from_input)`: how the forward pass records gradients (guided backprop guides
+      the ReLUs; ShapleyCAM keeps the graph for second derivatives).
+    - `_differentiate(scores, activations)`: the gradients the rule sees (ShapleyCAM adds the
+      Hessian-vector term).
+    - `_combine(raw, size)`: one map from the per-layer maps (FullGrad sums them).
+    - `_explain(inputs, targets, score)`: the whole call, for a method over a method (Finer-CAM,
+      RefineCAM, SESS, Guided Grad-CAM call a base method; the attention methods run their own
+      pipeline, `AttentionExplainer`).
+
     Examples:
         A new method is only its rule; here HiResCAM, ``sum_k g * A``:
 
@@ -281,6 +310,8 @@ class Explainer:
     needs_gradients: ClassVar[bool] = True
     all_layers_must_run: ClassVar[bool] = True  # False: layers the pass skipped are left out
     uses_score: ClassVar[bool] = True  # False: the map ignores the explained score's rule
+    layer_means: ClassVar[LayerMeaning] = "feature maps"
+    draws_on: ClassVar[str] = "the input"  # with layer_means "own": its layers, in words
 
     def __init__(
         self,
@@ -303,7 +334,17 @@ class Explainer:
         self.fuse: Fuse = fuse
         self.smooth = smooth
         self.spatial_input = spatial_input
+        if self.layer_means in ("input", "own") and layer is not None:
+            warnings.warn(
+                f"{self.name or type(self).__name__} draws on {self.draws_on}, not on a chosen "
+                f"layer: the layer given ({_named(layer)}) is ignored",
+                CamkitWarning,
+                stacklevel=3,
+            )
+            layer = None
         self._layers = None if layer is None else resolve_layers(self.model, layer)
+        if self.layer_means == "input":
+            self._layers = [(INPUT, self.model)]
         self._found: dict[int, list[tuple[str, nn.Module]]] = {}  # input rank -> automatic layer
         self._layout = Layout.of(self.model)  # how its token layers lie on the input's grid
         self._unsure: dict[int, str] = {}  # input rank -> what to say of an unsure choice
@@ -311,6 +352,23 @@ class Explainer:
     def weigh(self, evidence: Evidence) -> Tensor:
         """The method's rule: (rows, K, *spatial) weighted evidence, before ReLU."""
         raise NotImplementedError
+
+    @classmethod
+    def fits(cls, model: nn.Module, x: ModelInput) -> str | None:
+        """Why this method cannot explain `model` (on inputs like `x`), or None when it can: the
+        one answer the command, the evaluation and the app ask before they run a method. The
+        check is cheap (at most one forward pass without gradients); a model that passes it may
+        still fail on an input, with its own error.
+
+        Examples:
+            >>> import torch, camkit
+            >>> net, x = camkit.models.example_net(), torch.rand(1, 3, 16, 16)
+            >>> camkit.GradCAM.fits(net, x) is None
+            True
+            >>> print(camkit.LeGrad.fits(net, x))  # doctest: +ELLIPSIS
+            legrad explains transformers, and no module of Sequential ...
+        """
+        return None
 
     def passes(self, channels: int, spatial: Sequence[int]) -> float:
         """About how many passes through the model explaining one input costs (a forward pass
@@ -476,15 +534,33 @@ class Explainer:
         stack.enter_context(torch.no_grad())
         return stack
 
+    @property
+    def given_layers(self) -> list[tuple[str, nn.Module]] | None:
+        """The layers given at construction, resolved to (name, module); None when the method
+        chooses (the automatic layer, or what `layer_means` says)."""
+        return self._layers
+
     def _layers_for(self, inputs: Inputs) -> list[tuple[str, nn.Module]]:
+        """The layers a call captures: those given, or the automatic choice."""
         if self._layers is not None:
             return self._layers
-        rank = inputs.spatial.dim()
-        if rank not in self._found:
+
+        def automatic() -> list[tuple[str, nn.Module]]:
             choice = choose_layer(self.model, inputs, self.output)
             if not choice.sure:
-                self._unsure[rank] = choice.warning(self.model)
-            self._found[rank] = resolve_layers(self.model, list(choice.names))
+                self._unsure[inputs.spatial.dim()] = choice.warning(self.model)
+            return resolve_layers(self.model, list(choice.names))
+
+        return self._once_per_rank(inputs, automatic)
+
+    def _once_per_rank(
+        self, inputs: Inputs, find: Callable[[], list[tuple[str, nn.Module]]]
+    ) -> list[tuple[str, nn.Module]]:
+        """The layers `find()` returns, found once per input rank (a probe pass costs time):
+        what a method that chooses its own layers caches them with."""
+        rank = inputs.spatial.dim()
+        if rank not in self._found:
+            self._found[rank] = find()
         return self._found[rank]
 
     def _spatial(self, name: str, t: Tensor, x: Tensor) -> Tensor:

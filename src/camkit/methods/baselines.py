@@ -14,7 +14,6 @@ from typing_extensions import Unpack, override
 from camkit import seeds
 from camkit.layers import LayerSpec
 from camkit.methods.base import (
-    INPUT,
     Evidence,
     Explainer,
     MethodOptions,
@@ -112,14 +111,9 @@ class Sobel(Explainer):
         torch.Size([2, 1, 16, 16])
     """
 
+    layer_means = "input"
     needs_gradients = False
     uses_score = False
-
-    def __init__(
-        self, model: nn.Module, layer: LayerSpec = None, **options: Unpack[MethodOptions]
-    ) -> None:
-        super().__init__(model, None, **options)
-        self._layers = [(INPUT, self.model)]
 
     @override
     def weigh(self, evidence: Evidence) -> Tensor:

@@ -94,8 +94,8 @@ class GuidedBackprop(Explainer):
 
     One forward and one backward pass down to the input. Defined for ReLU networks: a model
     whose forward pass calls no ReLU (GELU, SiLU) is refused. ReLU modules, in-place ReLUs and
-    functional ``F.relu`` / ``torch.relu`` are all guided, for this call only. `layer` is not
-    used: the map is drawn on the input.
+    functional ``F.relu`` / ``torch.relu`` are all guided, for this call only. `layer` is
+    not used (a layer given is ignored, with a warning): the map is drawn on the input.
 
     Examples:
         >>> import torch, camkit
@@ -104,11 +104,7 @@ class GuidedBackprop(Explainer):
         torch.Size([2, 1, 16, 16])
     """
 
-    def __init__(
-        self, model: nn.Module, layer: LayerSpec = None, **options: Unpack[MethodOptions]
-    ) -> None:
-        super().__init__(model, None, **options)
-        self._layers = [(INPUT, self.model)]
+    layer_means = "input"
 
     @override
     def _recording(self, from_input: bool = False) -> contextlib.AbstractContextManager[object]:
@@ -226,7 +222,8 @@ class FullGrad(Explainer):
 
     The bias layers are the convolutions and batch norms (with running statistics) of the
     input's dimensionality that run once per forward pass (found with one probe pass of the
-    first input, per input rank); `layer` is not used (the explanation's `layers` names them).
+    first input, per input rank); `layer` is not used (a layer given is ignored, with a
+    warning; the explanation's `layers` names them).
     One forward and one backward pass. A model without such biases (a vision transformer) is
     refused. As in pytorch-grad-cam and the paper's code, each channel is scaled before the
     sums.
@@ -239,18 +236,22 @@ class FullGrad(Explainer):
     """
 
     all_layers_must_run = False
+    layer_means = "own"
+    draws_on = "the input and every layer that adds a bias"
 
     def __init__(
         self, model: nn.Module, layer: LayerSpec = None, **options: Unpack[MethodOptions]
     ) -> None:
-        super().__init__(model, None, **options)  # its layers are every bias layer
+        super().__init__(model, layer, **options)
         self._biases: dict[str, Tensor] = {}
 
     @override
     def _layers_for(self, inputs: Inputs) -> list[tuple[str, nn.Module]]:
+        return self._once_per_rank(inputs, lambda: self._bias_layers(inputs))
+
+    def _bias_layers(self, inputs: Inputs) -> list[tuple[str, nn.Module]]:
+        """The input and every layer that adds a bias and runs once on `inputs`."""
         rank = inputs.spatial.dim() - 2
-        if rank in self._found:
-            return self._found[rank]
         kinds = (_CONVOLUTIONS.get(rank, ()), _NORMS.get(rank, ()))
         layers = []
         for name, module in self.model.named_modules():
@@ -265,8 +266,7 @@ class FullGrad(Explainer):
                 "bias, or batch norms with running statistics; this model has none it can reach "
                 "(a vision transformer?): use gradcam or another method"
             )
-        self._found[rank] = [(INPUT, self.model), *layers]
-        return self._found[rank]
+        return [(INPUT, self.model), *layers]
 
     @override
     def weigh(self, evidence: Evidence) -> Tensor:

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from camkit.attention import AttentionRecord, find_blocks, recording_attention
 from camkit.capture import run_model
 from camkit.explanation import Explanation
-from camkit.inputs import Inputs
-from camkit.layers import LayerSpec
+from camkit.inputs import Inputs, ModelInput
+from camkit.layers import LayerSpec, unwrap
 from camkit.layouts import token_grid
 from camkit.maps import normalise, upsample, warn_constant
 from camkit.methods.base import Explainer, MethodOptions, detached, differentiate, register
@@ -127,13 +127,18 @@ def rows_of(value: object, rows: slice, total: int) -> object:
 
 
 class AttentionExplainer(Explainer):
-    """Base of the methods drawn from attention: `layer` names the transformer blocks (None:
-    every block, found automatically). Subclasses implement `relevance`.
+    """Base of the methods drawn from attention, a pipeline of its own (forward with the
+    attention recorded, score, one relevance rule per method, tokens laid on the patch grid):
+    subclasses implement `relevance`.
 
-    The explained input is 2-D (an image); the maps lie on the patch grid the blocks' tokens
-    form (after up to two leading tokens, or a class token and four registers)."""
+    `layer` names the transformer blocks (None: every block, found automatically); a layer
+    inside a block stands for its block (``"blocks.3.norm1"``: ``"blocks.3"``), and a module
+    holding blocks for all of them. The explained input is 2-D (an image); the maps lie on the
+    patch grid the blocks' tokens form (after 0, 1, 2 or 5 leading tokens: class, distillation,
+    registers)."""
 
     leaves: ClassVar[str] = "first"  # which blocks' inputs are gradient leaves (attention)
+    layer_means = "blocks"
 
     def __init__(
         self, model: nn.Module, layer: LayerSpec = None, **options: Unpack[MethodOptions]
@@ -145,27 +150,56 @@ class AttentionExplainer(Explainer):
                 "neither smooth= nor reshape="
             )
 
+    @classmethod
+    def fits(cls, model: nn.Module, x: ModelInput) -> str | None:
+        """A model fits when camkit finds its transformer blocks (one forward pass)."""
+        if find_blocks(unwrap(model), Inputs.wrap(x)):
+            return None
+        return cls._no_blocks(model)
+
+    @classmethod
+    def _no_blocks(cls, model: nn.Module) -> str:
+        return (
+            f"{cls.name} explains transformers, and no module of {type(unwrap(model)).__name__} "
+            "held in an nn.ModuleList or nn.Sequential computes self-attention: pass layer=[...] "
+            "naming its blocks, or use gradcam on a token layer"
+        )
+
     def relevance(self, record: AttentionRecord, scores: Tensor, leading: int) -> Tensor:
         """Relevance per key token, (B, K, N), for the K `scores` (B, K); `leading` tokens
         (class, registers) come before the patches."""
         raise NotImplementedError
 
     def _blocks_for(self, inputs: Inputs) -> list[str]:
-        if self._layers is not None:
-            return [name for name, _ in self._layers]
-        rank = inputs.spatial.dim()
-        if rank not in self._found:
-            found = find_blocks(self.model, inputs)
-            if not found:
+        return [name for name, _ in self._once_per_rank(inputs, lambda: self._blocks(inputs))]
+
+    def _blocks(self, inputs: Inputs) -> list[tuple[str, nn.Module]]:
+        found = find_blocks(self.model, inputs)
+        if self.given_layers is not None:
+            found = self._given_blocks([name for name, _ in self.given_layers], found)
+        if not found:
+            raise ValueError(self._no_blocks(self.model))
+        modules = dict(self.model.named_modules())
+        return [(name, modules[name]) for name in found]
+
+    def _given_blocks(self, given: list[str], found: list[str]) -> list[str]:
+        """The blocks the given layers stand for: a block itself, the block a layer lies in,
+        or the blocks a module holds; where no block was found, the names as given (the
+        caller knows its blocks)."""
+        if not found:
+            return given
+        blocks: list[str] = []
+        for name in given:
+            inside = [b for b in found if name == b or name.startswith(f"{b}.")]
+            held = [b for b in found if b.startswith(f"{name}.") or not name]
+            if not inside and not held:
                 raise ValueError(
-                    f"{self.name} explains transformers, and no module of "
-                    f"{type(self.model).__name__} held in an nn.ModuleList or nn.Sequential "
-                    "computes self-attention: pass layer=[...] naming its blocks, or use "
-                    "gradcam on a token layer"
+                    f"{self.name} reads the attention of the transformer's blocks "
+                    f"({found[0]} ... {found[-1]}); layer {name!r} is neither a block nor "
+                    "inside one: name blocks, or leave the layer out for every block"
                 )
-            modules = dict(self.model.named_modules())
-            self._found[rank] = [(name, modules[name]) for name in found]
-        return [name for name, _ in self._found[rank]]
+            blocks += [b for b in inside or held if b not in blocks]
+        return sorted(blocks, key=found.index)
 
     def _explain(self, inputs: Inputs, targets: Targets, score: Score) -> Explanation:
         x = inputs.spatial

@@ -220,13 +220,16 @@ def cascading_randomisation(
         (['6', '2', '0'], torch.Size([3, 2]))
     """
     explainer_class = method_class(method) if isinstance(method, str) else method
+    # A method that draws on layers of its own is rebuilt without the ones it reported.
+    own = explainer_class.layer_means in ("input", "own")
     draws = _smoothing_noise(x, noisy_copies, noise, seed)
     if original is None or (isinstance(original, Explanation) and draws is not None):
         # An Explanation gives its layers and classes; with draws it is smoothed again, like
         # every randomised map.
         if original is not None:
             layer, targets = _question(original, layer, targets)
-        original = _original(explainer_class(model, layer, **options), x, targets, draws)
+        built = explainer_class(model, None if own else layer, **options)
+        original = _original(built, x, targets, draws)
     reference = as_maps(original, x.shape[2:])
     layer, targets = _question(original, layer, targets)
     if not isinstance(original, Explanation) and layer is not None:
@@ -238,7 +241,7 @@ def cascading_randomisation(
     missing = [name for name in order if name not in modules]
     if missing:
         raise ValueError(f"no module named {missing[0]!r} in the model; steps are module names")
-    explainer = explainer_class(randomised, layer, **options)
+    explainer = explainer_class(randomised, None if own else layer, **options)
     correlations, similarities = [], []
     with seeded(seed, x.device):
         for name in order:

@@ -104,6 +104,19 @@ class LoadedModel:
             picture = centre_square(picture, round(min(picture.shape[1:]) * self.crop))
         return picture
 
+    def example_input(self) -> Tensor:
+        """A random (1, 3, H, W) input prepared as a picture is, on the model's device: what a
+        check that needs an input of the model's kind (`Explainer.fits`) runs on.
+
+        Examples:
+            >>> load_model("shapes").example_input().shape
+            torch.Size([1, 3, 96, 96])
+        """
+        side = self.size or 96
+        x = self.normalise(self.fit(torch.rand(3, side, side)))[None]
+        weight = next(self.model.parameters(), None)
+        return x if weight is None else x.to(weight.device)
+
     def normalise(self, picture: Tensor) -> Tensor:
         """The model's input for a (3, H, W) picture in [0, 1]."""
         if self.mean is None or self.std is None:
