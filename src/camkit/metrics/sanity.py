@@ -172,6 +172,15 @@ class Sanity:
         return self.ssim.mean(dim=1)
 
 
+def _built(
+    cls: type[Explainer], model: nn.Module, layer: LayerSpec, options: MethodOptions
+) -> Explainer:
+    """The method for `model` at `layer`; one that draws on layers of its own (guided
+    backprop, Sobel, FullGrad) without the ones its explanation reported."""
+    own = cls.layer_means in ("input", "own")
+    return cls(model, None if own else layer, **options)
+
+
 def cascading_randomisation(
     model: nn.Module,
     x: Tensor,
@@ -220,16 +229,13 @@ def cascading_randomisation(
         (['6', '2', '0'], torch.Size([3, 2]))
     """
     explainer_class = method_class(method) if isinstance(method, str) else method
-    # A method that draws on layers of its own is rebuilt without the ones it reported.
-    own = explainer_class.layer_means in ("input", "own")
     draws = _smoothing_noise(x, noisy_copies, noise, seed)
     if original is None or (isinstance(original, Explanation) and draws is not None):
         # An Explanation gives its layers and classes; with draws it is smoothed again, like
         # every randomised map.
         if original is not None:
             layer, targets = _question(original, layer, targets)
-        built = explainer_class(model, None if own else layer, **options)
-        original = _original(built, x, targets, draws)
+        original = _original(_built(explainer_class, model, layer, options), x, targets, draws)
     reference = as_maps(original, x.shape[2:])
     layer, targets = _question(original, layer, targets)
     if not isinstance(original, Explanation) and layer is not None:
@@ -241,7 +247,7 @@ def cascading_randomisation(
     missing = [name for name in order if name not in modules]
     if missing:
         raise ValueError(f"no module named {missing[0]!r} in the model; steps are module names")
-    explainer = explainer_class(randomised, None if own else layer, **options)
+    explainer = _built(explainer_class, randomised, layer, options)
     correlations, similarities = [], []
     with seeded(seed, x.device):
         for name in order:
@@ -254,8 +260,9 @@ def cascading_randomisation(
     return Sanity(order, torch.stack(correlations), torch.stack(similarities))
 
 
-def _original(explainer: Explainer, x: Tensor, targets: Tensor | Sequence[int] | None,
-              draws: Tensor | None) -> Explanation:  # fmt: skip
+def _original(
+    explainer: Explainer, x: Tensor, targets: Tensor | Sequence[int] | None, draws: Tensor | None
+) -> Explanation:
     """The trained model's explanation (its layers and classes), its maps smoothed over the
     draws when there are any."""
     original = explainer(x, targets)
@@ -292,8 +299,9 @@ def _smoothing_noise(x: Tensor, samples: int, noise: float, seed: int) -> Tensor
     return draws * noise * spread
 
 
-def _smoothed(explainer: Explainer, x: Tensor, targets: Tensor | Sequence[int] | None,
-              draws: Tensor | None) -> Explanation | Tensor:  # fmt: skip
+def _smoothed(
+    explainer: Explainer, x: Tensor, targets: Tensor | Sequence[int] | None, draws: Tensor | None
+) -> Explanation | Tensor:
     """The explanation of x, or (with `draws`) the mean of the maps of x + each draw (B,
     *spatial)."""
     with warnings.catch_warnings():
@@ -378,8 +386,9 @@ def other_classes(
     """
     if classes < 2:
         raise ValueError("a random other class needs a model of at least 2 classes")
-    offset = torch.randint(0, classes - 1, targets.shape, generator=generator,
-                           device=targets.device)  # fmt: skip
+    offset = torch.randint(
+        0, classes - 1, targets.shape, generator=generator, device=targets.device
+    )
     return offset + (offset >= targets).long()
 
 
