@@ -73,16 +73,22 @@ def main() -> None:
             {"min_size": 480},
         ),
     }
-    print(f"batch 2, 320 x 400 images, {args.device}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, median of {args.rounds} interleaved rounds\n")  # fmt: skip
+    print(
+        f"batch 2, 320 x 400 images, {args.device}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, median of {args.rounds} interleaved rounds\n"
+    )
     print("| detector | layer | limit s | camkit Grad-CAM s | ratio | first call s |")
     print("|---|---|---:|---:|---:|---:|")
     ratios = []
     for name, (build, options) in builders.items():
         torch.manual_seed(0)
-        model = build(
-            weights=None, weights_backbone=None, num_classes=5, box_score_thresh=0.0, **options
-        ).eval().to(args.device)  # fmt: skip
+        model = (
+            build(
+                weights=None, weights_backbone=None, num_classes=5, box_score_thresh=0.0, **options
+            )
+            .eval()
+            .to(args.device)
+        )
         x = torch.rand(2, 3, 320, 400, device=args.device)
         with torch.no_grad():
             found = model(x)

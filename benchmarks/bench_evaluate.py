@@ -56,12 +56,17 @@ def command_end_to_end() -> None:
     data, estimate, work, report and plots), against the goal of two minutes."""
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "camkit", "evaluate", "--out", out], check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "camkit", "evaluate", "--out", out],
+            check=True,
+            capture_output=True,
+        )
         took = time.perf_counter() - started
         inside = json.loads((Path(out) / "results.json").read_text())["info"]["seconds"]
-    print(f"camkit evaluate, no options: {took:.1f} s start to exit ({inside} s in the job), "
-          f"{took / 120:.2f}x the two-minute goal")  # fmt: skip
+    print(
+        f"camkit evaluate, no options: {took:.1f} s start to exit ({inside} s in the job), "
+        f"{took / 120:.2f}x the two-minute goal"
+    )
 
 
 def main() -> None:
@@ -86,10 +91,13 @@ def main() -> None:
     data = ShapesDataset(args.images, seed=31337).stack()
     methods = [m for m in methods if fits(m, model, data["image"][:2])]
     batches = [
-        Batch(data["image"][i : i + args.batch_size], data["label"][i : i + args.batch_size],
-              data["mask"][i : i + args.batch_size])
+        Batch(
+            data["image"][i : i + args.batch_size],
+            data["label"][i : i + args.batch_size],
+            data["mask"][i : i + args.batch_size],
+        )
         for i in range(0, args.images, args.batch_size)
-    ]  # fmt: skip
+    ]
     shapes: Counter[tuple[int, ...]] = Counter()
     kind = type(model)  # the model and the sanity check's randomised copies of it
 
@@ -132,8 +140,10 @@ def main() -> None:
     limit = forward_alone + backward_alone
     calls = sum(shapes.values())
     images = sum(shape[0] * count for shape, count in shapes.items())
-    print(f"{args.images} images, {len(methods)} methods, metrics {', '.join(chosen)}, "
-          f"{torch.get_num_threads()} threads\n")  # fmt: skip
+    print(
+        f"{args.images} images, {len(methods)} methods, metrics {', '.join(chosen)}, "
+        f"{torch.get_num_threads()} threads\n"
+    )
     print(f"- model passes: {calls} forward ({images} images), {backward} backward")
     print(f"- the passes alone: {forward_alone:.1f} s forward + {backward_alone:.1f} s backward")
     print(f"- evaluate: {total:.1f} s, {total / limit:.2f}x its passes\n")
@@ -144,8 +154,9 @@ def main() -> None:
     for method, spent in seconds.items():
         print(f"| {method} | " + " | ".join(f"{spent[t]:.2f}" for t in tasks) + " |")
     by_task = {t: sum(s[t] for s in seconds.values()) for t in tasks}
-    print("\nSeconds per task, all methods: "
-          + ", ".join(f"{t} {v:.1f}" for t, v in by_task.items()))  # fmt: skip
+    print(
+        "\nSeconds per task, all methods: " + ", ".join(f"{t} {v:.1f}" for t, v in by_task.items())
+    )
 
 
 if __name__ == "__main__":

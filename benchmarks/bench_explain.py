@@ -68,8 +68,13 @@ PEAK = (
 
 
 def peak_mib(arguments: list[str], cwd: Path) -> float:
-    out = subprocess.run([sys.executable, "-c", PEAK, *arguments], cwd=cwd, check=True,
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK, *arguments],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
@@ -83,15 +88,23 @@ def main() -> None:
         make_shapes(root / "shapes", 200)
         cases = {
             "resnet50, 48 JPEGs 300 x 400, Grad-CAM, batch 16": (
-                ["explain", "photos", "--model", "resnet50", "--methods", "gradcam",
-                 "--batch-size", "16"],
+                [
+                    "explain",
+                    "photos",
+                    "--model",
+                    "resnet50",
+                    "--methods",
+                    "gradcam",
+                    "--batch-size",
+                    "16",
+                ],
                 ["photos", "resnet50", "16"],
             ),
             "bundled model, 200 PNGs 96 x 96, Grad-CAM, batch 8": (
                 ["explain", "shapes", "--methods", "gradcam", "--batch-size", "8"],
                 ["shapes", "shapes", "8"],
             ),
-        }  # fmt: skip
+        }
         times: dict[str, dict[str, list[float]]] = {c: {"command": [], "work": []} for c in cases}
         for round_ in range(args.rounds):
             for case, (command, work) in cases.items():
@@ -123,8 +136,10 @@ def main() -> None:
         peaks = {
             n: peak_mib(["explain", f"shapes{n}", "--out", f"m{n}"], root) for n in (100, 1000)
         }
-        print(f"\nPeak resident memory of `camkit explain` (bundled model, default methods): "
-              f"{peaks[100]:.0f} MiB on 100 images, {peaks[1000]:.0f} MiB on 1,000")  # fmt: skip
+        print(
+            f"\nPeak resident memory of `camkit explain` (bundled model, default methods): "
+            f"{peaks[100]:.0f} MiB on 100 images, {peaks[1000]:.0f} MiB on 1,000"
+        )
         print("\nGoals:")
         for case, ratio in ratios.items():
             goal(f"{case}: command / work", ratio, 1.25)

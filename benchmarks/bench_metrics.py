@@ -126,8 +126,10 @@ def main() -> None:
                 times.setdefault((case, name), []).append(time.perf_counter() - started)
     median = {key: statistics.median(value) for key, value in times.items()}
 
-    print(f"## camkit.metrics, {n} images of 96 x 96, bundled model, CPU "
-          f"({torch.get_num_threads()} threads), median of {args.rounds}\n")  # fmt: skip
+    print(
+        f"## camkit.metrics, {n} images of 96 x 96, bundled model, CPU "
+        f"({torch.get_num_threads()} threads), median of {args.rounds}\n"
+    )
     print("| Metric | limit s | camkit s | camkit / limit | grad-cam s | grad-cam / camkit |")
     print("|---|---|---|---|---|---|")
     for case in cases:
@@ -142,9 +144,11 @@ def main() -> None:
             f"{theirs / ours:.1f}x" if theirs else "-",
         ]
         print(f"| {case} | " + " | ".join(cells) + " |")
-    print(f"\nPer image: ROAD {1000 * median[(list(cases)[3], 'camkit')] / n:.1f} ms "
-          f"(5 imputations and passes), grad-cam "
-          f"{1000 * median[(list(cases)[3], 'grad-cam')] / n:.1f} ms.")  # fmt: skip
+    print(
+        f"\nPer image: ROAD {1000 * median[(list(cases)[3], 'camkit')] / n:.1f} ms "
+        f"(5 imputations and passes), grad-cam "
+        f"{1000 * median[(list(cases)[3], 'grad-cam')] / n:.1f} ms."
+    )
 
 
 if __name__ == "__main__":

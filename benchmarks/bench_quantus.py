@@ -98,8 +98,10 @@ def main() -> None:
         f"{quantus.__version__}; median of {args.rounds} interleaved rounds; each row's limit "
         f"timed beside it (at the end a forward pass of the images took {one_pass:.3f} s)\n"
     )
-    print("| Quantus metric | passes + explanations an image | camkit s | camkit / its passes "
-          "| Quantus s | Quantus / camkit |\n|---|---|---:|---:|---:|---:|")  # fmt: skip
+    print(
+        "| Quantus metric | passes + explanations an image | camkit s | camkit / its passes "
+        "| Quantus s | Quantus / camkit |\n|---|---|---:|---:|---:|---:|"
+    )
     ratios: dict[str, float] = {}
     for name, row in rows.items():
         mine = statistics.median(ours[name])
@@ -146,8 +148,12 @@ def _rows(images: int) -> dict[str, Row]:
     def explain_func(model: Any, inputs: np.ndarray, targets: np.ndarray, **_: Any) -> np.ndarray:
         return explainer(torch.as_tensor(inputs), torch.as_tensor(targets)).maps.double().numpy()
 
-    numpy = {"model": model, "x_batch": x.numpy(), "y_batch": labels.numpy(),
-             "a_batch": maps[:, None].double().numpy()}  # fmt: skip
+    numpy = {
+        "model": model,
+        "x_batch": x.numpy(),
+        "y_batch": labels.numpy(),
+        "a_batch": maps[:, None].double().numpy(),
+    }
     segments = masks[:, None].double().numpy()
     quiet: dict[str, Any] = {"disable_warnings": True}
     pixels = maps[0].numel()
@@ -183,10 +189,14 @@ def _rows(images: int) -> dict[str, Row]:
         original = quantus.helpers.utils.get_superpixel_segments
         quantus.helpers.utils.get_superpixel_segments = lambda *_, **__: next(replay)
         try:
-            return quantus.IROF(perturb_baseline=0.0, normalise=False, return_aggregate=False,
-                                **quiet)(model=gray, x_batch=gray_x.numpy(),
-                                         y_batch=labels.numpy(),
-                                         a_batch=maps[:, None].double().numpy())  # fmt: skip
+            return quantus.IROF(
+                perturb_baseline=0.0, normalise=False, return_aggregate=False, **quiet
+            )(
+                model=gray,
+                x_batch=gray_x.numpy(),
+                y_batch=labels.numpy(),
+                a_batch=maps[:, None].double().numpy(),
+            )
         finally:
             quantus.helpers.utils.get_superpixel_segments = original
 
@@ -194,107 +204,160 @@ def _rows(images: int) -> dict[str, Row]:
         # complexity and localisation: maps (and masks) only
         "Sparseness": Row(lambda: complexity.sparseness(maps), theirs(quantus.Sparseness(**quiet))),
         "Complexity": Row(lambda: complexity.complexity(maps), theirs(quantus.Complexity(**quiet))),
-        "EffectiveComplexity": Row(lambda: complexity.effective_complexity(maps),
-                                   theirs(quantus.EffectiveComplexity(**quiet))),
-        "RelevanceMassAccuracy": Row(lambda: localisation.relevance_mass(maps, masks),
-                                     theirs(quantus.RelevanceMassAccuracy(**quiet), True)),
-        "RelevanceRankAccuracy": Row(lambda: localisation.relevance_rank(maps, masks),
-                                     theirs(quantus.RelevanceRankAccuracy(**quiet), True)),
-        "TopKIntersection": Row(lambda: localisation.top_k_intersection(maps, masks),
-                                theirs(quantus.TopKIntersection(**quiet), True)),
+        "EffectiveComplexity": Row(
+            lambda: complexity.effective_complexity(maps),
+            theirs(quantus.EffectiveComplexity(**quiet)),
+        ),
+        "RelevanceMassAccuracy": Row(
+            lambda: localisation.relevance_mass(maps, masks),
+            theirs(quantus.RelevanceMassAccuracy(**quiet), True),
+        ),
+        "RelevanceRankAccuracy": Row(
+            lambda: localisation.relevance_rank(maps, masks),
+            theirs(quantus.RelevanceRankAccuracy(**quiet), True),
+        ),
+        "TopKIntersection": Row(
+            lambda: localisation.top_k_intersection(maps, masks),
+            theirs(quantus.TopKIntersection(**quiet), True),
+        ),
         "AUC": Row(lambda: localisation.roc_auc(maps, masks), theirs(quantus.AUC(**quiet), True)),
-        "PointingGame": Row(lambda: localisation.pointing_game(maps, masks, tolerance=0),
-                            theirs(quantus.PointingGame(**quiet), True)),
+        "PointingGame": Row(
+            lambda: localisation.pointing_game(maps, masks, tolerance=0),
+            theirs(quantus.PointingGame(**quiet), True),
+        ),
         "Focus (given the mosaics' maps)": Row(
             lambda: localisation.focus(mosaic_maps, quadrants),
             lambda: quantus.Focus(normalise=False, **quiet)(
-                model=model, x_batch=tiles.numpy(), y_batch=labels.numpy(),
+                model=model,
+                x_batch=tiles.numpy(),
+                y_batch=labels.numpy(),
                 a_batch=mosaic_maps[:, None].double().numpy(),
-                custom_batch=quadrants.int().tolist()),
+                custom_batch=quadrants.int().tolist(),
+            ),
         ),
         # faithfulness: the model's passes
         "FaithfulnessCorrelation (100 x 224 px)": Row(
-            lambda: faithfulness_correlation(model, x, maps, labels, fill=0.0,
-                                             generator=seeded(0)),
-            theirs(quantus.FaithfulnessCorrelation(perturb_baseline=0.0, **quiet)), 100,
+            lambda: faithfulness_correlation(model, x, maps, labels, fill=0.0, generator=seeded(0)),
+            theirs(quantus.FaithfulnessCorrelation(perturb_baseline=0.0, **quiet)),
+            100,
         ),
         "FaithfulnessEstimate (48 groups)": Row(
             lambda: stepwise.faithfulness_estimate(model, x, maps, labels, per_step=pixels // 48),
-            theirs(quantus.FaithfulnessEstimate(features_in_step=step48, perturb_baseline=0.0,
-                                                normalise=False, **quiet)), 48 + 1,
+            theirs(
+                quantus.FaithfulnessEstimate(
+                    features_in_step=step48, perturb_baseline=0.0, normalise=False, **quiet
+                )
+            ),
+            48 + 1,
         ),
         "Monotonicity (48 groups)": Row(
             lambda: stepwise.monotonicity(model, x, maps, labels, per_step=pixels // 48),
-            theirs(quantus.Monotonicity(features_in_step=step48, perturb_baseline=0.0,
-                                        normalise=False, **quiet)), 48,
+            theirs(
+                quantus.Monotonicity(
+                    features_in_step=step48, perturb_baseline=0.0, normalise=False, **quiet
+                )
+            ),
+            48,
         ),
         "MonotonicityCorrelation (48 x 3)": Row(
-            lambda: stepwise.monotonicity_correlation(model, x, maps, labels,
-                                                      per_step=pixels // 48, samples=3,
-                                                      generator=seeded(0)),
-            theirs(quantus.MonotonicityCorrelation(features_in_step=step48, nr_samples=3,
-                                                   normalise=False, **quiet)), 144 + 1,
+            lambda: stepwise.monotonicity_correlation(
+                model, x, maps, labels, per_step=pixels // 48, samples=3, generator=seeded(0)
+            ),
+            theirs(
+                quantus.MonotonicityCorrelation(
+                    features_in_step=step48, nr_samples=3, normalise=False, **quiet
+                )
+            ),
+            144 + 1,
         ),
         "RegionPerturbation (100 of 8 px)": Row(
-            lambda: stepwise.region_perturbation(model, x, maps, labels, patch=8, regions=100,
-                                                 fill=black),
-            theirs(quantus.RegionPerturbation(patch_size=8, regions_evaluation=100,
-                                              normalise=False, **quiet)), 100 + 1,
+            lambda: stepwise.region_perturbation(
+                model, x, maps, labels, patch=8, regions=100, fill=black
+            ),
+            theirs(
+                quantus.RegionPerturbation(
+                    patch_size=8, regions_evaluation=100, normalise=False, **quiet
+                )
+            ),
+            100 + 1,
         ),
         "Selectivity (144 of 8 px)": Row(
             lambda: stepwise.selectivity(model, x, maps, labels, patch=8, fill=black),
-            theirs(quantus.Selectivity(patch_size=8, normalise=False, **quiet)), 144 + 1,
+            theirs(quantus.Selectivity(patch_size=8, normalise=False, **quiet)),
+            144 + 1,
         ),
         "SensitivityN (5 sizes x 20)": Row(
-            lambda: sensitivity_n(model, x, maps, labels, sizes=subset_sizes(pixels), runs=20,
-                                  generator=seeded(0)),
-            None, 100 + 5, note="another protocol (docs/concepts.md)",
+            lambda: sensitivity_n(
+                model, x, maps, labels, sizes=subset_sizes(pixels), runs=20, generator=seeded(0)
+            ),
+            None,
+            100 + 5,
+            note="another protocol (docs/concepts.md)",
         ),
         "IROF (50 superpixels; Quantus on grey)": Row(
             lambda: stepwise.irof(model, x, maps, labels, segments=superpixel_labels),
-            quantus_irof, 50 + 1,
+            quantus_irof,
+            50 + 1,
         ),
         "Infidelity (16 perturbations)": Row(
             lambda: infidelity(model, x, maps, labels, samples=16, generator=seeded(0)),
             theirs(quantus.Infidelity(perturb_patch_sizes=[24], n_perturb_samples=1, **quiet)),
-            16 + 1, note="",
+            16 + 1,
+            note="",
         ),
-        "Sufficiency": Row(lambda: sufficiency(maps, predicted),
-                           theirs(quantus.Sufficiency(**quiet))),
+        "Sufficiency": Row(
+            lambda: sufficiency(maps, predicted), theirs(quantus.Sufficiency(**quiet))
+        ),
         # robustness: the method explains again
         "RelativeInputStability (10 samples)": Row(
             lambda: robustness.relative_stability(explain, model, x, maps, labels, noise=noise),
-            lambda: _replayed(noise, lambda: theirs(quantus.RelativeInputStability(
-                nr_samples=10, **quiet), explained=True)()),
-            10 + 1, 10,
+            lambda: _replayed(
+                noise,
+                lambda: theirs(
+                    quantus.RelativeInputStability(nr_samples=10, **quiet), explained=True
+                )(),
+            ),
+            10 + 1,
+            10,
         ),
         "Continuity (28 steps)": Row(
             lambda: robustness.continuity(explain, x, maps, labels, steps=28, fill=black),
             theirs(quantus.Continuity(nr_steps=28, normalise=False, **quiet), explained=True),
-            0, 28,
+            0,
+            28,
         ),
-        "Consistency": Row(lambda: robustness.consistency(maps, predicted, patch=48),
-                           theirs(quantus.Consistency(normalise=False, **quiet))),
+        "Consistency": Row(
+            lambda: robustness.consistency(maps, predicted, patch=48),
+            theirs(quantus.Consistency(normalise=False, **quiet)),
+        ),
         # randomisation
         f"MPRT ({len(steps)} layers)": Row(
-            lambda: sanity.cascading_randomisation(model, x, "gradcam", labels, steps=steps,
-                                                   original=maps),
-            theirs(quantus.MPRT(**quiet), explained=True), 0, len(steps),
+            lambda: sanity.cascading_randomisation(
+                model, x, "gradcam", labels, steps=steps, original=maps
+            ),
+            theirs(quantus.MPRT(**quiet), explained=True),
+            0,
+            len(steps),
         ),
         "EfficientMPRT": Row(
             lambda: sanity.efficient_mprt(model, x, "gradcam", labels, original=maps),
-            theirs(quantus.EfficientMPRT(**quiet), explained=True), 0, 1,
+            theirs(quantus.EfficientMPRT(**quiet), explained=True),
+            0,
+            1,
         ),
         # axiomatic
         "Completeness": Row(
             lambda: axiomatic.completeness(model, x, maps, labels, fill=black),
-            theirs(quantus.Completeness(normalise=False, **quiet)), 2,
+            theirs(quantus.Completeness(normalise=False, **quiet)),
+            2,
         ),
         "NonSensitivity (144 squares)": Row(
             lambda: axiomatic.non_sensitivity(model, x, maps, labels, patch=8, fill=black),
-            None, 144 + 1, note="pixels only: 27,648 passes an image",
+            None,
+            144 + 1,
+            note="pixels only: 27,648 passes an image",
         ),
-    }  # fmt: skip
+    }
 
 
 def _replayed(noise: torch.Tensor, run: Run) -> object:

@@ -31,8 +31,9 @@ from common import goal
 
 def timed(command: list[str], cwd: Path) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "camkit", *command], cwd=cwd, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "camkit", *command], cwd=cwd, check=True, capture_output=True
+    )
     return time.perf_counter() - started
 
 
@@ -57,8 +58,11 @@ def main() -> None:
     parser.add_argument("--only", choices=("explain", "evaluate"), help="run one case")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="camkit-bench-ray-"))
-    variants = {"local": [], "--ray, 1 actor": ["--ray", "--ray-workers", "1"],
-                "--ray, 2 actors": ["--ray", "--ray-workers", "2"]}  # fmt: skip
+    variants = {
+        "local": [],
+        "--ray, 1 actor": ["--ray", "--ray-workers", "1"],
+        "--ray, 2 actors": ["--ray", "--ray-workers", "2"],
+    }
     try:
         make_photos(root / "photos", 96)
         # One set of random weights for every run (each process would draw its own).
@@ -66,12 +70,35 @@ def main() -> None:
         torch.save(torchvision.models.resnet50().state_dict(), root / "resnet50.pt")
         cases = {
             "explain: resnet50, 96 JPEGs 300 x 400, Grad-CAM, batch 16": (
-                ["explain", "photos", "--model", "resnet50", "--weights", "resnet50.pt",
-                 "--methods", "gradcam", "--batch-size", "16"], 96, same_files),
+                [
+                    "explain",
+                    "photos",
+                    "--model",
+                    "resnet50",
+                    "--weights",
+                    "resnet50.pt",
+                    "--methods",
+                    "gradcam",
+                    "--batch-size",
+                    "16",
+                ],
+                96,
+                same_files,
+            ),
             "evaluate: bundled model, 96 images, Grad-CAM, Grad-CAM++, Score-CAM": (
-                ["evaluate", "--limit", "96", "--batch-size", "16", "--methods",
-                 "gradcam,gradcam++,scorecam"], 96, same_figures),
-        }  # fmt: skip
+                [
+                    "evaluate",
+                    "--limit",
+                    "96",
+                    "--batch-size",
+                    "16",
+                    "--methods",
+                    "gradcam,gradcam++,scorecam",
+                ],
+                96,
+                same_figures,
+            ),
+        }
         cases = {c: v for c, v in cases.items() if args.only is None or c.startswith(args.only)}
         times = {c: {v: [] for v in variants} for c in cases}
         same = dict.fromkeys(cases, True)
@@ -85,18 +112,24 @@ def main() -> None:
                 same[case] &= all(compare(outs["local"], o) for o in outs.values())
                 for out in outs.values():
                     shutil.rmtree(out, ignore_errors=True)
-        print(f"{os.cpu_count()} CPU cores, torch {torch.__version__}, median of {args.rounds} "
-              "round(s), each run a fresh process (Ray's cluster start included)\n")  # fmt: skip
-        print("| case | local s | --ray 1 actor s | --ray 2 actors s | 2 actors / local | "
-              "same outputs |")  # fmt: skip
+        print(
+            f"{os.cpu_count()} CPU cores, torch {torch.__version__}, median of {args.rounds} "
+            "round(s), each run a fresh process (Ray's cluster start included)\n"
+        )
+        print(
+            "| case | local s | --ray 1 actor s | --ray 2 actors s | 2 actors / local | "
+            "same outputs |"
+        )
         print("|---|---:|---:|---:|---:|---|")
         ratios = {}
         for case, (_, count, _) in cases.items():
             median = {v: statistics.median(t) for v, t in times[case].items()}
             ratios[case] = median["--ray, 2 actors"] / median["local"]
-            print(f"| {case} | {median['local']:.1f} | {median['--ray, 1 actor']:.1f} | "
-                  f"{median['--ray, 2 actors']:.1f} | {ratios[case]:.2f} | "
-                  f"{'yes' if same[case] else 'NO'} |")  # fmt: skip
+            print(
+                f"| {case} | {median['local']:.1f} | {median['--ray, 1 actor']:.1f} | "
+                f"{median['--ray, 2 actors']:.1f} | {ratios[case]:.2f} | "
+                f"{'yes' if same[case] else 'NO'} |"
+            )
             one, two = median["--ray, 1 actor"], median["--ray, 2 actors"]
             print(f"|   per image, 1 actor | | {one / count:.3f} s | | | |")
             print(f"|   scaling 1 -> 2 actors | | | {one / two:.2f}x | | |")

@@ -99,8 +99,10 @@ def main() -> None:
     torch_floor = median["python -c 'import torch'"]
     for command in ("explain", "evaluate", "layers"):
         goal(f"camkit {command} --help, s", median[f"camkit {command} --help"], 0.5)
-    print(f"  (a command's options list the method and metric registries, which import torch: "
-          f"{torch_floor:.2f} s alone)")  # fmt: skip
+    print(
+        f"  (a command's options list the method and metric registries, which import torch: "
+        f"{torch_floor:.2f} s alone)"
+    )
     if REAL in explains:
         goal(f"{REAL}, s", median[f"{REAL}: exit"], 10.0)
         timm_floor = median["python -c 'import timm'"]

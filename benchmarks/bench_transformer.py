@@ -87,8 +87,10 @@ def table(title: str, runs: dict[str, Run], rounds: int) -> dict[str, float]:
         limit = limits["forward"] if "rollout" in name else limits["backward"]
         ratio = "" if name.startswith("limit") else f"{value / limit:.2f}"
         print(f"| {name} | {value:.4f} | {ratio} |")
-    return {name: value / (limits["forward"] if "rollout" in name else limits["backward"])
-            for name, value in seconds.items()}  # fmt: skip
+    return {
+        name: value / (limits["forward"] if "rollout" in name else limits["backward"])
+        for name, value in seconds.items()
+    }
 
 
 def main() -> None:

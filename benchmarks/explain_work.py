@@ -44,8 +44,12 @@ def main() -> None:
             if size:
                 h, w = picture.shape[1:]
                 scale = size / min(h, w)
-                picture = F.interpolate(picture[None], size=(round(h * scale), round(w * scale)),
-                                        mode="bilinear", antialias=True)[0]  # fmt: skip
+                picture = F.interpolate(
+                    picture[None],
+                    size=(round(h * scale), round(w * scale)),
+                    mode="bilinear",
+                    antialias=True,
+                )[0]
             if mean:
                 picture = (picture - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[
                     :, None, None

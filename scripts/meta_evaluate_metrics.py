@@ -50,16 +50,40 @@ from camkit.jobs.cost import duration, evaluation_cost
 from camkit.metrics import spearman
 from camkit.models import load_shortcut_model
 
-METHODS = ("cam", "gradcam", "gradcam++", "layercam", "eigencam", "fullgrad",
-           "guided-backprop", "refinecam", "sobel", "randomcam",
-           "gradcam-counterfactual")  # fmt: skip
+METHODS = (
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "layercam",
+    "eigencam",
+    "fullgrad",
+    "guided-backprop",
+    "refinecam",
+    "sobel",
+    "randomcam",
+    "gradcam-counterfactual",
+)
 KNOWN = "Pointing %"  # on the tag: the known answer
 # Every metric, at settings that keep the 2 + 2 x draws runs near twenty minutes on 2 cores
 # (the script says its estimate before it starts).
-SETTINGS = {"sensitivity_samples": 4, "lipschitz_samples": 4, "fc_runs": 20, "resamples": 0,
-            "order_groups": 8, "mc_samples": 2, "patch": 24, "regions": 16, "sn_sizes": 3,
-            "sn_runs": 5, "irof_segments": 16, "infidelity_samples": 4, "stability_samples": 2,
-            "continuity_steps": 4, "smprt_samples": 2, "sanity_images": 8}  # fmt: skip
+SETTINGS = {
+    "sensitivity_samples": 4,
+    "lipschitz_samples": 4,
+    "fc_runs": 20,
+    "resamples": 0,
+    "order_groups": 8,
+    "mc_samples": 2,
+    "patch": 24,
+    "regions": 16,
+    "sn_sizes": 3,
+    "sn_runs": 5,
+    "irof_segments": 16,
+    "infidelity_samples": 4,
+    "stability_samples": 2,
+    "continuity_steps": 4,
+    "smprt_samples": 2,
+    "sanity_images": 8,
+}
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
@@ -118,8 +142,9 @@ class _Runs:
             started = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CamkitWarning)
-                report = evaluate(model(), [batch], list(METHODS), _metrics(),
-                                  settings=_settings(batch))  # fmt: skip
+                report = evaluate(
+                    model(), [batch], list(METHODS), _metrics(), settings=_settings(batch)
+                )
             self.done[name] = {"rows": report.rows, "seconds": time.perf_counter() - started}
             # whole or not at all: a run killed while writing keeps the last file
             write_text(self.path, json.dumps({"key": self.key, "done": self.done}, indent=1))
@@ -144,11 +169,17 @@ def main() -> None:
     assert batch is not None
     model = load_shortcut_model()
     runs = _Runs(args.out / "runs.json", args.images)
-    names = ["trained", "random", *(f"{kind} {d}" for d in range(args.draws)
-                                     for kind in ("minor", "disruptive"))]  # fmt: skip
+    names = [
+        "trained",
+        "random",
+        *(f"{kind} {d}" for d in range(args.draws) for kind in ("minor", "disruptive")),
+    ]
     left = [name for name in names if name not in runs.done]
-    cost = evaluation_cost(Evaluation(model, list(METHODS), _metrics(), settings=_settings(batch)),
-                           batch.inputs[:8], args.images)  # fmt: skip
+    cost = evaluation_cost(
+        Evaluation(model, list(METHODS), _metrics(), settings=_settings(batch)),
+        batch.inputs[:8],
+        args.images,
+    )
     print(
         f"{len(left)} evaluations of {args.images} images x {len(METHODS)} methods x "
         f"{len(_metrics())} metrics ({len(names) - len(left)} kept from the last run): about "
@@ -160,11 +191,12 @@ def main() -> None:
     minor, disruptive = [], []
     for draw in range(args.draws):
         generator = torch.Generator().manual_seed(100 + draw)
-        shaken = dataclasses.replace(batch, inputs=batch.inputs + 0.001 * torch.randn(
-            batch.inputs.shape, generator=generator))  # fmt: skip
+        shaken = dataclasses.replace(
+            batch,
+            inputs=batch.inputs + 0.001 * torch.randn(batch.inputs.shape, generator=generator),
+        )
         minor.append(runs.get(f"minor {draw}", partial(_noisy, model, 0.001, draw), shaken))
-        disruptive.append(runs.get(f"disruptive {draw}", partial(_noisy, model, 0.5, draw),
-                                   batch))  # fmt: skip
+        disruptive.append(runs.get(f"disruptive {draw}", partial(_noisy, model, 0.5, draw), batch))
     specs, kinds = column_specs(), column_categories()
     known = [trained[m][KNOWN] for m in METHODS]
     rows = []
@@ -173,23 +205,26 @@ def main() -> None:
             continue
         sign = 1.0 if better == "higher" else -1.0
 
-        def figures(rows_: dict[str, dict[str, float]], name: str = column,
-                    turn: float = sign) -> list[float]:  # fmt: skip
+        def figures(
+            rows_: dict[str, dict[str, float]], name: str = column, turn: float = sign
+        ) -> list[float]:
             return [turn * rows_[m].get(name, float("nan")) for m in METHODS]
 
         agreement = _spearman(figures(trained), known)
 
         def gap(rows_: dict[str, dict[str, float]], name: str = column) -> float:
             base = rows_["randomcam"].get(name, float("nan"))
-            others = [abs(rows_[m].get(name, float("nan")) - base) for m in METHODS
-                      if m != "randomcam"]  # fmt: skip
+            others = [
+                abs(rows_[m].get(name, float("nan")) - base) for m in METHODS if m != "randomcam"
+            ]
             return sum(others) / len(others)
 
         collapse = gap(random) / gap(trained) if gap(trained) else float("nan")
         resilience = [_spearman(figures(trained), figures(r)) for r in minor]
         reactivity = [1 - _spearman(figures(trained), figures(r)) for r in disruptive]
-        rows.append((kinds.get(column, "other"), column, agreement, collapse,
-                     resilience, reactivity))  # fmt: skip
+        rows.append(
+            (kinds.get(column, "other"), column, agreement, collapse, resilience, reactivity)
+        )
 
     def spread(values: list[float]) -> str:
         mean = sum(values) / len(values)
@@ -205,15 +240,27 @@ def main() -> None:
         "gap to RandomCAM, random weights / trained ↓ | resilience (minor) ↑ | "
         "reactivity (disruptive) ↑ |",
         "|---|---|---:|---:|---:|---:|",
-        *(f"| {k} | {c} | {a:+.2f} | {r:.2f} | {spread(res)} | {spread(rea)} |"
-          for k, c, a, r, res, rea in sorted(rows)),
+        *(
+            f"| {k} | {c} | {a:+.2f} | {r:.2f} | {spread(res)} | {spread(rea)} |"
+            for k, c, a, r, res, rea in sorted(rows)
+        ),
         "",
         f"{runs.seconds:.0f} s of evaluations on {torch.get_num_threads()} CPU threads.",
-    ]  # fmt: skip
+    ]
     write_text(args.out / "meta.md", "\n".join(lines) + "\n")
-    write_text(args.out / "meta.json", json.dumps(
-        {"trained": trained, "random": random, "minor": minor, "disruptive": disruptive,
-         "rows": rows}, indent=1))  # fmt: skip
+    write_text(
+        args.out / "meta.json",
+        json.dumps(
+            {
+                "trained": trained,
+                "random": random,
+                "minor": minor,
+                "disruptive": disruptive,
+                "rows": rows,
+            },
+            indent=1,
+        ),
+    )
     print("\n".join(lines))
 
 

@@ -23,8 +23,13 @@ from helpers.photos import BOXES, photos  # noqa: E402
 
 # The folder of each photo: the ImageNet class it is labelled with (the first of its classes
 # that the model names; the cat is labelled as the class the model gives it).
-LABELS = {"chelsea": "tiger cat", "coffee": "espresso", "rocket": "missile", "china": "palace",
-          "flower": "daisy"}  # fmt: skip
+LABELS = {
+    "chelsea": "tiger cat",
+    "coffee": "espresso",
+    "rocket": "missile",
+    "china": "palace",
+    "flower": "daisy",
+}
 
 
 def folder(into: Path) -> Path:

@@ -23,8 +23,12 @@ from camkit.images import read_image
 from camkit.models import load_model
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "images" / "real_cat.png"
-METHODS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
-           "layercam": "LayerCAM"}  # fmt: skip
+METHODS = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "scorecam": "Score-CAM",
+    "layercam": "LayerCAM",
+}
 
 
 def make(out: Path = OUT) -> Path:

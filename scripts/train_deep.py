@@ -29,8 +29,9 @@ def main() -> None:
     held_out = HardShapes(1000, seed=6000).stack()
     images = (train["image"] * 255).round().to(torch.uint8)
     labels = train["label"]
-    print(f"generated {args.train} + 1000 images in {time.perf_counter() - start:.0f} s",
-          flush=True)  # fmt: skip
+    print(
+        f"generated {args.train} + 1000 images in {time.perf_counter() - start:.0f} s", flush=True
+    )
     model = DeepShapesNet()
 
     def report(epoch: int, loss: float) -> str:

@@ -32,23 +32,28 @@ def main() -> None:
     conflict = ShortcutShapes(1000, split="conflict", seed=4000).stack()
     images = (train["image"] * 255).round().to(torch.uint8)
     labels = train["label"]
-    print(f"generated {args.train} + 1000 images in {time.perf_counter() - start:.0f} s",
-          flush=True)  # fmt: skip
+    print(
+        f"generated {args.train} + 1000 images in {time.perf_counter() - start:.0f} s", flush=True
+    )
     model = ShapesNet()
 
     def report(epoch: int, loss: float) -> str:
         follows = accuracy(model, conflict["image"], conflict["label"])
-        return (f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}, follows the tag on "
-                f"{follows:.4f} of the conflict split")  # fmt: skip
+        return (
+            f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}, follows the tag on "
+            f"{follows:.4f} of the conflict split"
+        )
 
     fit(model, images, labels, epochs=args.epochs, batch=args.batch, g=g, after_epoch=report)
     shipped = save_half(model, args.out, ShapesNet())
     check = evidence_check(shipped, conflict)
     size = args.out.stat().st_size / 2**20
-    print(f"shipped weights on the conflict split: follows the tag {check['follows_tag']:.4f}, "
-          f"the shape {check['follows_shape']:.4f}; removing the tag changes the prediction "
-          f"{check['tag_removed_changes']:.4f}, removing the shape "
-          f"{check['shape_removed_changes']:.4f}; saved {args.out} ({size:.2f} MiB)")  # fmt: skip
+    print(
+        f"shipped weights on the conflict split: follows the tag {check['follows_tag']:.4f}, "
+        f"the shape {check['follows_shape']:.4f}; removing the tag changes the prediction "
+        f"{check['tag_removed_changes']:.4f}, removing the shape "
+        f"{check['shape_removed_changes']:.4f}; saved {args.out} ({size:.2f} MiB)"
+    )
 
 
 if __name__ == "__main__":

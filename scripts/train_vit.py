@@ -45,8 +45,9 @@ def main() -> None:
         train = ShapesDataset(args.train, seed=1000).stack()
         held_out = ShapesDataset(1000, seed=2000).stack()
     images = (train["image"] * 255).round().to(torch.uint8)
-    print(f"generated {args.train} + 1000 images in {time.perf_counter() - start:.0f} s",
-          flush=True)  # fmt: skip
+    print(
+        f"generated {args.train} + 1000 images in {time.perf_counter() - start:.0f} s", flush=True
+    )
     model = ShapesViT()
     said = "follows the tag on the conflict split" if shortcut else "held-out accuracy"
 
@@ -54,17 +55,28 @@ def main() -> None:
         held = accuracy(model, held_out["image"], held_out["label"])
         return f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}, {said} {held:.4f}"
 
-    fit(model, images, train["label"], epochs=args.epochs, batch=args.batch, g=g,
-        after_epoch=report, lr=5e-4 if shortcut else 3e-3, weight_decay=0.05)  # fmt: skip
+    fit(
+        model,
+        images,
+        train["label"],
+        epochs=args.epochs,
+        batch=args.batch,
+        g=g,
+        after_epoch=report,
+        lr=5e-4 if shortcut else 3e-3,
+        weight_decay=0.05,
+    )
     shipped = save_half(model, args.out, ShapesViT())
     size = args.out.stat().st_size / 2**20
     final = accuracy(shipped, held_out["image"], held_out["label"])
     print(f"shipped weights: {said} {final:.4f}; saved {args.out} ({size:.2f} MiB)")
     if shortcut:
         check = evidence_check(shipped, held_out)
-        print(f"on the conflict split: follows the shape {check['follows_shape']:.4f}; removing "
-              f"the tag changes the prediction {check['tag_removed_changes']:.4f}, removing the "
-              f"shape {check['shape_removed_changes']:.4f}")  # fmt: skip
+        print(
+            f"on the conflict split: follows the shape {check['follows_shape']:.4f}; removing "
+            f"the tag changes the prediction {check['tag_removed_changes']:.4f}, removing the "
+            f"shape {check['shape_removed_changes']:.4f}"
+        )
 
 
 if __name__ == "__main__":

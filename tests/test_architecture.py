@@ -111,11 +111,25 @@ def test_the_cycle_finder_finds_a_planted_cycle(monkeypatch: pytest.MonkeyPatch)
 
 
 def _branches(function: ast.AST) -> int:
-    kinds = (ast.If, ast.For, ast.While, ast.Try, ast.With, ast.IfExp, ast.ExceptHandler,
-             ast.BoolOp, ast.comprehension, ast.Match)  # fmt: skip
+    kinds = (
+        ast.If,
+        ast.For,
+        ast.While,
+        ast.Try,
+        ast.With,
+        ast.IfExp,
+        ast.ExceptHandler,
+        ast.BoolOp,
+        ast.comprehension,
+        ast.Match,
+    )
     inner = [n for n in ast.walk(function) if n is not function]
-    nested = {id(n) for f in inner if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-              for n in ast.walk(f)}  # fmt: skip
+    nested = {
+        id(n)
+        for f in inner
+        if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for n in ast.walk(f)
+    }
     return sum(isinstance(n, kinds) for n in inner if id(n) not in nested)
 
 
@@ -149,8 +163,11 @@ def _sizes() -> dict[str, tuple[int, int]]:
 def test_every_function_is_measured_under_a_name_of_its_own() -> None:
     """Keyed by bare name, every `weigh`, `__init__` and `check` after the first went
     unmeasured (633 of 725 functions)."""
-    every = [q for name, path in MODULES.items()
-             for q, _ in _functions(ast.parse(path.read_text()), name)]  # fmt: skip
+    every = [
+        q
+        for name, path in MODULES.items()
+        for q, _ in _functions(ast.parse(path.read_text()), name)
+    ]
     sizes = _sizes()
     assert len(set(every)) > 700
     assert len(every) - len(set(every)) <= 10  # the same name twice: a property's setter
@@ -169,8 +186,11 @@ def _allowed() -> set[str]:
 
 def test_no_function_is_over_60_lines_or_15_branches() -> None:
     allowed = _allowed()
-    over = {n for n, (lines, branches) in _sizes().items()
-            if lines > MAX_LINES or branches > MAX_BRANCHES}  # fmt: skip
+    over = {
+        n
+        for n, (lines, branches) in _sizes().items()
+        if lines > MAX_LINES or branches > MAX_BRANCHES
+    }
     assert {n: _sizes()[n] for n in over - allowed} == {}
     stale = allowed - over
     assert stale == set(), "docs/architecture.md excuses functions that are short now"
@@ -181,8 +201,9 @@ def _imported_by(code: str, modules: set[str]) -> list[str]:
     import sys
 
     probe = f"import sys; {code}; print(sorted({modules!r} & set(sys.modules)))"
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, timeout=120)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
     return list(ast.literal_eval(run.stdout.strip().splitlines()[-1]))
 
 
@@ -211,8 +232,9 @@ def test_the_lazy_public_names_are_the_type_checkers_and_all() -> None:
 
     source = ast.parse(Path(camkit.__file__).read_text())
     checked = next(n for n in source.body if isinstance(n, ast.If))  # if TYPE_CHECKING:
-    imported = {a.asname or a.name for n in checked.body if isinstance(n, ast.ImportFrom)
-                for a in n.names}  # fmt: skip
+    imported = {
+        a.asname or a.name for n in checked.body if isinstance(n, ast.ImportFrom) for a in n.names
+    }
     import camkit.methods
 
     homed = {n for names in camkit._HOME.values() for n in names}
@@ -227,8 +249,9 @@ def test_the_lazy_public_names_are_the_type_checkers_and_all() -> None:
     import subprocess
     import sys
 
-    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True).stdout.split()[0]  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
     assert shown == "function"
     with pytest.raises(AttributeError, match="no attribute 'GradCam'"):
         camkit.GradCam  # noqa: B018 - the attribute access is what is tested

@@ -164,16 +164,22 @@ def test_every_leaf_stacks_each_blocks_tokens_through_the_head() -> None:
 
 def test_nothing_is_left_on_the_model_or_in_torch_after_a_failing_pass() -> None:
     config = transformers.ViTConfig(
-        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=32, num_labels=3,
-    )  # fmt: skip
+        image_size=32,
+        patch_size=8,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+    )
     config._attn_implementation = "sdpa"
     model = transformers.ViTForImageClassification(config).eval()
     x = torch.rand(1, 3, 32, 32)
     blocks = find_blocks(model, Inputs.wrap(x))
     assert len(blocks) == 2
-    hooks_before = {n: len(m._forward_hooks) + len(m._forward_pre_hooks)
-                    for n, m in model.named_modules()}  # fmt: skip
+    hooks_before = {
+        n: len(m._forward_hooks) + len(m._forward_pre_hooks) for n, m in model.named_modules()
+    }
 
     def planted(*_: object) -> None:
         raise RuntimeError("planted")
@@ -208,9 +214,16 @@ def test_probabilities_are_a_softmax_of_scaled_dot_products() -> None:
 
 
 @pytest.mark.parametrize(
-    "family", ["hugging-face-swin", "hugging-face-swinv2", "hugging-face-segformer",
-               "timm-pvt-v2", "timm-hiera", "timm-levit"]
-)  # fmt: skip
+    "family",
+    [
+        "hugging-face-swin",
+        "hugging-face-swinv2",
+        "hugging-face-segformer",
+        "timm-pvt-v2",
+        "timm-hiera",
+        "timm-levit",
+    ],
+)
 @pytest.mark.parametrize("method", ["legrad", "gae", "rollout"])
 def test_windowed_pooled_and_pyramid_attention_is_refused_with_what_is_needed(family, method):
     """Swin attends within windows, PVT to spatially reduced keys, LeViT over fewer tokens at
@@ -220,8 +233,14 @@ def test_windowed_pooled_and_pyramid_attention_is_refused_with_what_is_needed(fa
     import transformers
 
     torch.manual_seed(0)
-    windows = {"image_size": 64, "embed_dim": 16, "depths": [1, 1], "num_heads": [2, 2],
-               "window_size": 4, "num_labels": 5}  # fmt: skip
+    windows = {
+        "image_size": 64,
+        "embed_dim": 16,
+        "depths": [1, 1],
+        "num_heads": [2, 2],
+        "window_size": 4,
+        "num_labels": 5,
+    }
     side = 64
     if family == "hugging-face-swin":
         model = transformers.SwinForImageClassification(transformers.SwinConfig(**windows))
@@ -229,9 +248,11 @@ def test_windowed_pooled_and_pyramid_attention_is_refused_with_what_is_needed(fa
         model = transformers.Swinv2ForImageClassification(transformers.Swinv2Config(**windows))
     elif family == "hugging-face-segformer":
         config = transformers.SegformerConfig(
-            num_labels=3, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
+            num_labels=3,
+            hidden_sizes=[8, 16, 32, 64],
+            depths=[1, 1, 1, 1],
             num_attention_heads=[1, 1, 2, 2],
-        )  # fmt: skip
+        )
         model = transformers.SegformerForImageClassification(config)
     elif family == "timm-pvt-v2":
         model = timm.create_model("pvt_v2_b0", num_classes=5)

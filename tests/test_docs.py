@@ -27,8 +27,12 @@ def test_site_builds_strictly_with_the_api_reference(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     home = (site / "index.html").read_text()
-    for page in ("getting-started/", "howto/model-families/", "concepts/#which-method-when",
-                 "reference/camkit/"):  # fmt: skip
+    for page in (
+        "getting-started/",
+        "howto/model-families/",
+        "concepts/#which-method-when",
+        "reference/camkit/",
+    ):
         assert page in home, f"the home page does not link {page}"
     reference = (site / "reference" / "camkit" / "index.html").read_text()
     import camkit

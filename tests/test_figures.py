@@ -56,8 +56,14 @@ def test_every_results_table_in_the_readme_is_its_results_files() -> None:
     matched = []
     for table in readme:
         methods = {row[0] for row in table[1:]}
-        name = next((n for n, f in files.items() if f[0] == table[0]
-                     and methods == {row[0] for row in f[1:]}), None)  # fmt: skip
+        name = next(
+            (
+                n
+                for n, f in files.items()
+                if f[0] == table[0] and methods == {row[0] for row in f[1:]}
+            ),
+            None,
+        )
         if name is None:
             continue
         assert table == files[name], f"the README's {name} table differs from {RESULTS[name]}"
@@ -128,8 +134,11 @@ def test_the_citation_names_the_packages_version_and_the_changelogs_last_release
 
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     citation = (ROOT / "CITATION.cff").read_text()
-    released = re.search(r"^## \[(\d+\.\d+\.\d+)\] - (\d{4}-\d\d-\d\d)", (ROOT / "CHANGELOG.md")
-                         .read_text(), re.MULTILINE)  # fmt: skip
+    released = re.search(
+        r"^## \[(\d+\.\d+\.\d+)\] - (\d{4}-\d\d-\d\d)",
+        (ROOT / "CHANGELOG.md").read_text(),
+        re.MULTILINE,
+    )
     assert released is not None
     assert f"version: {version}\n" in citation
     assert released.group(1) == version
@@ -141,14 +150,28 @@ def test_the_readmes_test_counts_are_the_suites() -> None:
     import subprocess
     import sys
 
-    said = re.search(r"([\d,]+) tests in about .*the whole suite, ([\d,]+) tests",
-                     (ROOT / "README.md").read_text().replace("\n", " "))  # fmt: skip
+    said = re.search(
+        r"([\d,]+) tests in about .*the whole suite, ([\d,]+) tests",
+        (ROOT / "README.md").read_text().replace("\n", " "),
+    )
     assert said is not None
     collected = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "not slow", "--collect-only", "-q",
-         "-p", "no:cacheprovider"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    ).stdout.splitlines()[-1]  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "not slow",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout.splitlines()[-1]
     counted = re.match(r"(\d+)/(\d+) tests collected", collected)
     assert counted is not None, collected
     quick, whole = (int(said.group(i).replace(",", "")) for i in (1, 2))

@@ -35,10 +35,12 @@ def hugging_face(tmp_path_factory):
 @pytest.fixture(scope="module")
 def open_clip_model():
     torch.manual_seed(0)
-    vision = open_clip.model.CLIPVisionCfg(layers=2, width=32, patch_size=8, image_size=32,
-                                           head_width=16)  # fmt: skip
-    text = open_clip.model.CLIPTextCfg(context_length=16, vocab_size=49408, width=32, heads=2,
-                                       layers=1)  # fmt: skip
+    vision = open_clip.model.CLIPVisionCfg(
+        layers=2, width=32, patch_size=8, image_size=32, head_width=16
+    )
+    text = open_clip.model.CLIPTextCfg(
+        context_length=16, vocab_size=49408, width=32, heads=2, layers=1
+    )
     return open_clip.CLIP(embed_dim=16, vision_cfg=vision, text_cfg=text).eval()
 
 
@@ -112,8 +114,19 @@ def test_the_command_explains_each_prompt_of_a_saved_clip(hugging_face, tmp_path
     Image.fromarray(pixels).save(image)
     out = tmp_path / "out"
     prompts = ["--prompt", "a dog", "--prompt", "a red car"]
-    code = main(["explain", str(image), "--model", str(folder), *prompts,
-                 "--methods", "gradcam,legrad", "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "explain",
+            str(image),
+            "--model",
+            str(folder),
+            *prompts,
+            "--methods",
+            "gradcam,legrad",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "photo.json").read_text())
     assert sorted(t["name"] for t in summary["targets"]) == ["a dog", "a red car"]
@@ -142,8 +155,14 @@ def test_siglip_scores_keep_its_bias_and_score_each_prompt_with_its_own_sigmoid(
         "num_attention_heads": 2,
         "max_position_embeddings": 16,
     }
-    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
-              "num_hidden_layers": 2, "num_attention_heads": 2}  # fmt: skip
+    vision = {
+        "image_size": 32,
+        "patch_size": 8,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+    }
     model = transformers.SiglipModel(
         transformers.SiglipConfig(text_config=text, vision_config=vision)
     ).eval()

@@ -90,13 +90,19 @@ def test_lightning_callback_logs_a_fixed_batch_every_n_epochs(tmp_path) -> None:
         torch.rand(16, 3, 16, 16, generator=generator),
         torch.randint(0, 3, (16,), generator=generator),
     )
-    callback = map_logger(torch.rand(4, 3, 16, 16, generator=generator),
-                          methods=["gradcam", "gradcam++"], every=2)  # fmt: skip
+    callback = map_logger(
+        torch.rand(4, 3, 16, 16, generator=generator), methods=["gradcam", "gradcam++"], every=2
+    )
     trainer = lightning.Trainer(
-        max_epochs=4, logger=TensorBoardLogger(tmp_path, name="run"), callbacks=[callback],
-        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
-        accelerator="cpu", log_every_n_steps=1,
-    )  # fmt: skip
+        max_epochs=4,
+        logger=TensorBoardLogger(tmp_path, name="run"),
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        log_every_n_steps=1,
+    )
     model = Classifier()
     trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=8))
     assert callback.logged == [(1, "gradcam"), (1, "gradcam++"), (3, "gradcam"), (3, "gradcam++")]

@@ -122,8 +122,14 @@ def test_leading_tokens_come_from_the_model_where_it_says() -> None:
     from camkit.layouts import Layout, leading_tokens, token_grid
 
     torch.manual_seed(0)
-    vit = timm.create_model("vit_base_patch16_reg4_gap_256", img_size=64, depth=2, embed_dim=64,
-                            num_heads=2, num_classes=3).eval()  # fmt: skip
+    vit = timm.create_model(
+        "vit_base_patch16_reg4_gap_256",
+        img_size=64,
+        depth=2,
+        embed_dim=64,
+        num_heads=2,
+        num_classes=3,
+    ).eval()
     assert leading_tokens(vit) == 4
     assert token_grid(4 + 16, (64, 64)) is None  # guessing fails
     assert token_grid(4 + 16, (64, 64), leading=4) == (4, (4, 4))
@@ -179,8 +185,13 @@ def test_no_candidate_on_a_skip_path_inside_an_attention_or_padding() -> None:
         def forward(self, x):
             return self.main(self.pad(x)) + self.pool_skip(x)
 
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), Block(), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(4, 2)).eval()  # fmt: skip
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        Block(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    ).eval()
     from camkit.layers import choose_layer
 
     x = torch.rand(1, 3, 16, 16)

@@ -75,8 +75,14 @@ def hf(config: str, model: str, **options):
     return getattr(transformers, model)(getattr(transformers, config)(num_labels=5, **options))
 
 
-TOKENS = {"image_size": 64, "patch_size": 16, "hidden_size": 64, "num_hidden_layers": 4,
-          "num_attention_heads": 4, "intermediate_size": 128}  # fmt: skip
+TOKENS = {
+    "image_size": 64,
+    "patch_size": 16,
+    "hidden_size": 64,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 128,
+}
 STAGES = {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1]}
 HF = {
     "vit": (("ViTConfig", "ViTForImageClassification"), TOKENS, "vit.layers.3.layernorm_before"),
@@ -265,8 +271,9 @@ class NiN(nn.Module):
     def __init__(self, after: str = "none") -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-                                      nn.Conv2d(8, 5, 3, padding=1), nn.ReLU())  # fmt: skip
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 5, 3, padding=1), nn.ReLU()
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.after = nn.Conv2d(5, 5, 1) if after == "conv" else nn.Identity()
 
@@ -331,10 +338,23 @@ def test_several_inputs_as_a_tuple_or_keywords() -> None:
 
 
 NEW_IN_0_3 = [
-    "gradcam-counterfactual", "shapleycam", "finercam", "refinecam", "sess", "sscam", "iscam",
-    "kpcacam", "segeigencam", "fem", "dff", "guided-backprop", "guided-gradcam", "fullgrad",
-    "randomcam", "sobel",
-]  # fmt: skip
+    "gradcam-counterfactual",
+    "shapleycam",
+    "finercam",
+    "refinecam",
+    "sess",
+    "sscam",
+    "iscam",
+    "kpcacam",
+    "segeigencam",
+    "fem",
+    "dff",
+    "guided-backprop",
+    "guided-gradcam",
+    "fullgrad",
+    "randomcam",
+    "sobel",
+]
 
 
 @pytest.fixture(scope="module")

@@ -100,8 +100,10 @@ def test_a_segmenters_map_is_not_its_logit_map(name) -> None:
         return float(torch.corrcoef(pair)[0, 1])
 
     at_head, automatic = correlation(seen.head), correlation(None)
-    print(f"{name}: correlation with the logit map {at_head:.3f} at the head, "
-          f"{automatic:.3f} at the automatic layer")  # fmt: skip
+    print(
+        f"{name}: correlation with the logit map {at_head:.3f} at the head, "
+        f"{automatic:.3f} at the automatic layer"
+    )
     assert at_head > 0.95
     assert abs(automatic) < 0.9
 
@@ -180,8 +182,18 @@ def test_monai_grad_cam_and_grad_cam_plus_plus_equal_camkits(dims) -> None:
     from monai.visualize import GradCAM, GradCAMpp
 
     torch.manual_seed(0)
-    model = DenseNet(spatial_dims=dims, in_channels=1, out_channels=3, init_features=8,
-                     growth_rate=8, block_config=(2, 2, 2, 2)).double().eval()  # fmt: skip
+    model = (
+        DenseNet(
+            spatial_dims=dims,
+            in_channels=1,
+            out_channels=3,
+            init_features=8,
+            growth_rate=8,
+            block_config=(2, 2, 2, 2),
+        )
+        .double()
+        .eval()
+    )
     with torch.no_grad():
         model.class_layers.out.weight *= 10  # MONAI's 1e-7 in Grad-CAM++ becomes negligible
     shape = (2, 1, 96, 64) if dims == 2 else (1, 1, 64, 64, 64)
@@ -192,10 +204,17 @@ def test_monai_grad_cam_and_grad_cam_plus_plus_equal_camkits(dims) -> None:
     ours = camkit.GradCAM(model)(x).maps
     grad_cam = float((1 - theirs - ours).abs().max())
     plus_plus = max(
-        float((1 - GradCAMpp(nn_module=hooked, target_layers="class_layers.relu")(x=x[i : i + 1])
-               - camkit.GradCAMPlusPlus(model)(x[i : i + 1]).maps).abs().max())
+        float(
+            (
+                1
+                - GradCAMpp(nn_module=hooked, target_layers="class_layers.relu")(x=x[i : i + 1])
+                - camkit.GradCAMPlusPlus(model)(x[i : i + 1]).maps
+            )
+            .abs()
+            .max()
+        )
         for i in range(len(x))
-    )  # fmt: skip
+    )
     print(f"MONAI {dims}-D: Grad-CAM {grad_cam:.2e}, Grad-CAM++ {plus_plus:.2e}")
     assert grad_cam < 1e-5
     assert plus_plus < 1e-4
@@ -209,8 +228,18 @@ def test_monai_grad_cam_plus_plus_mixes_the_images_of_a_batch() -> None:
     from monai.visualize import GradCAMpp
 
     torch.manual_seed(0)
-    model = DenseNet(spatial_dims=2, in_channels=1, out_channels=3, init_features=8,
-                     growth_rate=8, block_config=(2, 2, 2, 2)).double().eval()  # fmt: skip
+    model = (
+        DenseNet(
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=3,
+            init_features=8,
+            growth_rate=8,
+            block_config=(2, 2, 2, 2),
+        )
+        .double()
+        .eval()
+    )
     with torch.no_grad():
         model.class_layers.out.weight *= 10
     x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

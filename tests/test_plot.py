@@ -51,9 +51,13 @@ def test_series_get_distinct_colours_and_a_legend() -> None:
 
 @pytest.mark.parametrize(
     ("values", "expected"),
-    [([0.0, 1.0], (0.0, 1.0)), ([-0.5, 0.9], (-1.0, 1.0)), ([3.0, 3.0], (2.5, 3.5)),
-     ([0.0, 5.0], (0.0, 5.0))],
-)  # fmt: skip
+    [
+        ([0.0, 1.0], (0.0, 1.0)),
+        ([-0.5, 0.9], (-1.0, 1.0)),
+        ([3.0, 3.0], (2.5, 3.5)),
+        ([0.0, 5.0], (0.0, 5.0)),
+    ],
+)
 def test_y_ranges(values, expected) -> None:
     assert y_range(values) == expected
     _, axes = draw({"s": values}, [1.0, 2.0], title="t", xlabel="x", ylabel="y")

@@ -29,8 +29,7 @@ def test_box_takes_the_best_overlapping_detection_of_the_same_label() -> None:
     found = detections()
     # Image 0: box A overlaps detections 0 (label 1, IoU 1) and 1 (label 2, IoU 0.9): label 2
     # picks detection 1; box B has label 1 and matches detection 2; box C matches nothing.
-    target = Box([[[0.0, 0, 10, 10], [20.0, 20, 30, 30], [50.0, 50, 60, 60]]] * 2,
-                 [[2, 1, 1]] * 2)  # fmt: skip
+    target = Box([[[0.0, 0, 10, 10], [20.0, 20, 30, 30], [50.0, 50, 60, 60]]] * 2, [[2, 1, 1]] * 2)
     scores = target(found)
     assert scores.flatten().tolist() == pytest.approx([0.8, 0.7, 0.0, 0.0, 0.0, 0.0])
     scores.sum().backward()  # the matched scores keep their graph
@@ -80,8 +79,10 @@ def test_region_sums_each_images_class_inside_its_mask() -> None:
     assert shared.tolist() == [[4.0], [16.0]]
     rows = torch.tensor([1, 1, 0])
     assert Region([2, 0], masks)(logits[[1, 1, 0]], rows).flatten().tolist() == [
-        float(logits[1, 0, 1].sum()), float(logits[1, 0, 1].sum()), float(logits[0, 2, 0, 0])
-    ]  # fmt: skip
+        float(logits[1, 0, 1].sum()),
+        float(logits[1, 0, 1].sum()),
+        float(logits[0, 2, 0, 0]),
+    ]
 
 
 def ultralytics_outputs(classes: int = 2) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -145,9 +146,17 @@ def test_box_reads_detr_family_outputs_relative_to_the_input(kind) -> None:
 def test_top_detections_are_chosen_once_and_suppress_duplicates() -> None:
     # Anchors 0 and 1 are one object (IoU 0.9), anchor 2 another: the second best is anchor 2.
     predictions = torch.tensor(
-        [[[5.0, 5.5, 25.0], [5.0, 5.0, 25.0], [10.0, 10.0, 10.0], [10.0, 10.0, 10.0],
-          [0.9, 0.85, 0.3], [0.1, 0.1, 0.6]]]
-    )  # fmt: skip
+        [
+            [
+                [5.0, 5.5, 25.0],
+                [5.0, 5.0, 25.0],
+                [10.0, 10.0, 10.0],
+                [10.0, 10.0, 10.0],
+                [0.9, 0.85, 0.3],
+                [0.1, 0.1, 0.6],
+            ]
+        ]
+    )
     outputs = (predictions, {"scores": torch.zeros(1, 2, 3)})
     box = camkit.TopDetections(2).choose(outputs, 1, None)
     assert box.labels.tolist() == [[0, 1]]

@@ -580,9 +580,13 @@ def test_inputs_that_are_not_images_get_messages_that_point_the_right_way() -> N
     with pytest.raises(ValueError, match=r"\(2, 100\): a batch of signals without a channel axis"):
         camkit.GradCAM(gap_net(dims=1))(waveform)
     config = transformers.BertConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, num_labels=2,
-    )  # fmt: skip
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=2,
+    )
     bert = transformers.BertForSequenceClassification(config).eval()
     ids = torch.randint(0, 50, (2, 7))
     embeddings = bert.bert.embeddings.word_embeddings(ids).detach()

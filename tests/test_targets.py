@@ -94,15 +94,17 @@ def test_softmax_score_applies_to_target_functions_too() -> None:
     torch.testing.assert_close(probabilities.scores[:, 0], p[:, 1] - p[:, 3])
     assert not torch.allclose(probabilities.scores, logits.scores)
     by_index = explainer(x, 1, score="softmax").scores[:, 0]
-    torch.testing.assert_close(explainer(x, lambda out: out[:, 1], score="softmax").scores[:, 0],
-                               by_index)  # fmt: skip
+    torch.testing.assert_close(
+        explainer(x, lambda out: out[:, 1], score="softmax").scores[:, 0], by_index
+    )
     structured = camkit.GradCAM(_DictOutput(model).eval(), layer="inner.3")
     with pytest.raises(ValueError, match="score='softmax' with a target function needs tensor"):
         structured(x, lambda out: out["logits"][:, 0], score="softmax")
     # Picking the tensor first makes it well defined.
     picked = camkit.GradCAM(_DictOutput(model).eval(), layer="inner.3", output="logits")
-    torch.testing.assert_close(picked(x, lambda out: out[:, 1], score="softmax").scores[:, 0],
-                               by_index)  # fmt: skip
+    torch.testing.assert_close(
+        picked(x, lambda out: out[:, 1], score="softmax").scores[:, 0], by_index
+    )
 
 
 class _DictOutput(torch.nn.Module):

@@ -38,9 +38,13 @@ _MHA = inspect.signature(F.multi_head_attention_forward)
 
 
 def probabilities(
-    q: Tensor, k: Tensor, mask: Tensor | None = None, *, causal: bool = False,
+    q: Tensor,
+    k: Tensor,
+    mask: Tensor | None = None,
+    *,
+    causal: bool = False,
     scale: float | None = None,
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """softmax(q k^T * scale + mask) over the keys, as `F.scaled_dot_product_attention`
     computes it (a boolean mask marks the keys that may be attended to).
 
@@ -194,9 +198,12 @@ def _with_leaf(
 
 
 def _block_hooks(
-    record: AttentionRecord, mode: _Probabilities, modules: Sequence[nn.Module], batch: int,
+    record: AttentionRecord,
+    mode: _Probabilities,
+    modules: Sequence[nn.Module],
+    batch: int,
     leaves: str,
-) -> list[Any]:  # fmt: skip
+) -> list[Any]:
     """Hooks that route each block's attention to the record; the input of the first block
     (``leaves="first"``), of every block (``"every"``) or of none (``"none"``) becomes a leaf."""
     seen: list[Tensor] = []

@@ -207,8 +207,9 @@ class OutputFolder:
             with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(name) + "\n")  # one write: whole lines when appended
         except OSError as error:
-            raise OutputError(f"cannot record {shown(name)} in {shown(ledger)}: "
-                              f"{error.strerror or error}") from error  # fmt: skip
+            raise OutputError(
+                f"cannot record {shown(name)} in {shown(ledger)}: {error.strerror or error}"
+            ) from error
         self.owned.add(name)
 
 

@@ -53,8 +53,12 @@ def log_tensorboard(
     colormap: str = "jet",
 ) -> None:
     """Log the overlays as one image grid to a `torch.utils.tensorboard.SummaryWriter`."""
-    writer.add_images(tag, overlays(pictures, explanation, alpha=alpha, colormap=colormap).cpu(),
-                      step, dataformats="NCHW")  # fmt: skip
+    writer.add_images(
+        tag,
+        overlays(pictures, explanation, alpha=alpha, colormap=colormap).cpu(),
+        step,
+        dataformats="NCHW",
+    )
 
 
 def log_wandb(
@@ -73,10 +77,12 @@ def log_wandb(
 
     shown = overlays(pictures, explanation, alpha=alpha, colormap=colormap)
     images = [
-        wandb.Image((o.permute(1, 2, 0) * 255).round().byte().cpu().numpy(),
-                    caption=None if captions is None else captions[i])
+        wandb.Image(
+            (o.permute(1, 2, 0) * 255).round().byte().cpu().numpy(),
+            caption=None if captions is None else captions[i],
+        )
         for i, o in enumerate(shown)
-    ]  # fmt: skip
+    ]
     run.log({key: images}, step=step)
 
 
@@ -156,8 +162,12 @@ def map_logger(
                     for logger in trainer.loggers:
                         log = _log_with(logger)
                         if log is not None:
-                            log(f"{self.tag}/{method}", self.pictures.to(x.device), result,
-                                trainer.global_step)  # fmt: skip
+                            log(
+                                f"{self.tag}/{method}",
+                                self.pictures.to(x.device),
+                                result,
+                                trainer.global_step,
+                            )
                     self.logged.append((epoch, method))
             finally:
                 module.train(was_training)

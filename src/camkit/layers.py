@@ -338,8 +338,10 @@ def _choose(
         choice = _last(model, inputs, found, output, layout, _BEFORE_POOLING)
     else:
         shape = "a structure" if seen.output_shape is None else f"{seen.output_shape}"
-        unknown = (f"{_BEFORE_POOLING} (the output, {shape}, is neither class scores (B, "
-                   "classes) nor a dense map (B, classes, *grid))")  # fmt: skip
+        unknown = (
+            f"{_BEFORE_POOLING} (the output, {shape}, is neither class scores (B, "
+            "classes) nor a dense map (B, classes, *grid))"
+        )
         choice = _last(model, inputs, found, output, layout, unknown, sure=False)
     _refuse_unplaced_tokens_after(model, choice, seen, inputs)
     return _settled_grid(choice, found, inputs, layout), found

@@ -14,10 +14,19 @@ if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn: 0.9 s of ever
 
 # Twelve distinguishable colours (Tableau-like), cycled with a darker shade after that.
 PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-    (0, 0, 0), (255, 187, 120),
-]  # fmt: skip
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (0, 0, 0),
+    (255, 187, 120),
+]
 DPI = 100
 
 
@@ -63,8 +72,15 @@ def draw(
     for index, (name, line) in enumerate(series.items()):
         colour = tuple(c / 255 for c in _colour(index))
         marker = "o" if len(xs) <= 12 else None
-        axes.plot(list(xs), list(line), color=colour, label=name, linewidth=1.6, marker=marker,
-                  markersize=3)  # fmt: skip
+        axes.plot(
+            list(xs),
+            list(line),
+            color=colour,
+            label=name,
+            linewidth=1.6,
+            marker=marker,
+            markersize=3,
+        )
     axes.set_ylim(*y_range([v for line in series.values() for v in line]))
     if len(xs) > 1:
         axes.set_xlim(min(xs), max(xs))

@@ -73,8 +73,9 @@ class Region:
             )
         for given, name in ((masks, "masks"), (classes, "classes")):
             if len(given) > 1 and int(rows.max()) >= len(given):
-                raise ValueError(f"Region has {name} for {len(given)} images, not for image "
-                                 f"{int(rows.max())}")  # fmt: skip
+                raise ValueError(
+                    f"Region has {name} for {len(given)} images, not for image {int(rows.max())}"
+                )
         mask = masks[rows] if len(masks) > 1 else masks.expand(len(rows), *grid)
         chosen = classes[rows] if len(classes) > 1 else classes.expand(len(rows))
         if int(chosen.max()) >= logits.shape[1] or int(chosen.min()) < 0:

@@ -120,16 +120,22 @@ def test_faithfulness_is_camkit_metrics_on_the_shown_image(bundled, pictures) ->
 def test_export_writes_what_camkit_explain_writes(bundled, pictures, tmp_path) -> None:
     shown = core.explain_pictures(bundled, pictures[:1], core.Question(methods=("gradcam",)))
     files = core.export(shown, tmp_path / "app", "shapes", alpha=0.5, colormap="jet")
-    names = ["cross.json", "cross_gradcam.npy", "cross_gradcam.png", "cross_gradcam_raw.npy",
-             "cross_grid.png"]  # fmt: skip
+    names = [
+        "cross.json",
+        "cross_gradcam.npy",
+        "cross_gradcam.png",
+        "cross_gradcam_raw.npy",
+        "cross_grid.png",
+    ]
     assert sorted(p.name for p in files) == names
     saved = np.load(tmp_path / "app" / "cross_gradcam.npy")
     assert np.array_equal(saved, shown[0].maps["gradcam"][None].numpy())  # (K, H, W), K = 1
     assert np.load(tmp_path / "app" / "cross_gradcam_raw.npy").shape == (1, 12, 12)
     # The same files and the same summary as camkit explain's for the same image.
     sample = next(p for p in sample_images() if p.name == "cross.png")
-    job = ExplainJob(inputs=(str(sample),), out=tmp_path / "cli", methods=("gradcam",),
-                     save_maps="npy")  # fmt: skip
+    job = ExplainJob(
+        inputs=(str(sample),), out=tmp_path / "cli", methods=("gradcam",), save_maps="npy"
+    )
     explain_folder(job)
     written = sorted(p.name for p in (tmp_path / "cli").iterdir() if not p.name.startswith("."))
     assert written == names

@@ -18,8 +18,18 @@ def app():
 
 
 def ask(handlers: ui.Handlers, state, samples=(), uploads=(), methods=("gradcam",)) -> tuple:
-    return handlers.answer(state, list(samples), list(uploads), None, list(methods),
-                           "top prediction", None, None, 0.5, "jet")  # fmt: skip
+    return handlers.answer(
+        state,
+        list(samples),
+        list(uploads),
+        None,
+        list(methods),
+        "top prediction",
+        None,
+        None,
+        0.5,
+        "jet",
+    )
 
 
 def files_under(folder) -> list:
@@ -41,8 +51,9 @@ def test_two_images_of_one_name_keep_their_own_downloads(app, tmp_path) -> None:
         pixels = (np.random.default_rng(seed).random((64, 64, 3)) * 255).astype(np.uint8)
         Image.fromarray(pixels).save(tmp_path / folder / "cross.png")
         uploads.append(str(tmp_path / folder / "cross.png"))
-    _, message, tiles, _, downloads, *_ = ask(handlers, None, ["cross.png"], uploads,
-                                              methods=("gradcam", "cam"))  # fmt: skip
+    _, message, tiles, _, downloads, *_ = ask(
+        handlers, None, ["cross.png"], uploads, methods=("gradcam", "cam")
+    )
     assert message == ""
     names = sorted(p.rsplit("/", 1)[1] for p in downloads)
     per_image = 2 * 3 + 2  # per method: overlay, map, raw map; the grid and the summary

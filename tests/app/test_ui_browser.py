@@ -123,8 +123,11 @@ def test_a_click_shows_overlays_top5_curves_and_downloads(served, page) -> None:
     _open(page, url)
     seconds = _explain_and_wait(page, 3)
     _record("bundled model, click to first overlay (s)", seconds)
-    assert _captions(page) == ["cross.png", "cross.png · gradcam · cross",
-                               "cross.png · gradcam++ · cross"]  # fmt: skip
+    assert _captions(page) == [
+        "cross.png",
+        "cross.png · gradcam · cross",
+        "cross.png · gradcam++ · cross",
+    ]
     top = page.inner_text("#predictions")
     assert "cross" in top
     assert "100%" in top
@@ -201,8 +204,9 @@ def test_upload_change_method_and_target_then_download(served, page, tmp_path) -
     page.locator("#class input").click()
     page.get_by_role("option", name="ring", exact=True).click()
     captions = _wait_for_captions(page, lambda c: len(c) == 4 and c[1].endswith("· ring"))
-    assert captions[1:] == [f"my star.png · {m} · ring" for m in ("gradcam", "gradcam++",
-                                                                  "scorecam")]  # fmt: skip
+    assert captions[1:] == [
+        f"my star.png · {m} · ring" for m in ("gradcam", "gradcam++", "scorecam")
+    ]
     page.locator("#target label", has_text="A rather than B").click()
     _wait_for_captions(page, lambda c: len(c) == 4 and c[1].endswith("ring rather than square"))
     with page.expect_download() as download_info:
@@ -367,8 +371,12 @@ def test_a_newer_question_wins_and_the_older_is_dropped(served, page, monkeypatc
     answers = [p for p in session.folder.iterdir() if p.is_dir()]
     assert answers == [session.answer]
     overlays = sorted(p.name for p in session.answer.iterdir() if p.suffix == ".png")
-    assert overlays == ["cross_gradcam++.png", "cross_gradcam.png", "cross_grid.png",
-                        "cross_layercam.png"]  # fmt: skip
+    assert overlays == [
+        "cross_gradcam++.png",
+        "cross_gradcam.png",
+        "cross_grid.png",
+        "cross_layercam.png",
+    ]
 
 
 def test_a_click_during_a_model_switch_is_not_held_up_by_the_switchs_answer(

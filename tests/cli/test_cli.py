@@ -289,10 +289,38 @@ def test_save_maps_writes_the_library_maps(tmp_path) -> None:
     from camkit.models import load_shapes_model
 
     image = write_image(tmp_path / "img.png", (48, 40))
-    assert main(["explain", str(image), "--methods", "gradcam", "--top", "2", "--save-maps",
-                 "npy", "--out", str(tmp_path / "a")]) == 0  # fmt: skip
-    assert main(["explain", str(image), "--methods", "gradcam", "--save-maps", "pt",
-                 "--out", str(tmp_path / "b")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "explain",
+                str(image),
+                "--methods",
+                "gradcam",
+                "--top",
+                "2",
+                "--save-maps",
+                "npy",
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "explain",
+                str(image),
+                "--methods",
+                "gradcam",
+                "--save-maps",
+                "pt",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     x = read_image(image)[None]
     explainer = camkit.GradCAM(load_shapes_model())
     top2 = explainer(x, targets=camkit.TopK(2))
@@ -319,8 +347,10 @@ def test_skip_existing_redoes_only_incomplete_inputs(tmp_path, capsys) -> None:
     (out / "img2_gradcam.png").unlink()  # a listed file is gone
     before = (out / "img0_grid.png").stat().st_mtime_ns
     capsys.readouterr()
-    assert main(["explain", *images, "--methods", "gradcam", "--out", str(out),
-                 "--skip-existing"]) == 0  # fmt: skip
+    assert (
+        main(["explain", *images, "--methods", "gradcam", "--out", str(out), "--skip-existing"])
+        == 0
+    )
     said = capsys.readouterr().out
     assert "wrote 6 files for 3 input(s)" in said
     assert "(1 complete already, skipped)" in said
@@ -328,8 +358,10 @@ def test_skip_existing_redoes_only_incomplete_inputs(tmp_path, capsys) -> None:
     assert (out / "img1.json").exists()
     assert (out / "img2_gradcam.png").exists()
     # Other methods asked for: nothing is complete
-    assert main(["explain", *images, "--methods", "gradcam,cam", "--out", str(out),
-                 "--skip-existing"]) == 0  # fmt: skip
+    assert (
+        main(["explain", *images, "--methods", "gradcam,cam", "--out", str(out), "--skip-existing"])
+        == 0
+    )
     assert "wrote 12 files for 3 input(s)" in capsys.readouterr().out
 
 
@@ -354,8 +386,10 @@ def test_skip_existing_redoes_a_corrupt_or_foreign_summary(tmp_path, capsys) -> 
     listed = '{"methods": ["gradcam"], "files": {"grid": "../img0.png"}}'  # outside: not ours
     (out / "img1.json").write_text(listed)
     capsys.readouterr()
-    assert main(["explain", *images, "--methods", "gradcam", "--out", str(out),
-                 "--skip-existing"]) == 0  # fmt: skip
+    assert (
+        main(["explain", *images, "--methods", "gradcam", "--out", str(out), "--skip-existing"])
+        == 0
+    )
     assert "wrote 6 files for 2 input(s)" in capsys.readouterr().out
     assert json.loads((out / "img0.json").read_text())["files"]["grid"] == "img0_grid.png"
 
@@ -363,9 +397,25 @@ def test_skip_existing_redoes_a_corrupt_or_foreign_summary(tmp_path, capsys) -> 
 def test_method_options_reach_the_methods(tmp_path) -> None:
     image = write_image(tmp_path / "one.png")
     out = tmp_path / "out"
-    assert main(["explain", str(image), "--methods", "finercam,kpcacam", "--save-maps", "npy",
-                 "--method-options", "finercam.base=layercam", "finercam.compare=1",
-                 "kpcacam.kernel=rbf", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "explain",
+                str(image),
+                "--methods",
+                "finercam,kpcacam",
+                "--save-maps",
+                "npy",
+                "--method-options",
+                "finercam.base=layercam",
+                "finercam.compare=1",
+                "kpcacam.kernel=rbf",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     loaded = load_model("shapes")
     item = ImageFiles([image], ["one"], loaded, MAX_SIDE)[0]
     assert isinstance(item, dict)
@@ -407,8 +457,10 @@ def test_off_a_terminal_a_running_job_says_how_far_it_is(capsys) -> None:
     progress.close()
     lines = capsys.readouterr().err.splitlines()
     assert "camkit: explaining: 0 of 3 done after 0s" in lines
-    assert any(line.startswith("camkit: explaining: 1 of 3 done after") and line.endswith("left")
-               for line in lines)  # fmt: skip
+    assert any(
+        line.startswith("camkit: explaining: 1 of 3 done after") and line.endswith("left")
+        for line in lines
+    )
     count = len(lines)
     time.sleep(0.3)
     assert len(capsys.readouterr().err.splitlines()) == 0 < count  # closed: no more lines

@@ -34,8 +34,14 @@ def test_bundled_benchmark_writes_table_files_and_plots(tmp_path, capsys) -> Non
     assert table in printed.out
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["method"] for r in rows] == ["gradcam", "cam"]
-    assert set(rows[0]) >= {"Avg drop %", "Deletion AUC", "ROAD LeRF acc", "Pointing %",
-                            "MaxBoxAcc %", "Sanity rho"}  # fmt: skip
+    assert set(rows[0]) >= {
+        "Avg drop %",
+        "Deletion AUC",
+        "ROAD LeRF acc",
+        "Pointing %",
+        "MaxBoxAcc %",
+        "Sanity rho",
+    }
     report = json.loads((out / "results.json").read_text())
     assert report["info"]["images"] == 4
     assert report["info"]["input_size"] == [96, 96]
@@ -80,11 +86,40 @@ def test_a_class_per_folder_dataset_with_masks(tmp_path, capsys) -> None:
 def test_a_folder_without_masks_skips_localisation(tmp_path, capsys) -> None:
     root = _folder(tmp_path / "data", masks=False)
     out = tmp_path / "eval"
-    code = main(["evaluate", "--data", str(root), "--methods", "cam", "--metrics", "drop",
-                 "--out", str(out), *QUICK])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(root),
+            "--methods",
+            "cam",
+            "--metrics",
+            "drop",
+            "--out",
+            str(out),
+            *QUICK,
+        ]
+    )
     assert code == 0, capsys.readouterr().err
-    assert main(["evaluate", "--data", str(root), "--methods", "cam", "--out", str(out),
-                 "--metrics", "", *QUICK, "--sanity-images", "0"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(root),
+                "--methods",
+                "cam",
+                "--out",
+                str(out),
+                "--metrics",
+                "",
+                *QUICK,
+                "--sanity-images",
+                "0",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "results.json").read_text())
     assert "pointing" not in report["info"]["metrics"]
     assert "Avg drop %" in report["rows"]["cam"]
@@ -132,9 +167,23 @@ def _torchvision_run(tmp_path: Path, name: str, masks: bool, *args: str) -> tupl
     model = torchvision.models.get_model(name, num_classes=len(CLASSES))  # a fine-tuned head
     torch.save(model.state_dict(), tmp_path / "net.pt")
     out = tmp_path / "eval"
-    code = main(["evaluate", "--data", str(root), "--model", name, "--weights",
-                 str(tmp_path / "net.pt"), "--size", "64", "--out", str(out), *QUICK,
-                 *args])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(root),
+            "--model",
+            name,
+            "--weights",
+            str(tmp_path / "net.pt"),
+            "--size",
+            "64",
+            "--out",
+            str(out),
+            *QUICK,
+            *args,
+        ]
+    )
     return code, out
 
 
@@ -148,8 +197,13 @@ def test_a_torchvision_model_with_a_local_checkpoint(tmp_path, capsys) -> None:
     assert report["info"]["input_size"] == [64, 64]
     assert report["info"]["images"] == 6
     assert report["info"]["fill"] != [0.5, 0.5, 0.5]  # the mean of normalised inputs
-    assert set(report["rows"]["gradcam"]) == {"Avg drop %", "Increase %", "Deletion AUC",
-                                              "Energy %", "Explain s"}  # fmt: skip
+    assert set(report["rows"]["gradcam"]) == {
+        "Avg drop %",
+        "Increase %",
+        "Deletion AUC",
+        "Energy %",
+        "Explain s",
+    }
 
 
 def test_a_method_that_does_not_fit_the_model_is_reported_and_left_out(tmp_path, capsys) -> None:
@@ -183,8 +237,20 @@ def test_folders_named_after_no_class_are_numbered_with_a_warning(tmp_path, caps
     for name in ("a", "b"):
         (root / name).mkdir(parents=True)
         to_pil(torch.rand(3, 32, 32)).save(root / name / "x.png")
-    code = main(["evaluate", "--data", str(root), "--methods", "cam", "--metrics", "drop",
-                 "--out", str(tmp_path / "o"), *QUICK])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(root),
+            "--methods",
+            "cam",
+            "--metrics",
+            "drop",
+            "--out",
+            str(tmp_path / "o"),
+            *QUICK,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     assert "camkit: warning: no folder of" in err
@@ -194,8 +260,20 @@ def test_folders_named_after_no_class_are_numbered_with_a_warning(tmp_path, caps
 def test_a_corrupt_image_that_sorts_first_does_not_block_the_run(tmp_path, capsys) -> None:
     root = _folder(tmp_path / "data", masks=False)
     (root / CLASSES[0] / "0000-corrupt.png").write_bytes(b"\x89PNG broken")
-    code = main(["evaluate", "--data", str(root), "--methods", "gradcam", "--metrics", "drop",
-                 "--out", str(tmp_path / "o"), *QUICK])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(root),
+            "--methods",
+            "gradcam",
+            "--metrics",
+            "drop",
+            "--out",
+            str(tmp_path / "o"),
+            *QUICK,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1  # reported; the other six are evaluated at their own size
     assert "0000-corrupt.png: not a readable image" in err
@@ -238,8 +316,20 @@ def test_ctrl_c_keeps_the_finished_batches_and_exits_130(tmp_path, capsys, monke
 
     monkeypatch.setattr(evaluate_module, "_batches", two_then_interrupt)
     out = tmp_path / "o"
-    code = main(["evaluate", "--limit", "9", "--methods", "gradcam,cam", "--metrics",
-                 "drop,pointing,sanity", "--out", str(out), *QUICK])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--limit",
+            "9",
+            "--methods",
+            "gradcam,cam",
+            "--metrics",
+            "drop,pointing,sanity",
+            "--out",
+            str(out),
+            *QUICK,
+        ]
+    )
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 130
     assert "Traceback" not in "".join(lines)
@@ -252,8 +342,20 @@ def test_ctrl_c_keeps_the_finished_batches_and_exits_130(tmp_path, capsys, monke
     assert report["info"]["interrupted"] is True
     assert "Sanity rho" not in report["rows"]["gradcam"]
     monkeypatch.undo()
-    full = main(["evaluate", "--limit", "6", "--methods", "gradcam,cam", "--metrics",
-                 "drop,pointing", "--out", str(tmp_path / "full"), *QUICK])  # fmt: skip
+    full = main(
+        [
+            "evaluate",
+            "--limit",
+            "6",
+            "--methods",
+            "gradcam,cam",
+            "--metrics",
+            "drop,pointing",
+            "--out",
+            str(tmp_path / "full"),
+            *QUICK,
+        ]
+    )
     assert full == 0
     complete = json.loads((tmp_path / "full" / "results.json").read_text())
     for method in ("gradcam", "cam"):  # the kept figures are exactly those of the 6 images
@@ -268,9 +370,25 @@ def test_ctrl_c_keeps_the_finished_batches_and_exits_130(tmp_path, capsys, monke
 )
 def test_the_other_bundled_benchmarks(tmp_path, capsys, model, data, extra) -> None:
     out = tmp_path / data
-    code = main(["evaluate", "--model", model, "--data", data, "--limit", "6", "--methods",
-                 "gradcam,scorecam", "--metrics", "pointing,energy", "--out", str(out),
-                 *extra, *QUICK])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            model,
+            "--data",
+            data,
+            "--limit",
+            "6",
+            "--methods",
+            "gradcam,scorecam",
+            "--metrics",
+            "pointing,energy",
+            "--out",
+            str(out),
+            *extra,
+            *QUICK,
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 0, printed.err
     report = json.loads((out / "results.json").read_text())
@@ -290,8 +408,9 @@ def test_the_other_bundled_benchmarks(tmp_path, capsys, model, data, extra) -> N
     ],
 )
 def test_the_other_bundled_models_refuse_what_does_not_fit(tmp_path, capsys, args, message) -> None:
-    code = main(["evaluate", "--data", "hard", "--limit", "2", "--out", str(tmp_path / "o"),
-                 *args, *QUICK])  # fmt: skip
+    code = main(
+        ["evaluate", "--data", "hard", "--limit", "2", "--out", str(tmp_path / "o"), *args, *QUICK]
+    )
     assert code == 2
     assert message in capsys.readouterr().err
 
@@ -322,8 +441,20 @@ def test_a_mask_of_another_size_is_refused_and_its_image_evaluated(tmp_path, cap
     with Image.open(wrong) as mask:
         mask.resize((64, 40)).save(wrong)  # 64 wide, 40 high, for a 64 x 64 image
     out = tmp_path / "eval"
-    code = main(["evaluate", "--data", str(root), "--methods", "gradcam", "--out", str(out),
-                 "--metrics", "drop,pointing", *QUICK])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(root),
+            "--methods",
+            "gradcam",
+            "--out",
+            str(out),
+            "--metrics",
+            "drop,pointing",
+            *QUICK,
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 1
     lines = printed.err.strip().splitlines()
@@ -352,8 +483,20 @@ def test_localisation_metrics_count_only_the_images_with_masks(tmp_path, capsys)
     figures = {}
     for name, root in (("some", some), ("only", only)):
         out = tmp_path / f"eval-{name}"
-        code = main(["evaluate", "--data", str(root), "--methods", "gradcam", "--out", str(out),
-                     "--metrics", "drop,pointing,energy", *QUICK])  # fmt: skip
+        code = main(
+            [
+                "evaluate",
+                "--data",
+                str(root),
+                "--methods",
+                "gradcam",
+                "--out",
+                str(out),
+                "--metrics",
+                "drop,pointing,energy",
+                *QUICK,
+            ]
+        )
         printed = capsys.readouterr()
         assert code == 0, printed.err
         figures[name] = _report(out)
@@ -363,18 +506,49 @@ def test_localisation_metrics_count_only_the_images_with_masks(tmp_path, capsys)
         assert figures["some"]["rows"]["gradcam"][column] == pytest.approx(
             figures["only"]["rows"]["gradcam"][column]
         )
-    assert "Pointing %, Energy %: on the 3 of 6 images" in (tmp_path / "eval-some" / "results.md"
-                                                             ).read_text()  # fmt: skip
+    assert (
+        "Pointing %, Energy %: on the 3 of 6 images"
+        in (tmp_path / "eval-some" / "results.md").read_text()
+    )
     # The default metrics include localisation as soon as one image has a mask.
-    assert main(["evaluate", "--data", str(some), "--methods", "cam", "--out", str(tmp_path / "d"),
-                 "--metrics", "", *QUICK, "--sanity-images", "0"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(some),
+                "--methods",
+                "cam",
+                "--out",
+                str(tmp_path / "d"),
+                "--metrics",
+                "",
+                *QUICK,
+                "--sanity-images",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "Pointing %" in _report(tmp_path / "d")["rows"]["cam"]
 
 
 def test_localisation_asked_for_without_any_mask_says_why_it_is_absent(tmp_path, capsys) -> None:
     root = _masked_folder(tmp_path / "data", masked=set())
-    code = main(["evaluate", "--data", str(root), "--methods", "cam", "--out", str(tmp_path / "o"),
-                 "--metrics", "drop,pointing", *QUICK])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(root),
+            "--methods",
+            "cam",
+            "--out",
+            str(tmp_path / "o"),
+            "--metrics",
+            "drop,pointing",
+            *QUICK,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0
     said = [line for line in err.strip().splitlines() if not line.startswith("camkit: evaluating")]
@@ -408,8 +582,14 @@ def test_evaluate_says_what_it_will_run_and_its_cost_before_it_starts(
 
     monkeypatch.setattr(evaluate_job, "LONG", 0.0)  # every evaluation is "long" here
     progress = Collected()
-    job = EvaluateJob(out=tmp_path, methods=("gradcam", "scorecam"), limit=2, workers=0,
-                      metrics=("drop", "deletion", "sanity"), settings={"steps": 4})  # fmt: skip
+    job = EvaluateJob(
+        out=tmp_path,
+        methods=("gradcam", "scorecam"),
+        limit=2,
+        workers=0,
+        metrics=("drop", "deletion", "sanity"),
+        settings={"steps": 4},
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CamkitWarning)
         evaluate_dataset(job, progress)
@@ -434,23 +614,47 @@ def test_each_metric_declares_its_passes() -> None:
     settings = Settings(steps=16, sanity_images=16, sanity_costly_images=4)
     load = Load(images=50, explain=2.0, steps=7)
     passes = {name: METRICS[name]().passes(settings, load) for name in METRICS}
-    assert passes == {"drop": 1.0, "deletion": 16.0, "insertion": 16.0, "road": 10.0,
-                      "pointing": 0.0, "energy": 0.0, "boxacc": 0.0,
-                      "sanity": 7 * 16 * 2.0 / 50, "sparseness": 0.0, "complexity": 0.0,
-                      "effective-complexity": 0.0, "relevance-mass": 0.0,
-                      "relevance-rank": 0.0, "top-k": 0.0, "roc-auc": 0.0,
-                      "faithfulness-correlation": 100.0, "sensitivity": 10 * 2.0,
-                      "random-logit": 2.0, "adcc": 3.0,
-                      "local-lipschitz": 10 * 2.0, "faithfulness-estimate": 16.0,
-                      "monotonicity": 16.0, "monotonicity-correlation": 16 * 10.0,
-                      "region-perturbation": 100.0, "selectivity": 144.0,
-                      "sensitivity-n": 5 * 20.0, "infidelity": 10.0,
-                      "sufficiency": 0.0, "relative-stability": 10 * 3.0,
-                      "completeness": 1.0, "non-sensitivity": 144.0,
-                      "input-invariance": 2.0, "continuity": 28 * 2.0,
-                      "consistency": 0.0, "mprt-independent": 7 * 16 * 2.0 / 50,
-                      "smooth-mprt": 8 * 16 * 2.0 * 10 / 50, "efficient-mprt": 2.0,
-                      "focus": 4 * 2.0, "irof": 50.0}  # fmt: skip
+    assert passes == {
+        "drop": 1.0,
+        "deletion": 16.0,
+        "insertion": 16.0,
+        "road": 10.0,
+        "pointing": 0.0,
+        "energy": 0.0,
+        "boxacc": 0.0,
+        "sanity": 7 * 16 * 2.0 / 50,
+        "sparseness": 0.0,
+        "complexity": 0.0,
+        "effective-complexity": 0.0,
+        "relevance-mass": 0.0,
+        "relevance-rank": 0.0,
+        "top-k": 0.0,
+        "roc-auc": 0.0,
+        "faithfulness-correlation": 100.0,
+        "sensitivity": 10 * 2.0,
+        "random-logit": 2.0,
+        "adcc": 3.0,
+        "local-lipschitz": 10 * 2.0,
+        "faithfulness-estimate": 16.0,
+        "monotonicity": 16.0,
+        "monotonicity-correlation": 16 * 10.0,
+        "region-perturbation": 100.0,
+        "selectivity": 144.0,
+        "sensitivity-n": 5 * 20.0,
+        "infidelity": 10.0,
+        "sufficiency": 0.0,
+        "relative-stability": 10 * 3.0,
+        "completeness": 1.0,
+        "non-sensitivity": 144.0,
+        "input-invariance": 2.0,
+        "continuity": 28 * 2.0,
+        "consistency": 0.0,
+        "mprt-independent": 7 * 16 * 2.0 / 50,
+        "smooth-mprt": 8 * 16 * 2.0 * 10 / 50,
+        "efficient-mprt": 2.0,
+        "focus": 4 * 2.0,
+        "irof": 50.0,
+    }
     small = Load(images=50, explain=2.0, steps=7, size=(32, 32))  # 16 squares of 8
     assert METRICS["region-perturbation"]().passes(settings, small) == 16.0
     assert METRICS["selectivity"]().passes(settings, small) == 16.0

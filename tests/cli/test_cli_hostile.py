@@ -182,8 +182,10 @@ def test_a_garbage_model_archive_is_one_line_even_when_trusted(tmp_path, capsys)
         archive.writestr("junk/models/model.json", "{ not json")
     (tmp_path / "text.pt2").write_text("hello")
     image = str(rgb(tmp_path / "a.png"))
-    for name, message in (("junk.pt2", "is not a loadable torch.export program"),
-                          ("text.pt2", "is not a torch.export program")):  # fmt: skip
+    for name, message in (
+        ("junk.pt2", "is not a loadable torch.export program"),
+        ("text.pt2", "is not a torch.export program"),
+    ):
         code, lines = run(
             capsys, image, "--model", str(tmp_path / name), "--trust-model", "--out", "o"
         )
@@ -299,9 +301,13 @@ def test_ctrl_c_leaves_complete_files_only_and_exits_130(tmp_path, capsys, monke
         lines[-1] == f"camkit: interrupted after 2 of 5 input(s); wrote 6 complete files to {out}/"
     )
     assert sorted(set(os.listdir(out)) - {LEDGER}) == [
-        "img0.json", "img0_gradcam.png", "img0_grid.png",
-        "img1.json", "img1_gradcam.png", "img1_grid.png",
-    ]  # fmt: skip
+        "img0.json",
+        "img0_gradcam.png",
+        "img0_grid.png",
+        "img1.json",
+        "img1_gradcam.png",
+        "img1_grid.png",
+    ]
 
 
 COMMAND = Path(sys.executable).parent / "camkit"  # the console script pip installed
@@ -343,8 +349,11 @@ def assert_one_interrupted_line(code: int, stderr: str, folder: Path | None) -> 
     assert code == 130, stderr
     assert "Traceback" not in stderr, stderr
     assert "Exception" not in stderr, stderr
-    lines = [line for line in stderr.splitlines()
-             if line.strip() and not line.startswith("camkit: this job may take")]  # fmt: skip
+    lines = [
+        line
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith("camkit: this job may take")
+    ]
     assert len(lines) == 1, stderr
     assert lines[0].startswith("camkit: interrupted"), stderr
     if folder is not None and folder.exists():
@@ -358,8 +367,9 @@ def assert_one_interrupted_line(code: int, stderr: str, folder: Path | None) -> 
 @pytest.mark.slow
 def test_a_real_sigint_ends_the_run_with_one_line(tmp_path) -> None:
     image_folder(tmp_path / "in", 200)
-    process = camkit_process("explain", "in", "--out", "o", "--batch-size", "2", "--workers", "2",
-                             cwd=tmp_path)  # fmt: skip
+    process = camkit_process(
+        "explain", "in", "--out", "o", "--batch-size", "2", "--workers", "2", cwd=tmp_path
+    )
     wait_for(tmp_path / "o" / "img003.json", process)
     assert_one_interrupted_line(*interrupt(process), tmp_path / "o")
 
@@ -387,9 +397,20 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.slow
 def test_ctrl_c_while_readers_hand_over_images_prints_no_traceback(tmp_path) -> None:
     image_folder(tmp_path / "in", 40)
-    process = camkit_process("explain", "in", "--out", "o", "--batch-size", "2", "--workers", "2",
-                             "--methods", "gradcam", cwd=tmp_path,
-                             command=[sys.executable, "-c", INTERRUPTED_HANDOVER])  # fmt: skip
+    process = camkit_process(
+        "explain",
+        "in",
+        "--out",
+        "o",
+        "--batch-size",
+        "2",
+        "--workers",
+        "2",
+        "--methods",
+        "gradcam",
+        cwd=tmp_path,
+        command=[sys.executable, "-c", INTERRUPTED_HANDOVER],
+    )
     wait_for(tmp_path / "o" / "img003.json", process)
     if process.poll() is None:  # readers that share no descriptors: a real Ctrl-C ends it
         code, stderr = interrupt(process)
@@ -405,8 +426,9 @@ def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_130(tmp_path, sec
     seconds), while the model loads, or while it explains."""
     assert COMMAND.is_file(), f"{COMMAND}: pip install -e . installs the camkit command there"
     image_folder(tmp_path / "in", 400)
-    process = camkit_process("explain", "in", "--out", "o", "--methods", "gradcam",
-                             cwd=tmp_path, command=[str(COMMAND)])  # fmt: skip
+    process = camkit_process(
+        "explain", "in", "--out", "o", "--methods", "gradcam", cwd=tmp_path, command=[str(COMMAND)]
+    )
     time.sleep(seconds)
     assert process.poll() is None, "the run ended before the interrupt: give it more images"
     assert_one_interrupted_line(*interrupt(process), tmp_path / "o")
@@ -441,8 +463,16 @@ def test_ctrl_c_while_torch_imports_ends_the_command_even_where_a_library_swallo
     tmp_path,
 ) -> None:
     image_folder(tmp_path / "in", 20)
-    process = camkit_process("explain", "in", "--out", "o", "--methods", "gradcam", cwd=tmp_path,
-                             command=[sys.executable, "-c", SWALLOWED_AT_IMPORT])  # fmt: skip
+    process = camkit_process(
+        "explain",
+        "in",
+        "--out",
+        "o",
+        "--methods",
+        "gradcam",
+        cwd=tmp_path,
+        command=[sys.executable, "-c", SWALLOWED_AT_IMPORT],
+    )
     _, stderr = process.communicate(timeout=120)
     assert_one_interrupted_line(process.returncode, stderr, tmp_path / "o")
     assert not (tmp_path / "o").exists()  # nothing had started
@@ -552,8 +582,10 @@ def test_output_names_follow_the_folder_tree_not_the_order_of_discovery(tmp_path
     rgb(data / "b" / "img.jpg", seed=3)
     code, lines = run(capsys, str(data), "--out", str(out), "--skip-existing", *QUICK)
     assert code == 0, lines
-    summaries = {p.relative_to(out).as_posix(): json.loads(p.read_text())["image"]
-                 for p in out.rglob("*.json")}  # fmt: skip
+    summaries = {
+        p.relative_to(out).as_posix(): json.loads(p.read_text())["image"]
+        for p in out.rglob("*.json")
+    }
     assert summaries == {
         "a/img.json": str(data / "a" / "img.png"),
         "b/img.json": str(data / "b" / "img.png"),
@@ -578,8 +610,9 @@ def test_a_summary_of_another_image_never_counts_as_complete(tmp_path, capsys) -
     rgb(tmp_path / "one" / "img.png", seed=1)
     rgb(tmp_path / "two" / "img.png", seed=2)
     assert run(capsys, str(tmp_path / "one" / "img.png"), "--out", str(out), *QUICK)[0] == 0
-    code = main(["explain", str(tmp_path / "two" / "img.png"), "--out", str(out),
-                 "--skip-existing", *QUICK])  # fmt: skip
+    code = main(
+        ["explain", str(tmp_path / "two" / "img.png"), "--out", str(out), "--skip-existing", *QUICK]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "skipped" not in printed
@@ -589,11 +622,18 @@ def test_a_summary_of_another_image_never_counts_as_complete(tmp_path, capsys) -
 def test_output_stems_do_not_depend_on_the_other_inputs() -> None:
     root = Path("/data")
     names = ["a/img.png", "b/img.png", "img.png", "c/d/e.jpg", "x.png", "x.jpg", "y.bmp"]
-    full = dict(zip(names, explain_module.output_stems([root / n for n in names], root),
-                    strict=True))  # fmt: skip
-    assert full == {"a/img.png": "a/img", "b/img.png": "b/img", "img.png": "img",
-                    "c/d/e.jpg": "c/d/e", "x.png": "x.png", "x.jpg": "x.jpg",
-                    "y.bmp": "y"}  # fmt: skip
+    full = dict(
+        zip(names, explain_module.output_stems([root / n for n in names], root), strict=True)
+    )
+    assert full == {
+        "a/img.png": "a/img",
+        "b/img.png": "b/img",
+        "img.png": "img",
+        "c/d/e.jpg": "c/d/e",
+        "x.png": "x.png",
+        "x.jpg": "x.jpg",
+        "y.bmp": "y",
+    }
     for left_out in names:  # removing any input leaves every other name alone
         rest = [n for n in names if n != left_out]
         stems = explain_module.output_stems([root / n for n in rest], root)
@@ -668,8 +708,9 @@ def test_a_thin_image_scaled_up_past_the_pixel_limit_is_refused_alone(tmp_path, 
     thin = rgb(tmp_path / "thin.png", (4, 2000))  # 2000 wide, 4 high
     good = rgb(tmp_path / "good.png", (40, 48))
     # 512: the thin picture's 262144 x 512 is over the limit, the good one's 512 x 614 is cheap
-    code, lines = run(capsys, str(thin), str(good), "--size", "512", "--out", str(tmp_path / "o"),
-                      *QUICK)  # fmt: skip
+    code, lines = run(
+        capsys, str(thin), str(good), "--size", "512", "--out", str(tmp_path / "o"), *QUICK
+    )
     assert code == 1
     assert errors(lines) == [
         f"camkit: error: {thin}: resized to a shorter side of 512, its 1024 x 2 picture would "
@@ -680,8 +721,15 @@ def test_a_thin_image_scaled_up_past_the_pixel_limit_is_refused_alone(tmp_path, 
 
 def test_a_ray_address_where_no_cluster_runs_fails_at_once(tmp_path, capsys) -> None:
     started = time.monotonic()
-    code, lines = run(capsys, str(rgb(tmp_path / "a.png")), "--ray", "127.0.0.1:1", "--out",
-                      str(tmp_path / "o"), *QUICK)  # fmt: skip
+    code, lines = run(
+        capsys,
+        str(rgb(tmp_path / "a.png")),
+        "--ray",
+        "127.0.0.1:1",
+        "--out",
+        str(tmp_path / "o"),
+        *QUICK,
+    )
     assert time.monotonic() - started < 30
     assert code == 2
     assert lines == [
@@ -696,11 +744,25 @@ def test_a_ray_address_where_no_cluster_runs_fails_at_once(tmp_path, capsys) -> 
 def test_ray_keeps_its_own_log_lines_off_the_terminal(tmp_path) -> None:
     image_folder(tmp_path / "in", 4)
     result = subprocess.run(
-        [sys.executable, "-m", "camkit", "explain", "in", "--ray", "--ray-workers", "1",
-         "--out", "o", *QUICK],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "camkit",
+            "explain",
+            "in",
+            "--ray",
+            "--ray-workers",
+            "1",
+            "--out",
+            "o",
+            *QUICK,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     # Ray's notes and warnings are in its log files; off a terminal, camkit's own progress
     # lines (every 10 s) are all stderr holds.
@@ -711,8 +773,17 @@ def test_ray_keeps_its_own_log_lines_off_the_terminal(tmp_path) -> None:
 
 def test_a_file_given_twice_is_explained_once(tmp_path, capsys) -> None:
     image = rgb(tmp_path / "x.png")
-    code = main(["explain", str(image), str(tmp_path / "." / "x.png"), str(tmp_path), "--out",
-                 str(tmp_path / "o"), *QUICK])  # fmt: skip
+    code = main(
+        [
+            "explain",
+            str(image),
+            str(tmp_path / "." / "x.png"),
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            *QUICK,
+        ]
+    )
     assert code == 0
     assert "wrote 3 files for 1 input(s)" in capsys.readouterr().out
 
@@ -742,14 +813,16 @@ def test_rays_lines_go_to_a_log_that_is_kept_only_when_ray_fails(capsys) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stop", "group"), [("SIGTERM", True), ("SIGTERM", False),
-                                             ("SIGHUP", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("stop", "group"), [("SIGTERM", True), ("SIGTERM", False), ("SIGHUP", True)]
+)
 def test_a_stop_signal_ends_the_run_as_ctrl_c_does(tmp_path, stop, group) -> None:
     """A service manager stops the whole group (systemd's default) or the main process; a
     closed terminal hangs the group up: one line, exit 130, complete files only."""
     image_folder(tmp_path / "in", 200)
-    process = camkit_process("explain", "in", "--out", "o", "--batch-size", "2", "--workers", "2",
-                             cwd=tmp_path)  # fmt: skip
+    process = camkit_process(
+        "explain", "in", "--out", "o", "--batch-size", "2", "--workers", "2", cwd=tmp_path
+    )
     wait_for(tmp_path / "o" / "img003.json", process)
     (os.killpg if group else os.kill)(process.pid, getattr(signal, stop))
     _, stderr = process.communicate(timeout=60)

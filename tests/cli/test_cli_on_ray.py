@@ -54,8 +54,16 @@ def test_explain_on_ray_writes_the_same_bytes_as_a_local_run(
         shutil.copy(path, inputs / path.name)
     (inputs / "broken.png").write_bytes(b"not a picture")
     # SmoothGrad-CAM++ draws noise: equal files need the same seeding in every process.
-    common = ["explain", str(inputs), "--methods", "gradcam,smoothgradcam++", "--batch-size",
-              "2", "--save-maps", "npy"]  # fmt: skip
+    common = [
+        "explain",
+        str(inputs),
+        "--methods",
+        "gradcam,smoothgradcam++",
+        "--batch-size",
+        "2",
+        "--save-maps",
+        "npy",
+    ]
     here = main([*common, "--out", str(tmp_path / "here"), "--workers", "0"])
     said_here = capsys.readouterr()
     there = main([*common, "--out", str(tmp_path / "ray"), "--ray", "--ray-workers", "2"])
@@ -81,14 +89,28 @@ def test_evaluate_on_ray_merges_to_the_figures_of_a_local_run(
     cluster, one_thread, tmp_path, capsys
 ) -> None:
     # finercam with an option: the option must reach the actors for the figures to agree.
-    common = ["evaluate", "--limit", "10", "--batch-size", "3", "--steps", "4", "--sanity-images",
-              "4", "--methods", "gradcam,smoothgradcam++,finercam", "--method-options",
-              "finercam.compare=1", "finercam.alpha=1.0"]  # fmt: skip
+    common = [
+        "evaluate",
+        "--limit",
+        "10",
+        "--batch-size",
+        "3",
+        "--steps",
+        "4",
+        "--sanity-images",
+        "4",
+        "--methods",
+        "gradcam,smoothgradcam++,finercam",
+        "--method-options",
+        "finercam.compare=1",
+        "finercam.alpha=1.0",
+    ]
     assert main([*common, "--out", str(tmp_path / "here"), "--workers", "0"]) == 0
     assert main([*common, "--out", str(tmp_path / "ray"), "--ray"]) == 0
     capsys.readouterr()
-    local, remote = (json.loads((tmp_path / d / "results.json").read_text())
-                     for d in ("here", "ray"))  # fmt: skip
+    local, remote = (
+        json.loads((tmp_path / d / "results.json").read_text()) for d in ("here", "ray")
+    )
     for method, row in local["rows"].items():
         del row["Explain s"], remote["rows"][method]["Explain s"]  # timings
     assert local["rows"] == remote["rows"]

@@ -51,8 +51,14 @@ def explain(capsys, *args: str) -> tuple[int, list[str]]:
 
 
 def test_a_checkpoint_is_a_pickle_refused_without_trust(yolo_files, tmp_path, capsys) -> None:
-    code, lines = explain(capsys, str(yolo_files / "pictures"), "--model",
-                          str(yolo_files / "yolo.pt"), "--out", str(tmp_path / "o"))  # fmt: skip
+    code, lines = explain(
+        capsys,
+        str(yolo_files / "pictures"),
+        "--model",
+        str(yolo_files / "yolo.pt"),
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 2
     assert len(lines) == 1
     assert "an ultralytics checkpoint, a pickle that runs code" in lines[0]
@@ -72,8 +78,9 @@ def test_a_hostile_checkpoint_naming_ultralytics_runs_nothing_untrusted(tmp_path
         assert any(b"ultralytics" in archive.read(n) for n in archive.namelist())
     picture = tmp_path / "a.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(picture)
-    code, lines = explain(capsys, str(picture), "--model", str(tmp_path / "evil.pt"),
-                          "--out", str(tmp_path / "o"))  # fmt: skip
+    code, lines = explain(
+        capsys, str(picture), "--model", str(tmp_path / "evil.pt"), "--out", str(tmp_path / "o")
+    )
     assert code == 2
     assert "--trust-model" in lines[0]
     assert not marker.exists()
@@ -84,12 +91,29 @@ def test_a_trusted_checkpoint_and_the_yaml_with_its_weights_give_the_same_maps(
 ) -> None:
     pictures = str(yolo_files / "pictures")
     quick = ["--methods", "gradcam,eigencam", "--save-maps", "npy"]
-    code, _ = explain(capsys, pictures, "--model", str(yolo_files / "yolo.pt"), "--trust-model",
-                      "--out", str(tmp_path / "checkpoint"), *quick)  # fmt: skip
+    code, _ = explain(
+        capsys,
+        pictures,
+        "--model",
+        str(yolo_files / "yolo.pt"),
+        "--trust-model",
+        "--out",
+        str(tmp_path / "checkpoint"),
+        *quick,
+    )
     assert code == 0
     yaml, weights = str(yolo_files / "yolov8n.yaml"), str(yolo_files / "weights.pt")
-    code, _ = explain(capsys, pictures, "--model", yaml, "--weights", weights,
-                      "--out", str(tmp_path / "yaml"), *quick)  # fmt: skip
+    code, _ = explain(
+        capsys,
+        pictures,
+        "--model",
+        yaml,
+        "--weights",
+        weights,
+        "--out",
+        str(tmp_path / "yaml"),
+        *quick,
+    )
     assert code == 0
     summary = json.loads((tmp_path / "yaml" / "a.json").read_text())
     assert summary["layers"] == ["model.15", "model.18", "model.21"]
@@ -102,8 +126,9 @@ def test_a_trusted_checkpoint_and_the_yaml_with_its_weights_give_the_same_maps(
     loaded = load_model(str(yolo_files / "yolov8n.yaml"), str(yolo_files / "weights.pt"))
     _, x = loaded.prepare(read_image(yolo_files / "pictures" / "a.png"))
     ours = camkit.GradCAM(loaded.model)(x[None], targets=camkit.TopDetections(1)).maps[0]
-    np.testing.assert_allclose(np.load(tmp_path / "yaml" / "a_gradcam.npy"), ours.numpy(),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        np.load(tmp_path / "yaml" / "a_gradcam.npy"), ours.numpy(), atol=1e-5
+    )
 
 
 def test_the_yaml_refuses_what_it_cannot_load_in_one_line(yolo_files, tmp_path, capsys):
@@ -111,11 +136,15 @@ def test_the_yaml_refuses_what_it_cannot_load_in_one_line(yolo_files, tmp_path, 
     (tmp_path / "bad.yaml").write_text("nc: 3\n")
     cases = [
         (["--model", str(tmp_path / "bad.yaml")], "is not a YOLO model yaml"),
-        (["--model", str(yolo_files / "yolov8n.yaml"), "--weights", str(yolo_files / "yolo.pt")],
-         "pass --trust-model"),
-        (["--model", str(yolo_files / "yolov8n.yaml"), "--weights", "best.pt"],
-         "give a state-dict file"),
-    ]  # fmt: skip
+        (
+            ["--model", str(yolo_files / "yolov8n.yaml"), "--weights", str(yolo_files / "yolo.pt")],
+            "pass --trust-model",
+        ),
+        (
+            ["--model", str(yolo_files / "yolov8n.yaml"), "--weights", "best.pt"],
+            "give a state-dict file",
+        ),
+    ]
     for args, message in cases:
         code, lines = explain(capsys, pictures, *args, "--out", str(tmp_path / "o"))
         assert code == 2, lines
@@ -133,11 +162,24 @@ def test_an_unreadable_picture_beside_a_yolo_checkpoint_is_one_line_and_installs
     shutil.copytree(yolo_files / "pictures", pictures)
     (pictures / "broken.png").write_bytes(b"not a picture")
     result = subprocess.run(
-        [sys.executable, "-m", "camkit", "explain", str(pictures), "--model",
-         str(yolo_files / "yolo.pt"), "--trust-model", "--methods", "gradcam",
-         "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "camkit",
+            "explain",
+            str(pictures),
+            "--model",
+            str(yolo_files / "yolo.pt"),
+            "--trust-model",
+            "--methods",
+            "gradcam",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1, result.stderr
     assert "broken.png" in result.stderr
     assert "pi-heif" not in result.stdout + result.stderr

@@ -33,10 +33,13 @@ def shapes() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
 
 def _batches(data: dict[str, torch.Tensor], size: int, masks: bool = True) -> list[Batch]:
     return [
-        Batch(data["image"][i : i + size], data["label"][i : i + size],
-              data["mask"][i : i + size] if masks else None)
+        Batch(
+            data["image"][i : i + size],
+            data["label"][i : i + size],
+            data["mask"][i : i + size] if masks else None,
+        )
         for i in range(0, data["image"].shape[0], size)
-    ]  # fmt: skip
+    ]
 
 
 def test_figures_equal_the_metrics_called_directly(shapes) -> None:
@@ -81,8 +84,9 @@ def test_batch_splits_do_not_change_the_figures(shapes) -> None:
 def test_cam_and_grad_cam_agree_on_a_gap_network_and_win_is_pairwise(shapes) -> None:
     model, data = shapes
     settings = Settings(steps=4, fill=0.5)
-    report = evaluate(model, _batches(data, 3), ["cam", "gradcam"], ["drop", "deletion"],
-                      settings=settings)  # fmt: skip
+    report = evaluate(
+        model, _batches(data, 3), ["cam", "gradcam"], ["drop", "deletion"], settings=settings
+    )
     for column in ("Avg drop %", "Deletion AUC"):
         assert report.rows["cam"][column] == pytest.approx(report.rows["gradcam"][column], rel=1e-4)
     win = report.tables["win"]
@@ -92,8 +96,13 @@ def test_cam_and_grad_cam_agree_on_a_gap_network_and_win_is_pairwise(shapes) -> 
 
 def test_localisation_needs_masks(shapes) -> None:
     model, data = shapes
-    report = evaluate(model, _batches(data, 6, masks=False), ["gradcam"], ["drop", "pointing"],
-                      settings=Settings(fill=0.5))  # fmt: skip
+    report = evaluate(
+        model,
+        _batches(data, 6, masks=False),
+        ["gradcam"],
+        ["drop", "pointing"],
+        settings=Settings(fill=0.5),
+    )
     assert "Pointing %" not in report.rows["gradcam"]
     assert "Avg drop %" in report.rows["gradcam"]
 
@@ -141,11 +150,13 @@ def test_runs_repeat_and_leave_the_global_random_state(shapes) -> None:
     model, data = shapes
     settings = Settings(steps=2, fill=0.5, percentages=(50,), sanity_images=0, seed=3)
     state = torch.random.get_rng_state()
-    first = evaluate(model, _batches(data, 6), ["smoothgradcam++"], ["drop", "road"],
-                     settings=settings)  # fmt: skip
+    first = evaluate(
+        model, _batches(data, 6), ["smoothgradcam++"], ["drop", "road"], settings=settings
+    )
     assert torch.equal(torch.random.get_rng_state(), state)
-    again = evaluate(model, _batches(data, 6), ["smoothgradcam++"], ["drop", "road"],
-                     settings=settings)  # fmt: skip
+    again = evaluate(
+        model, _batches(data, 6), ["smoothgradcam++"], ["drop", "road"], settings=settings
+    )
     for column in ("Avg drop %", "ROAD MoRF acc"):
         assert first.rows["smoothgradcam++"][column] == again.rows["smoothgradcam++"][column]
 
@@ -164,12 +175,39 @@ def test_a_metric_in_one_file_gets_its_flag_column_interval_and_plot(tmp_path, c
         with pytest.raises(SystemExit):
             main(["evaluate", "--help"])
         assert "--peak-level" in capsys.readouterr().out
-        assert main(["evaluate", "--metrics", "peak", "--peak-level", "2", "--out",
-                     str(tmp_path / "no")]) == 2  # fmt: skip
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--metrics",
+                    "peak",
+                    "--peak-level",
+                    "2",
+                    "--out",
+                    str(tmp_path / "no"),
+                ]
+            )
+            == 2
+        )
         assert "--peak-level 2.0: at most 1" in capsys.readouterr().err
         out = tmp_path / "o"
-        code = main(["evaluate", "--metrics", "peak,drop", "--methods", "cam,gradcam", "--limit",
-                     "6", "--peak-level", "0.5", "--workers", "0", "--out", str(out)])  # fmt: skip
+        code = main(
+            [
+                "evaluate",
+                "--metrics",
+                "peak,drop",
+                "--methods",
+                "cam,gradcam",
+                "--limit",
+                "6",
+                "--peak-level",
+                "0.5",
+                "--workers",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
         assert code == 0
         report = json.loads((out / "results.json").read_text())
         data = ShapesDataset(6, size=96, seed=31337).stack()
@@ -193,15 +231,19 @@ def test_the_report_counts_time_and_passes_per_method_and_metric() -> None:
         Batch(data["image"][4:], data["label"][4:]),
     ]
     settings = Settings(steps=4)
-    report = evaluate(load_shapes_model(), batches, ["gradcam", "cam"], ["drop", "deletion"],
-                      settings=settings)  # fmt: skip
+    report = evaluate(
+        load_shapes_model(), batches, ["gradcam", "cam"], ["drop", "deletion"], settings=settings
+    )
     passes = report.info["passes"]
     assert passes["clean"] == {"forward": 2, "forward_images": 6, "backward": 0}
     # Grad-CAM: one forward per batch and one backward; Average Drop: one masked pass per batch;
     # deletion: one chunk of `steps` perturbed rows per image and batch; and once, the
     # automatic layer's probe (one image).
-    assert passes["gradcam"] == {"forward": 1 + 2 + 2 + 2, "forward_images": 1 + 6 + 6 + 6 * 4,
-                                 "backward": 2}  # fmt: skip
+    assert passes["gradcam"] == {
+        "forward": 1 + 2 + 2 + 2,
+        "forward_images": 1 + 6 + 6 + 6 * 4,
+        "backward": 2,
+    }
     assert passes["cam"]["backward"] == 0
     assert set(report.info["seconds_per_task"]["gradcam"]) == {"explain", "drop", "deletion"}
     assert "| gradcam |" in report.to_markdown().split("Cost:")[1]
@@ -209,8 +251,13 @@ def test_the_report_counts_time_and_passes_per_method_and_metric() -> None:
 
 def test_the_sanity_checks_passes_on_the_model_copies_are_counted() -> None:
     data = ShapesDataset(2, seed=2).stack()
-    report = evaluate(load_shapes_model(), [Batch(data["image"], data["label"])], ["gradcam"],
-                      ["sanity"], settings=Settings(sanity_images=2))  # fmt: skip
+    report = evaluate(
+        load_shapes_model(),
+        [Batch(data["image"], data["label"])],
+        ["gradcam"],
+        ["sanity"],
+        settings=Settings(sanity_images=2),
+    )
     steps = len(report.details["sanity"]["gradcam"]["steps"])
     # the explanation (with its one-image layer probe), then the original and one explanation
     # per randomisation step on the copy (each with its layer probe)
@@ -229,10 +276,24 @@ def test_without_named_metrics_the_default_ones_run(shapes) -> None:
 
 
 # Cheap settings for every metric of the catalogue (the figures are not the point here).
-CHEAP = {"steps": 4, "sanity_images": 2, "sensitivity_samples": 2, "lipschitz_samples": 2,
-         "fc_runs": 4, "order_groups": 4, "mc_samples": 2, "patch": 32, "regions": 4,
-         "sn_sizes": 2, "sn_runs": 2, "irof_segments": 4, "infidelity_samples": 2,
-         "stability_samples": 2, "continuity_steps": 2, "smprt_samples": 2}  # fmt: skip
+CHEAP = {
+    "steps": 4,
+    "sanity_images": 2,
+    "sensitivity_samples": 2,
+    "lipschitz_samples": 2,
+    "fc_runs": 4,
+    "order_groups": 4,
+    "mc_samples": 2,
+    "patch": 32,
+    "regions": 4,
+    "sn_sizes": 2,
+    "sn_runs": 2,
+    "irof_segments": 4,
+    "infidelity_samples": 2,
+    "stability_samples": 2,
+    "continuity_steps": 2,
+    "smprt_samples": 2,
+}
 
 
 def test_every_metric_of_the_catalogue_runs_by_name_and_its_statistics_give_its_figures(
@@ -241,8 +302,9 @@ def test_every_metric_of_the_catalogue_runs_by_name_and_its_statistics_give_its_
     # The whole catalogue through the loop, two batches: each column's statistic, over the
     # images as they are, is the table's figure, and each figure is inside its interval.
     model, data = shapes
-    evaluation = Evaluation(model, ["gradcam"], list(METRICS),
-                            settings=Settings(resamples=50, **CHEAP))  # fmt: skip
+    evaluation = Evaluation(
+        model, ["gradcam"], list(METRICS), settings=Settings(resamples=50, **CHEAP)
+    )
     for start, batch in zip((0, 3), _batches(data, 3), strict=True):
         evaluation.add(evaluation.measure(batch, start))
     report = evaluation.report()
@@ -300,8 +362,10 @@ def test_a_small_run_has_the_figures_it_had_before_the_speed_work() -> None:
     from pathlib import Path
 
     data = ShapesDataset(8, seed=7).stack()
-    batches = [Batch(data["image"][i : i + 4], data["label"][i : i + 4], data["mask"][i : i + 4])
-               for i in (0, 4)]  # fmt: skip
+    batches = [
+        Batch(data["image"][i : i + 4], data["label"][i : i + 4], data["mask"][i : i + 4])
+        for i in (0, 4)
+    ]
     settings = Settings(steps=8, sanity_images=4, resamples=0, fill=0.5)
     methods = ["cam", "gradcam", "ablationcam"]
     report = evaluate(load_shapes_model(), batches, methods, settings=settings)
@@ -326,8 +390,13 @@ def test_a_costly_method_is_checked_on_fewer_images_with_its_own_options(shapes)
     assert report.rows["sobel"]["Sanity rho"] == pytest.approx(1.0)  # a map of the input
     assert details["scorecam"]["sanity_images"] == 2
     # The method's options reach the randomised copies: a 4-channel Score-CAM is cheaper.
-    evaluation = Evaluation(model, ["scorecam"], ["sanity"], settings=settings,
-                            method_options={"scorecam": {"channels": 4}})  # fmt: skip
+    evaluation = Evaluation(
+        model,
+        ["scorecam"],
+        ["sanity"],
+        settings=settings,
+        method_options={"scorecam": {"channels": 4}},
+    )
     evaluation.add(evaluation.measure(Batch(x[:4], labels[:4])))
     scored = evaluation.report().info["passes"]["scorecam"]["forward_images"]
     plain = report.info["passes"]["scorecam"]["forward_images"]
@@ -370,8 +439,13 @@ def test_every_metric_declares_a_known_category_and_the_table_groups_by_it() -> 
     data = ShapesDataset(6, seed=2).stack()
     batch = Batch(data["image"], data["label"], data["mask"])
     chosen = ["sparseness", "pointing", "deletion", "roc-auc", "complexity"]
-    report = evaluate(load_shapes_model(), [batch], ["gradcam", "randomcam"], chosen,
-                      settings=Settings(steps=4, resamples=50))  # fmt: skip
+    report = evaluate(
+        load_shapes_model(),
+        [batch],
+        ["gradcam", "randomcam"],
+        chosen,
+        settings=Settings(steps=4, resamples=50),
+    )
     kinds = [column_categories()[c] for c in report.columns if c != "Explain s"]
     assert kinds == ["faithfulness", "localisation", "localisation", "complexity", "complexity"]
     table = report.to_markdown()
@@ -389,8 +463,13 @@ def test_the_mask_metrics_beat_a_random_map_on_the_bundled_model() -> None:
     data = ShapesDataset(24, seed=5).stack()
     batch = Batch(data["image"], data["label"], data["mask"])
     chosen = ["relevance-mass", "relevance-rank", "top-k", "roc-auc"]
-    report = evaluate(load_shapes_model(), [batch], ["gradcam", "randomcam"], chosen,
-                      settings=Settings(resamples=0))  # fmt: skip
+    report = evaluate(
+        load_shapes_model(),
+        [batch],
+        ["gradcam", "randomcam"],
+        chosen,
+        settings=Settings(resamples=0),
+    )
     for column in ("Mass acc %", "Rank acc %", "Top-k %", "ROC AUC"):
         good, noise = report.rows["gradcam"][column], report.rows["randomcam"][column]
         print(f"{column}: Grad-CAM {good:.3f}, RandomCAM {noise:.3f}")
@@ -404,8 +483,13 @@ def test_faithfulness_correlation_runs_when_named_and_ranks_grad_cam_above_noise
     data = ShapesDataset(12, seed=4).stack()
     batch = Batch(data["image"], data["label"], data["mask"])
     settings = Settings(resamples=0, fc_runs=40, fc_subset=300, fill=0.0)
-    report = evaluate(load_shapes_model(), [batch], ["gradcam", "randomcam"],
-                      ["faithfulness-correlation"], settings=settings)  # fmt: skip
+    report = evaluate(
+        load_shapes_model(),
+        [batch],
+        ["gradcam", "randomcam"],
+        ["faithfulness-correlation"],
+        settings=settings,
+    )
     good = report.rows["gradcam"]["Faith. corr."]
     noise = report.rows["randomcam"]["Faith. corr."]
     print(f"faithfulness correlation: Grad-CAM {good:.3f}, RandomCAM {noise:.3f}")
@@ -424,8 +508,13 @@ def test_random_logit_tells_class_maps_from_class_blind_ones_and_sensitivity_run
     settings = Settings(resamples=0, sensitivity_samples=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", camkit.CamkitWarning)  # an absent class's map may be 0
-        report = evaluate(load_shapes_model(), [batch], ["gradcam", "eigencam"],
-                          ["random-logit", "sensitivity"], settings=settings)  # fmt: skip
+        report = evaluate(
+            load_shapes_model(),
+            [batch],
+            ["gradcam", "eigencam"],
+            ["random-logit", "sensitivity"],
+            settings=settings,
+        )
     rows = report.rows
     print({m: {c: round(v, 3) for c, v in r.items()} for m, r in rows.items()})
     assert rows["eigencam"]["Random logit SSIM"] == pytest.approx(1.0)  # no class at all

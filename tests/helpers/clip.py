@@ -17,14 +17,27 @@ def tiny_clip(folder: Path) -> tuple[Any, Any]:
     import transformers
 
     config = transformers.CLIPConfig(
-        text_config={"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 1,
-                     "pad_token_id": 1},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        text_config={
+            "vocab_size": 64,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 16,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         projection_dim=16,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     model = transformers.CLIPModel(config).eval()
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1} | {w: i + 2 for i, w in enumerate(WORDS)}

@@ -20,8 +20,9 @@ class PeakShare(Metric):
     """Share of each map's pixels at or above a level (the smaller, the more focused)."""
 
     columns = (("Peak share %", "lower", "{:.2f}"),)
-    settings = (Setting("peak_level", float, 0.9, "map value counted as the peak", low=0.0,
-                        high=1.0),)  # fmt: skip
+    settings = (
+        Setting("peak_level", float, 0.9, "map value counted as the peak", low=0.0, high=1.0),
+    )
     plots = (Plot("peak", "peak_share", "Share of pixels above each level", "level", "share"),)
 
     def measure(self, context: Context) -> Tensor:

@@ -29,16 +29,23 @@ def quantus_scores(metric: Callable[..., Any], masks: bool = False) -> torch.Ten
     its segmentations."""
     c = case()
     more = {"s_batch": c["masks"][:, None].numpy().astype(np.float64)} if masks else {}
-    scores = metric(model=c["model"], x_batch=c["x"].numpy(), y_batch=c["labels"].numpy(),
-                    a_batch=c["maps"][:, None].numpy().astype(np.float64), **more)  # fmt: skip
+    scores = metric(
+        model=c["model"],
+        x_batch=c["x"].numpy(),
+        y_batch=c["labels"].numpy(),
+        a_batch=c["maps"][:, None].numpy().astype(np.float64),
+        **more,
+    )
     return torch.tensor(np.asarray(scores, dtype=np.float64))
 
 
 def compared(name: str, ours: torch.Tensor, theirs: torch.Tensor) -> float:
     """The largest difference, printed (the tests show it, pass or fail)."""
     difference = float((ours.double() - theirs).abs().max())
-    print(f"{name}: camkit against Quantus, largest difference {difference:.3g} "
-          f"over {len(ours)} images")  # fmt: skip
+    print(
+        f"{name}: camkit against Quantus, largest difference {difference:.3g} "
+        f"over {len(ours)} images"
+    )
     return difference
 
 
@@ -59,14 +66,22 @@ def gray_case() -> dict[str, Any]:
     """The case on grey inputs, its maps without ties (Quantus orders ties its own way)."""
     c = case()
     jitter = torch.rand(c["maps"].shape, generator=torch.Generator().manual_seed(0))
-    return {"model": Gray(c["model"]).eval(), "x": c["x"].mean(dim=1, keepdim=True),
-            "labels": c["labels"], "maps": c["maps"] + 1e-4 * jitter}  # fmt: skip
+    return {
+        "model": Gray(c["model"]).eval(),
+        "x": c["x"].mean(dim=1, keepdim=True),
+        "labels": c["labels"],
+        "maps": c["maps"] + 1e-4 * jitter,
+    }
 
 
 def quantus_gray(metric: Callable[..., Any], maps: torch.Tensor | None = None) -> torch.Tensor:
     """A Quantus metric on the grey case (its tie-free maps unless `maps` is given)."""
     c = gray_case()
     chosen = c["maps"] if maps is None else maps
-    scores = metric(model=c["model"], x_batch=c["x"].numpy(), y_batch=c["labels"].numpy(),
-                    a_batch=chosen[:, None].double().numpy())  # fmt: skip
+    scores = metric(
+        model=c["model"],
+        x_batch=c["x"].numpy(),
+        y_batch=c["labels"].numpy(),
+        a_batch=chosen[:, None].double().numpy(),
+    )
     return torch.tensor(np.asarray(scores, dtype=np.float64))

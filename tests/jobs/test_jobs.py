@@ -79,8 +79,14 @@ def test_ctrl_c_in_a_job_raises_job_interrupted_with_what_was_done(tmp_path, mon
 
 
 def test_evaluate_dataset_returns_the_report_and_the_files(tmp_path) -> None:
-    job = EvaluateJob(out=tmp_path, methods=("cam",), metrics=("drop", "deletion"), limit=4,
-                      workers=0, settings={"steps": 4})  # fmt: skip
+    job = EvaluateJob(
+        out=tmp_path,
+        methods=("cam",),
+        metrics=("drop", "deletion"),
+        limit=4,
+        workers=0,
+        settings={"steps": 4},
+    )
     result = evaluate_dataset(job)
     assert result.report is not None
     assert result.report.info["images"] == 4
@@ -101,8 +107,9 @@ def test_a_one_batch_evaluation_moves_its_progress_method_by_method(tmp_path) ->
             self.steps.append(count)
 
     told = Told()
-    job = EvaluateJob(out=tmp_path, methods=("cam", "gradcam", "eigencam"), metrics=("drop",),
-                      limit=7, workers=0)  # fmt: skip
+    job = EvaluateJob(
+        out=tmp_path, methods=("cam", "gradcam", "eigencam"), metrics=("drop",), limit=7, workers=0
+    )
     evaluate_dataset(job, told)
     assert told.steps == [2, 2, 3]  # whole shares of the 7 images, one per method
     assert told.done == told.total == 7
@@ -122,23 +129,56 @@ def test_every_metric_setting_with_a_flag_is_an_evaluate_flag() -> None:
     evaluate = commands.choices["evaluate"]
     flags = {option for action in evaluate._actions for option in action.option_strings}
     wanted = {flag(s.name) for s in metric_settings().values() if s.flag}
-    assert wanted == {"--steps", "--tolerance", "--sanity-images", "--sanity-costly-images",
-                      "--top-k", "--complexity-eps", "--fc-runs", "--fc-subset",
-                      "--sensitivity-samples", "--sensitivity-radius", "--lipschitz-samples",
-                      "--lipschitz-std", "--order-groups", "--mc-samples", "--patch",
-                      "--regions", "--sn-sizes", "--sn-runs", "--infidelity-samples",
-                      "--infidelity-std", "--sufficiency-threshold", "--stability-samples",
-                      "--stability-radius", "--ns-eps", "--invariance-shift",
-                      "--continuity-steps", "--smprt-samples",
-                      "--irof-segments"}  # fmt: skip
+    assert wanted == {
+        "--steps",
+        "--tolerance",
+        "--sanity-images",
+        "--sanity-costly-images",
+        "--top-k",
+        "--complexity-eps",
+        "--fc-runs",
+        "--fc-subset",
+        "--sensitivity-samples",
+        "--sensitivity-radius",
+        "--lipschitz-samples",
+        "--lipschitz-std",
+        "--order-groups",
+        "--mc-samples",
+        "--patch",
+        "--regions",
+        "--sn-sizes",
+        "--sn-runs",
+        "--infidelity-samples",
+        "--infidelity-std",
+        "--sufficiency-threshold",
+        "--stability-samples",
+        "--stability-radius",
+        "--ns-eps",
+        "--invariance-shift",
+        "--continuity-steps",
+        "--smprt-samples",
+        "--irof-segments",
+    }
     assert wanted | {"--seed"} <= flags
 
 
 def test_options_read_from_the_command_are_typed(tmp_path) -> None:
     parser = argparse.ArgumentParser()
     add_options(parser, ExplainJob)
-    args = parser.parse_args(["a.png", "--methods", "cam,gradcam", "--mean", "0", "0", "0",
-                              "--out", str(tmp_path), "--ray"])  # fmt: skip
+    args = parser.parse_args(
+        [
+            "a.png",
+            "--methods",
+            "cam,gradcam",
+            "--mean",
+            "0",
+            "0",
+            "0",
+            "--out",
+            str(tmp_path),
+            "--ray",
+        ]
+    )
     job = job_from(args, ExplainJob)
     assert job.inputs == ("a.png",)
     assert job.methods == ("cam", "gradcam")
@@ -162,8 +202,9 @@ def test_an_error_without_a_message_is_still_one_line(tmp_path) -> None:
 
     try:
         progress = Collected()
-        job = EvaluateJob(out=tmp_path, methods=("silent-failure", "cam"), metrics=("drop",),
-                          limit=2, workers=0)  # fmt: skip
+        job = EvaluateJob(
+            out=tmp_path, methods=("silent-failure", "cam"), metrics=("drop",), limit=2, workers=0
+        )
         result = evaluate_dataset(job, progress)
         assert progress.failures == ["silent-failure: ValueError"]
         assert result.report is not None

@@ -10,15 +10,25 @@ from camkit.models import example_net
 
 # Every whole-number option of a method sizes its work (passes, copies, rows held at once,
 # iterations), except a seed: each is bounded, so a mistyped value is refused at once.
-SIZING = [(m, o) for m in METHODS for o, p in options_of(m).items()
-          if type(p.default) is int and o != "seed"]  # fmt: skip
+SIZING = [
+    (m, o)
+    for m in METHODS
+    for o, p in options_of(m).items()
+    if type(p.default) is int and o != "seed"
+]
 
 
 def test_the_sizing_options_are_the_ones_expected() -> None:
     # a new whole-number option shows up here and gets its bound
     assert {o for _, o in SIZING} == {
-        "copies", "rows_per_pass", "compare", "num_scales", "samples", "concepts", "steps",
-    }  # fmt: skip
+        "copies",
+        "rows_per_pass",
+        "compare",
+        "num_scales",
+        "samples",
+        "concepts",
+        "steps",
+    }
 
 
 @pytest.mark.parametrize(("method", "option"), SIZING)

@@ -165,8 +165,10 @@ def test_hirescam_on_swin_agrees_with_grad_cam_package_and_float32_cancellation_
 
     gap32, size32 = difference(torch.float32)
     gap64, _ = difference(torch.float64)
-    print(f"HiResCAM on Swin vs pytorch-grad-cam: float32 {gap32:.2e} (map values up to "
-          f"{size32:.1e}), float64 {gap64:.2e}")  # fmt: skip
+    print(
+        f"HiResCAM on Swin vs pytorch-grad-cam: float32 {gap32:.2e} (map values up to "
+        f"{size32:.1e}), float64 {gap64:.2e}"
+    )
     assert size32 < 1e-5  # the cancelled sum: tiny next to its terms
     assert gap64 < 1e-5
     assert gap32 > 10 * gap64

@@ -99,9 +99,14 @@ def test_legrad_equals_torchcams_on_torchvisions_vit() -> None:
     torchcam_methods = pytest.importorskip("torchcam.methods")
     torch.manual_seed(0)
     model = torchvision.models.VisionTransformer(
-        image_size=64, patch_size=16, num_layers=3, num_heads=4, hidden_dim=64, mlp_dim=128,
+        image_size=64,
+        patch_size=16,
+        num_layers=3,
+        num_heads=4,
+        hidden_dim=64,
+        mlp_dim=128,
         num_classes=10,
-    ).eval()  # fmt: skip
+    ).eval()
     nn.init.normal_(model.heads.head.weight, std=0.1)  # torchvision initialises it to zero
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     ours = LeGrad(model)(x, targets=torch.tensor([[3], [5]]))
@@ -172,12 +177,19 @@ def test_a_planted_token_is_where_the_map_peaks_on_the_patch_grid(method) -> Non
 
 
 def _timm(name: str, side: int, **options):
-    return timm.create_model(name, pretrained=False, num_classes=5, img_size=side, depth=2,
-                             **options)  # fmt: skip
+    return timm.create_model(
+        name, pretrained=False, num_classes=5, img_size=side, depth=2, **options
+    )
 
 
-TOKENS = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2,
-          "num_attention_heads": 4, "intermediate_size": 64}  # fmt: skip
+TOKENS = {
+    "image_size": 32,
+    "patch_size": 8,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+}
 # name -> (random-weight model, input side, patch side)
 FAMILIES = {
     "timm-vit": (lambda: _timm("vit_tiny_patch16_224", 32), 32, 16),
@@ -272,9 +284,16 @@ def test_models_without_global_attention_are_refused_with_what_is_needed(method)
     cnn = torchvision.models.resnet18(num_classes=3).eval()
     with pytest.raises(ValueError, match=r"explains transformers.*pass layer=\[\.\.\.\]"):
         method(cnn)(torch.rand(1, 3, 32, 32))
-    swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=3,
-                             img_size=32, window_size=2, depths=(1, 1), embed_dim=16,
-                             num_heads=(1, 1)).eval()  # fmt: skip
+    swin = timm.create_model(
+        "swin_tiny_patch4_window7_224",
+        pretrained=False,
+        num_classes=3,
+        img_size=32,
+        window_size=2,
+        depths=(1, 1),
+        embed_dim=16,
+        num_heads=(1, 1),
+    ).eval()
     with pytest.raises(ValueError, match="not batch-first tokens"):
         method(swin)(torch.rand(1, 3, 32, 32))
 

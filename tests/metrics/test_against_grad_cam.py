@@ -61,6 +61,7 @@ def test_adcc_terms_equal_pytorch_grad_cams_coherency_complexity_and_drop() -> N
     assert differences["coherency"] < 1e-5
     assert differences["complexity"] < 1e-6
     assert differences["drop"] < 1e-6
-    harmonic = 3 / (1 / torch.as_tensor(coherency) + 1 / (1 - torch.as_tensor(complexity))
-                    + 1 / (1 - drop))  # fmt: skip
+    harmonic = 3 / (
+        1 / torch.as_tensor(coherency) + 1 / (1 - torch.as_tensor(complexity)) + 1 / (1 - drop)
+    )
     assert torch.allclose(ours.score.double(), harmonic.double(), atol=1e-5)

@@ -42,8 +42,12 @@ def _quantus_completeness(c: dict[str, Any], maps: torch.Tensor) -> tuple[list[b
         return drop
 
     metric = quantus.Completeness(output_func=record, normalise=False, disable_warnings=True)
-    verdicts = metric(model=c["model"], x_batch=c["x"].numpy(), y_batch=c["labels"].numpy(),
-                      a_batch=maps[:, None].double().numpy())  # fmt: skip
+    verdicts = metric(
+        model=c["model"],
+        x_batch=c["x"].numpy(),
+        y_batch=c["labels"].numpy(),
+        a_batch=maps[:, None].double().numpy(),
+    )
     return list(verdicts), seen[0]
 
 
@@ -77,8 +81,9 @@ def test_quantus_completeness_fills_only_the_first_channel_of_a_colour_input() -
     _, drops = _quantus_completeness(c, c["maps"])
     difference = compared("Completeness, Quantus' colour baseline", ours.drops, torch.tensor(drops))
     assert difference < 1e-5
-    whole = completeness(c["model"], x, c["maps"], c["labels"],
-                         fill=x.amin(dim=(1, 2, 3), keepdim=True))  # fmt: skip
+    whole = completeness(
+        c["model"], x, c["maps"], c["labels"], fill=x.amin(dim=(1, 2, 3), keepdim=True)
+    )
     assert float((whole.drops - ours.drops).abs().max()) > 1.0
 
 
@@ -87,9 +92,14 @@ def _tiny() -> torch.nn.Sequential:
     shifts the model's first named module, which must be a layer: a block fails)."""
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 6, 3), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 3),
-    )  # fmt: skip
+        torch.nn.Conv2d(1, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 6, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(6, 3),
+    )
 
 
 def _tiny_case() -> dict[str, Any]:
@@ -119,8 +129,12 @@ def test_non_sensitivity_equals_quantus_pixel_by_pixel() -> None:
     black = c["x"].amin(dim=(1, 2, 3), keepdim=True)
     ours = non_sensitivity(c["model"], c["x"], c["maps"], c["labels"], fill=black)
     metric = quantus.NonSensitivity(features_in_step=1, normalise=False, disable_warnings=True)
-    theirs = metric(model=c["model"], x_batch=c["x"].numpy(), y_batch=c["labels"].numpy(),
-                    a_batch=c["maps"][:, None].double().numpy())  # fmt: skip
+    theirs = metric(
+        model=c["model"],
+        x_batch=c["x"].numpy(),
+        y_batch=c["labels"].numpy(),
+        a_batch=c["maps"][:, None].double().numpy(),
+    )
     assert compared("NonSensitivity", ours, torch.tensor(np.asarray(theirs, np.float64))) == 0
     assert (ours > 0).all()  # random maps break it
 
@@ -133,8 +147,9 @@ def test_the_shifted_model_is_the_same_function_padding_included() -> None:
     assert [n for n, _ in moved.named_modules()] == [n for n, _ in model.named_modules()]
 
 
-@pytest.mark.parametrize(("method", "layer", "invariant"),
-                         [("gradcam", "2", True), ("fullgrad", None, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "layer", "invariant"), [("gradcam", "2", True), ("fullgrad", None, False)]
+)
 def test_input_invariance_agrees_with_quantus_on_what_it_shifts(
     method: str, layer: str | None, invariant: bool
 ) -> None:
@@ -152,14 +167,20 @@ def test_input_invariance_agrees_with_quantus_on_what_it_shifts(
     ours = input_invariance(explain, c["x"], maps, c["labels"])
     assert ours.tolist() == [float(invariant)] * 6
 
-    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
-                     **_: object) -> np.ndarray:  # fmt: skip
+    def explain_func(
+        model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: object
+    ) -> np.ndarray:
         done = explainer_of(model)(torch.as_tensor(inputs).float(), torch.as_tensor(targets))
         return done.maps.double().numpy()
 
     metric = quantus.InputInvariance(disable_warnings=True)
-    theirs = metric(model=c["model"], x_batch=c["x"].numpy(), y_batch=c["labels"].numpy(),
-                    a_batch=maps[:, None].double().numpy(), explain_func=explain_func)  # fmt: skip
+    theirs = metric(
+        model=c["model"],
+        x_batch=c["x"].numpy(),
+        y_batch=c["labels"].numpy(),
+        a_batch=maps[:, None].double().numpy(),
+        explain_func=explain_func,
+    )
     as_quantus = c["x"].clone()
     as_quantus[:, 0, 0, 0] += 1.0  # after the shift of -1: Quantus' input, first value kept
     same_input = input_invariance(explain, as_quantus, maps, c["labels"])
@@ -174,22 +195,30 @@ def test_quantus_non_sensitivity_and_input_invariance_fail_where_camkit_does_not
     c = _tiny_case()
     metric = quantus.NonSensitivity(features_in_step=2, normalise=False, disable_warnings=True)
     with pytest.raises(ValueError, match="broadcast"):
-        metric(model=c["model"], x_batch=c["x"].numpy(), y_batch=c["labels"].numpy(),
-               a_batch=c["maps"][:, None].double().numpy())  # fmt: skip
+        metric(
+            model=c["model"],
+            x_batch=c["x"].numpy(),
+            y_batch=c["labels"].numpy(),
+            a_batch=c["maps"][:, None].double().numpy(),
+        )
     bundled = case()
     explainer = camkit.GradCAM(bundled["model"])
 
-    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
-                     **_: object) -> np.ndarray:  # fmt: skip
+    def explain_func(
+        model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: object
+    ) -> np.ndarray:
         done = explainer(torch.as_tensor(inputs).float(), torch.as_tensor(targets))
         return done.maps.double().numpy()
 
     with pytest.raises(AttributeError, match="out_channels"):
         quantus.InputInvariance(disable_warnings=True)(
-            model=bundled["model"], x_batch=bundled["x"][:2].numpy(),
+            model=bundled["model"],
+            x_batch=bundled["x"][:2].numpy(),
             y_batch=bundled["labels"][:2].numpy(),
-            a_batch=bundled["maps"][:2, None].double().numpy(), explain_func=explain_func,
-        )  # fmt: skip
+            a_batch=bundled["maps"][:2, None].double().numpy(),
+            explain_func=explain_func,
+        )
     moved = shifted_model(bundled["model"], -1.0)  # camkit's: any model
-    assert torch.allclose(moved(bundled["x"][:2] - 1), bundled["model"](bundled["x"][:2]),
-                          atol=1e-5)  # fmt: skip
+    assert torch.allclose(
+        moved(bundled["x"][:2] - 1), bundled["model"](bundled["x"][:2]), atol=1e-5
+    )

@@ -44,8 +44,9 @@ def test_baseline_is_what_a_zero_map_leaves() -> None:
 def test_a_per_channel_baseline_goes_to_the_channel_axis() -> None:
     model = PixelScore(torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]]]))
     x = torch.zeros(1, 2, 2, 2)  # width 2 = channels 2: a wrong broadcast would go unnoticed
-    result = confidence(model, x, torch.zeros(1, 2, 2), 0, fill=torch.tensor([1.0, 5.0]),
-                        score="logit")  # fmt: skip
+    result = confidence(
+        model, x, torch.zeros(1, 2, 2), 0, fill=torch.tensor([1.0, 5.0]), score="logit"
+    )
     assert result.masked.tolist() == [4.0]  # channel 0 becomes 1 everywhere: 4 pixels
     with pytest.raises(ValueError, match="3 entries for inputs with 2 channels"):
         confidence(model, x, torch.zeros(1, 2, 2), 0, fill=torch.tensor([1.0, 2.0, 3.0]))

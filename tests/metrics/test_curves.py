@@ -153,7 +153,6 @@ def test_deletion_is_quantus_pixel_flipping() -> None:
     model, x, labels, maps = c["model"], c["x"], c["labels"], c["maps"]
     steps = 16
     ours = deletion(model, x, maps, labels, steps=steps, fill=x.amin(dim=(1, 2, 3), keepdim=True))
-    metric = quantus.PixelFlipping(features_in_step=maps[0].numel() // steps,
-                                   disable_warnings=True)  # fmt: skip
+    metric = quantus.PixelFlipping(features_in_step=maps[0].numel() // steps, disable_warnings=True)
     curve = quantus_gray(metric)
     assert compared("PixelFlipping (deletion's curve)", ours.scores[:, 1:], curve) < 1e-6

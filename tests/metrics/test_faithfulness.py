@@ -62,8 +62,15 @@ def test_subsets_are_distinct_pixels_and_the_fill_is_per_channel() -> None:
     x[:] = torch.tensor([0.2, 0.5, 0.7]).view(1, 3, 1, 1)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))
     maps = torch.rand(2, 4, 4)
-    r = faithfulness_correlation(model, x, maps, torch.zeros(2, dtype=torch.long), runs=5,
-                                 subset=3, fill=torch.tensor([0.2, 0.5, 0.7]))  # fmt: skip
+    r = faithfulness_correlation(
+        model,
+        x,
+        maps,
+        torch.zeros(2, dtype=torch.long),
+        runs=5,
+        subset=3,
+        fill=torch.tensor([0.2, 0.5, 0.7]),
+    )
     assert r.tolist() == [0.0, 0.0]
 
 
@@ -77,12 +84,19 @@ def test_equal_to_quantus_on_the_same_subsets() -> None:
     # Quantus draws each image's subset with np.random.choice, run by run: replay ours
     replay = iter([subsets[b, r].numpy() for r in range(runs) for b in range(len(x))])
     metric = quantus.FaithfulnessCorrelation(
-        nr_runs=runs, subset_size=size, perturb_baseline=0.0, return_aggregate=False,
+        nr_runs=runs,
+        subset_size=size,
+        perturb_baseline=0.0,
+        return_aggregate=False,
         disable_warnings=True,
-    )  # fmt: skip
+    )
     with mock.patch("numpy.random.choice", side_effect=lambda *_, **__: next(replay)):
-        theirs = metric(model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
-                        a_batch=maps[:, None].double().numpy())  # fmt: skip
+        theirs = metric(
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(),
+        )
     assert compared("FaithfulnessCorrelation", ours, torch.tensor(np.asarray(theirs))) < 1e-6
 
 
@@ -95,20 +109,31 @@ def test_sensitivity_n_is_faithfulness_correlation_at_each_size_as_quantus_draws
     sizes = subset_sizes(maps[0].numel(), count=2)
     drawn = torch.Generator().manual_seed(5)
     subsets = [random_subsets(len(x), maps[0].numel(), runs, n, drawn) for n in sizes]
-    ours = torch.stack([faithfulness_correlation(model, x, maps, labels, subsets=s)
-                        for s in subsets], dim=1)  # fmt: skip
+    ours = torch.stack(
+        [faithfulness_correlation(model, x, maps, labels, subsets=s) for s in subsets], dim=1
+    )
     assert sensitivity_n(model, x, maps, labels, sizes=sizes, runs=runs).shape == (16, 2)
     for column, (n, chosen) in enumerate(zip(sizes, subsets, strict=True)):
         replay = iter([chosen[b, r].numpy() for r in range(runs) for b in range(len(x))])
         metric = quantus.FaithfulnessCorrelation(
-            nr_runs=runs, subset_size=n, perturb_baseline=0.0, return_aggregate=False,
+            nr_runs=runs,
+            subset_size=n,
+            perturb_baseline=0.0,
+            return_aggregate=False,
             disable_warnings=True,
-        )  # fmt: skip
+        )
         with mock.patch("numpy.random.choice", side_effect=lambda *_, r=replay, **__: next(r)):
-            theirs = metric(model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
-                            a_batch=maps[:, None].double().numpy())  # fmt: skip
-        difference = compared(f"Sensitivity-{n} (FaithfulnessCorrelation)", ours[:, column],
-                              torch.tensor(np.asarray(theirs)))  # fmt: skip
+            theirs = metric(
+                model=model,
+                x_batch=x.numpy(),
+                y_batch=labels.numpy(),
+                a_batch=maps[:, None].double().numpy(),
+            )
+        difference = compared(
+            f"Sensitivity-{n} (FaithfulnessCorrelation)",
+            ours[:, column],
+            torch.tensor(np.asarray(theirs)),
+        )
         assert difference < 2e-5  # float32 sums of up to 7,373 values
 
 
@@ -120,12 +145,27 @@ def test_quantus_sensitivity_n_scores_only_its_first_batch() -> None:
 
     c = gray_case()
     step = c["maps"][0].numel() // 8
-    metric = quantus.SensitivityN(features_in_step=step, n_max_percentage=1.0, normalise=False,
-                                  return_aggregate=False, disable_warnings=True)  # fmt: skip
-    whole = metric(model=c["model"], x_batch=c["x"].numpy(), y_batch=c["labels"].numpy(),
-                   a_batch=c["maps"][:, None].double().numpy(), batch_size=8)  # fmt: skip
-    first = metric(model=c["model"], x_batch=c["x"][:8].numpy(), y_batch=c["labels"][:8].numpy(),
-                   a_batch=c["maps"][:8, None].double().numpy(), batch_size=8)  # fmt: skip
+    metric = quantus.SensitivityN(
+        features_in_step=step,
+        n_max_percentage=1.0,
+        normalise=False,
+        return_aggregate=False,
+        disable_warnings=True,
+    )
+    whole = metric(
+        model=c["model"],
+        x_batch=c["x"].numpy(),
+        y_batch=c["labels"].numpy(),
+        a_batch=c["maps"][:, None].double().numpy(),
+        batch_size=8,
+    )
+    first = metric(
+        model=c["model"],
+        x_batch=c["x"][:8].numpy(),
+        y_batch=c["labels"][:8].numpy(),
+        a_batch=c["maps"][:8, None].double().numpy(),
+        batch_size=8,
+    )
     print("Quantus SensitivityN on 16 images in batches of 8:", np.round(whole, 4))
     assert np.allclose(whole, first)
 
@@ -166,12 +206,20 @@ def test_infidelity_equals_captum_on_the_same_noise(normalise: bool) -> None:
         return repeated, inputs - repeated
 
     with torch.no_grad():
-        theirs = captum_infidelity(model, perturb, x, maps[:, None].expand_as(x).contiguous(),
-                                   target=labels, n_perturb_samples=samples,
-                                   normalize=normalise)  # fmt: skip
+        theirs = captum_infidelity(
+            model,
+            perturb,
+            x,
+            maps[:, None].expand_as(x).contiguous(),
+            target=labels,
+            n_perturb_samples=samples,
+            normalize=normalise,
+        )
     difference = float((ours.double() - theirs.double()).abs().max() / theirs.abs().max())
-    print(f"Infidelity (normalise={normalise}): camkit against Captum, largest relative "
-          f"difference {difference:.3g} over 8 images")  # fmt: skip
+    print(
+        f"Infidelity (normalise={normalise}): camkit against Captum, largest relative "
+        f"difference {difference:.3g} over 8 images"
+    )
     assert difference < 1e-4
 
 
@@ -196,8 +244,12 @@ def test_quantus_infidelity_draws_the_same_perturbation_every_sample() -> None:
     # Quantus 0.6.0's Infidelity removes squares cumulatively in raster order, the same for each
     # of its n_perturb_samples: one sample or three give the same figure.
     c = case()
-    numpy = {"model": c["model"], "x_batch": c["x"][:4].numpy(), "y_batch": c["labels"][:4].numpy(),
-             "a_batch": c["maps"][:4, None].double().numpy()}  # fmt: skip
+    numpy = {
+        "model": c["model"],
+        "x_batch": c["x"][:4].numpy(),
+        "y_batch": c["labels"][:4].numpy(),
+        "a_batch": c["maps"][:4, None].double().numpy(),
+    }
     one = quantus.Infidelity(perturb_patch_sizes=[48], n_perturb_samples=1, disable_warnings=True)
     three = quantus.Infidelity(perturb_patch_sizes=[48], n_perturb_samples=3, disable_warnings=True)
     assert np.allclose(one(**numpy), three(**numpy))

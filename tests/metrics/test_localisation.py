@@ -218,10 +218,14 @@ def test_roc_auc_equals_scikit_learns_with_ties() -> None:
 
 @pytest.mark.parametrize(
     ("ours", "name"),
-    [("relevance_mass", "RelevanceMassAccuracy"), ("relevance_mass", "AttributionLocalisation"),
-     ("relevance_rank", "RelevanceRankAccuracy"), ("top_k_intersection", "TopKIntersection"),
-     ("roc_auc", "AUC")],
-)  # fmt: skip
+    [
+        ("relevance_mass", "RelevanceMassAccuracy"),
+        ("relevance_mass", "AttributionLocalisation"),
+        ("relevance_rank", "RelevanceRankAccuracy"),
+        ("top_k_intersection", "TopKIntersection"),
+        ("roc_auc", "AUC"),
+    ],
+)
 def test_equal_to_quantus_on_grad_cam_maps_of_the_bundled_model(ours: str, name: str) -> None:
     import quantus
 
@@ -247,9 +251,12 @@ def test_the_pointing_game_at_tolerance_0_is_quantus_pointing_game() -> None:
     empty = torch.zeros_like(c["masks"][:2])
     maps = c["maps"][:2]
     theirs = quantus.PointingGame(disable_warnings=True)(
-        model=c["model"], x_batch=c["x"][:2].numpy(), y_batch=c["labels"][:2].numpy(),
-        a_batch=maps[:, None].double().numpy(), s_batch=empty[:, None].double().numpy(),
-    )  # fmt: skip
+        model=c["model"],
+        x_batch=c["x"][:2].numpy(),
+        y_batch=c["labels"][:2].numpy(),
+        a_batch=maps[:, None].double().numpy(),
+        s_batch=empty[:, None].double().numpy(),
+    )
     assert list(theirs) == [True, True]
     assert pointing_game(maps, empty, tolerance=0).hits.tolist() == [False, False]
 
@@ -262,8 +269,14 @@ def test_mosaics_hold_two_inputs_of_the_class_where_the_quadrants_say() -> None:
     tiles, quadrants = mosaics(x, labels, torch.Generator().manual_seed(1))
     assert tiles.shape == (6, 1, 4, 4)
     corners = tiles[:, 0, ::2, ::2].flatten(1).long()  # the input in each quadrant
-    assert (corners[:, :][quadrants].view(6, 2).sort(dim=1).values.tolist()
-            == [[0, 1], [0, 1], [2, 3], [2, 3], [4, 5], [4, 5]])  # fmt: skip
+    assert corners[:, :][quadrants].view(6, 2).sort(dim=1).values.tolist() == [
+        [0, 1],
+        [0, 1],
+        [2, 3],
+        [2, 3],
+        [4, 5],
+        [4, 5],
+    ]
     assert (labels[corners[~quadrants].view(6, 2)] != labels[:, None]).all()
     with pytest.raises(ValueError, match="at least two classes"):
         mosaics(x, torch.zeros(6, dtype=torch.long))
@@ -287,8 +300,12 @@ def test_focus_by_hand_and_against_quantus() -> None:
     mosaic_maps = camkit.GradCAM(c["model"])(tiles, c["labels"]).maps[:, 0]
     ours = focus(mosaic_maps, quadrants)
     metric = quantus.Focus(normalise=False, disable_warnings=True)
-    theirs = metric(model=c["model"], x_batch=tiles.numpy(), y_batch=c["labels"].numpy(),
-                    a_batch=mosaic_maps[:, None].double().numpy(),
-                    custom_batch=quadrants.int().tolist())  # fmt: skip
+    theirs = metric(
+        model=c["model"],
+        x_batch=tiles.numpy(),
+        y_batch=c["labels"].numpy(),
+        a_batch=mosaic_maps[:, None].double().numpy(),
+        custom_batch=quadrants.int().tolist(),
+    )
     assert compared("Focus", ours, torch.tensor(np.asarray(theirs, np.float64))) < 1e-6
     assert float(ours.mean()) > 0.5  # the bundled model's Grad-CAM finds its class (can fail)

@@ -52,8 +52,16 @@ def test_noise_is_bounded_drawn_per_call_and_a_zero_map_is_said() -> None:
 
     x = torch.zeros(3, 1, 4, 4)
     targets = torch.zeros(3, dtype=torch.long)
-    s = sensitivity(record, x, torch.zeros(3, 4, 4), targets, samples=5, radius=0.1,
-                    generator=torch.Generator().manual_seed(0), rows_per_call=6)  # fmt: skip
+    s = sensitivity(
+        record,
+        x,
+        torch.zeros(3, 4, 4),
+        targets,
+        samples=5,
+        radius=0.1,
+        generator=torch.Generator().manual_seed(0),
+        rows_per_call=6,
+    )
     assert [len(t) for t in seen] == [6, 6, 3]  # 2 samples of the 3 inputs per call
     assert float(torch.cat(seen).abs().max()) <= 0.1
     assert torch.isinf(s.changes).all()  # a zero map that stops being zero: an infinite change
@@ -74,8 +82,9 @@ def test_equal_to_quantus_with_grad_cam_explaining_the_same_noise(name: str) -> 
     ours = sensitivity(lambda i, t: explainer(i, t).maps[:, 0], x, maps, labels, noise=noise)
     mine = ours.maximum if name == "MaxSensitivity" else ours.average
 
-    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
-                     **_: object) -> np.ndarray:  # fmt: skip
+    def explain_func(
+        model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: object
+    ) -> np.ndarray:
         done = explainer(torch.as_tensor(inputs), torch.as_tensor(targets))
         return done.maps.double().numpy()  # (N, 1, H, W)
 
@@ -83,9 +92,12 @@ def test_equal_to_quantus_with_grad_cam_explaining_the_same_noise(name: str) -> 
     metric = getattr(quantus, name)(nr_samples=samples, disable_warnings=True)
     with mock.patch("numpy.random.uniform", side_effect=lambda *_, **__: next(replay)):
         theirs = metric(
-            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
-            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
-        )  # fmt: skip
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(),
+            explain_func=explain_func,
+        )
     assert compared(name, mine, torch.tensor(np.asarray(theirs))) < 1e-5
 
 
@@ -106,17 +118,21 @@ def test_local_lipschitz_worked_by_hand_and_equal_to_quantus_on_the_same_noise()
     noise = 0.1 * torch.randn(samples, *x.shape, generator=torch.Generator().manual_seed(5))
     ours = sensitivity(lambda i, t: explainer(i, t).maps[:, 0], x, maps, labels, noise=noise)
 
-    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
-                     **_: object) -> np.ndarray:  # fmt: skip
+    def explain_func(
+        model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: object
+    ) -> np.ndarray:
         return explainer(torch.as_tensor(inputs), torch.as_tensor(targets)).maps.double().numpy()
 
     replay = iter([noise[i].flatten(1).double().numpy() for i in range(samples)])
     metric = quantus.LocalLipschitzEstimate(nr_samples=samples, disable_warnings=True)
     with mock.patch("numpy.random.normal", side_effect=lambda *_, **__: next(replay)):
         theirs = metric(
-            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
-            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
-        )  # fmt: skip
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(),
+            explain_func=explain_func,
+        )
     assert compared("LocalLipschitzEstimate", ours.lipschitz, torch.tensor(theirs)) < 1e-5
 
 
@@ -152,17 +168,21 @@ def test_relative_stability_equals_quantus_on_the_same_noise(name: str) -> None:
     ours = relative_stability(explain, model, x, maps, labels, noise=noise)
     mine = ours.input if name == "RelativeInputStability" else ours.output
 
-    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
-                     **_: object) -> np.ndarray:  # fmt: skip
+    def explain_func(
+        model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: object
+    ) -> np.ndarray:
         return explainer(torch.as_tensor(inputs), torch.as_tensor(targets)).maps.double().numpy()
 
     replay = iter([noise[i].flatten(1).double().numpy() for i in range(samples)])
     metric = getattr(quantus, name)(nr_samples=samples, disable_warnings=True)
     with mock.patch("numpy.random.uniform", side_effect=lambda *_, **__: next(replay)):
         theirs = metric(
-            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
-            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
-        )  # fmt: skip
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(),
+            explain_func=explain_func,
+        )
     assert _relative_to_quantus(name, mine, theirs) < 1e-4
 
 
@@ -179,8 +199,9 @@ def _grad_cam_case(images: int = 8) -> tuple[Any, ...]:
     model, x, labels = c["model"], c["x"][:images], c["labels"][:images]
     explainer = camkit.GradCAM(model)
 
-    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
-                     **_: object) -> np.ndarray:  # fmt: skip
+    def explain_func(
+        model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: object
+    ) -> np.ndarray:
         return explainer(torch.as_tensor(inputs), torch.as_tensor(targets)).maps.double().numpy()
 
     return model, x, labels, explainer, explain_func
@@ -191,8 +212,9 @@ def test_relative_representation_stability_equals_quantus_on_the_same_noise() ->
     maps = explainer(x, labels).maps[:, 0]
     samples, layer = 3, "features.9.0"
     noise = 0.02 + 0.18 * torch.rand(samples, *x.shape, generator=torch.Generator().manual_seed(4))
-    ours = relative_stability(lambda i, t: explainer(i, t).maps[:, 0], model, x, maps, labels,
-                              noise=noise, layers=[layer])  # fmt: skip
+    ours = relative_stability(
+        lambda i, t: explainer(i, t).maps[:, 0], model, x, maps, labels, noise=noise, layers=[layer]
+    )
     assert ours.representation is not None
     replay = iter([noise[i].flatten(1).double().numpy() for i in range(samples)])
     metric = quantus.RelativeRepresentationStability(
@@ -200,11 +222,15 @@ def test_relative_representation_stability_equals_quantus_on_the_same_noise() ->
     )
     with mock.patch("numpy.random.uniform", side_effect=lambda *_, **__: next(replay)):
         theirs = metric(
-            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
-            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
-        )  # fmt: skip
-    assert _relative_to_quantus("RelativeRepresentationStability", ours.representation,
-                                theirs) < 1e-4  # fmt: skip
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(),
+            explain_func=explain_func,
+        )
+    assert (
+        _relative_to_quantus("RelativeRepresentationStability", ours.representation, theirs) < 1e-4
+    )
 
 
 def test_translation_and_continuity_by_hand() -> None:
@@ -239,9 +265,12 @@ def test_continuity_equals_quantus_with_grad_cam() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CamkitWarning)
         theirs = metric(
-            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
-            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
-        )  # fmt: skip
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=labels.numpy(),
+            a_batch=maps[:, None].double().numpy(),
+            explain_func=explain_func,
+        )
     assert _relative_to_quantus("Continuity", ours, theirs) < 1e-4
 
 
@@ -268,12 +297,21 @@ def test_consistency_equals_quantus_given_the_same_discretisation() -> None:
         square = top_units(torch.as_tensor(a).view(1, *maps.shape[1:]).float(), patch=48)
         return int(square)
 
-    metric = quantus.Consistency(discretise_func=top_square, normalise=False,
-                                 disable_warnings=True)  # fmt: skip
-    theirs = metric(model=model, x_batch=x.numpy(), y_batch=c["labels"].numpy(),
-                    a_batch=maps[:, None].double().numpy())  # fmt: skip
-    assert compared("Consistency (top square of 48)", ours,
-                    torch.tensor(np.asarray(theirs, dtype=np.float64))) < 1e-6  # fmt: skip
+    metric = quantus.Consistency(discretise_func=top_square, normalise=False, disable_warnings=True)
+    theirs = metric(
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=c["labels"].numpy(),
+        a_batch=maps[:, None].double().numpy(),
+    )
+    assert (
+        compared(
+            "Consistency (top square of 48)",
+            ours,
+            torch.tensor(np.asarray(theirs, dtype=np.float64)),
+        )
+        < 1e-6
+    )
     assert float(ours.mean()) > 0
     from quantus.functions.discretise_func import top_n_sign
 

@@ -193,23 +193,32 @@ def test_random_logit_equals_quantus_on_the_same_classes() -> None:
     warnings.simplefilter("ignore", camkit.CamkitWarning)  # an absent class's map may be all 0
     ours = random_logit(explain, maps, x, labels, others, similarity=spearman)
 
-    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
-                     **_: object) -> np.ndarray:  # fmt: skip
+    def explain_func(
+        model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: object
+    ) -> np.ndarray:
         return explainer(torch.as_tensor(inputs), torch.as_tensor(targets)).maps.double().numpy()
 
     def their_spearman(a: np.ndarray, b: np.ndarray, **_: object) -> np.ndarray:
         return quantus.similarity_func.correlation_spearman(a, b, batched=True)
 
-    metric = quantus.RandomLogit(num_classes=6, similarity_func=their_spearman,
-                                 disable_warnings=True)  # fmt: skip
+    metric = quantus.RandomLogit(
+        num_classes=6, similarity_func=their_spearman, disable_warnings=True
+    )
     with (
         mock.patch("numpy.random.randint", return_value=offsets.numpy()),
         np.errstate(all="ignore"),
     ):
-        theirs = torch.tensor(np.asarray(metric(
-            model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
-            a_batch=maps[:, None].double().numpy(), explain_func=explain_func,
-        )))  # fmt: skip
+        theirs = torch.tensor(
+            np.asarray(
+                metric(
+                    model=model,
+                    x_batch=x.numpy(),
+                    y_batch=labels.numpy(),
+                    a_batch=maps[:, None].double().numpy(),
+                    explain_func=explain_func,
+                )
+            )
+        )
     # a constant map (the other class absent): Quantus' Spearman is NaN, camkit's 0 by convention
     known = theirs.isfinite()
     assert ours[~known].tolist() == [0.0] * int((~known).sum())
@@ -245,8 +254,9 @@ def _quantus_explain(model: torch.nn.Module, inputs, targets, **_: object):
 
 
 @pytest.mark.parametrize("independent", [False, True])
-def test_mprt_equals_quantus_layer_by_layer(monkeypatch: pytest.MonkeyPatch,
-                                            independent: bool) -> None:  # fmt: skip
+def test_mprt_equals_quantus_layer_by_layer(
+    monkeypatch: pytest.MonkeyPatch, independent: bool
+) -> None:
     import numpy as np
     import quantus
 
@@ -258,18 +268,24 @@ def test_mprt_equals_quantus_layer_by_layer(monkeypatch: pytest.MonkeyPatch,
     original = camkit.GradCAM(model)(x, labels)
     # Quantus' steps: every module with reset_parameters, from the output down
     steps = [n for n, m in model.named_modules() if hasattr(m, "reset_parameters")][::-1]
-    ours = cascading_randomisation(model, x, "gradcam", original=original, steps=steps,
-                                   independent=independent)  # fmt: skip
+    ours = cascading_randomisation(
+        model, x, "gradcam", original=original, steps=steps, independent=independent
+    )
     if independent:
         steps = steps[::-1]  # Quantus takes them from the input up
-        ours = cascading_randomisation(model, x, "gradcam", original=original, steps=steps,
-                                       independent=True)  # fmt: skip
-    metric = quantus.MPRT(layer_order="independent" if independent else "top_down",
-                          disable_warnings=True)  # fmt: skip
+        ours = cascading_randomisation(
+            model, x, "gradcam", original=original, steps=steps, independent=True
+        )
+    metric = quantus.MPRT(
+        layer_order="independent" if independent else "top_down", disable_warnings=True
+    )
     theirs = metric(
-        model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
-        a_batch=original.maps.double().numpy(), explain_func=_quantus_explain,
-    )  # fmt: skip
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=labels.numpy(),
+        a_batch=original.maps.double().numpy(),
+        explain_func=_quantus_explain,
+    )
     assert list(theirs)[1:] == steps
     table = torch.tensor(np.array([theirs[name] for name in steps], dtype=np.float64))
     # Quantus' Spearman of a constant map (a randomised model's, often) is NaN; camkit's is 0
@@ -278,8 +294,10 @@ def test_mprt_equals_quantus_layer_by_layer(monkeypatch: pytest.MonkeyPatch,
     difference = float((ours.spearman.double() - table)[~constant].abs().max())
     print(f"MPRT: {int(constant.sum())} of {constant.numel()} maps constant (Quantus NaN)")
     kind = "independent" if independent else "cascading"
-    print(f"MPRT ({kind}, {len(steps)} layers): camkit against Quantus, largest difference "
-          f"{difference:.3g}")  # fmt: skip
+    print(
+        f"MPRT ({kind}, {len(steps)} layers): camkit against Quantus, largest difference "
+        f"{difference:.3g}"
+    )
     assert difference < 1e-6
     if not independent:  # the whole model randomised moves the map more than its last layer
         assert float(ours.spearman[-1].mean()) < float(ours.spearman[0].mean())
@@ -310,9 +328,12 @@ def test_efficient_mprt_equals_quantus(monkeypatch: pytest.MonkeyPatch) -> None:
     ours = efficient_mprt(model, x, "gradcam", original=original)
     metric = quantus.EfficientMPRT(disable_warnings=True)
     theirs = metric(
-        model=model, x_batch=x.numpy(), y_batch=labels.numpy(),
-        a_batch=original.maps.double().numpy(), explain_func=_quantus_explain,
-    )  # fmt: skip
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=labels.numpy(),
+        a_batch=original.maps.double().numpy(),
+        explain_func=_quantus_explain,
+    )
     assert compared("EfficientMPRT", ours, torch.tensor(np.asarray(theirs, np.float64))) < 1e-5
     # by hand: a map with two values equally often has entropy log 2
     assert discrete_entropy(torch.tensor([[0.0, 1.0, 0.0, 1.0]])).tolist() == pytest.approx(
@@ -341,9 +362,16 @@ def test_smooth_mprt_averages_noisy_maps_and_quantus_ignores_the_explain_func() 
         return explainer(torch.as_tensor(inputs), torch.as_tensor(targets)).maps.numpy()
 
     metric = quantus.SmoothMPRT(nr_samples=2, disable_warnings=True)
-    scores = metric(model=net, x_batch=x.numpy(), y_batch=torch.tensor([0, 1]).numpy(),
-                    a_batch=None, explain_func=recorded)  # fmt: skip
+    scores = metric(
+        model=net,
+        x_batch=x.numpy(),
+        y_batch=torch.tensor([0, 1]).numpy(),
+        a_batch=None,
+        explain_func=recorded,
+    )
     layers = len(scores) - 1
-    print(f"Quantus SmoothMPRT: {layers} layers x 2 samples explained, the given explain_func "
-          f"called {len(calls)} times")  # fmt: skip
+    print(
+        f"Quantus SmoothMPRT: {layers} layers x 2 samples explained, the given explain_func "
+        f"called {len(calls)} times"
+    )
     assert len(calls) <= 1  # at most the original maps; never a smoothed one

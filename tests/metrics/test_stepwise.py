@@ -104,8 +104,9 @@ def test_faithfulness_estimate_equals_quantus() -> None:
     c = gray_case()
     step = c["maps"][0].numel() // 32
     ours = faithfulness_estimate(c["model"], c["x"], c["maps"], c["labels"], per_step=step)
-    metric = quantus.FaithfulnessEstimate(features_in_step=step, perturb_baseline=0.0,
-                                          normalise=False, disable_warnings=True)  # fmt: skip
+    metric = quantus.FaithfulnessEstimate(
+        features_in_step=step, perturb_baseline=0.0, normalise=False, disable_warnings=True
+    )
     assert compared("FaithfulnessEstimate", ours, quantus_gray(metric)) < 1e-5
 
 
@@ -129,14 +130,18 @@ def test_monotonicity_equals_quantus_with_the_insertion_it_means() -> None:
     c = gray_case()
     step = c["maps"][0].numel() // 4
     ours = monotonicity(c["model"], c["x"], c["maps"], c["labels"], per_step=step)
-    shipped = quantus.Monotonicity(features_in_step=step, perturb_baseline=0.0,
-                                   normalise=False, disable_warnings=True)  # fmt: skip
+    shipped = quantus.Monotonicity(
+        features_in_step=step, perturb_baseline=0.0, normalise=False, disable_warnings=True
+    )
     assert quantus_gray(shipped).tolist() == [1.0] * 16  # always "monotone": the bug
     assert quantus_gray(shipped, c["maps"].amax() - c["maps"]).tolist() == [1.0] * 16
     meant = quantus.Monotonicity(
-        features_in_step=step, perturb_baseline=0.0, normalise=False,
-        perturb_func=_putting_back(c["x"]), disable_warnings=True,
-    )  # fmt: skip
+        features_in_step=step,
+        perturb_baseline=0.0,
+        normalise=False,
+        perturb_func=_putting_back(c["x"]),
+        disable_warnings=True,
+    )
     theirs = quantus_gray(meant)
     assert compared("Monotonicity (Arya), insertion as meant", ours, theirs) == 0
     assert 0 < float(ours.mean()) < 1  # the test can fail: some maps are monotone, some not
@@ -147,12 +152,14 @@ def test_monotonicity_correlation_equals_quantus_on_the_same_noise() -> None:
     groups, samples = 16, 3
     step = c["maps"][0].numel() // groups
     noise = torch.rand(16, groups, samples, generator=torch.Generator().manual_seed(2))
-    ours = monotonicity_correlation(c["model"], c["x"], c["maps"], c["labels"], per_step=step,
-                                    noise=noise)  # fmt: skip
+    ours = monotonicity_correlation(
+        c["model"], c["x"], c["maps"], c["labels"], per_step=step, noise=noise
+    )
     # Quantus draws one uniform value per image per call, group by group, sample by sample
     replay = iter([noise[:, g, s].double().numpy() for g in range(groups) for s in range(samples)])
-    metric = quantus.MonotonicityCorrelation(features_in_step=step, nr_samples=samples,
-                                             normalise=False, disable_warnings=True)  # fmt: skip
+    metric = quantus.MonotonicityCorrelation(
+        features_in_step=step, nr_samples=samples, normalise=False, disable_warnings=True
+    )
     with mock.patch("numpy.random.uniform", side_effect=lambda *_, **__: next(replay)):
         theirs = quantus_gray(metric)
     assert compared("MonotonicityCorrelation (Nguyen)", ours, theirs) < 1e-6
@@ -161,13 +168,14 @@ def test_monotonicity_correlation_equals_quantus_on_the_same_noise() -> None:
 def test_region_perturbation_and_selectivity_equal_quantus() -> None:
     c = gray_case()
     fill = c["x"].amin(dim=(1, 2, 3), keepdim=True)  # Quantus' "black": each image's minimum
-    drops = region_perturbation(c["model"], c["x"], c["maps"], c["labels"], patch=8,
-                                regions=20, fill=fill)  # fmt: skip
-    metric = quantus.RegionPerturbation(patch_size=8, regions_evaluation=20, normalise=False,
-                                        disable_warnings=True)  # fmt: skip
+    drops = region_perturbation(
+        c["model"], c["x"], c["maps"], c["labels"], patch=8, regions=20, fill=fill
+    )
+    metric = quantus.RegionPerturbation(
+        patch_size=8, regions_evaluation=20, normalise=False, disable_warnings=True
+    )
     assert compared("RegionPerturbation", drops, quantus_gray(metric)) < 1e-6
-    curve = selectivity(c["model"], c["x"], c["maps"], c["labels"], patch=16,
-                        fill=fill)  # fmt: skip
+    curve = selectivity(c["model"], c["x"], c["maps"], c["labels"], patch=16, fill=fill)
     metric = quantus.Selectivity(patch_size=16, normalise=False, disable_warnings=True)
     assert compared("Selectivity", curve[:, 1:], quantus_gray(metric)) < 1e-6
 
@@ -218,19 +226,30 @@ def test_irof_equals_quantus_on_the_same_superpixels(monkeypatch: pytest.MonkeyP
     c = gray_case()
     segments = superpixels(c["x"], segments=25)
     ours = irof(c["model"], c["x"], c["maps"], c["labels"], segments=segments)
-    metric = quantus.IROF(perturb_baseline=0.0, normalise=False, return_aggregate=False,
-                          disable_warnings=True)  # fmt: skip
+    metric = quantus.IROF(
+        perturb_baseline=0.0, normalise=False, return_aggregate=False, disable_warnings=True
+    )
 
     def on_segments(x: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
         replay = iter(segments.numpy())
-        with mock.patch("quantus.helpers.utils.get_superpixel_segments",
-                        side_effect=lambda *_, **__: next(replay)):  # fmt: skip
-            return metric(model=c["model"], x_batch=x.numpy(), y_batch=labels.numpy(),
-                          a_batch=maps[:, None].double().numpy())  # fmt: skip
+        with mock.patch(
+            "quantus.helpers.utils.get_superpixel_segments",
+            side_effect=lambda *_, **__: next(replay),
+        ):
+            return metric(
+                model=c["model"],
+                x_batch=x.numpy(),
+                y_batch=labels.numpy(),
+                a_batch=maps[:, None].double().numpy(),
+            )
 
     theirs = on_segments(c["x"], c["maps"], c["labels"])
-    assert compared("IROF (area over the curve)", ours.aoc,
-                    torch.tensor(np.asarray(theirs, np.float64))) < 1e-4  # fmt: skip
+    assert (
+        compared(
+            "IROF (area over the curve)", ours.aoc, torch.tensor(np.asarray(theirs, np.float64))
+        )
+        < 1e-4
+    )
     colour = case()
     with pytest.raises(AssertionError, match="same as the mask shape"):
         on_segments(colour["x"], colour["maps"], colour["labels"])

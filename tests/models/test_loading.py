@@ -30,8 +30,9 @@ def offline(monkeypatch, tmp_path):
 
 def test_published_weights_offline_are_one_line_at_once(offline, tmp_path, capsys) -> None:
     started = time.perf_counter()
-    code = main(["explain", "--model", "resnet18", "--weights", "DEFAULT",
-                 "--out", str(tmp_path / "o")])  # fmt: skip
+    code = main(
+        ["explain", "--model", "resnet18", "--weights", "DEFAULT", "--out", str(tmp_path / "o")]
+    )
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert time.perf_counter() - started < 10

@@ -102,13 +102,19 @@ def double(real):
     finally:
         handle.remove()
     classes = logits.argmax(1).tolist()
-    (grads,) = torch.autograd.grad(logits.gather(1, torch.tensor(classes)[:, None]).sum(),
-                                   kept["A"])  # fmt: skip
+    (grads,) = torch.autograd.grad(
+        logits.gather(1, torch.tensor(classes)[:, None]).sum(), kept["A"]
+    )
     return model, x, classes, kept["A"].detach(), grads
 
 
-GRAD_CAM = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "layercam": "LayerCAM",
-            "xgradcam": "XGradCAM", "hirescam": "HiResCAM"}  # fmt: skip
+GRAD_CAM = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "layercam": "LayerCAM",
+    "xgradcam": "XGradCAM",
+    "hirescam": "HiResCAM",
+}
 
 
 @pytest.mark.parametrize("method", list(GRAD_CAM))

@@ -50,8 +50,17 @@ def test_a_timm_model_without_weights_is_random_with_imagenet_names_and_a_warnin
 def test_an_unknown_timm_name_and_a_missing_file_are_one_line(tmp_path, capsys) -> None:
     with pytest.raises(UsageError, match=r"timm has no model 'resnet10x' \(did you mean resnet10t"):
         load_model("timm:resnet10x")
-    code = main(["explain", "--model", "timm:resnet10t", "--weights", str(tmp_path / "no.pt"),
-                 "--out", str(tmp_path / "o")])  # fmt: skip
+    code = main(
+        [
+            "explain",
+            "--model",
+            "timm:resnet10t",
+            "--weights",
+            str(tmp_path / "no.pt"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(lines) == 1
@@ -61,8 +70,17 @@ def test_an_unknown_timm_name_and_a_missing_file_are_one_line(tmp_path, capsys) 
 def test_weights_under_other_names_are_one_line_naming_the_keys_and_load_in_order(
     tmp_path, capsys
 ) -> None:
-    code = main(["explain", "--model", "timm:tf_efficientnet_lite0", "--weights", WHEEL_FILE,
-                 "--out", str(tmp_path / "o")])  # fmt: skip
+    code = main(
+        [
+            "explain",
+            "--model",
+            "timm:tf_efficientnet_lite0",
+            "--weights",
+            WHEEL_FILE,
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(lines) == 1, lines
@@ -70,9 +88,22 @@ def test_weights_under_other_names_are_one_line_naming_the_keys_and_load_in_orde
     assert "296 of the file's 296 keys are not the model's (first: _conv_stem.weight)" in lines[0]
     assert "pass --weights-in-order" in lines[0]
     assert not (tmp_path / "o").exists()
-    code = main(["explain", "--model", "timm:tf_efficientnet_lite0", "--weights", WHEEL_FILE,
-                 "--weights-in-order", "--out", str(tmp_path / "o"), "--methods", "gradcam",
-                 "--size", "128"])  # fmt: skip
+    code = main(
+        [
+            "explain",
+            "--model",
+            "timm:tf_efficientnet_lite0",
+            "--weights",
+            WHEEL_FILE,
+            "--weights-in-order",
+            "--out",
+            str(tmp_path / "o"),
+            "--methods",
+            "gradcam",
+            "--size",
+            "128",
+        ]
+    )
     assert code == 0
     summary = json.loads((tmp_path / "o" / "chelsea.json").read_text())  # the bundled photos
     assert summary["predictions"][0]["name"] in ("tabby", "tiger cat", "Egyptian cat")
@@ -97,11 +128,17 @@ def test_the_wheels_model_explains_the_cat_by_default(tmp_path) -> None:
 
 
 def test_a_hugging_face_classifier_folder_with_its_processor_and_labels(tmp_path) -> None:
-    config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32,
-                                    num_hidden_layers=2, num_attention_heads=2,
-                                    intermediate_size=64, num_labels=3,
-                                    id2label={0: "cat", 1: "dog", 2: "bird"},
-                                    label2id={"cat": 0, "dog": 1, "bird": 2})  # fmt: skip
+    config = transformers.ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=3,
+        id2label={0: "cat", 1: "dog", 2: "bird"},
+        label2id={"cat": 0, "dog": 1, "bird": 2},
+    )
     transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
     transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(
         tmp_path / "vit"
@@ -112,29 +149,54 @@ def test_a_hugging_face_classifier_folder_with_its_processor_and_labels(tmp_path
     _, x = loaded.prepare(torch.rand(3, 40, 60))
     assert x.shape == (3, 32, 32)
     assert loaded.model(x[None]).shape == (1, 3)  # the logits, not an output object
-    code = main(["explain", "--model", str(tmp_path / "vit"), "--out", str(tmp_path / "o"),
-                 "--methods", "gradcam"])  # fmt: skip
+    code = main(
+        [
+            "explain",
+            "--model",
+            str(tmp_path / "vit"),
+            "--out",
+            str(tmp_path / "o"),
+            "--methods",
+            "gradcam",
+        ]
+    )
     assert code == 0
     summary = json.loads((tmp_path / "o" / "disc.json").read_text())
     assert {p["name"] for p in summary["predictions"]} == {"cat", "dog", "bird"}
 
 
 def test_preprocessing_read_as_timm_and_hugging_face_processors_say() -> None:
-    assert preprocessing({"input_size": (3, 288, 288), "crop_pct": 1.0,
-                          "interpolation": "bilinear"}) == (288, 1.0, "bilinear")  # fmt: skip
-    assert preprocessing({"input_size": (3, 224, 224), "crop_pct": 0.9,
-                          "crop_mode": "squash"}) == (224, 1.0, "bilinear")  # fmt: skip
-    convnext = processor_fields_of({"size": {"shortest_edge": 224}, "crop_pct": 0.875,
-                                    "resample": 3, "image_mean": [0.5] * 3,
-                                    "image_std": [0.5] * 3, "do_normalize": True})  # fmt: skip
+    assert preprocessing(
+        {"input_size": (3, 288, 288), "crop_pct": 1.0, "interpolation": "bilinear"}
+    ) == (288, 1.0, "bilinear")
+    assert preprocessing({"input_size": (3, 224, 224), "crop_pct": 0.9, "crop_mode": "squash"}) == (
+        224,
+        1.0,
+        "bilinear",
+    )
+    convnext = processor_fields_of(
+        {
+            "size": {"shortest_edge": 224},
+            "crop_pct": 0.875,
+            "resample": 3,
+            "image_mean": [0.5] * 3,
+            "image_std": [0.5] * 3,
+            "do_normalize": True,
+        }
+    )
     assert (convnext["size"], convnext["crop"], convnext["interpolation"]) == (
         256,
         0.875,
         "bicubic",
     )
-    beit = processor_fields_of({"size": {"shortest_edge": 256}, "do_center_crop": True,
-                                "crop_size": {"height": 224, "width": 224},
-                                "do_normalize": False})  # fmt: skip
+    beit = processor_fields_of(
+        {
+            "size": {"shortest_edge": 256},
+            "do_center_crop": True,
+            "crop_size": {"height": 224, "width": 224},
+            "do_normalize": False,
+        }
+    )
     assert (beit["size"], beit["crop"], beit["mean"]) == (256, 0.875, None)
 
 
@@ -157,17 +219,21 @@ def processor_fields_of(config: dict) -> dict:
         ('{"size": -3, "do_normalize": false}', "size -3 is not 1 to 4096 pixels"),
         ('{"size": 10000000, "do_normalize": false}', "is not 1 to 4096"),
         ('{"size": "big"}', "ValueError"),
-        ('{"size": {"shortest_edge": 224}, "do_center_crop": true,'
-         ' "crop_size": {"height": 300}, "do_normalize": false}', "the centre crop is 1.34"),
+        (
+            '{"size": {"shortest_edge": 224}, "do_center_crop": true,'
+            ' "crop_size": {"height": 300}, "do_normalize": false}',
+            "the centre crop is 1.34",
+        ),
         ('{"size": 32, "image_mean": [0.5, 0.5], "image_std": [1, 1]}', "not one number or three"),
         ('{"size": 32, "image_mean": [0.5], "image_std": [0]}', "image_std has a 0"),
         ('{"size": 32, "do_normalize": true}', "KeyError"),
     ],
-)  # fmt: skip
+)
 def test_a_broken_processor_configuration_is_one_line_naming_it(tmp_path, text, said) -> None:
     (tmp_path / "preprocessor_config.json").write_text(text)
-    with pytest.raises(UsageError, match="preprocessor_config.json is not a readable image "
-                                         "processor configuration") as caught:  # fmt: skip
+    with pytest.raises(
+        UsageError, match="preprocessor_config.json is not a readable image processor configuration"
+    ) as caught:
         processor_fields(tmp_path / "preprocessor_config.json", None)
     assert said in str(caught.value)
     assert "\n" not in str(caught.value)
@@ -184,8 +250,17 @@ def test_a_folder_without_a_processor_configuration_is_said(tmp_path) -> None:
 def test_a_corrupt_weights_file_is_one_line(tmp_path, capsys, content, suffix) -> None:
     weights = tmp_path / f"weights{suffix}"
     weights.write_bytes(content)
-    code = main(["explain", "--model", "timm:resnet10t", "--weights", str(weights),
-                 "--out", str(tmp_path / "o")])  # fmt: skip
+    code = main(
+        [
+            "explain",
+            "--model",
+            "timm:resnet10t",
+            "--weights",
+            str(weights),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(lines) == 1, lines

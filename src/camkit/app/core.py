@@ -102,8 +102,11 @@ def open_model(
     said = [str(w.message) for w in caught if issubclass(w.category, CamkitWarning)]
     if loaded.random_weights:  # said for the page, which has an upload box, not flags
         said = [w for w in said if "random weights" not in w]
-        said.insert(0, f"{loaded.name} has random weights (drawn from seed {seed}): its maps "
-                    "show no learned evidence; upload a weights file for trained ones")  # fmt: skip
+        said.insert(
+            0,
+            f"{loaded.name} has random weights (drawn from seed {seed}): its maps "
+            "show no learned evidence; upload a weights file for trained ones",
+        )
     warning = " ".join(said)
     model = loaded.model.to(device).eval()
     probe = torch.rand(3, loaded.size or 96, loaded.size or 96)
@@ -241,8 +244,9 @@ def explain_pictures(
     targets = question.targets()
     classes = model.loaded.classes
     results = []
-    for name, picture in zip(distinct_names([n for n, _ in pictures]), (p for _, p in pictures),
-                             strict=True):  # fmt: skip
+    for name, picture in zip(
+        distinct_names([n for n, _ in pictures]), (p for _, p in pictures), strict=True
+    ):
         shown_picture, x = model.loaded.prepare(picture)
         x = x[None].to(model.device)
         logits = _logits(model, x, name)
@@ -419,7 +423,8 @@ def export(
             predictions=item.predictions,
             errors=item.errors,
         )
-        names = write_image(result, out, model_name, colormap=colormap, alpha=alpha,
-                            save_maps="npy")  # fmt: skip
+        names = write_image(
+            result, out, model_name, colormap=colormap, alpha=alpha, save_maps="npy"
+        )
         files += [folder / name for name in names]
     return files

@@ -188,10 +188,14 @@ class App:
             if key not in self.models:
                 name, weights, prompts = key
                 self.models[key] = core.open_model(
-                    name, weights or None, device=self.device, trust=self.trust,
+                    name,
+                    weights or None,
+                    device=self.device,
+                    trust=self.trust,
                     prompts=[p.strip() for p in prompts.splitlines() if p.strip()],
-                    seed=self.seed, map_keys=self.map_keys,
-                )  # fmt: skip
+                    seed=self.seed,
+                    map_keys=self.map_keys,
+                )
                 while len(self.models) > self.keep:
                     self.models.popitem(last=False)
             self.models.move_to_end(key)
@@ -401,18 +405,24 @@ def _question(page: _Page, samples: list[str], model_names: list[str]) -> None:
     page.samples = gr.CheckboxGroup(
         samples, value=samples[:1], label="Bundled samples", elem_id="samples"
     )
-    page.uploads = gr.File(file_count="multiple", file_types=["image"],
-                           label="Upload or drop images", elem_id="uploads")  # fmt: skip
+    page.uploads = gr.File(
+        file_count="multiple",
+        file_types=["image"],
+        label="Upload or drop images",
+        elem_id="uploads",
+    )
     # Explain and what went wrong stay where the user clicks, in view at the top of the page.
     page.explain = gr.Button("Explain", variant="primary", elem_id="explain")
     page.status = gr.Markdown("", elem_id="status")
-    page.model = gr.Dropdown(model_names, value=model_names[0], label="Model", elem_id="model",
-                             allow_custom_value=True)  # fmt: skip
+    page.model = gr.Dropdown(
+        model_names, value=model_names[0], label="Model", elem_id="model", allow_custom_value=True
+    )
     page.prompts = gr.Textbox(
         label="Text prompts, one per line (an image-text model: a CLIP folder or "
         "open_clip:ARCH); each is a class",
-        lines=2, elem_id="prompts",
-    )  # fmt: skip
+        lines=2,
+        elem_id="prompts",
+    )
     page.weights = gr.File(
         label="Weights (state dict or checkpoint; none: the model's own or random)",
         file_types=[".pt", ".pth", ".bin", ".ckpt"],
@@ -420,12 +430,15 @@ def _question(page: _Page, samples: list[str], model_names: list[str]) -> None:
     )
     page.model_note = gr.Markdown("", elem_id="model-note")
     page.layer = gr.Dropdown([], label="Layer", elem_id="layer")
-    page.methods = gr.CheckboxGroup(list(METHODS), value=["gradcam", "gradcam++"],
-                                    label="Methods", elem_id="methods")  # fmt: skip
-    page.options = gr.Textbox("", label="Method options (METHOD.NAME=VALUE, e.g. "
-                              "scorecam.channels=32)", elem_id="method-options")  # fmt: skip
-    page.target = gr.Radio(list(TARGETS), value="top prediction", label="Target",
-                           elem_id="target")  # fmt: skip
+    page.methods = gr.CheckboxGroup(
+        list(METHODS), value=["gradcam", "gradcam++"], label="Methods", elem_id="methods"
+    )
+    page.options = gr.Textbox(
+        "",
+        label="Method options (METHOD.NAME=VALUE, e.g. scorecam.channels=32)",
+        elem_id="method-options",
+    )
+    page.target = gr.Radio(list(TARGETS), value="top prediction", label="Target", elem_id="target")
     with gr.Row():  # shown for the targets that take them
         page.cls = gr.Dropdown([], label="Class (A)", elem_id="class", visible=False)
         page.foil = gr.Dropdown([], label="Rather than (B)", elem_id="foil", visible=False)
@@ -446,27 +459,52 @@ def _classes_for(kind: str) -> tuple[Any, Any]:
 
 def _answer(page: _Page) -> None:
     """The right column: overlays, styling, top-5, curves, downloads."""
-    page.gallery = gr.Gallery(label="Image and overlays", columns=3, format="png",
-                              elem_id="gallery")  # fmt: skip
+    page.gallery = gr.Gallery(
+        label="Image and overlays", columns=3, format="png", elem_id="gallery"
+    )
     with gr.Row():
         page.alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity", elem_id="alpha")
-        page.colormap = gr.Dropdown(_colormaps(), value="jet", label="Colour map",
-                                    elem_id="colormap")  # fmt: skip
-    page.predictions = gr.Label(num_top_classes=5, label="Top-5 (click one to explain it)",
-                                elem_id="predictions")  # fmt: skip
-    page.curves = gr.Image(label="Deletion and insertion (first image)", format="png",
-                           elem_id="curves")  # fmt: skip
+        page.colormap = gr.Dropdown(
+            _colormaps(), value="jet", label="Colour map", elem_id="colormap"
+        )
+    page.predictions = gr.Label(
+        num_top_classes=5, label="Top-5 (click one to explain it)", elem_id="predictions"
+    )
+    page.curves = gr.Image(
+        label="Deletion and insertion (first image)", format="png", elem_id="curves"
+    )
     page.aucs = gr.Markdown("", elem_id="aucs")
-    page.downloads = gr.File(label="Downloads: overlays, grid, maps (.npy), summary (JSON)",
-                             file_count="multiple", elem_id="downloads")  # fmt: skip
+    page.downloads = gr.File(
+        label="Downloads: overlays, grid, maps (.npy), summary (JSON)",
+        file_count="multiple",
+        elem_id="downloads",
+    )
 
 
 def _wire(blocks: gr.Blocks, page: _Page, handlers: Handlers) -> None:
     """What each widget does: a new question runs the model, a new style only re-renders."""
-    question = [page.session, page.samples, page.uploads, page.layer, page.methods, page.target,
-                page.cls, page.foil, page.alpha, page.colormap, page.options]  # fmt: skip
-    answered = [page.session, page.status, page.gallery, page.predictions, page.downloads,
-                page.curves, page.aucs]  # fmt: skip
+    question = [
+        page.session,
+        page.samples,
+        page.uploads,
+        page.layer,
+        page.methods,
+        page.target,
+        page.cls,
+        page.foil,
+        page.alpha,
+        page.colormap,
+        page.options,
+    ]
+    answered = [
+        page.session,
+        page.status,
+        page.gallery,
+        page.predictions,
+        page.downloads,
+        page.curves,
+        page.aucs,
+    ]
     chosen = [page.session, page.model_note, page.layer, page.cls, page.foil, page.methods]
     model = [page.session, page.model, page.weights, page.prompts, page.methods]
 
@@ -484,8 +522,11 @@ def _wire(blocks: gr.Blocks, page: _Page, handlers: Handlers) -> None:
     ask(page.options.submit)
     page.target.change(_classes_for, page.target, [page.cls, page.foil])
     for style in (page.alpha, page.colormap):
-        style.change(handlers.restyle, [page.session, page.alpha, page.colormap],
-                     [page.gallery, page.downloads])  # fmt: skip
+        style.change(
+            handlers.restyle,
+            [page.session, page.alpha, page.colormap],
+            [page.gallery, page.downloads],
+        )
     ask(page.predictions.select(_picked, None, [page.target, page.cls]).then)
 
 

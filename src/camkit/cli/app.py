@@ -29,8 +29,15 @@ def app_command(args: argparse.Namespace) -> int:
     if job.layer:
         raise UsageError("camkit app chooses the layer in the page: leave out --layer")
     try:
-        app = App(job.model, job.weights, device=job.device, trust=job.trust_model,
-                  prompts=job.prompt, seed=job.seed, in_order=job.weights_in_order)  # fmt: skip
+        app = App(
+            job.model,
+            job.weights,
+            device=job.device,
+            trust=job.trust_model,
+            prompts=job.prompt,
+            seed=job.seed,
+            in_order=job.weights_in_order,
+        )
     except ValueError as error:
         raise UsageError(str(error)) from None
     try:  # every session's files go with the app, however it ends

@@ -71,9 +71,13 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
     for setting in (*SHARED, *metric_settings().values()):
         if setting.flag and flag(setting.name) not in taken:
             default = "" if setting.default is None else f" (default: {setting.default})"
-            group.add_argument(flag(setting.name), dest=f"setting_{setting.name}",
-                               metavar=setting.name.upper(), type=setting.kind,
-                               help=setting.help + default)  # fmt: skip
+            group.add_argument(
+                flag(setting.name),
+                dest=f"setting_{setting.name}",
+                metavar=setting.name.upper(),
+                type=setting.kind,
+                help=setting.help + default,
+            )
 
 
 def job_from(args: argparse.Namespace, job: type[J]) -> J:
@@ -89,8 +93,11 @@ def job_from(args: argparse.Namespace, job: type[J]) -> J:
         elif spec.nargs in ("*", "+", 3, "append") and value is not None:
             value = tuple(value)
         values[field.name] = value
-    settings = {k.removeprefix("setting_"): v for k, v in vars(args).items()
-                if k.startswith("setting_") and v is not None}  # fmt: skip
+    settings = {
+        k.removeprefix("setting_"): v
+        for k, v in vars(args).items()
+        if k.startswith("setting_") and v is not None
+    }
     if settings:
         values["settings"] = settings
     return job(**values)
@@ -132,12 +139,23 @@ class TerminalProgress(Progress):
         self.close()
         self.done = done
         terminal = sys.stderr.isatty()
-        self.bar = tqdm(total=total, initial=done, desc=self.label, unit="img", file=_Stderr(),
-                        disable=total <= 1 or not terminal, dynamic_ncols=True)  # fmt: skip
+        self.bar = tqdm(
+            total=total,
+            initial=done,
+            desc=self.label,
+            unit="img",
+            file=_Stderr(),
+            disable=total <= 1 or not terminal,
+            dynamic_ncols=True,
+        )
         if not terminal:
             self.ticking = threading.Event()
-            threading.Thread(target=self._tick, args=(self.ticking, total, done, time.monotonic()),
-                             name="camkit-progress", daemon=True).start()  # fmt: skip
+            threading.Thread(
+                target=self._tick,
+                args=(self.ticking, total, done, time.monotonic()),
+                name="camkit-progress",
+                daemon=True,
+            ).start()
 
     def _tick(self, stop: threading.Event, total: int, before: int, started: float) -> None:
         # every `every` seconds for the first minute, then every minute
@@ -148,8 +166,11 @@ class TerminalProgress(Progress):
             left = ""
             if done > before:
                 left = f", about {_clock(elapsed / (done - before) * (total - done))} left"
-            print(f"camkit: {self.label}: {done} of {total} done after {_clock(elapsed)}{left}",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"camkit: {self.label}: {done} of {total} done after {_clock(elapsed)}{left}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     @override
     def note(self, line: str) -> None:

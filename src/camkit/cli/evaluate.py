@@ -32,8 +32,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
         if not images:
             print("\ncamkit: interrupted before the first batch was done", file=sys.stderr)
         else:
-            print(f"\ncamkit: interrupted; wrote the results of the {images} images finished "
-                  f"(of {total}) to {shown(job.folder)}/", file=sys.stderr)  # fmt: skip
+            print(
+                f"\ncamkit: interrupted; wrote the results of the {images} images finished "
+                f"(of {total}) to {shown(job.folder)}/",
+                file=sys.stderr,
+            )
         return 130
     finally:
         progress.close()
@@ -42,9 +45,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
     report = result.report
     print(report.to_markdown(), end="")
     plots = len(result.files) - 3
-    print(f"camkit: evaluated {report.info['images']} images x {len(report.rows)} methods in "
-          f"{report.info['seconds']} s; wrote results.md/.csv/.json and {plots} plots to "
-          f"{shown(job.folder)}/")  # fmt: skip
+    print(
+        f"camkit: evaluated {report.info['images']} images x {len(report.rows)} methods in "
+        f"{report.info['seconds']} s; wrote results.md/.csv/.json and {plots} plots to "
+        f"{shown(job.folder)}/"
+    )
     return 1 if result.failures else 0
 
 

@@ -33,8 +33,10 @@ def explain_command(args: argparse.Namespace) -> int:
         return 130
     finally:
         progress.close()
-    print(f"camkit: wrote {result.written} files for {result.inputs} input(s) to "
-          f"{shown(job.folder)}/{result.notes()}")  # fmt: skip
+    print(
+        f"camkit: wrote {result.written} files for {result.inputs} input(s) to "
+        f"{shown(job.folder)}/{result.notes()}"
+    )
     return 1 if result.failures else 0
 
 

@@ -86,9 +86,11 @@ class HardShapes(Dataset[dict[str, Tensor]]):
             mask |= cover >= 0.5
             if float(_uniform(g, 0, 1, 1)) < 0.5:  # an occluding stroke across the instance
                 stroke = _uniform(g, 0, 1, 3)
-                yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64) + 0.5,
-                                        torch.arange(size, dtype=torch.float64) + 0.5,
-                                        indexing="ij")  # fmt: skip
+                yy, xx = torch.meshgrid(
+                    torch.arange(size, dtype=torch.float64) + 0.5,
+                    torch.arange(size, dtype=torch.float64) + 0.5,
+                    indexing="ij",
+                )
                 turn = float(_uniform(g, 0, math.pi, 1))
                 across = -(xx - cx) * math.sin(turn) + (yy - cy) * math.cos(turn)
                 along = (xx - cx) * math.cos(turn) + (yy - cy) * math.sin(turn)

@@ -27,9 +27,16 @@ from camkit.data.shapes import (
 TAG_SIDE = 6  # pixels, border included, whatever the image size
 # One saturated colour per class: red, green, blue, yellow, magenta, cyan.
 TAG_COLOURS = torch.tensor(
-    [[0.95, 0.1, 0.1], [0.1, 0.85, 0.1], [0.15, 0.25, 0.95], [0.95, 0.9, 0.1],
-     [0.9, 0.1, 0.9], [0.1, 0.9, 0.9]], dtype=torch.float64,
-)  # fmt: skip
+    [
+        [0.95, 0.1, 0.1],
+        [0.1, 0.85, 0.1],
+        [0.15, 0.25, 0.95],
+        [0.95, 0.9, 0.1],
+        [0.9, 0.1, 0.9],
+        [0.1, 0.9, 0.9],
+    ],
+    dtype=torch.float64,
+)
 SPLITS = ("train", "conflict")
 
 
@@ -86,8 +93,9 @@ class ShortcutShapes(Dataset[dict[str, Tensor]]):
         shade = colour[:, None, None] + torch.randn(3, size, size, generator=g) * 0.02
         shaped = background * (1 - cover) + shade * cover
         for _ in range(200):  # the tag apart from the shape
-            top, left = (int(torch.randint(1, size - TAG_SIDE - 1, (1,), generator=g))
-                         for _ in range(2))  # fmt: skip
+            top, left = (
+                int(torch.randint(1, size - TAG_SIDE - 1, (1,), generator=g)) for _ in range(2)
+            )
             centre = (left + TAG_SIDE / 2, top + TAG_SIDE / 2)
             if math.hypot(centre[0] - cx, centre[1] - cy) > radius * 1.2 + TAG_SIDE:
                 break

@@ -36,9 +36,14 @@ class Completeness(_Axiom):
     @override
     def measure(self, context: Context) -> Tensor:
         s = context.settings
-        return axiomatic.completeness(context.model, context.x, context.explanation.maps[:, 0],
-                                      context.labels, fill=s.fill,
-                                      rows_per_pass=s.rows_per_pass).gap  # fmt: skip
+        return axiomatic.completeness(
+            context.model,
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            fill=s.fill,
+            rows_per_pass=s.rows_per_pass,
+        ).gap
 
 
 @register_metric("non-sensitivity")
@@ -52,9 +57,14 @@ class NonSensitivity(_Axiom):
     scale = 100.0
     settings = (
         PATCH,
-        Setting("ns_eps", float, 1e-5, "non-sensitivity: what counts as nothing, of the map and "
-                "of the probability's change", low=0.0),
-    )  # fmt: skip
+        Setting(
+            "ns_eps",
+            float,
+            1e-5,
+            "non-sensitivity: what counts as nothing, of the map and of the probability's change",
+            low=0.0,
+        ),
+    )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -64,10 +74,16 @@ class NonSensitivity(_Axiom):
     def measure(self, context: Context) -> Tensor:
         s = context.settings
         squares = _Squares.squares(s, context.x.shape[2:])
-        broken = axiomatic.non_sensitivity(context.model, context.x,
-                                           context.explanation.maps[:, 0], context.labels,
-                                           patch=s.patch, fill=s.fill, eps=s.ns_eps,
-                                           rows_per_pass=s.rows_per_pass)  # fmt: skip
+        broken = axiomatic.non_sensitivity(
+            context.model,
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            patch=s.patch,
+            fill=s.fill,
+            eps=s.ns_eps,
+            rows_per_pass=s.rows_per_pass,
+        )
         return broken / squares
 
 
@@ -82,9 +98,13 @@ class InputInvariance(_Axiom):
     columns = (("Input invariant %", "higher", "{:.1f}"),)
     scale = 100.0
     settings = (
-        Setting("invariance_shift", float, -1.0, "input invariance: the constant added to every "
-                "input value"),
-    )  # fmt: skip
+        Setting(
+            "invariance_shift",
+            float,
+            -1.0,
+            "input invariance: the constant added to every input value",
+        ),
+    )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -94,9 +114,13 @@ class InputInvariance(_Axiom):
     def measure(self, context: Context) -> Tensor:
         shift = context.settings.invariance_shift
         moved = axiomatic.shifted_model(context.model, shift)
-        return axiomatic.input_invariance(context.explain_again(moved), context.x,
-                                          context.explanation.maps[:, 0], context.labels,
-                                          shift=shift)  # fmt: skip
+        return axiomatic.input_invariance(
+            context.explain_again(moved),
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            shift=shift,
+        )
 
     @override
     def info(self, settings: Settings, size: Sequence[int]) -> dict[str, Any]:

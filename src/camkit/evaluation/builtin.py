@@ -132,9 +132,14 @@ class Deletion(_Curve):
 
     columns = (("Deletion AUC", "lower", "{:.3f}"),)
     plots = (
-        Plot("deletion", "deletion", "Deletion curves (mean over {images} images)",
-             "share of pixels deleted", "probability"),
-    )  # fmt: skip
+        Plot(
+            "deletion",
+            "deletion",
+            "Deletion curves (mean over {images} images)",
+            "share of pixels deleted",
+            "probability",
+        ),
+    )
 
 
 @register_metric("insertion")
@@ -144,9 +149,14 @@ class Insertion(_Curve):
     columns = (("Insertion AUC", "higher", "{:.3f}"),)
     removes = False
     plots = (
-        Plot("insertion", "insertion", "Insertion curves (mean over {images} images)",
-             "share of pixels inserted", "probability"),
-    )  # fmt: skip
+        Plot(
+            "insertion",
+            "insertion",
+            "Insertion curves (mean over {images} images)",
+            "share of pixels inserted",
+            "probability",
+        ),
+    )
 
 
 @register_metric("road")
@@ -157,15 +167,25 @@ class RoadAccuracy(Metric):
 
     columns = (("ROAD MoRF acc", "lower", "{:.3f}"), ("ROAD LeRF acc", "higher", "{:.3f}"))
     settings = (
-        Setting("percentages", tuple, (10, 30, 50, 70, 90), "ROAD's shares of pixels removed, %",
-                flag=False),
-    )  # fmt: skip
+        Setting(
+            "percentages",
+            tuple,
+            (10, 30, 50, 70, 90),
+            "ROAD's shares of pixels removed, %",
+            flag=False,
+        ),
+    )
     plots = tuple(
-        Plot(f"road_{order}", f"road_{order}", f"ROAD {order.upper()}: accuracy after removing "
-             "pixels", "% of pixels removed", "accuracy",
-             lambda info, _n: [float(p) for p in info["road_percentages"]])
+        Plot(
+            f"road_{order}",
+            f"road_{order}",
+            f"ROAD {order.upper()}: accuracy after removing pixels",
+            "% of pixels removed",
+            "accuracy",
+            lambda info, _n: [float(p) for p in info["road_percentages"]],
+        )
         for order in ("morf", "lerf")
-    )  # fmt: skip
+    )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -234,9 +254,10 @@ class PointingGame(Metric):
     needs_masks = True
     columns = (("Pointing %", "higher", "{:.1f}"),)
     settings = (
-        Setting("tolerance", float, None, "pointing game, pixels (default: 15 at 224, scaled)",
-                low=0.0),
-    )  # fmt: skip
+        Setting(
+            "tolerance", float, None, "pointing game, pixels (default: 15 at 224, scaled)", low=0.0
+        ),
+    )
 
     @override
     def measure(self, context: Context) -> metrics.Pointing:
@@ -301,9 +322,14 @@ class MaxBoxAccuracy(Metric):
     needs_masks = True
     columns = (("MaxBoxAcc %", "higher", "{:.1f}"),)
     settings = (
-        Setting("thresholds", Tensor, lambda: metrics.default_thresholds(0.05),
-                "MaxBoxAcc's map thresholds", flag=False),
-    )  # fmt: skip
+        Setting(
+            "thresholds",
+            Tensor,
+            lambda: metrics.default_thresholds(0.05),
+            "MaxBoxAcc's map thresholds",
+            flag=False,
+        ),
+    )
 
     @override
     def measure(self, context: Context) -> metrics.BoxAccuracy:
@@ -358,18 +384,28 @@ class SanityCheck(Metric):
 
     columns = (("Sanity rho", "lower", "{:.3f}"), ("Sanity SSIM", "lower", "{:.3f}"))
     settings: ClassVar[tuple[Setting, ...]] = (
-        Setting("sanity_images", int, 16, "images for the randomisation check", low=0,
-                high=1024),
-        Setting("sanity_costly_images", int, 4, "images for the randomisation check of a "
-                f"method of more than {COSTLY_PASSES} passes an input (Score-CAM, SESS, ...)",
-                low=0, high=1024),
-    )  # fmt: skip
+        Setting("sanity_images", int, 16, "images for the randomisation check", low=0, high=1024),
+        Setting(
+            "sanity_costly_images",
+            int,
+            4,
+            "images for the randomisation check of a "
+            f"method of more than {COSTLY_PASSES} passes an input (Score-CAM, SESS, ...)",
+            low=0,
+            high=1024,
+        ),
+    )
     plots = tuple(
-        Plot(f"sanity_{key}", f"sanity_{key}", f"Sanity check: {label} with the original map "
-             "(1 = unchanged)", "layers randomised, from the output down", label,
-             lambda _info, n: list(range(1, n + 1)))
+        Plot(
+            f"sanity_{key}",
+            f"sanity_{key}",
+            f"Sanity check: {label} with the original map (1 = unchanged)",
+            "layers randomised, from the output down",
+            label,
+            lambda _info, n: list(range(1, n + 1)),
+        )
         for key, label in (("spearman", "Spearman rank correlation"), ("ssim", "SSIM"))
-    )  # fmt: skip
+    )
     after_last_batch = True
 
     def __init__(self) -> None:
@@ -392,8 +428,13 @@ class SanityCheck(Metric):
         if wanted <= 0:
             return None
         e = context.explanation
-        return _SanityPart(context.x[:wanted], context.labels[:wanted], e.maps[:wanted, 0],
-                           e.layers, dict(context.options))  # fmt: skip
+        return _SanityPart(
+            context.x[:wanted],
+            context.labels[:wanted],
+            e.maps[:wanted, 0],
+            e.layers,
+            dict(context.options),
+        )
 
     @override
     def finish(self, model: nn.Module, settings: Settings, method: str, layer: LayerSpec) -> None:
@@ -407,12 +448,18 @@ class SanityCheck(Metric):
             # The original maps, with the layers and classes they explain (names as the method
             # gave them: "input" for a map drawn on the input); their scores are not needed.
             unknown = torch.full(labels.shape, float("nan"), device=labels.device)
-            explained = Explanation(original[:, None], (), labels[:, None], unknown, None,
-                                    parts[0].layers, method)  # fmt: skip
+            explained = Explanation(
+                original[:, None], (), labels[:, None], unknown, None, parts[0].layers, method
+            )
             self.result = metrics.cascading_randomisation(
-                model, x, method, seed=settings.seed, original=explained,
-                **self.protocol(settings), **parts[0].options,
-            )  # fmt: skip
+                model,
+                x,
+                method,
+                seed=settings.seed,
+                original=explained,
+                **self.protocol(settings),
+                **parts[0].options,
+            )
 
     def protocol(self, settings: Settings) -> dict[str, Any]:
         """How a variant randomises (`cascading_randomisation`'s keywords): cascading here."""
@@ -423,24 +470,30 @@ class SanityCheck(Metric):
         if self.result is None:
             return {}
         (rho, _, _), (similarity, _, _) = self.columns
-        return {rho: float(self.result.mean_spearman.mean()),
-                similarity: float(self.result.mean_ssim.mean())}  # fmt: skip
+        return {
+            rho: float(self.result.mean_spearman.mean()),
+            similarity: float(self.result.mean_ssim.mean()),
+        }
 
     @override
     def statistics(self) -> dict[str, Statistic]:
         if self.result is None:
             return {}
         (rho, _, _), (similarity, _, _) = self.columns
-        return {rho: mean_of(self.result.spearman.mean(dim=0)),
-                similarity: mean_of(self.result.ssim.mean(dim=0))}  # fmt: skip
+        return {
+            rho: mean_of(self.result.spearman.mean(dim=0)),
+            similarity: mean_of(self.result.ssim.mean(dim=0)),
+        }
 
     @override
     def curves(self) -> dict[str, list[float]]:
         if self.result is None:
             return {}
         spearman, similarity = (plot.curve for plot in self.plots)
-        return {spearman: self.result.mean_spearman.tolist(),
-                similarity: self.result.mean_ssim.tolist()}  # fmt: skip
+        return {
+            spearman: self.result.mean_spearman.tolist(),
+            similarity: self.result.mean_ssim.tolist(),
+        }
 
     @override
     def details(self) -> dict[str, Any]:

@@ -46,9 +46,15 @@ class EffectiveComplexity(_Complexity):
 
     columns = (("Eff. complexity %", "lower", "{:.1f}"),)
     settings = (
-        Setting("complexity_eps", float, 1e-5, "effective complexity: a pixel counts above this "
-                "share of the map's largest value", low=0.0, high=1.0),
-    )  # fmt: skip
+        Setting(
+            "complexity_eps",
+            float,
+            1e-5,
+            "effective complexity: a pixel counts above this share of the map's largest value",
+            low=0.0,
+            high=1.0,
+        ),
+    )
     scale = 100.0
 
     @override

@@ -146,8 +146,10 @@ class FolderImages(Dataset[Item | Unreadable]):
             return None, f"{shown(where)}: {error}; {left_out}"
         if mask.shape[1:] != size:
             (mh, mw), (h, w) = mask.shape[1:], size
-            return None, (f"{shown(where)} is {mw} x {mh} pixels but its image {w} x {h}: a mask "
-                          f"must have its image's size; {left_out}")  # fmt: skip
+            return None, (
+                f"{shown(where)} is {mw} x {mh} pixels but its image {w} x {h}: a mask "
+                f"must have its image's size; {left_out}"
+            )
         return self._square(mask, nearest=True)[0] > 0.5, ""
 
 

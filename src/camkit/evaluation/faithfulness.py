@@ -47,11 +47,23 @@ class FaithfulnessCorrelation(PerImage):
     default = False
     columns = (("Faith. corr.", "higher", "{:.3f}"),)
     settings = (
-        Setting("fc_runs", int, 100, "faithfulness correlation: random subsets per image (each a "
-                "pass)", low=2, high=10_000),
-        Setting("fc_subset", int, 224, "faithfulness correlation: pixels per subset (as Quantus)",
-                low=1, high=2**31 - 1),
-    )  # fmt: skip
+        Setting(
+            "fc_runs",
+            int,
+            100,
+            "faithfulness correlation: random subsets per image (each a pass)",
+            low=2,
+            high=10_000,
+        ),
+        Setting(
+            "fc_subset",
+            int,
+            224,
+            "faithfulness correlation: pixels per subset (as Quantus)",
+            low=1,
+            high=2**31 - 1,
+        ),
+    )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -63,9 +75,16 @@ class FaithfulnessCorrelation(PerImage):
         maps = context.explanation.maps[:, 0]
         subset = min(s.fc_subset, maps[0].numel())
         return faithfulness_correlation(
-            context.model, context.x, maps, context.labels, runs=s.fc_runs, subset=subset,
-            fill=s.fill, generator=context.generator(), rows_per_pass=s.rows_per_pass,
-        )  # fmt: skip
+            context.model,
+            context.x,
+            maps,
+            context.labels,
+            runs=s.fc_runs,
+            subset=subset,
+            fill=s.fill,
+            generator=context.generator(),
+            rows_per_pass=s.rows_per_pass,
+        )
 
 
 @register_metric("adcc")
@@ -77,8 +96,11 @@ class AverageDropCoherencyComplexity(PerImage):
 
     category = "faithfulness"
     needs = ("re-explanations",)
-    columns = (("ADCC %", "higher", "{:.1f}"), ("Coherency %", "higher", "{:.1f}"),
-               ("L1 complexity %", "lower", "{:.1f}"))  # fmt: skip
+    columns = (
+        ("ADCC %", "higher", "{:.1f}"),
+        ("Coherency %", "higher", "{:.1f}"),
+        ("L1 complexity %", "lower", "{:.1f}"),
+    )
     scale = 100.0
 
     @override
@@ -87,17 +109,36 @@ class AverageDropCoherencyComplexity(PerImage):
 
     @override
     def measure(self, context: Context) -> Tensor:
-        result = adcc(context.model, context.x, context.explanation.maps[:, 0],
-                      context.explain_again(), context.labels, base=context.clean,
-                      rows_per_pass=context.settings.rows_per_pass)  # fmt: skip
+        result = adcc(
+            context.model,
+            context.x,
+            context.explanation.maps[:, 0],
+            context.explain_again(),
+            context.labels,
+            base=context.clean,
+            rows_per_pass=context.settings.rows_per_pass,
+        )
         return torch.stack([result.score, result.coherency, result.complexity], dim=1)
 
 
-GROUPS = Setting("order_groups", int, 16, "faithfulness estimate, monotonicity (correlation): "
-                 "groups of pixels in the map's order, each a pass (Quantus: one a value)",
-                 low=2, high=1_000_000)  # fmt: skip
-PATCH = Setting("patch", int, 8, "region perturbation, selectivity: the side of the squares "
-                "filled one by one, in pixels (as Quantus)", low=1, high=4096)  # fmt: skip
+GROUPS = Setting(
+    "order_groups",
+    int,
+    16,
+    "faithfulness estimate, monotonicity (correlation): "
+    "groups of pixels in the map's order, each a pass (Quantus: one a value)",
+    low=2,
+    high=1_000_000,
+)
+PATCH = Setting(
+    "patch",
+    int,
+    8,
+    "region perturbation, selectivity: the side of the squares "
+    "filled one by one, in pixels (as Quantus)",
+    low=1,
+    high=4096,
+)
 
 
 def _per_step(context: Context) -> int:
@@ -131,9 +172,13 @@ class FaithfulnessEstimate(_Ordered):
 
     @override
     def measure(self, context: Context) -> Tensor:
-        return stepwise.faithfulness_estimate(context.model, context.x,
-                                              context.explanation.maps[:, 0], context.labels,
-                                              **self.common(context))  # fmt: skip
+        return stepwise.faithfulness_estimate(
+            context.model,
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            **self.common(context),
+        )
 
 
 @register_metric("monotonicity")
@@ -148,8 +193,13 @@ class Monotonicity(_Ordered):
 
     @override
     def measure(self, context: Context) -> Tensor:
-        return stepwise.monotonicity(context.model, context.x, context.explanation.maps[:, 0],
-                                     context.labels, **self.common(context))  # fmt: skip
+        return stepwise.monotonicity(
+            context.model,
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            **self.common(context),
+        )
 
 
 @register_metric("monotonicity-correlation")
@@ -162,9 +212,15 @@ class MonotonicityCorrelation(_Ordered):
     columns = (("Monotonicity corr.", "higher", "{:.3f}"),)
     settings = (
         GROUPS,
-        Setting("mc_samples", int, 10, "monotonicity correlation: random values each group "
-                "takes, each a pass (Quantus: 100)", low=1, high=10_000),
-    )  # fmt: skip
+        Setting(
+            "mc_samples",
+            int,
+            10,
+            "monotonicity correlation: random values each group takes, each a pass (Quantus: 100)",
+            low=1,
+            high=10_000,
+        ),
+    )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -175,9 +231,14 @@ class MonotonicityCorrelation(_Ordered):
         common = self.common(context)
         del common["fill"]  # the groups take random values
         return stepwise.monotonicity_correlation(
-            context.model, context.x, context.explanation.maps[:, 0], context.labels,
-            samples=context.settings.mc_samples, generator=context.generator(), **common,
-        )  # fmt: skip
+            context.model,
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            samples=context.settings.mc_samples,
+            generator=context.generator(),
+            **common,
+        )
 
 
 class _Curved(PerImage):
@@ -218,14 +279,25 @@ class RegionPerturbation(_Squares):
     columns = (("AOPC", "higher", "{:.3f}"),)
     settings = (
         PATCH,
-        Setting("regions", int, 100, "region perturbation: squares filled, one a step and a "
-                "pass (at most all of them)", low=1, high=1_000_000),
-    )  # fmt: skip
+        Setting(
+            "regions",
+            int,
+            100,
+            "region perturbation: squares filled, one a step and a pass (at most all of them)",
+            low=1,
+            high=1_000_000,
+        ),
+    )
     plots = (
-        Plot("region_perturbation", "region-perturbation", "Region perturbation (mean over "
-             "{images} images)", "squares filled", "drop of the probability",
-             lambda _info, n: [float(i + 1) for i in range(n)]),
-    )  # fmt: skip
+        Plot(
+            "region_perturbation",
+            "region-perturbation",
+            "Region perturbation (mean over {images} images)",
+            "squares filled",
+            "drop of the probability",
+            lambda _info, n: [float(i + 1) for i in range(n)],
+        ),
+    )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -241,9 +313,15 @@ class RegionPerturbation(_Squares):
     def measure(self, context: Context) -> Tensor:
         s = context.settings
         return stepwise.region_perturbation(
-            context.model, context.x, context.explanation.maps[:, 0], context.labels,
-            patch=s.patch, regions=s.regions, fill=s.fill, rows_per_pass=s.rows_per_pass,
-        )  # fmt: skip
+            context.model,
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            patch=s.patch,
+            regions=s.regions,
+            fill=s.fill,
+            rows_per_pass=s.rows_per_pass,
+        )
 
     @override
     def info(self, settings: Settings, size: Sequence[int]) -> dict[str, Any]:
@@ -260,9 +338,14 @@ class Selectivity(_Squares):
     columns = (("Selectivity AUC", "lower", "{:.3f}"),)
     settings = (PATCH,)
     plots = (
-        Plot("selectivity", "selectivity", "Selectivity (mean over {images} images)",
-             "share of squares filled", "probability"),
-    )  # fmt: skip
+        Plot(
+            "selectivity",
+            "selectivity",
+            "Selectivity (mean over {images} images)",
+            "share of squares filled",
+            "probability",
+        ),
+    )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -277,9 +360,14 @@ class Selectivity(_Squares):
     def measure(self, context: Context) -> Tensor:
         s = context.settings
         return stepwise.selectivity(
-            context.model, context.x, context.explanation.maps[:, 0], context.labels,
-            patch=s.patch, fill=s.fill, rows_per_pass=s.rows_per_pass,
-        )  # fmt: skip
+            context.model,
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            patch=s.patch,
+            fill=s.fill,
+            rows_per_pass=s.rows_per_pass,
+        )
 
 
 @register_metric("sensitivity-n")
@@ -292,16 +380,33 @@ class SensitivityN(_Curved):
 
     columns = (("Sensitivity-N", "higher", "{:.3f}"),)
     settings = (
-        Setting("sn_sizes", int, 5, "sensitivity-n: subset sizes, log-spaced from 1 to 80 "
-                "percent of the pixels", low=1, high=100),
-        Setting("sn_runs", int, 20, "sensitivity-n: random subsets of each size, each a pass",
-                low=2, high=10_000),
-    )  # fmt: skip
+        Setting(
+            "sn_sizes",
+            int,
+            5,
+            "sensitivity-n: subset sizes, log-spaced from 1 to 80 percent of the pixels",
+            low=1,
+            high=100,
+        ),
+        Setting(
+            "sn_runs",
+            int,
+            20,
+            "sensitivity-n: random subsets of each size, each a pass",
+            low=2,
+            high=10_000,
+        ),
+    )
     plots = (
-        Plot("sensitivity_n", "sensitivity-n", "Sensitivity-N (mean over {images} images)",
-             "pixels in the subset", "correlation",
-             lambda info, _n: [float(n) for n in info["sn_sizes"]]),
-    )  # fmt: skip
+        Plot(
+            "sensitivity_n",
+            "sensitivity-n",
+            "Sensitivity-N (mean over {images} images)",
+            "pixels in the subset",
+            "correlation",
+            lambda info, _n: [float(n) for n in info["sn_sizes"]],
+        ),
+    )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -315,10 +420,17 @@ class SensitivityN(_Curved):
     def measure(self, context: Context) -> Tensor:
         s = context.settings
         maps = context.explanation.maps[:, 0]
-        return sensitivity_n(context.model, context.x, maps, context.labels,
-                             sizes=subset_sizes(maps[0].numel(), s.sn_sizes), runs=s.sn_runs,
-                             fill=s.fill, generator=context.generator(),
-                             rows_per_pass=s.rows_per_pass)  # fmt: skip
+        return sensitivity_n(
+            context.model,
+            context.x,
+            maps,
+            context.labels,
+            sizes=subset_sizes(maps[0].numel(), s.sn_sizes),
+            runs=s.sn_runs,
+            fill=s.fill,
+            generator=context.generator(),
+            rows_per_pass=s.rows_per_pass,
+        )
 
     @override
     def info(self, settings: Settings, size: Sequence[int]) -> dict[str, Any]:
@@ -337,11 +449,22 @@ class Infidelity(PerImage):
     default = False
     columns = (("Infidelity", "lower", "{:.4g}"),)
     settings = (
-        Setting("infidelity_samples", int, 10, "infidelity: noisy copies of each input, each a "
-                "pass", low=1, high=10_000),
-        Setting("infidelity_std", float, 0.1, "infidelity: the noise's standard deviation, in "
-                "the model's input space", low=0.0),
-    )  # fmt: skip
+        Setting(
+            "infidelity_samples",
+            int,
+            10,
+            "infidelity: noisy copies of each input, each a pass",
+            low=1,
+            high=10_000,
+        ),
+        Setting(
+            "infidelity_std",
+            float,
+            0.1,
+            "infidelity: the noise's standard deviation, in the model's input space",
+            low=0.0,
+        ),
+    )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -350,9 +473,16 @@ class Infidelity(PerImage):
     @override
     def measure(self, context: Context) -> Tensor:
         s = context.settings
-        return infidelity(context.model, context.x, context.explanation.maps[:, 0],
-                          context.labels, samples=s.infidelity_samples, std=s.infidelity_std,
-                          generator=context.generator(), rows_per_pass=s.rows_per_pass)  # fmt: skip
+        return infidelity(
+            context.model,
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            samples=s.infidelity_samples,
+            std=s.infidelity_std,
+            generator=context.generator(),
+            rows_per_pass=s.rows_per_pass,
+        )
 
 
 @register_metric("sufficiency")
@@ -367,14 +497,23 @@ class Sufficiency(PerImage):
     columns = (("Sufficiency %", "higher", "{:.1f}"),)
     scale = 100.0
     settings = (
-        Setting("sufficiency_threshold", float, 0.6, "sufficiency: the distance (0 to 1) within "
-                "which two maps count as close", low=0.0, high=1.0),
-    )  # fmt: skip
+        Setting(
+            "sufficiency_threshold",
+            float,
+            0.6,
+            "sufficiency: the distance (0 to 1) within which two maps count as close",
+            low=0.0,
+            high=1.0,
+        ),
+    )
 
     @override
     def measure(self, context: Context) -> Tensor:
-        return sufficiency(context.explanation.maps[:, 0], context.clean.argmax(dim=1),
-                           threshold=context.settings.sufficiency_threshold)  # fmt: skip
+        return sufficiency(
+            context.explanation.maps[:, 0],
+            context.clean.argmax(dim=1),
+            threshold=context.settings.sufficiency_threshold,
+        )
 
 
 @register_metric("irof")
@@ -387,13 +526,25 @@ class Irof(_Curved):
 
     columns = (("IROF", "higher", "{:.3f}"),)
     settings = (
-        Setting("irof_segments", int, 50, "IROF: superpixels per input, each a pass (Quantus: "
-                "SLIC's 100)", low=2, high=10_000),
-    )  # fmt: skip
+        Setting(
+            "irof_segments",
+            int,
+            50,
+            "IROF: superpixels per input, each a pass (Quantus: SLIC's 100)",
+            low=2,
+            high=10_000,
+        ),
+    )
     plots = (
-        Plot("irof", "irof", "IROF (mean over {images} images)", "superpixels filled",
-             "probability / clean probability", lambda _info, n: [float(i + 1) for i in range(n)]),
-    )  # fmt: skip
+        Plot(
+            "irof",
+            "irof",
+            "IROF (mean over {images} images)",
+            "superpixels filled",
+            "probability / clean probability",
+            lambda _info, n: [float(i + 1) for i in range(n)],
+        ),
+    )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -411,8 +562,15 @@ class Irof(_Curved):
     def measure(self, context: Context) -> Tensor:
         s = context.settings
         segments = superpixels(context.x, s.irof_segments)
-        result = irof(context.model, context.x, context.explanation.maps[:, 0], context.labels,
-                      segments=segments, fill=s.fill, rows_per_pass=s.rows_per_pass)  # fmt: skip
+        result = irof(
+            context.model,
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            segments=segments,
+            fill=s.fill,
+            rows_per_pass=s.rows_per_pass,
+        )
         # every batch's curves as long as the most segments asked for (the last value kept)
         curves = result.curves
         padded = curves[:, -1:].expand(-1, s.irof_segments - curves.shape[1])

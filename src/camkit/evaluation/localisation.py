@@ -53,9 +53,16 @@ class TopKIntersection(_Localisation):
 
     columns = (("Top-k %", "higher", "{:.1f}"),)
     settings = (
-        Setting("top_k", int, 1000, "top-k intersection: the map's highest pixels counted (as "
-                "Quantus; all of a smaller map)", low=1, high=2**31 - 1),
-    )  # fmt: skip
+        Setting(
+            "top_k",
+            int,
+            1000,
+            "top-k intersection: the map's highest pixels counted (as "
+            "Quantus; all of a smaller map)",
+            low=1,
+            high=2**31 - 1,
+        ),
+    )
 
     @override
     def measure(self, context: Context) -> Tensor:

@@ -271,10 +271,21 @@ class Evaluation:
                 explain = functools.partial(explainer, x, labels)
                 explanation, seconds[method]["explain"] = passes.timed(f"{method}/explain", explain)
                 forward = passes.forward.get(f"{method}/explain", [0, 0])[1] / len(x)
-                context = Context(self.model, x, labels, masks, explanation, clean,
-                                  self.settings, method, self.layer, position, masked,
-                                  self.method_options.get(method, {}),
-                                  forward + explainer.needs_gradients)  # fmt: skip
+                context = Context(
+                    self.model,
+                    x,
+                    labels,
+                    masks,
+                    explanation,
+                    clean,
+                    self.settings,
+                    method,
+                    self.layer,
+                    position,
+                    masked,
+                    self.method_options.get(method, {}),
+                    forward + explainer.needs_gradients,
+                )
                 for name, plugin in self.plugins[method].items():
                     part = functools.partial(plugin.part, context)
                     parts[method][name], seconds[method][name] = passes.timed(
@@ -284,8 +295,16 @@ class Evaluation:
                     advance(_share(len(x), len(self.explainers), index))
         backward = {m: int(e.needs_gradients) for m, e in self.explainers.items()}
         with_masks = 0 if masks is None else len(x) if masked is None else int(masked.sum())
-        return BatchResult(position, int(x.shape[0]), tuple(x.shape[2:]), parts, seconds,
-                           passes.forward, backward, with_masks)  # fmt: skip
+        return BatchResult(
+            position,
+            int(x.shape[0]),
+            tuple(x.shape[2:]),
+            parts,
+            seconds,
+            passes.forward,
+            backward,
+            with_masks,
+        )
 
     def add(self, result: BatchResult) -> None:
         """Record a measured batch; batches are added in the order of their positions."""
@@ -335,8 +354,15 @@ class Evaluation:
             method: {n: p for n, p in named.items() if finish or not p.after_last_batch}
             for method, named in self.plugins.items()
         }
-        report = build_report(plugins, self.settings, self.images, self.size, self.seconds,
-                              self.backward, self.forward)  # fmt: skip
+        report = build_report(
+            plugins,
+            self.settings,
+            self.images,
+            self.size,
+            self.seconds,
+            self.backward,
+            self.forward,
+        )
         report.info["masked_images"] = self.masked
         if self.failed:
             report.info["failed"] = list(self.failed)

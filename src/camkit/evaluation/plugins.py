@@ -187,9 +187,9 @@ class Context:
         the same layer names. A constant map there is an answer the metric counts, not a
         warning for the user."""
         e = self.explanation
-        explainer = method_class(self.method)(self.model if model is None else model,
-                                              list(e.layers) or self.layer,
-                                              **self.options)  # fmt: skip
+        explainer = method_class(self.method)(
+            self.model if model is None else model, list(e.layers) or self.layer, **self.options
+        )
 
         def explain(inputs: Tensor, targets: Tensor) -> Tensor:
             with warnings.catch_warnings():
@@ -214,9 +214,15 @@ class Context:
             scores=e.scores[rows],
             outputs=e.outputs[rows] if isinstance(e.outputs, Tensor) else e.outputs,
         )
-        return dataclasses.replace(self, x=self.x[rows], labels=self.labels[rows],
-                                   masks=self.masks[rows], explanation=explanation,
-                                   clean=self.clean[rows], masked=None)  # fmt: skip
+        return dataclasses.replace(
+            self,
+            x=self.x[rows],
+            labels=self.labels[rows],
+            masks=self.masks[rows],
+            explanation=explanation,
+            clean=self.clean[rows],
+            masked=None,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,8 +253,15 @@ NEEDS = ("re-explanations", "a randomised model", "another class")
 `Metric.needs_masks`): the method run again on other inputs or classes, a randomised copy of
 the model, a model of two classes or more."""
 
-CATEGORIES = ("faithfulness", "robustness", "localisation", "complexity", "randomisation",
-              "axiomatic", "other")  # fmt: skip
+CATEGORIES = (
+    "faithfulness",
+    "robustness",
+    "localisation",
+    "complexity",
+    "randomisation",
+    "axiomatic",
+    "other",
+)
 """The kinds of metric, as Quantus groups them; the report's columns come in this order."""
 
 
@@ -503,8 +516,11 @@ class PerImage(Metric):
         """The columns with a number for some image: NaN for every image means the column
         does not apply to this method (a layer's metric for a method without one)."""
         joined = self._joined()
-        return [(i, name) for i, (name, _, _) in enumerate(self.columns)
-                if not bool(joined[:, i].isnan().all())]  # fmt: skip
+        return [
+            (i, name)
+            for i, (name, _, _) in enumerate(self.columns)
+            if not bool(joined[:, i].isnan().all())
+        ]
 
     @override
     def summary(self) -> dict[str, float]:

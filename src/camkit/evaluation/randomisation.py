@@ -40,17 +40,27 @@ class RandomLogit(PerImage):
     @override
     def measure(self, context: Context) -> Tensor:
         others = other_classes(context.labels, context.clean.shape[1], context.generator())
-        return random_logit(context.explain_again(), context.explanation.maps[:, 0], context.x,
-                            context.labels, others)  # fmt: skip
+        return random_logit(
+            context.explain_again(),
+            context.explanation.maps[:, 0],
+            context.x,
+            context.labels,
+            others,
+        )
 
 
 def _plots(key: str, title: str) -> tuple[Plot, ...]:
     return tuple(
-        Plot(f"{key}_{measure}", f"{key}_{measure}", f"{title}: {label} with the original map "
-             "(1 = unchanged)", "layers randomised, from the output down", label,
-             lambda _info, n: list(range(1, n + 1)))
+        Plot(
+            f"{key}_{measure}",
+            f"{key}_{measure}",
+            f"{title}: {label} with the original map (1 = unchanged)",
+            "layers randomised, from the output down",
+            label,
+            lambda _info, n: list(range(1, n + 1)),
+        )
         for measure, label in (("spearman", "Spearman rank correlation"), ("ssim", "SSIM"))
-    )  # fmt: skip
+    )
 
 
 @register_metric("mprt-independent")
@@ -80,9 +90,15 @@ class SmoothMPRT(SanityCheck):
     default = False
     columns = (("sMPRT rho", "lower", "{:.3f}"), ("sMPRT SSIM", "lower", "{:.3f}"))
     settings = (
-        Setting("smprt_samples", int, 10, "smooth MPRT: noisy copies averaged into each map "
-                "(Quantus: 50)", low=2, high=1000),
-    )  # fmt: skip
+        Setting(
+            "smprt_samples",
+            int,
+            10,
+            "smooth MPRT: noisy copies averaged into each map (Quantus: 50)",
+            low=2,
+            high=1000,
+        ),
+    )
     plots = _plots("smooth_mprt", "Smooth MPRT")
 
     @override
@@ -114,6 +130,11 @@ class EfficientMPRT(PerImage):
 
     @override
     def measure(self, context: Context) -> Tensor:
-        return efficient_mprt(context.model, context.x, context.method,
-                              original=context.explanation, seed=context.settings.seed,
-                              **context.options)  # fmt: skip
+        return efficient_mprt(
+            context.model,
+            context.x,
+            context.method,
+            original=context.explanation,
+            seed=context.settings.seed,
+            **context.options,
+        )

@@ -109,13 +109,20 @@ class Report:
         lines += self._kinds_note(columns)
         lines += self._mask_note()
         if self.info.get("left out"):
-            lines += ["", "Left out, as they do not fit this model:", "",
-                      *(f"- {reason}" for reason in self.info["left out"])]  # fmt: skip
+            lines += [
+                "",
+                "Left out, as they do not fit this model:",
+                "",
+                *(f"- {reason}" for reason in self.info["left out"]),
+            ]
         if self.intervals:
-            lines += ["", f"± half the 95% bootstrap interval over images ("
-                      f"{self.info.get('bootstrap', {}).get('resamples', '?')} resamples, "
-                      "seeded); * differs from the column's best method (paired bootstrap, "
-                      "95%)."]  # fmt: skip
+            lines += [
+                "",
+                f"± half the 95% bootstrap interval over images ("
+                f"{self.info.get('bootstrap', {}).get('resamples', '?')} resamples, "
+                "seeded); * differs from the column's best method (paired bootstrap, "
+                "95%).",
+            ]
         titles = _comparison_titles()
         for name, table in self.tables.items():
             lines += ["", titles.get(name, name), "", *_square_table(table)]
@@ -141,8 +148,10 @@ class Report:
         masked, images = self.info.get("masked_images"), self.info.get("images")
         if not shown or masked is None or masked == images:
             return []
-        return ["", f"{', '.join(shown)}: on the {masked} of {images} images that have an "
-                "object mask."]  # fmt: skip
+        return [
+            "",
+            f"{', '.join(shown)}: on the {masked} of {images} images that have an object mask.",
+        ]
 
     def _cost_lines(self) -> list[str]:
         """Seconds per method and metric, and the model passes they made."""
@@ -181,12 +190,18 @@ class Report:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         bounded = [c for c in self.columns if any(c in i for i in self.intervals.values())]
-        writer.writerow(["method", *self.columns, *(f"{c} {e}" for c in bounded
-                                                      for e in ("low", "high"))])  # fmt: skip
+        writer.writerow(
+            ["method", *self.columns, *(f"{c} {e}" for c in bounded for e in ("low", "high"))]
+        )
         for method, row in self.rows.items():
             limits = [self.intervals.get(method, {}).get(c, [None, None]) for c in bounded]
-            writer.writerow([method, *(_csv(row.get(c)) for c in self.columns),
-                             *(_csv(v) for pair in limits for v in pair)])  # fmt: skip
+            writer.writerow(
+                [
+                    method,
+                    *(_csv(row.get(c)) for c in self.columns),
+                    *(_csv(v) for pair in limits for v in pair),
+                ]
+            )
         return buffer.getvalue()
 
     def to_json(self) -> str:

@@ -30,11 +30,22 @@ from camkit.metrics.robustness import (
 def _noise(prefix: str, label: str) -> tuple[Setting, Setting]:
     """`prefix`_samples (10; Quantus draws 200) and `prefix`_radius (0.2) of uniform noise."""
     return (
-        Setting(f"{prefix}_samples", int, 10, f"{label}: noisy copies of each input explained "
-                "again (Quantus: 200)", low=1, high=1000),
-        Setting(f"{prefix}_radius", float, 0.2, f"{label}: the noise's bound, in the model's "
-                "input space", low=0.0),
-    )  # fmt: skip
+        Setting(
+            f"{prefix}_samples",
+            int,
+            10,
+            f"{label}: noisy copies of each input explained again (Quantus: 200)",
+            low=1,
+            high=1000,
+        ),
+        Setting(
+            f"{prefix}_radius",
+            float,
+            0.2,
+            f"{label}: the noise's bound, in the model's input space",
+            low=0.0,
+        ),
+    )
 
 
 class _Perturbed(PerImage):
@@ -48,10 +59,17 @@ class _Perturbed(PerImage):
     samples: ClassVar[str] = ""  # the setting that counts the noisy copies
 
     def noisy(self, context: Context, radius: float = 0.0, std: float | None = None) -> Sensitivity:
-        return sensitivity(context.explain_again(), context.x, context.explanation.maps[:, 0],
-                           context.labels, samples=getattr(context.settings, self.samples),
-                           radius=radius, std=std, generator=context.generator(),
-                           rows_per_call=context.settings.rows_per_pass)  # fmt: skip
+        return sensitivity(
+            context.explain_again(),
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            samples=getattr(context.settings, self.samples),
+            radius=radius,
+            std=std,
+            generator=context.generator(),
+            rows_per_call=context.settings.rows_per_pass,
+        )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -84,11 +102,23 @@ class LocalLipschitz(_Perturbed):
     columns = (("Local Lipschitz", "lower", "{:.4f}"),)
     samples = "lipschitz_samples"
     settings = (
-        Setting("lipschitz_samples", int, 10, "local Lipschitz estimate: noisy copies of each "
-                "input explained again (Quantus: 200)", low=1, high=1000),
-        Setting("lipschitz_std", float, 0.1, "local Lipschitz estimate: the Gaussian noise's "
-                "standard deviation, in the model's input space", low=0.0),
-    )  # fmt: skip
+        Setting(
+            "lipschitz_samples",
+            int,
+            10,
+            "local Lipschitz estimate: noisy copies of each input explained again (Quantus: 200)",
+            low=1,
+            high=1000,
+        ),
+        Setting(
+            "lipschitz_std",
+            float,
+            0.1,
+            "local Lipschitz estimate: the Gaussian noise's "
+            "standard deviation, in the model's input space",
+            low=0.0,
+        ),
+    )
 
     @override
     def measure(self, context: Context) -> Tensor:
@@ -106,8 +136,11 @@ class RelativeStability(_Perturbed):
     `RelativeRepresentationStability` (200 samples, noise in [0.02, 0.2], every layer). A
     method that explains no layer of the model (Sobel) has no representation column."""
 
-    columns = (("Rel. input stab.", "lower", "{:.3g}"), ("Rel. output stab.", "lower", "{:.3g}"),
-               ("Rel. repr. stab.", "lower", "{:.3g}"))  # fmt: skip
+    columns = (
+        ("Rel. input stab.", "lower", "{:.3g}"),
+        ("Rel. output stab.", "lower", "{:.3g}"),
+        ("Rel. repr. stab.", "lower", "{:.3g}"),
+    )
     samples = "stability_samples"
     settings = _noise("stability", "relative stability")
 
@@ -120,11 +153,18 @@ class RelativeStability(_Perturbed):
         s = context.settings
         modules = dict(context.model.named_modules())
         layers = [name for name in context.explanation.layers if name in modules]
-        result = relative_stability(context.explain_again(), context.model, context.x,
-                                    context.explanation.maps[:, 0], context.labels,
-                                    samples=s.stability_samples, radius=s.stability_radius,
-                                    layers=layers, generator=context.generator(),
-                                    rows_per_call=s.rows_per_pass)  # fmt: skip
+        result = relative_stability(
+            context.explain_again(),
+            context.model,
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            samples=s.stability_samples,
+            radius=s.stability_radius,
+            layers=layers,
+            generator=context.generator(),
+            rows_per_call=s.rows_per_pass,
+        )
         # a method that explains no layer of the model has no representation to compare
         nothing = torch.full_like(result.input, torch.nan)
         representation = nothing if result.representation is None else result.representation
@@ -143,9 +183,15 @@ class Continuity(PerImage):
     needs = ("re-explanations",)
     columns = (("Continuity", "lower", "{:.3g}"),)
     settings = (
-        Setting("continuity_steps", int, 28, "continuity: horizontal translations, each input "
-                "explained again at each", low=1, high=10_000),
-    )  # fmt: skip
+        Setting(
+            "continuity_steps",
+            int,
+            28,
+            "continuity: horizontal translations, each input explained again at each",
+            low=1,
+            high=10_000,
+        ),
+    )
 
     @override
     def passes(self, settings: Settings, load: Load) -> float:
@@ -155,9 +201,15 @@ class Continuity(PerImage):
     def measure(self, context: Context) -> Tensor:
         s = context.settings
         steps = min(s.continuity_steps, 2 * context.x.shape[-1] + 1)
-        return continuity(context.explain_again(), context.x, context.explanation.maps[:, 0],
-                          context.labels, steps=steps, fill=s.fill,
-                          rows_per_call=s.rows_per_pass)  # fmt: skip
+        return continuity(
+            context.explain_again(),
+            context.x,
+            context.explanation.maps[:, 0],
+            context.labels,
+            steps=steps,
+            fill=s.fill,
+            rows_per_call=s.rows_per_pass,
+        )
 
 
 @register_metric("consistency")
@@ -176,5 +228,8 @@ class Consistency(PerImage):
 
     @override
     def measure(self, context: Context) -> Tensor:
-        return consistency(context.explanation.maps[:, 0], context.clean.argmax(dim=1),
-                           patch=context.settings.patch)  # fmt: skip
+        return consistency(
+            context.explanation.maps[:, 0],
+            context.clean.argmax(dim=1),
+            patch=context.settings.patch,
+        )

@@ -69,15 +69,18 @@ class Cost:
             f"{size}, a forward pass {self.forward:.3f} s an input, {method} "
             f"{self.passes[method]:,.0f} passes an input"
         )
-        hints = [*_cheaper(method, self.passes[method]),
-                 "a smaller --max-size (the passes grow with the pixels)"]  # fmt: skip
+        hints = [
+            *_cheaper(method, self.passes[method]),
+            "a smaller --max-size (the passes grow with the pixels)",
+        ]
         return f"{line}; cheaper: {', or '.join(hints)}"
 
 
 def _cheaper(method: str, passes: float) -> list[str]:
     if method in ("scorecam", "sscam", "iscam") and passes > 64:
-        return [f"--method-options {method}.channels=64 (about {passes / 65:.0f}x fewer passes "
-                "for it)"]  # fmt: skip
+        return [
+            f"--method-options {method}.channels=64 (about {passes / 65:.0f}x fewer passes for it)"
+        ]
     if method == "sess":
         return ["--method-options sess.num_scales=4"]
     if passes > 10:
@@ -167,8 +170,10 @@ def evaluation_cost(
     channels = _channels(evaluation.model, x[:1], layers)
     spatial = tuple(x.shape[2:])
     settings, steps = evaluation.settings, len(cascade_steps(evaluation.model))
-    outside = {name: plugin.seconds(x, settings)
-               for name, plugin in next(iter(evaluation.plugins.values()), {}).items()}  # fmt: skip
+    outside = {
+        name: plugin.seconds(x, settings)
+        for name, plugin in next(iter(evaluation.plugins.values()), {}).items()
+    }
     passes = {}
     for method, explainer in evaluation.explainers.items():
         explain = explainer.passes(channels, spatial)

@@ -130,9 +130,14 @@ def _fill(text: str, inputs: Tensor) -> float | Tensor:
     return inputs.mean(dim=(0, 2, 3)) if text == "mean" else float(text)
 
 
-def _applicable(methods: Sequence[str], model: nn.Module, layer: list[str] | None,
-                options: MethodSettings, first: Batch,
-                fail: Callable[[str], None]) -> list[str]:  # fmt: skip
+def _applicable(
+    methods: Sequence[str],
+    model: nn.Module,
+    layer: list[str] | None,
+    options: MethodSettings,
+    first: Batch,
+    fail: Callable[[str], None],
+) -> list[str]:
     """The methods that fit this model (`Explainer.fits`) and work on it, tried on two images
     (one would let a batch-size mismatch pass as broadcasting); the others are reported."""
     usable = []
@@ -156,9 +161,12 @@ def _warn_left_out(left_out: list[str], model: str) -> None:
     """The default set: what does not fit this kind of model is no failure, only said."""
     if left_out:
         names = ", ".join(line.partition(":")[0] for line in left_out)
-        warnings.warn(f"left out, as they do not fit {model}: {names} (name one with "
-                      "--methods to see why; the report lists the reasons)", CamkitWarning,
-                      stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"left out, as they do not fit {model}: {names} (name one with "
+            "--methods to see why; the report lists the reasons)",
+            CamkitWarning,
+            stacklevel=3,
+        )
 
 
 def metrics_for(job: EvaluateJob, data: Items) -> list[str]:
@@ -191,8 +199,9 @@ def _first_batch(data: Items, job: EvaluateJob) -> tuple[int, Batch] | None:
     return None
 
 
-def _batches(data: Items, job: EvaluateJob, fail: Callable[[str], None]
-             ) -> Iterator[tuple[int, Batch]]:  # fmt: skip
+def _batches(
+    data: Items, job: EvaluateJob, fail: Callable[[str], None]
+) -> Iterator[tuple[int, Batch]]:
     """(position, batch) for chunks of a batch, read by the job's reader processes while the
     model works on the previous batch."""
     size = job.images_per_batch
@@ -202,9 +211,15 @@ def _batches(data: Items, job: EvaluateJob, fail: Callable[[str], None]
             yield number * size, batch
 
 
-def _results(job: EvaluateJob, data: Items, evaluation: Evaluation, first: tuple[int, Batch],
-             rest: Iterator[tuple[int, Batch]], counted: _Counted,
-             label: Label) -> Iterator[BatchResult]:  # fmt: skip
+def _results(
+    job: EvaluateJob,
+    data: Items,
+    evaluation: Evaluation,
+    first: tuple[int, Batch],
+    rest: Iterator[tuple[int, Batch]],
+    counted: _Counted,
+    label: Label,
+) -> Iterator[BatchResult]:
     """Each batch's measurements, in dataset order: measured here (progress told method by
     method), or by Ray's actors (batch by batch)."""
     if job.ray is not None:
@@ -259,21 +274,28 @@ LONG = 600.0
 """Seconds of estimated work above which `camkit evaluate` warns before it starts."""
 
 
-def _say_cost(evaluation: Evaluation, first: Batch, images: int, layer: list[str] | None,
-              progress: Progress) -> None:  # fmt: skip
+def _say_cost(
+    evaluation: Evaluation, first: Batch, images: int, layer: list[str] | None, progress: Progress
+) -> None:
     """Before any work: what the evaluation will run and about how long it takes (timed on the
     first batch); a warning, with what would make it cheaper, when that is over ten minutes."""
     cost = evaluation_cost(evaluation, first.inputs, images, layer)
     metrics = evaluation.metrics
-    progress.note(f"evaluating {images} images x {len(evaluation.explainers)} methods x "
-                  f"{len(metrics)} metrics ({', '.join(metrics)}): about "
-                  f"{duration(cost.seconds)}")  # fmt: skip
+    progress.note(
+        f"evaluating {images} images x {len(evaluation.explainers)} methods x "
+        f"{len(metrics)} metrics ({', '.join(metrics)}): about "
+        f"{duration(cost.seconds)}"
+    )
     if cost.seconds > LONG:
         method = cost.costliest
-        warnings.warn(f"this evaluation may take about {duration(cost.seconds)}, a forward pass "
-                      f"{cost.forward:.3f} s an image, {method} {cost.passes[method]:,.0f} passes "
-                      f"an image with its metrics; cheaper: a smaller --limit, or --methods "
-                      f"without {method}", CamkitWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"this evaluation may take about {duration(cost.seconds)}, a forward pass "
+            f"{cost.forward:.3f} s an image, {method} {cost.passes[method]:,.0f} passes "
+            f"an image with its metrics; cheaper: a smaller --limit, or --methods "
+            f"without {method}",
+            CamkitWarning,
+            stacklevel=2,
+        )
 
 
 def _check_classes(model: nn.Module, first: Batch, highest: int) -> None:
@@ -327,8 +349,14 @@ def evaluate_dataset(
         return EvaluateResult(None, failures=counted.failures)
     # One seed for the run: the model's random weights and the metrics' noise.
     settings = Settings(fill=_fill(job.fill, first[1].inputs), **{"seed": job.seed, **job.settings})
-    evaluation = Evaluation(loaded.model, methods, metrics_for(job, data), settings=settings,
-                            layer=layer, method_options=options)  # fmt: skip
+    evaluation = Evaluation(
+        loaded.model,
+        methods,
+        metrics_for(job, data),
+        settings=settings,
+        layer=layer,
+        method_options=options,
+    )
     _say_cost(evaluation, first[1], len(data), layer, counted.progress)
     counted.progress.start(len(data))
     job.folder.mkdir(parents=True, exist_ok=True)
@@ -345,8 +373,12 @@ def evaluate_dataset(
         return EvaluateResult(None, failures=counted.failures)
     for line in report.info.get("failed", []):
         counted.fail(line)
-    report.info.update(model=loaded.name, data=job.data, methods=methods,
-                       seconds=round(time.perf_counter() - started, 1))  # fmt: skip
+    report.info.update(
+        model=loaded.name,
+        data=job.data,
+        methods=methods,
+        seconds=round(time.perf_counter() - started, 1),
+    )
     report.info["left out"] = left_out
     if job.command:
         report.info["command"] = job.command

@@ -85,18 +85,25 @@ def _inputs(given: Sequence[str], own: set[Path]) -> tuple[list[Path], Path, int
     for text in given:
         path = Path(text)
         # Missing, unreadable or special files given by name are reported when read.
-        images = [path] if not path.is_dir() else [
-            p for p in sorted(path.rglob("*"))
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
-        ]  # fmt: skip
+        images = (
+            [path]
+            if not path.is_dir()
+            else [
+                p
+                for p in sorted(path.rglob("*"))
+                if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+            ]
+        )
         for image in images:
             key = identity(image)
             if path.is_dir() and key in own:
                 left_out += 1
             else:
                 found.setdefault(key, image)
-    folders = [os.path.abspath(t if Path(t).is_dir() else os.path.dirname(os.path.abspath(t)))
-               for t in given]  # fmt: skip
+    folders = [
+        os.path.abspath(t if Path(t).is_dir() else os.path.dirname(os.path.abspath(t)))
+        for t in given
+    ]
     root = Path(os.path.commonpath(folders)) if folders else Path.cwd()
     return list(found.values()), root, left_out
 
@@ -224,8 +231,10 @@ def targets_of(job: ExplainJob, loaded: LoadedModel, label: Label = str) -> int 
     if loaded.classes and job.target in loaded.classes:
         return list(loaded.classes).index(job.target)
     if not loaded.classes:
-        raise UsageError(f"unknown target class {shown(job.target)!r}: the model names no "
-                         "classes, so --target takes a class index")  # fmt: skip
+        raise UsageError(
+            f"unknown target class {shown(job.target)!r}: the model names no "
+            "classes, so --target takes a class index"
+        )
     if len(loaded.classes) <= 12:  # a short list is said whole
         valid = ", ".join(loaded.classes)
         raise UsageError(f"unknown target class {shown(job.target)!r}; valid: {valid}")
@@ -251,13 +260,26 @@ def closest_classes(asked: str, classes: Sequence[str], most: int = 6) -> list[s
     return list(dict.fromkeys([*found, *spelled]))[:most]
 
 
-def _before_work(job: ExplainJob, loaded: LoadedModel, data: ImageFiles,
-                 explainers: dict[str, Explainer], targets: int | TopK | None,
-                 layer: list[str] | None, progress: Progress, label: Label) -> None:  # fmt: skip
+def _before_work(
+    job: ExplainJob,
+    loaded: LoadedModel,
+    data: ImageFiles,
+    explainers: dict[str, Explainer],
+    targets: int | TopK | None,
+    layer: list[str] | None,
+    progress: Progress,
+    label: Label,
+) -> None:
     """With the first readable input: the classes asked for exist (a model without names), and
     a long job says what it will cost."""
-    first = next((item for item in map(data.__getitem__, range(len(data)))
-                  if not isinstance(item, Unreadable)), None)  # fmt: skip
+    first = next(
+        (
+            item
+            for item in map(data.__getitem__, range(len(data)))
+            if not isinstance(item, Unreadable)
+        ),
+        None,
+    )
     if first is None:
         return
     x = first["input"].to(job.device)
@@ -301,8 +323,9 @@ def flat_prediction(loaded: LoadedModel, x: Tensor, path: Path) -> str:
     )
 
 
-def _check_target_range(model: torch.nn.Module, x: Tensor, targets: int | TopK | None,
-                        label: Label) -> None:  # fmt: skip
+def _check_target_range(
+    model: torch.nn.Module, x: Tensor, targets: int | TopK | None, label: Label
+) -> None:
     """For a model without class names: the classes asked for exist (one forward of one input)."""
     if targets is None:
         return
@@ -345,9 +368,15 @@ class _Run:
         self.advance()
 
 
-def _explain_here(run: _Run, job: ExplainJob, loaded: LoadedModel, data: ImageFiles,
-                  explainers: dict[str, Explainer], targets: int | TopK | None,
-                  folder: OutputFolder) -> None:  # fmt: skip
+def _explain_here(
+    run: _Run,
+    job: ExplainJob,
+    loaded: LoadedModel,
+    data: ImageFiles,
+    explainers: dict[str, Explainer],
+    targets: int | TopK | None,
+    folder: OutputFolder,
+) -> None:
     """Explain on this machine: read by reader processes, written by threads."""
 
     def write(item: Item, results: dict[str, tuple[Explanation, int]]) -> None:
@@ -361,9 +390,16 @@ def _explain_here(run: _Run, job: ExplainJob, loaded: LoadedModel, data: ImageFi
     # most two batches of inputs wait for them, so memory stays bounded.
     waiting = threading.BoundedSemaphore(2 * job.images_per_batch)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="camkit-write") as writers:
-        stream = explain_batches(loaded.model, data, explainers, targets=targets,
-                                 batch_size=job.images_per_batch, num_workers=job.workers,
-                                 device=job.device, on_error=run.failed)  # fmt: skip
+        stream = explain_batches(
+            loaded.model,
+            data,
+            explainers,
+            targets=targets,
+            batch_size=job.images_per_batch,
+            num_workers=job.workers,
+            device=job.device,
+            on_error=run.failed,
+        )
         for batch in stream:
             for item, results in zip(batch.items, batch.results, strict=True):
                 waiting.acquire()
@@ -418,13 +454,15 @@ def explain_folder(
     steps = plan(job, methods, label, default_samples(loaded))
     todo = [steps.paths[i] for i in steps.todo]
     data = ImageFiles(todo, [str(steps.stems[i]) for i in steps.todo], loaded, job.max_size)
-    result = ExplainResult(len(steps.paths), done_before=steps.done_before,
-                           left_out=steps.left_out)  # fmt: skip
+    result = ExplainResult(len(steps.paths), done_before=steps.done_before, left_out=steps.left_out)
     run = _Run(result, progress)
     progress.start(len(steps.paths), steps.done_before)
     for path in steps.refused():
-        run.failed(path, "read", ValueError("another input's outputs would have the same names: "
-                                            "rename one of them"))  # fmt: skip
+        run.failed(
+            path,
+            "read",
+            ValueError("another input's outputs would have the same names: rename one of them"),
+        )
     _before_work(job, loaded, data, explainers, targets, layer, progress, label)
     try:
         if job.ray is not None:

@@ -210,8 +210,9 @@ class ModelOptions:
         (),
         "with an image-text model (CLIP): a text prompt, one class each (repeat: --prompt "
         "'a dog' --prompt 'a cat')",
-        nargs="append", metavar="TEXT",
-    )  # fmt: skip
+        nargs="append",
+        metavar="TEXT",
+    )
     weights: str | None = option(
         None,
         "torchvision models: a state-dict/checkpoint file (offline), DEFAULT or a weights name "
@@ -238,13 +239,22 @@ class ModelOptions:
         0,
         "the seed of the run: random weights (a model without --weights) are drawn from it, "
         "and camkit evaluate's noise (ROAD, the randomisation check), so a run repeats",
-        int, low=0, high=2**63 - 1, unit="a whole number",
-    )  # fmt: skip
+        int,
+        low=0,
+        high=2**63 - 1,
+        unit="a whole number",
+    )
 
     def load(self) -> LoadedModel:
         """The model, on the job's device, in eval mode (`UsageError` when it cannot load)."""
-        loaded = load_model(self.model, self.weights, self.trust_model, self.prompt, self.seed,
-                            in_order if self.weights_in_order else None)  # fmt: skip
+        loaded = load_model(
+            self.model,
+            self.weights,
+            self.trust_model,
+            self.prompt,
+            self.seed,
+            in_order if self.weights_in_order else None,
+        )
         loaded.model = loaded.model.to(self.device).eval()
         return loaded
 
@@ -280,38 +290,54 @@ class RunOptions(ModelOptions):
         (),
         "options of particular methods, METHOD.NAME=VALUE (e.g. finercam.compare=2 "
         "sess.num_scales=4 dff.concepts=8 kpcacam.kernel=rbf finercam.base=layercam)",
-        nargs="+", metavar="METHOD.NAME=VALUE", check=check_method_options,
-    )  # fmt: skip
+        nargs="+",
+        metavar="METHOD.NAME=VALUE",
+        check=check_method_options,
+    )
     batch_size: int | None = option(
-        None, "images per batch (default: 8 for explain, 50 for evaluate)", int, low=1,
-        high=4096, unit="images held at once",
-    )  # fmt: skip
+        None,
+        "images per batch (default: 8 for explain, 50 for evaluate)",
+        int,
+        low=1,
+        high=4096,
+        unit="images held at once",
+    )
     size: int | None = option(
         None,
         "resize each image's shorter side to N pixels (0: keep the image's size; default: the "
         "weights' preprocessing for torchvision models, else the image's size; evaluate then "
         "crops the centre square, 96 for the bundled benchmarks)",
-        int, low=0, high=MAX_INPUT_SIDE, unit="pixels",
-    )  # fmt: skip
+        int,
+        low=0,
+        high=MAX_INPUT_SIDE,
+        unit="pixels",
+    )
     workers: int = option(
         default_workers(),
         f"processes that read and decode images while the model works (default: "
         f"{default_workers()} here; 0: read in the main process)",
-        int, low=0, high=64, unit="processes; each is a process",
-    )  # fmt: skip
+        int,
+        low=0,
+        high=64,
+        unit="processes; each is a process",
+    )
     ray: str | None = option(
         None,
         "run on a Ray cluster (pip install 'camkit[ray]'): ADDRESS, or none to join the one in "
         "RAY_ADDRESS or start a local one; inputs and the output folder must be readable by "
         "every node",
-        metavar="ADDRESS", nargs="?",
-    )  # fmt: skip
+        metavar="ADDRESS",
+        nargs="?",
+    )
     ray_workers: int | None = option(
         None,
         "Ray actors holding the model (default: one per GPU with --device cuda, else one per "
         "CPU of the cluster)",
-        int, low=1, high=4096, unit="actors",
-    )  # fmt: skip
+        int,
+        low=1,
+        high=4096,
+        unit="actors",
+    )
     ray_log: str | None = option(
         None,
         "where Ray's own log lines go (default: a temporary file, removed after the run unless "
@@ -358,18 +384,24 @@ class ExplainJob(RunOptions):
         None, "class index or name to explain (default: predicted)", group="target"
     )
     top: int | None = option(
-        None, "explain each image's K best classes", int, low=1, unit="classes per image",
+        None,
+        "explain each image's K best classes",
+        int,
+        low=1,
+        unit="classes per image",
         group="target",
-    )  # fmt: skip
+    )
     colormap: str = option("jet", "jet, hot, gray, or a matplotlib name", check=check_colormap)
     alpha: float = option(0.5, "heat-map opacity in [0, 1]", float, check=check_alpha)
     max_size: int = option(
         MAX_SIDE,
         f"scale images whose longer side is over N pixels down to N before anything else "
         f"(default {MAX_SIDE}; 0: full size, memory grows with the image)",
-        int, low=0, high=16384,
+        int,
+        low=0,
+        high=16384,
         unit="pixels; 0 keeps the full size, up to the decompression-bomb limit",
-    )  # fmt: skip
+    )
     save_maps: str | None = option(
         None,
         "also write each method's maps per image: STEM_METHOD.npy (upsampled, K x H x W) and "
@@ -396,8 +428,11 @@ class ExplainJob(RunOptions):
         check_job(self, label)
         self.check_ray(label)
         if self.size:
-            check_memory(f"{label('batch_size')} {self.images_per_batch} with {label('size')} "
-                         f"{self.size}", self.images_per_batch, self.size)  # fmt: skip
+            check_memory(
+                f"{label('batch_size')} {self.images_per_batch} with {label('size')} {self.size}",
+                self.images_per_batch,
+                self.size,
+            )
 
 
 BENCHMARKS = ("shapes", "shortcut", "hard")
@@ -430,10 +465,13 @@ class EvaluateJob(RunOptions):
         parse=parse_names,
     )
     limit: int | None = option(
-        None, f"evaluate the first N images (default: {DEFAULT_IMAGES} of the bundled benchmarks "
-        "(the published tables: 200), all of a folder)", int, low=1,
+        None,
+        f"evaluate the first N images (default: {DEFAULT_IMAGES} of the bundled benchmarks "
+        "(the published tables: 200), all of a folder)",
+        int,
+        low=1,
         unit="images",
-    )  # fmt: skip
+    )
     fill: str = option(
         "mean",
         "value of deleted pixels and of Average Drop's masked-out pixels, in the model's input "
@@ -468,8 +506,11 @@ class EvaluateJob(RunOptions):
 
     def check_side(self, side: int, label: Label = str) -> None:
         """A batch of `side` x `side` inputs fits in memory."""
-        check_memory(f"{label('batch_size')} {self.images_per_batch} at {side} x {side} pixels",
-                     self.images_per_batch, side)  # fmt: skip
+        check_memory(
+            f"{label('batch_size')} {self.images_per_batch} at {side} x {side} pixels",
+            self.images_per_batch,
+            side,
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -485,8 +526,11 @@ class LayersJob(ModelOptions):
         None,
         "resize the input's shorter side to N pixels (default: the weights' preprocessing, 96 "
         "for the bundled models, else 224)",
-        int, low=1, high=MAX_INPUT_SIDE, unit="pixels",
-    )  # fmt: skip
+        int,
+        low=1,
+        high=MAX_INPUT_SIDE,
+        unit="pixels",
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -163,8 +163,9 @@ def write_image(
     files: dict[str, Any] = {"overlays": overlays, "grid": f"{name}_grid.png"}
     if saved:
         files["maps"] = saved
-    out.write_text(f"{result.stem}.json", json.dumps(summary(result, model_name, files), indent=2)
-                   + "\n")  # fmt: skip
+    out.write_text(
+        f"{result.stem}.json", json.dumps(summary(result, model_name, files), indent=2) + "\n"
+    )
     written = [n for names in (*overlays.values(), *saved.values()) for n in names]
     folder = str(PurePosixPath(result.stem).parent)
     prefix = "" if folder == "." else folder + "/"

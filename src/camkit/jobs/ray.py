@@ -176,8 +176,9 @@ def _chunks(count: int, batch_size: int) -> list[dict[str, int]]:
     return [{"start": s, "stop": min(count, s + batch_size)} for s in range(0, count, batch_size)]
 
 
-def _run(ray: Any, worker: type, shared: dict[str, Any], job: RunOptions,
-         count: int) -> Iterator[dict[str, Any]]:  # fmt: skip
+def _run(
+    ray: Any, worker: type, shared: dict[str, Any], job: RunOptions, count: int
+) -> Iterator[dict[str, Any]]:
     """Chunks of `count` inputs through a pool of `worker` actors; their rows, in order.
 
     The job (the model, the data) goes into the object store once and each actor fetches it:
@@ -231,8 +232,9 @@ class ExplainWorker:
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One chunk of the dataset: rows with its start and stop."""
         start, stop = int(rows["start"][0]), int(rows["stop"][0])
-        data = ImageFiles(self.paths[start:stop], self.stems[start:stop], self.loaded,
-                          self.job.max_size)  # fmt: skip
+        data = ImageFiles(
+            self.paths[start:stop], self.stems[start:stop], self.loaded, self.job.max_size
+        )
         errors: dict[int, list[str]] = {i: [] for i in range(start, stop)}
         written = dict.fromkeys(range(start, stop), 0)
         position = {str(p): start + i for i, p in enumerate(data.paths)}
@@ -241,10 +243,15 @@ class ExplainWorker:
             path = item["path"] if isinstance(item, dict) else item
             errors[position[str(path)]].append(failure_message(item, method, error))
 
-        stream = explain_batches(self.loaded.model, data,
-                                 self.explainers, targets=self.targets,
-                                 batch_size=self.job.images_per_batch, device=self.device,
-                                 on_error=failed)  # fmt: skip
+        stream = explain_batches(
+            self.loaded.model,
+            data,
+            self.explainers,
+            targets=self.targets,
+            batch_size=self.job.images_per_batch,
+            device=self.device,
+            on_error=failed,
+        )
         for batch in stream:
             for item, results in zip(batch.items, batch.results, strict=True):
                 index = position[str(item["path"])]
@@ -269,9 +276,15 @@ def explain_on_ray(
 ) -> Iterator[tuple[int, str]]:
     """(files written, failure lines) for each input of `data`, in order, explained and
     written by the actors."""
-    shared = {"loaded": replace(loaded, model=_on_cpu(loaded.model)), "job": job,
-              "methods": list(methods), "layer": layer, "targets": targets,
-              "paths": list(data.paths), "stems": list(data.stems)}  # fmt: skip
+    shared = {
+        "loaded": replace(loaded, model=_on_cpu(loaded.model)),
+        "job": job,
+        "methods": list(methods),
+        "layer": layer,
+        "targets": targets,
+        "paths": list(data.paths),
+        "stems": list(data.stems),
+    }
     with connected(job.ray or "", job.ray_log, label) as ray:
         for row in _run(ray, ExplainWorker, shared, job, len(data)):
             yield int(row["written"]), str(row["errors"])
@@ -341,6 +354,7 @@ def evaluate_on_ray(
                 fail(line)
             if row["result"]:
                 # Our own workers' results: tensors land on this machine's CPU.
-                result: BatchResult = torch.load(io.BytesIO(row["result"]), map_location="cpu",
-                                                 weights_only=False)  # fmt: skip
+                result: BatchResult = torch.load(
+                    io.BytesIO(row["result"]), map_location="cpu", weights_only=False
+                )
                 yield result

@@ -29,8 +29,9 @@ class ImageFiles(Dataset[Item | Unreadable]):
     """The input files, read in the DataLoader's worker processes: each item is an `Item`, or
     `Unreadable` with the reason."""
 
-    def __init__(self, paths: Sequence[Path], stems: Sequence[str], loaded: LoadedModel,
-                 max_side: int) -> None:  # fmt: skip
+    def __init__(
+        self, paths: Sequence[Path], stems: Sequence[str], loaded: LoadedModel, max_side: int
+    ) -> None:
         self.paths, self.stems, self.loaded, self.max_side = paths, stems, loaded, max_side
 
     def __len__(self) -> int:
@@ -101,8 +102,14 @@ def write_item(
         return 0, ""
     save: MapFormat | None = "pt" if job.save_maps == "pt" else "npy" if job.save_maps else None
     try:
-        names = write_image(image_result(item, results, loaded), out, loaded.name,
-                            colormap=job.colormap, alpha=job.alpha, save_maps=save)  # fmt: skip
+        names = write_image(
+            image_result(item, results, loaded),
+            out,
+            loaded.name,
+            colormap=job.colormap,
+            alpha=job.alpha,
+            save_maps=save,
+        )
     except OutputError as error:
         return 0, f"{shown(item['path'])}: {error}"
     return len(names), ""

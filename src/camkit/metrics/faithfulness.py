@@ -32,9 +32,13 @@ from camkit.metrics._common import Maps, ModelScores, as_maps, as_targets, pears
 
 
 def random_subsets(
-    batch: int, pixels: int, runs: int, subset: int, generator: torch.Generator | None = None,
+    batch: int,
+    pixels: int,
+    runs: int,
+    subset: int,
+    generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """(batch, runs, subset) pixel indices, each row `subset` distinct pixels of `pixels`.
 
     Examples:
@@ -95,27 +99,38 @@ def faithfulness_correlation(
     group = max(1, 1024 // runs)
     for first in range(0, batch, group):
         images = range(first, min(batch, first + group))
-        chosen = torch.stack([
-            random_subsets(1, pixels, runs, subset, generator, x.device)[0]
-            if subsets is None else subsets[image].to(x.device) for image in images
-        ])  # fmt: skip
+        chosen = torch.stack(
+            [
+                random_subsets(1, pixels, runs, subset, generator, x.device)[0]
+                if subsets is None
+                else subsets[image].to(x.device)
+                for image in images
+            ]
+        )
         holes = torch.zeros(len(images), runs, pixels, dtype=torch.bool, device=x.device)
         holes.scatter_(2, chosen, True)
         here = x[first : first + len(images)]
         if baseline.dim() == 0:
             fill_ = baseline
         else:
-            fill_ = baseline[first : first + len(images)].view(len(images), 1, -1,
-                                                               *[1] * (x.dim() - 2))  # fmt: skip
+            fill_ = baseline[first : first + len(images)].view(
+                len(images), 1, -1, *[1] * (x.dim() - 2)
+            )
         perturbed = torch.where(
             holes.view(len(images), runs, 1, *x.shape[2:]), fill_, here[:, None]
         )
         classes_ = classes[first : first + len(images)]
         out = scores(perturbed.flatten(0, 1)).view(len(images), runs, -1)
-        drops[first : first + len(images)] = clean[first : first + len(images)] - out.gather(
-            2, classes_.view(-1, 1, 1).expand(-1, runs, 1))[..., 0]  # fmt: skip
-        sums[first : first + len(images)] = values[first : first + len(images)].gather(
-            1, chosen.flatten(1)).view(len(images), runs, -1).sum(dim=2)  # fmt: skip
+        drops[first : first + len(images)] = (
+            clean[first : first + len(images)]
+            - out.gather(2, classes_.view(-1, 1, 1).expand(-1, runs, 1))[..., 0]
+        )
+        sums[first : first + len(images)] = (
+            values[first : first + len(images)]
+            .gather(1, chosen.flatten(1))
+            .view(len(images), runs, -1)
+            .sum(dim=2)
+        )
     return pearson(sums, drops).float()
 
 
@@ -159,9 +174,20 @@ def sensitivity_n(
         [1.0, 1.0, 1.0, 1.0]
     """
     chosen = list(sizes) or subset_sizes(as_maps(maps, x.shape[2:])[0].numel())
-    columns = [faithfulness_correlation(model, x, maps, targets, runs=runs, subset=n, fill=fill,
-                                        generator=generator, rows_per_pass=rows_per_pass)
-               for n in chosen]  # fmt: skip
+    columns = [
+        faithfulness_correlation(
+            model,
+            x,
+            maps,
+            targets,
+            runs=runs,
+            subset=n,
+            fill=fill,
+            generator=generator,
+            rows_per_pass=rows_per_pass,
+        )
+        for n in chosen
+    ]
     return torch.stack(columns, dim=1)
 
 

@@ -84,11 +84,17 @@ def impute(
     if x.dim() != 4:
         raise ValueError(f"impute takes (B, C, H, W) images, not shape {tuple(x.shape)}")
     unknown = removed.reshape(x.shape[0], 1, *x.shape[2:]).to(x.dtype)
-    solution = torch.cat([
-        _harmonic(x[i : i + SOLVED_TOGETHER], unknown[i : i + SOLVED_TOGETHER], tolerance,
-                  max_iterations)
-        for i in range(0, x.shape[0], SOLVED_TOGETHER)
-    ])  # fmt: skip
+    solution = torch.cat(
+        [
+            _harmonic(
+                x[i : i + SOLVED_TOGETHER],
+                unknown[i : i + SOLVED_TOGETHER],
+                tolerance,
+                max_iterations,
+            )
+            for i in range(0, x.shape[0], SOLVED_TOGETHER)
+        ]
+    )
     if noise:
         shape, device = solution.shape, solution.device
         solution = solution + noise * torch.randn(shape, generator=generator, device=device).to(x)

@@ -434,8 +434,9 @@ def mosaics(
     # two inputs of other classes (the same one twice where there is only one)
     strangers = torch.where(~same, keys, -1.0).topk(min(2, batch), dim=1).indices
     second = torch.where((~same).sum(dim=1) > 1, strangers[:, -1], strangers[:, 0])
-    chosen = torch.stack([torch.arange(batch, device=x.device), partner, strangers[:, 0], second],
-                         dim=1)  # fmt: skip
+    chosen = torch.stack(
+        [torch.arange(batch, device=x.device), partner, strangers[:, 0], second], dim=1
+    )
     places = torch.rand(batch, 4, generator=generator, device=x.device).argsort(dim=1)
     tiles = chosen.gather(1, places)  # tile k of mosaic b shows input tiles[b, k]
     top = torch.cat([x[tiles[:, 0]], x[tiles[:, 1]]], dim=-1)

@@ -109,8 +109,9 @@ def sensitivity(
     norms = reference.norm(dim=1)
     changes = torch.empty(batch, samples if noise is None else noise.shape[0], device=x.device)
     moved, absolute = torch.empty_like(changes), torch.empty_like(changes)
-    for part, drawn, _, again in _noisy_maps(explain, x, classes, samples, radius, std, noise,
-                                             generator, rows_per_call):  # fmt: skip
+    for part, drawn, _, again in _noisy_maps(
+        explain, x, classes, samples, radius, std, noise, generator, rows_per_call
+    ):
         difference = (again - reference[None]).norm(dim=2)  # (count, B)
         changes[:, part] = _relative(difference, norms).T
         absolute[:, part] = difference.T
@@ -249,8 +250,9 @@ def relative_stability(
     def over(moved: Tensor) -> Tensor:
         return torch.where(moved == 0, eps, moved)
 
-    for part, drawn, perturbed, again in _noisy_maps(explain, x, classes, samples, radius, None,
-                                                     noise, generator, rows_per_call):  # fmt: skip
+    for part, drawn, perturbed, again in _noisy_maps(
+        explain, x, classes, samples, radius, None, noise, generator, rows_per_call
+    ):
         count = len(drawn)
         maps_moved = relative(reference[None] - again, reference[None]).norm(dim=2)
         logits, layer_outputs = _forward(model, perturbed, layers, rows_per_call)
@@ -330,8 +332,9 @@ def continuity(
     moved = torch.stack([translated(x, shift, value) for shift in shifts])  # (S, B, ...)
     flat = moved.flatten(0, 1)
     wanted, rows = classes.repeat(len(shifts)), fitting_rows(x, rows_per_call)
-    again = torch.cat([explain(flat[i : i + rows], wanted[i : i + rows])
-                       for i in range(0, len(flat), rows)])  # fmt: skip
+    again = torch.cat(
+        [explain(flat[i : i + rows], wanted[i : i + rows]) for i in range(0, len(flat), rows)]
+    )
     again = again.flatten(1).float().view(len(shifts), len(x), -1)
     maps_moved = (again - reference[None]).abs().sum(dim=2)
     inputs_moved = (moved - x[None]).flatten(2).norm(dim=2)

@@ -79,8 +79,14 @@ def square_sums(maps: Tensor, patch: int) -> Tensor:
     """
     if maps.dim() != 3:
         raise ValueError(f"squares need (B, H, W) maps, not shape {tuple(maps.shape)}")
-    return F.avg_pool2d(maps[:, None].double(), patch, stride=patch, ceil_mode=True,
-                        count_include_pad=False, divisor_override=1)[:, 0]  # fmt: skip
+    return F.avg_pool2d(
+        maps[:, None].double(),
+        patch,
+        stride=patch,
+        ceil_mode=True,
+        count_include_pad=False,
+        divisor_override=1,
+    )[:, 0]
 
 
 def step_scores(
@@ -99,8 +105,9 @@ def step_scores(
     `fill` is a number, (C,) a value per channel, (B, C or 1, 1, ...) a value per input, or
     (B, S) one value for each row."""
     batch, steps = len(x), len(bounds)
-    rows = torch.cartesian_prod(torch.arange(batch, device=x.device),
-                                torch.arange(steps, device=x.device))  # fmt: skip
+    rows = torch.cartesian_prod(
+        torch.arange(batch, device=x.device), torch.arange(steps, device=x.device)
+    )
     result = torch.empty(batch, steps, device=x.device)
     flat_x = x.flatten(2)
     per_row = fill.shape == (batch, steps) and x.dim() != 2
@@ -253,8 +260,9 @@ def monotonicity_correlation(
         noise = low + (high - low) * noise
     samples = noise.shape[2]
     clean = pick(scores(x), classes).double()
-    perturbed = step_scores(scores, x, ranks, bounds.repeat_interleave(samples, dim=0),
-                            classes, noise.flatten(1).to(x))  # fmt: skip
+    perturbed = step_scores(
+        scores, x, ranks, bounds.repeat_interleave(samples, dim=0), classes, noise.flatten(1).to(x)
+    )
     spread = perturbed.double().view(len(x), groups, samples) - clean[:, None, None]
     weight = torch.where(clean.abs() >= eps, 1 / clean.abs().clamp_min(eps), 1.0).square()
     variances = spread.square().mean(dim=2) * weight[:, None]
@@ -323,9 +331,16 @@ def region_perturbation(
     values = as_maps(maps, x.shape[2:])
     squares = math.prod(math.ceil(side / patch) for side in values.shape[1:])
     clean, curve = patch_curve(
-        model, x, maps, targets, patch=patch, fill=fill, seed=seed,
-        regions=min(regions, squares), rows_per_pass=rows_per_pass,
-    )  # fmt: skip
+        model,
+        x,
+        maps,
+        targets,
+        patch=patch,
+        fill=fill,
+        seed=seed,
+        regions=min(regions, squares),
+        rows_per_pass=rows_per_pass,
+    )
     return clean[:, None] - curve
 
 
@@ -350,8 +365,9 @@ def selectivity(
         >>> selectivity(net, torch.rand(2, 1, 8, 8), torch.rand(2, 8, 8), 0, patch=4).shape
         torch.Size([2, 5])
     """
-    clean, curve = patch_curve(model, x, maps, targets, patch=patch, fill=fill, seed=seed,
-                               rows_per_pass=rows_per_pass)  # fmt: skip
+    clean, curve = patch_curve(
+        model, x, maps, targets, patch=patch, fill=fill, seed=seed, rows_per_pass=rows_per_pass
+    )
     return torch.cat([clean[:, None], curve], dim=1)
 
 
@@ -413,8 +429,10 @@ def irof(
     values, classes = _prepared(x, maps, targets, "irof")
     labels = segments.to(x.device).flatten(1).long()
     if labels.shape != values.flatten(1).shape:
-        raise ValueError(f"segments of shape {tuple(segments.shape)} for maps of shape "
-                         f"{tuple(values.shape)}: give one label a pixel")  # fmt: skip
+        raise ValueError(
+            f"segments of shape {tuple(segments.shape)} for maps of shape "
+            f"{tuple(values.shape)}: give one label a pixel"
+        )
     counts = labels.amax(dim=1) + 1
     largest = int(counts.max())
     sums = torch.zeros(len(x), largest, dtype=torch.float64, device=x.device)

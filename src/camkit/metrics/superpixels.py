@@ -52,8 +52,11 @@ def superpixels(
     for _ in range(iterations):
         distance = torch.cdist(pixels, centres).masked_fill(~near, torch.inf)
         labels = distance.argmin(dim=2)
-        centres = torch.where(_counts(labels, len(places))[..., None] > 0,
-                              _means(pixels, labels, len(places)), centres)  # fmt: skip
+        centres = torch.where(
+            _counts(labels, len(places))[..., None] > 0,
+            _means(pixels, labels, len(places)),
+            centres,
+        )
     return _consecutive(labels).view(batch, height, width)
 
 
@@ -72,8 +75,9 @@ def _means(pixels: Tensor, labels: Tensor, k: int) -> Tensor:
 
 def _consecutive(labels: Tensor) -> Tensor:
     """Labels renumbered 0..k-1 in each row, in order of first use."""
-    present = torch.zeros(len(labels), int(labels.max()) + 1, dtype=torch.long,
-                          device=labels.device)  # fmt: skip
+    present = torch.zeros(
+        len(labels), int(labels.max()) + 1, dtype=torch.long, device=labels.device
+    )
     present.scatter_(1, labels, 1)
     number = present.cumsum(dim=1) - 1
     return number.gather(1, labels)

@@ -41,9 +41,14 @@ class DeepShapesNet(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            _block(3, w), nn.MaxPool2d(2), _block(w, 2 * w), _block(2 * w, 2 * w), nn.MaxPool2d(2),
-            _block(2 * w, 4 * w), _block(4 * w, 4 * w),
-        )  # fmt: skip
+            _block(3, w),
+            nn.MaxPool2d(2),
+            _block(w, 2 * w),
+            _block(2 * w, 2 * w),
+            nn.MaxPool2d(2),
+            _block(2 * w, 4 * w),
+            _block(4 * w, 4 * w),
+        )
         self.stages = nn.Sequential(
             nn.MaxPool2d(2), _block(4 * w, 6 * w), nn.MaxPool2d(2), _block(6 * w, 8 * w)
         )

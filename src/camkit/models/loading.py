@@ -140,8 +140,7 @@ def resized(picture: Tensor, size: tuple[int, ...], mode: str = "bilinear") -> T
     """A (C, H, W) picture in [0, 1] resized to `size` (antialiased when it shrinks)."""
     if mode == "nearest":
         return F.interpolate(picture[None], size=size, mode="nearest")[0]
-    scaled = F.interpolate(picture[None], size=size, mode=mode, align_corners=False,
-                           antialias=True)  # fmt: skip
+    scaled = F.interpolate(picture[None], size=size, mode=mode, align_corners=False, antialias=True)
     return scaled[0].clamp(0, 1)
 
 
@@ -456,8 +455,10 @@ def _hugging_face_image_text(
             model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
-        raise UsageError(f"{shown(folder)} is not a loadable Hugging Face model and tokenizer "
-                         f"({first_line(error)})") from None  # fmt: skip
+        raise UsageError(
+            f"{shown(folder)} is not a loadable Hugging Face model and tokenizer "
+            f"({first_line(error)})"
+        ) from None
     size = int(model.config.vision_config.image_size)
     mean, std = CLIP_MEAN, CLIP_STD
     preprocessing = folder / "preprocessor_config.json"
@@ -485,9 +486,11 @@ def _open_clip(
     except (RuntimeError, ValueError, OSError) as error:
         why = first_line(error)
         if unreachable is not None:
-            why = (f"the weights tagged {weights!r} are not in the Hugging Face cache on this "
-                   f"machine, and huggingface.co cannot be reached ({_typed(unreachable)}): "
-                   "pass a local file with --weights FILE")  # fmt: skip
+            why = (
+                f"the weights tagged {weights!r} are not in the Hugging Face cache on this "
+                f"machine, and huggingface.co cannot be reached ({_typed(unreachable)}): "
+                "pass a local file with --weights FILE"
+            )
         raise UsageError(f"open_clip:{architecture}: {why}") from None
     config = getattr(model.visual, "preprocess_cfg", {})
     size = config.get("size", model.visual.image_size)
@@ -608,8 +611,9 @@ def _from_a_zoo(
         return wheel_model(name, weights)
     if is_hugging_face_classifier(Path(name)):
         if weights is not None:
-            raise UsageError(f"{shown(name)}: a Hugging Face folder holds its weights: leave "
-                             "out --weights")  # fmt: skip
+            raise UsageError(
+                f"{shown(name)}: a Hugging Face folder holds its weights: leave out --weights"
+            )
         return hugging_face_classifier(Path(name))
     return None
 

@@ -58,13 +58,16 @@ def _safetensors(path: Path) -> dict[str, Tensor]:
     try:
         from safetensors.torch import load_file
     except ImportError:
-        raise UsageError(f"{shown(path)}: reading safetensors needs the safetensors package "
-                         "(pip install safetensors)") from None  # fmt: skip
+        raise UsageError(
+            f"{shown(path)}: reading safetensors needs the safetensors package "
+            "(pip install safetensors)"
+        ) from None
     try:
         return load_file(str(path))
     except Exception as error:  # safetensors raises its own error types for a bad header
-        raise UsageError(f"{shown(path)} is not a readable safetensors file "
-                         f"({first_line(error)})") from None  # fmt: skip
+        raise UsageError(
+            f"{shown(path)} is not a readable safetensors file ({first_line(error)})"
+        ) from None
 
 
 def load_into(
@@ -81,8 +84,9 @@ def load_into(
         try:
             state = dict(map_keys(state, model))
         except (KeyError, ValueError, TypeError) as error:
-            raise UsageError(f"{shown(source)}: the key mapping failed ({first_line(error)})"
-                             ) from None  # fmt: skip
+            raise UsageError(
+                f"{shown(source)}: the key mapping failed ({first_line(error)})"
+            ) from None
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -92,15 +96,20 @@ def load_into(
         return
     said = []
     if missing:
-        said.append(f"{len(missing)} of the model's {len(own)} keys are missing (first: "
-                    f"{shown(missing[0])})")  # fmt: skip
+        said.append(
+            f"{len(missing)} of the model's {len(own)} keys are missing (first: "
+            f"{shown(missing[0])})"
+        )
     if unexpected:
-        said.append(f"{len(unexpected)} of the file's {len(state)} keys are not the model's "
-                    f"(first: {shown(unexpected[0])})")  # fmt: skip
+        said.append(
+            f"{len(unexpected)} of the file's {len(state)} keys are not the model's "
+            f"(first: {shown(unexpected[0])})"
+        )
     if reshaped:
         k = reshaped[0]
-        said.append(f"{shown(k)} is {tuple(state[k].shape)} in the file, "
-                    f"{tuple(own[k].shape)} in the model")  # fmt: skip
+        said.append(
+            f"{shown(k)} is {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+        )
     hint = ""
     if map_keys is None and missing and _fits_in_order(state, own):
         hint = (

@@ -72,10 +72,12 @@ class ShapesViT(nn.Module):
         # A convolutional stem (three stride-2 3x3 convolutions) in place of one 8x8 patch
         # projection: the same 8 px tokens, and a ViT this small learns from 16k images.
         self.patch_embed = nn.Sequential(
-            nn.Conv2d(3, dim // 4, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(dim // 4, dim // 2, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(3, dim // 4, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(dim // 4, dim // 2, 3, stride=2, padding=1),
+            nn.GELU(),
             nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1),
-        )  # fmt: skip
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.randn(1, 1 + GRID * GRID, dim) * 0.02)
         self.blocks = nn.Sequential(*[Block(dim, heads, 3 * dim) for _ in range(depth)])
