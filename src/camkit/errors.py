@@ -13,13 +13,30 @@ class CamkitWarning(UserWarning):
 class UsageError(Exception):
     """A job asks for something that does not exist or cannot work (an unknown model, method,
     layer or class, an out-of-range option, an output folder that cannot be written): raised
-    before any work, so nothing was done. `camkit`'s command exits with code 2 on it.
+    by `camkit.jobs` before any work, so nothing was done. `camkit`'s command exits with code 2
+    on it.
+
+    Examples:
+        >>> from camkit.jobs import ExplainJob
+        >>> from camkit.jobs.fields import check_job
+        >>> try:
+        ...     check_job(ExplainJob(batch_size=0))
+        ... except UsageError as error:
+        ...     print(error)
+        batch_size 0: must be at least 1 (images held at once)
+    """
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded as asked (`camkit.models.load_model`): an unknown name,
+    weights that do not fit or cannot be read, a package it needs. A `ValueError`, as every
+    other refusal of the library; a job turns it into its `UsageError`.
 
     Examples:
         >>> from camkit.models import load_model
         >>> try:
         ...     load_model("no-such-model")
-        ... except UsageError as error:
+        ... except ModelError as error:
         ...     print(str(error)[:30])
         unknown model 'no-such-model':
     """

@@ -12,7 +12,7 @@ import torchvision
 
 import camkit
 from camkit.cli import main
-from camkit.errors import UsageError
+from camkit.errors import ModelError
 from camkit.models import load_model, loading
 
 
@@ -53,7 +53,7 @@ def test_a_download_cut_off_is_one_line_too(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(loading.socket, "create_connection", lambda *a, **k: _Closed())
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", cut)
-    with pytest.raises(UsageError, match=r"cannot be downloaded .*Connection reset by peer"):
+    with pytest.raises(ModelError, match=r"cannot be downloaded .*Connection reset by peer"):
         load_model("resnet18", "IMAGENET1K_V1")
 
 
@@ -98,7 +98,7 @@ def test_an_open_clip_tag_offline_is_one_line_at_once(offline, capsys) -> None:
     minute and logs each failure; offline, the cache alone is asked and one line says why."""
     pytest.importorskip("open_clip")
     started = time.perf_counter()
-    with pytest.raises(UsageError) as refused:
+    with pytest.raises(ModelError) as refused:
         load_model("open_clip:ViT-B-32", "laion2b_s34b_b79k", prompts=["a dog"])
     assert time.perf_counter() - started < 30
     assert "not in the Hugging Face cache on this machine, and huggingface.co cannot be" in str(

@@ -32,7 +32,7 @@ def test_it_loads_by_name_and_takes_images_of_any_size() -> None:
     assert loaded.classes == camkit.models.ShapesViT.classes
     with torch.no_grad():
         assert loaded.model(torch.rand(1, 3, 80, 120)).shape == (1, 6)
-    with pytest.raises(camkit.errors.UsageError, match="DEFAULT .shipped. or random"):
+    with pytest.raises(camkit.errors.ModelError, match="DEFAULT .shipped. or random"):
         load_model("vit", "weights.pt")
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from camkit.cli import main
-from camkit.errors import UsageError
+from camkit.errors import ModelError
 from camkit.models import in_order, load_model
 from camkit.models.external import preprocessing, processor_fields
 
@@ -48,7 +48,7 @@ def test_a_timm_model_without_weights_is_random_with_imagenet_names_and_a_warnin
 
 
 def test_an_unknown_timm_name_and_a_missing_file_are_one_line(tmp_path, capsys) -> None:
-    with pytest.raises(UsageError, match=r"timm has no model 'resnet10x' \(did you mean resnet10t"):
+    with pytest.raises(ModelError, match=r"timm has no model 'resnet10x' \(did you mean resnet10t"):
         load_model("timm:resnet10x")
     code = main(
         [
@@ -232,7 +232,7 @@ def processor_fields_of(config: dict) -> dict:
 def test_a_broken_processor_configuration_is_one_line_naming_it(tmp_path, text, said) -> None:
     (tmp_path / "preprocessor_config.json").write_text(text)
     with pytest.raises(
-        UsageError, match="preprocessor_config.json is not a readable image processor configuration"
+        ModelError, match="preprocessor_config.json is not a readable image processor configuration"
     ) as caught:
         processor_fields(tmp_path / "preprocessor_config.json", None)
     assert said in str(caught.value)

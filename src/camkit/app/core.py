@@ -27,7 +27,7 @@ from PIL import Image
 from torch import Tensor
 
 from camkit.data import sample_images, sample_photos
-from camkit.errors import CamkitWarning, UsageError, first_line
+from camkit.errors import CamkitWarning, first_line
 from camkit.files import OutputFolder
 from camkit.images import MAX_SIDE, ImageReadError, read_image
 from camkit.jobs.outputs import ImageResult, top_predictions, write_image
@@ -95,10 +95,7 @@ def open_model(
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CamkitWarning)
-        try:
-            loaded = load_model(name, weights, trust, prompts, seed, map_keys)
-        except UsageError as error:
-            raise ValueError(str(error)) from None
+        loaded = load_model(name, weights, trust, prompts, seed, map_keys)  # ModelError (a ValueError): why not
     said = [str(w.message) for w in caught if issubclass(w.category, CamkitWarning)]
     if loaded.random_weights:  # said for the page, which has an upload box, not flags
         said = [w for w in said if "random weights" not in w]

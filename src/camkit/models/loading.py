@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camkit.errors import UsageError, first_line
+from camkit.errors import ModelError, first_line
 from camkit.files import shown
 from camkit.images import MAX_PIXELS
 from camkit.models.deep import load_deep_model
@@ -157,7 +157,7 @@ def _torchvision_model(name: str, weights: str | None, map_keys: KeyMap | None) 
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UsageError(
+        raise ModelError(
             f"unknown model {name!r}{hint}: use 'shapes' (bundled), a torchvision classification "
             "model name (torchvision.models.list_models()), timm:NAME, a Hugging Face model "
             "folder, or a torch.export .pt2 file"
@@ -185,7 +185,7 @@ def _torchvision_model(name: str, weights: str | None, map_keys: KeyMap | None) 
         try:
             chosen = known[weights] if weights != "DEFAULT" else default
         except KeyError:
-            raise UsageError(
+            raise ModelError(
                 f"--weights {weights!r} is neither a file nor one of {name}'s weights: DEFAULT, "
                 + ", ".join(w.name for w in known)
             ) from None
@@ -249,11 +249,11 @@ def _published(name: str, chosen: Any) -> nn.Module:  # noqa: ANN401 - a torchvi
     url = urllib.parse.urlparse(chosen.url)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url.path).name
     if not cached.is_file() and (error := _unreachable(url.hostname or "", url.port or 443)):
-        raise UsageError(_cannot_download(name, chosen, cached, error))
+        raise ModelError(_cannot_download(name, chosen, cached, error))
     try:
         model: nn.Module = torchvision.models.get_model(name, weights=chosen)
     except (OSError, urllib.error.URLError, RuntimeError) as error:  # cut off while downloading
-        raise UsageError(_cannot_download(name, chosen, cached, error)) from None
+        raise ModelError(_cannot_download(name, chosen, cached, error)) from None
     return model
 
 
@@ -269,20 +269,20 @@ def _exported_model(path: Path, trusted: bool) -> LoadedModel:
     try:
         names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
     except (OSError, zipfile.BadZipFile) as error:
-        raise UsageError(f"{shown(path)} is not a readable model file ({error})") from None
+        raise ModelError(f"{shown(path)} is not a readable model file ({error})") from None
     if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-        raise UsageError(
+        raise ModelError(
             f"{shown(path)} is a TorchScript model, which cannot be explained: PyTorch runs no "
             "hooks on ScriptModules. Save the eager model with torch.export instead: "
             "torch.export.save(torch.export.export(model, (x,)), 'model.pt2')"
         )
     if not any(n.endswith("archive_format") for n in names):
-        raise UsageError(
+        raise ModelError(
             f"{shown(path)} is not a torch.export program; a state dict goes with a torchvision "
             "name: --model resnet50 --weights FILE"
         )
     if not trusted:
-        raise UsageError(
+        raise ModelError(
             f"{shown(path)}: loading a torch.export .pt2 file can run code stored in it (it "
             "unpickles parts of the archive); pass --trust-model if you trust this file, or give "
             "a state dict instead (--model NAME --weights FILE, which runs no code)"
@@ -295,7 +295,7 @@ def _exported_model(path: Path, trusted: bool) -> LoadedModel:
         program = torch.export.load(path)
         module = torch.export.unflatten(program)
     except Exception as error:  # a malformed archive fails in many ways inside torch.export
-        raise UsageError(
+        raise ModelError(
             f"{shown(path)} is not a loadable torch.export program ({_typed(error)})"
         ) from None
     finally:
@@ -320,7 +320,7 @@ def _ultralytics_checkpoint(path: Path, trusted: bool) -> tuple[nn.Module, int]:
     """The network in an ultralytics checkpoint (``YOLO.save`` or a training run's ``best.pt``)
     and the image size it was trained at; unpickling it needs `trusted` and ultralytics."""
     if not trusted:
-        raise UsageError(
+        raise ModelError(
             f"{shown(path)} is an ultralytics checkpoint, a pickle that runs code when it loads: "
             "pass --trust-model if you trust this file, or give its yaml with the weights as a "
             "state dict (--model yolov8n.yaml --weights state_dict.pt, which runs no code)"
@@ -328,14 +328,14 @@ def _ultralytics_checkpoint(path: Path, trusted: bool) -> tuple[nn.Module, int]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except ModuleNotFoundError as error:
-        raise UsageError(f"{shown(path)} needs the {error.name} package to load") from None
+        raise ModelError(f"{shown(path)} needs the {error.name} package to load") from None
     except Exception as error:  # unpickling fails in many ways
-        raise UsageError(f"{shown(path)} is not a loadable checkpoint ({_typed(error)})") from None
+        raise ModelError(f"{shown(path)} is not a loadable checkpoint ({_typed(error)})") from None
     network = None
     if isinstance(checkpoint, dict):
         network = checkpoint.get("ema") or checkpoint.get("model")
     if not isinstance(network, nn.Module):
-        raise UsageError(f"{shown(path)} holds no network under 'ema' or 'model'")
+        raise ModelError(f"{shown(path)} holds no network under 'ema' or 'model'")
     arguments = checkpoint.get("train_args") or {}
     size = arguments.get("imgsz", 640) if isinstance(arguments, dict) else 640
     return network.float(), int(size if isinstance(size, int) else max(size))
@@ -370,16 +370,16 @@ def _ultralytics_network(name: str, weights: str | None, trusted: bool) -> Loade
         try:
             ultralytics: Any = importlib.import_module("ultralytics")
         except ImportError:
-            raise UsageError(f"{shown(path)}: a YOLO yaml needs the ultralytics package") from None
+            raise ModelError(f"{shown(path)}: a YOLO yaml needs the ultralytics package") from None
         try:
             network: nn.Module = ultralytics.YOLO(str(path)).model
         except Exception as error:  # ultralytics reports a bad yaml in many ways
-            raise UsageError(f"{shown(path)} is not a YOLO model yaml ({_typed(error)})") from None
+            raise ModelError(f"{shown(path)} is not a YOLO model yaml ({_typed(error)})") from None
         size = 640
         if weights is None:
             warn_random(path.name)
         elif not Path(weights).is_file():
-            raise UsageError(f"--weights {weights!r} for a YOLO yaml: give a state-dict file")
+            raise ModelError(f"--weights {weights!r} for a YOLO yaml: give a state-dict file")
         elif _is_ultralytics_checkpoint(Path(weights)):
             trained, size = _ultralytics_checkpoint(Path(weights), trusted)
             load_into(network, trained.state_dict(), weights, path.name)
@@ -397,7 +397,7 @@ def _shapes(weights: str | None) -> nn.Module:
     model = load_shapes_model(pretrained=weights != "random")
     if weights not in (None, "DEFAULT", "random"):
         if not Path(weights).is_file():
-            raise UsageError(
+            raise ModelError(
                 f"--weights {weights!r} for the bundled model: give a state-dict file, "
                 "DEFAULT (the shipped weights) or random (untrained)"
             )
@@ -407,19 +407,19 @@ def _shapes(weights: str | None) -> nn.Module:
 
 def _deep(weights: str | None) -> nn.Module:
     if weights not in (None, "DEFAULT", "random"):
-        raise UsageError("--model deep: --weights DEFAULT (shipped) or random (untrained)")
+        raise ModelError("--model deep: --weights DEFAULT (shipped) or random (untrained)")
     return load_deep_model(pretrained=weights != "random")
 
 
 def _shortcut(weights: str | None) -> nn.Module:
     if weights is not None:
-        raise UsageError("--model shortcut has its shipped weights only: leave out --weights")
+        raise ModelError("--model shortcut has its shipped weights only: leave out --weights")
     return load_shortcut_model()
 
 
 def _vit(weights: str | None) -> nn.Module:
     if weights not in (None, "DEFAULT", "random"):
-        raise UsageError("--model vit: --weights DEFAULT (shipped) or random (untrained)")
+        raise ModelError("--model vit: --weights DEFAULT (shipped) or random (untrained)")
     return load_vit_model(pretrained=weights != "random")
 
 
@@ -455,7 +455,7 @@ def _hugging_face_image_text(
             model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
-        raise UsageError(
+        raise ModelError(
             f"{shown(folder)} is not a loadable Hugging Face model and tokenizer "
             f"({first_line(error)})"
         ) from None
@@ -477,7 +477,7 @@ def _open_clip(
     try:
         import open_clip
     except ImportError:
-        raise UsageError("open_clip models need the open_clip_torch package") from None
+        raise ModelError("open_clip models need the open_clip_torch package") from None
     tag = weights is not None and not Path(weights).is_file()  # downloads from the Hub
     unreachable = _unreachable("huggingface.co") if tag else None
     try:
@@ -491,7 +491,7 @@ def _open_clip(
                 f"machine, and huggingface.co cannot be reached ({_typed(unreachable)}): "
                 "pass a local file with --weights FILE"
             )
-        raise UsageError(f"open_clip:{architecture}: {why}") from None
+        raise ModelError(f"open_clip:{architecture}: {why}") from None
     config = getattr(model.visual, "preprocess_cfg", {})
     size = config.get("size", model.visual.image_size)
     side = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -512,7 +512,7 @@ def _image_text_model(name: str, weights: str | None, prompts: Sequence[str]) ->
     try:
         scores = PromptScores(model.eval(), prompts, tokenizer)
     except (ValueError, TypeError) as error:
-        raise UsageError(f"{shown(name)}: {first_line(error)}") from None
+        raise ModelError(f"{shown(name)}: {first_line(error)}") from None
     return LoadedModel(Path(name).name or name, scores.eval(), size, mean, std, scores.classes)
 
 
@@ -555,7 +555,7 @@ def load_model(
     Random weights are drawn from `seed` (the caller's random stream is left as it was), so the
     same command gives the same model, predictions and maps every time.
 
-    Raises `UsageError` naming what is wrong: an unknown name, a file that is not a model, a
+    Raises `ModelError` naming what is wrong: an unknown name, a file that is not a model, a
     state dict that does not fit, prompts without an image-text model or the reverse, published
     weights that are not on this machine and cannot be downloaded.
 
@@ -574,7 +574,7 @@ def _load(
 ) -> LoadedModel:
     if prompts or _is_image_text_name(name):
         if not prompts or not _is_image_text_name(name):
-            raise UsageError(
+            raise ModelError(
                 "text prompts go with an image-text model: a Hugging Face CLIP folder "
                 "(save_pretrained) or open_clip:ARCHITECTURE, and at least one prompt"
             )
@@ -593,7 +593,7 @@ def _load(
     if Path(name).suffix in (".pt", ".pt2", ".pth", ".ts", ".yaml", ".yml") or Path(name).is_file():
         if not Path(name).is_file():
             what = "is not a regular file" if Path(name).exists() else "does not exist"
-            raise UsageError(f"model file {shown(name)} {what}")
+            raise ModelError(f"model file {shown(name)} {what}")
         if Path(name).suffix in (".yaml", ".yml") or _is_ultralytics_checkpoint(Path(name)):
             return _ultralytics_model(name, weights, trust)
         return _exported_model(Path(name), trust)
@@ -611,7 +611,7 @@ def _from_a_zoo(
         return wheel_model(name, weights)
     if is_hugging_face_classifier(Path(name)):
         if weights is not None:
-            raise UsageError(
+            raise ModelError(
                 f"{shown(name)}: a Hugging Face folder holds its weights: leave out --weights"
             )
         return hugging_face_classifier(Path(name))

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from camkit.errors import UsageError, first_line
+from camkit.errors import ModelError, first_line
 from camkit.files import shown
 
 KeyMap = Callable[[dict[str, Tensor], nn.Module], Mapping[str, Tensor]]
@@ -32,14 +32,14 @@ def read_state(path: Path) -> dict[str, Tensor]:
     """The tensors in a weights file: safetensors, or a PyTorch state dict or checkpoint (read
     with ``weights_only``: nothing in it runs), with a ``module.`` prefix (DataParallel) gone.
 
-    Raises `UsageError` naming the file for one that is not readable or holds no state dict.
+    Raises `ModelError` naming the file for one that is not readable or holds no state dict.
     """
     if path.suffix == ".safetensors":
         return _safetensors(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
-        raise UsageError(
+        raise ModelError(
             f"{shown(path)} is not a readable PyTorch checkpoint ({first_line(error)})"
         ) from None
     for key in CHECKPOINT_KEYS:
@@ -48,7 +48,7 @@ def read_state(path: Path) -> dict[str, Tensor]:
     if not isinstance(checkpoint, dict) or not all(
         isinstance(v, Tensor) for v in checkpoint.values()
     ):
-        raise UsageError(
+        raise ModelError(
             f"{shown(path)} holds no state dict (a mapping of parameter names to tensors)"
         )
     return {k.removeprefix("module."): v for k, v in checkpoint.items()}
@@ -58,14 +58,14 @@ def _safetensors(path: Path) -> dict[str, Tensor]:
     try:
         from safetensors.torch import load_file
     except ImportError:
-        raise UsageError(
+        raise ModelError(
             f"{shown(path)}: reading safetensors needs the safetensors package "
             "(pip install safetensors)"
         ) from None
     try:
         return load_file(str(path))
     except Exception as error:  # safetensors raises its own error types for a bad header
-        raise UsageError(
+        raise ModelError(
             f"{shown(path)} is not a readable safetensors file ({first_line(error)})"
         ) from None
 
@@ -78,13 +78,13 @@ def load_into(
     map_keys: KeyMap | None = None,
 ) -> None:
     """Load `state` (mapped by `map_keys` first) into `model`; a file that does not fit is a
-    `UsageError` in one line: how many keys are missing and unexpected, the first of each, the
+    `ModelError` in one line: how many keys are missing and unexpected, the first of each, the
     first tensor of another shape, and whether the file would load in order."""
     if map_keys is not None:
         try:
             state = dict(map_keys(state, model))
         except (KeyError, ValueError, TypeError) as error:
-            raise UsageError(
+            raise ModelError(
                 f"{shown(source)}: the key mapping failed ({first_line(error)})"
             ) from None
     own = model.state_dict()
@@ -116,7 +116,7 @@ def load_into(
             "; its tensors fit the model's one by one in order (the same network saved under "
             "other names): pass --weights-in-order (in Python: map_keys=camkit.models.in_order)"
         )
-    raise UsageError(f"{shown(source)} does not fit {target}: {'; '.join(said)}{hint}")
+    raise ModelError(f"{shown(source)} does not fit {target}: {'; '.join(said)}{hint}")
 
 
 def _fits_in_order(state: Mapping[str, Tensor], own: Mapping[str, Tensor]) -> bool:
