@@ -95,7 +95,8 @@ def open_model(
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CamkitWarning)
-        loaded = load_model(name, weights, trust, prompts, seed, map_keys)  # ModelError (a ValueError): why not
+        # A model that cannot load raises ModelError, a ValueError: the page shows its line.
+        loaded = load_model(name, weights, trust, prompts, seed, map_keys)
     said = [str(w.message) for w in caught if issubclass(w.category, CamkitWarning)]
     if loaded.random_weights:  # said for the page, which has an upload box, not flags
         said = [w for w in said if "random weights" not in w]
