@@ -74,6 +74,7 @@ def test_class_and_contrast_targets(bundled, pictures) -> None:
         (core.Question(methods=("gradcam+",)), "unknown method .gradcam\\+. \\(did you mean"),
         (core.Question(target="class"), "choose the class"),
         (core.Question(target="contrast", cls=1, foil=1), "two different classes"),
+        (core.Question(options=("scorecam.chanels=4",)), "scorecam has no option 'chanels'"),
     ],
 )
 def test_questions_that_cannot_be_asked(bundled, pictures, question, message) -> None:
@@ -177,6 +178,35 @@ def test_the_attention_methods_are_listed_for_a_transformer_only(bundled, pictur
     shown = core.explain_pictures(vit, pictures[:1], core.Question(methods=("legrad", "rollout")))
     assert shown[0].errors == {}
     assert set(shown[0].maps) == {"legrad", "rollout"}
+
+
+def test_a_methods_options_reach_it_as_in_the_command(bundled, pictures) -> None:
+    x = pictures[0][1]
+    asked = core.Question(methods=("scorecam",), options=("scorecam.channels=4",))
+    shown = core.explain_pictures(bundled, pictures[:1], asked)[0]
+    model_input = bundled.loaded.prepare(x)[1][None]
+    expected = camkit.ScoreCAM(bundled.loaded.model, channels=4)(model_input).maps[0, 0]
+    torch.testing.assert_close(shown.maps["scorecam"], expected)
+    every = core.explain_pictures(bundled, pictures[:1], core.Question(methods=("scorecam",)))
+    assert not torch.equal(every[0].maps["scorecam"], shown.maps["scorecam"])
+
+
+def test_a_layer_inside_a_block_is_that_block_for_the_attention_methods(pictures) -> None:
+    vit = core.open_model("vit", "random")
+    asked = core.Question(methods=("gradcam", "legrad"), layer="blocks.3.norm1")
+    shown = core.explain_pictures(vit, pictures[:1], asked)[0]
+    assert shown.errors == {}
+    x = vit.loaded.prepare(pictures[0][1])[1][None]
+    expected = camkit.LeGrad(vit.loaded.model, layer="blocks.3")(x).maps[0, 0]
+    torch.testing.assert_close(shown.maps["legrad"], expected)
+    # The dropdown's automatic layer (blocks.3.norm1 here) is each method's own choice, as the
+    # command without --layer: LeGrad reads every block.
+    assert vit.automatic.startswith("blocks.3.")
+    asked = core.Question(methods=("legrad",), layer=vit.automatic)
+    automatic = core.explain_pictures(vit, pictures[:1], asked)[0]
+    every = camkit.LeGrad(vit.loaded.model)(x)
+    assert every.layers == ("blocks.0", "blocks.1", "blocks.2", "blocks.3")
+    torch.testing.assert_close(automatic.maps["legrad"], every.maps[0, 0])
 
 
 def test_an_image_text_model_takes_its_prompts_as_classes(tmp_path, pictures) -> None:

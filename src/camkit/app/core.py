@@ -116,6 +116,14 @@ def open_model(
     return AppModel(loaded, device, layers, automatic, warning, methods=methods)
 
 
+def _chosen_layer(model: AppModel, question: Question) -> list[str] | None:
+    """The layers the page asks for; None for the automatic choice, which each method makes
+    its own way (the attention methods read every block), as the command without --layer."""
+    if not question.layer or question.layer == model.automatic:
+        return None
+    return question.layer.split(",")
+
+
 def layer_choices(model: AppModel) -> list[tuple[str, str]]:
     """(label, layer name) for a dropdown: the name and output shape, the automatic choice
     marked and first.
@@ -257,7 +265,7 @@ def explain_pictures(
             try:
                 with model.lock, warnings.catch_warnings():
                     warnings.simplefilter("ignore", CamkitWarning)
-                    layer = question.layer.split(",") if question.layer else None
+                    layer = _chosen_layer(model, question)
                     explainer = build(method, model.loaded.model, layer, options)
                     result = explainer(x, targets)
             except (ValueError, TypeError, RuntimeError, IndexError) as error:
