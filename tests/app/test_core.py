@@ -193,11 +193,12 @@ def test_a_methods_options_reach_it_as_in_the_command(bundled, pictures) -> None
 
 def test_a_layer_inside_a_block_is_that_block_for_the_attention_methods(pictures) -> None:
     vit = core.open_model("vit", "random")
-    asked = core.Question(methods=("gradcam", "legrad"), layer="blocks.3.norm1")
+    asked = core.Question(methods=("gradcam", "legrad"), layer="blocks.2.norm1")
     shown = core.explain_pictures(vit, pictures[:1], asked)[0]
     assert shown.errors == {}
+    assert shown.layers == ["blocks.2.norm1"]  # Grad-CAM's
     x = vit.loaded.prepare(pictures[0][1])[1][None]
-    expected = camkit.LeGrad(vit.loaded.model, layer="blocks.3")(x).maps[0, 0]
+    expected = camkit.LeGrad(vit.loaded.model, layer="blocks.2")(x).maps[0, 0]
     torch.testing.assert_close(shown.maps["legrad"], expected)
     # The dropdown's automatic layer (blocks.3.norm1 here) is each method's own choice, as the
     # command without --layer: LeGrad reads every block.
