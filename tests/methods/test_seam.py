@@ -100,3 +100,13 @@ def test_the_public_names_list_every_method_class() -> None:
     helpers = {"METHODS", "Evidence", "Explainer", "method_class", "register", "unregister"}
     assert set(camkit.methods.__all__) - classes <= helpers
     assert all(issubclass(getattr(camkit, name), Explainer) for name in classes)
+
+
+def test_fits_never_raises_a_model_that_fails_on_the_input_is_a_reason() -> None:
+    """The command asks `fits` with a probe input before any work: a model that takes one input
+    size only (a torch.export program) must not end the run with a traceback there."""
+    fixed = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5)).eval()
+    reason = camkit.LeGrad.fits(fixed, torch.rand(1, 3, 96, 96))
+    assert reason is not None
+    assert reason.startswith("legrad: the model failed on an input of shape (1, 3, 96, 96)")
+    assert camkit.LeGrad.fits(fixed, torch.rand(1, 3, 32, 32)).startswith("legrad explains")

@@ -357,8 +357,9 @@ class Explainer:
     def fits(cls, model: nn.Module, x: ModelInput) -> str | None:
         """Why this method cannot explain `model` (on inputs like `x`), or None when it can: the
         one answer the command, the evaluation and the app ask before they run a method. The
-        check is cheap (at most one forward pass without gradients); a model that passes it may
-        still fail on an input, with its own error.
+        check is cheap (at most one forward pass without gradients) and never raises: a model
+        that fails on `x` is a reason too. One that passes may still fail on an input, with its
+        own error.
 
         Examples:
             >>> import torch, camkit

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from camkit.attention import AttentionRecord, find_blocks, recording_attention
 from camkit.capture import run_model
+from camkit.errors import first_line
 from camkit.explanation import Explanation
 from camkit.inputs import Inputs, ModelInput
 from camkit.layers import LayerSpec, unwrap
@@ -152,10 +153,13 @@ class AttentionExplainer(Explainer):
 
     @classmethod
     def fits(cls, model: nn.Module, x: ModelInput) -> str | None:
-        """A model fits when camkit finds its transformer blocks (one forward pass)."""
-        if find_blocks(unwrap(model), Inputs.wrap(x)):
-            return None
-        return cls._no_blocks(model)
+        """A model fits when camkit finds its transformer blocks (one forward pass); a model
+        that fails on `x` does not, and the reason says why."""
+        try:
+            found = find_blocks(unwrap(model), Inputs.wrap(x))
+        except (ValueError, RuntimeError) as error:
+            return f"{cls.name}: {first_line(error)}"
+        return None if found else cls._no_blocks(model)
 
     @classmethod
     def _no_blocks(cls, model: nn.Module) -> str:
