@@ -280,7 +280,8 @@ class Explainer:
 
     The seam a method plugs into, in the order a call runs (every other step is shared):
 
-    - `weigh(evidence)`: the rule; 21 of the 31 methods are only this (and `needs_gradients`).
+    - `weigh(evidence)`: the rule; 24 of the 31 methods have one (the other seven override
+      `_explain`, below).
     - `layer_means` and `fits(model, x)`: what `layer` names, and whether the method can
       explain a model at all (with the reason); the command, the evaluation and the app ask it.
     - `_layers_for(inputs)`: the layers to capture when the method chooses its own (FullGrad:
@@ -537,8 +538,9 @@ class Explainer:
 
     @property
     def given_layers(self) -> list[tuple[str, nn.Module]] | None:
-        """The layers given at construction, resolved to (name, module); None when the method
-        chooses (the automatic layer, or what `layer_means` says)."""
+        """The layers given at construction, resolved to (name, module); the input for a method
+        that draws on it (`layer_means` "input"); None when the method chooses (the automatic
+        layer, FullGrad's bias layers, the attention methods' blocks)."""
         return self._layers
 
     def _layers_for(self, inputs: Inputs) -> list[tuple[str, nn.Module]]:
