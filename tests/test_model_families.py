@@ -16,7 +16,7 @@ from torch import nn
 import camkit
 from camkit import Region
 from camkit.layers import candidates, find_spatial_layer
-from helpers.nets import gap_net
+from helpers.nets import ATTENTION_METHODS, gap_net
 from helpers.zoo import assert_never_the_head_or_a_patch_embedding
 
 
@@ -198,7 +198,7 @@ def test_every_method_on_a_detector_gives_a_map_or_says_why_not(method, detector
             "finercam": "finercam explains classes",
             "sess": "sess explains classes",
             "shapleycam": "needs second derivatives",  # roi_align has none
-            **dict.fromkeys(("legrad", "gae", "rollout"), "explains transformers"),
+            **dict.fromkeys(ATTENTION_METHODS, "explains transformers"),
         }
         assert method in reasons
         assert reasons[method] in str(error)

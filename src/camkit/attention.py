@@ -176,25 +176,30 @@ class AttentionRecord:
         attention: each block's probabilities, (B, heads, queries, keys).
         tokens: each block's token output (B, N, D) (the stacked outputs, with
             ``separate=True``, are returned to the model, not kept here).
+        inputs: the token inputs made gradient leaves (``leaves="first"``: the first block's;
+            ``"every"``: each block's), (B, N, D).
     """
 
     blocks: list[str]
     attention: list[Tensor] = dataclasses.field(default_factory=list)
     tokens: list[Tensor] = dataclasses.field(default_factory=list)
+    inputs: list[Tensor] = dataclasses.field(default_factory=list)
 
 
 def _with_leaf(
     args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
+) -> tuple[tuple[Any, ...], dict[str, Any], Tensor]:
     """The block's call with its token input (the first tensor argument) made a leaf that
-    records gradients, and gradient recording on from here."""
+    records gradients, gradient recording on from here; and the leaf."""
     torch.set_grad_enabled(True)
     if args and isinstance(args[0], Tensor):
-        return (args[0].detach().requires_grad_(), *args[1:]), kwargs
+        leaf = args[0].detach().requires_grad_()
+        return (leaf, *args[1:]), kwargs, leaf
     key = next((k for k, v in kwargs.items() if isinstance(v, Tensor)), None)
     if key is None:
         raise ValueError("a transformer block was called without a token tensor")
-    return args, {**kwargs, key: kwargs[key].detach().requires_grad_()}
+    leaf = kwargs[key].detach().requires_grad_()
+    return args, {**kwargs, key: leaf}, leaf
 
 
 def _block_hooks(
@@ -217,7 +222,9 @@ def _block_hooks(
             seen.clear()
             mode.sink = seen.append
             if leaves == "every" or (leaves == "first" and index == 0):
-                return _with_leaf(args, kwargs)
+                args, kwargs, leaf = _with_leaf(args, kwargs)
+                record.inputs.append(leaf)
+                return args, kwargs
             return None
 
         return hook

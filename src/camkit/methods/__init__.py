@@ -27,6 +27,7 @@ from camkit.methods.gradient import (
 from camkit.methods.guided import FullGrad, GuidedBackprop, GuidedGradCAM
 from camkit.methods.meta import SESS, FinerCAM, RefineCAM
 from camkit.methods.perturbation import ISCAM, SSCAM, AblationCAM, ScoreCAM
+from camkit.methods.relevance import LRP, AttnLRP
 from camkit.methods.transformer import GAE, AttentionRollout, LeGrad
 
 # The order users see (the command's "all", the app, the README): the family by kind.
@@ -58,9 +59,11 @@ arrange(
         "guided-backprop",
         "guided-gradcam",
         "fullgrad",
+        "lrp",
         "legrad",
         "gae",
         "rollout",
+        "attnlrp",
         "randomcam",
         "sobel",
     )
@@ -72,11 +75,13 @@ __all__ = [
     "GAE",
     "ISCAM",
     "KPCACAM",
+    "LRP",
     "METHODS",
     "SESS",
     "SSCAM",
     "AblationCAM",
     "AttentionRollout",
+    "AttnLRP",
     "CounterfactualGradCAM",
     "DeepFeatureFactorization",
     "EigenCAM",

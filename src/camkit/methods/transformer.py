@@ -231,7 +231,8 @@ class AttentionExplainer(Explainer):
             relevance = self.relevance(record, total, leading)
         with torch.no_grad():
             raw = relevance.detach()[..., leading:].unflatten(-1, grid)
-            maps = normalise(upsample(raw, x.shape[2:])).float()
+            # The evidence for the target: AttnLRP's relevance is signed, the others' is not.
+            maps = normalise(upsample(raw.clamp_min(0), x.shape[2:])).float()
         warn_constant(maps, self.name)
         return Explanation(
             maps=maps,
