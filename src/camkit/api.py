@@ -56,6 +56,7 @@ class ExplainOptions(MethodOptions, total=False):
     blur: bool
     head_fusion: Literal["mean", "max", "min"]
     discard_ratio: float
+    epsilon: float
 
 
 def explain(

@@ -171,13 +171,16 @@ def test_models_that_do_not_load_say_why(tmp_path) -> None:
 
 
 def test_the_attention_methods_are_listed_for_a_transformer_only(bundled, pictures) -> None:
-    attention = {"legrad", "gae", "rollout"}
+    attention = {"legrad", "gae", "rollout", "attnlrp"}
     assert not attention & set(bundled.methods)
+    assert "lrp" in bundled.methods
     vit = core.open_model("vit", "random")
     assert attention <= set(vit.methods)
-    shown = core.explain_pictures(vit, pictures[:1], core.Question(methods=("legrad", "rollout")))
+    assert "lrp" not in vit.methods  # its rules are for CNNs: attnlrp is the transformer's
+    asked = core.Question(methods=("legrad", "rollout", "attnlrp"))
+    shown = core.explain_pictures(vit, pictures[:1], asked)
     assert shown[0].errors == {}
-    assert set(shown[0].maps) == {"legrad", "rollout"}
+    assert set(shown[0].maps) == {"legrad", "rollout", "attnlrp"}
 
 
 def test_a_methods_options_reach_it_as_in_the_command(bundled, pictures) -> None:

@@ -365,10 +365,14 @@ def test_ctrl_c_keeps_the_finished_batches_and_exits_130(tmp_path, capsys, monke
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("model", "data", "extra"),
-    [("shortcut", "shortcut", []), ("deep", "hard", ["--layer", "features.6.0"])],
+    ("model", "data", "extra", "methods"),
+    [
+        ("shortcut", "shortcut", [], ("gradcam", "scorecam", "lrp")),
+        ("vit-shortcut", "shortcut", [], ("gradcam", "scorecam", "attnlrp")),
+        ("deep", "hard", ["--layer", "features.6.0"], ("gradcam", "scorecam")),
+    ],
 )
-def test_the_other_bundled_benchmarks(tmp_path, capsys, model, data, extra) -> None:
+def test_the_other_bundled_benchmarks(tmp_path, capsys, model, data, extra, methods) -> None:
     out = tmp_path / data
     code = main(
         [
@@ -380,7 +384,7 @@ def test_the_other_bundled_benchmarks(tmp_path, capsys, model, data, extra) -> N
             "--limit",
             "6",
             "--methods",
-            "gradcam,scorecam",
+            ",".join(methods),
             "--metrics",
             "pointing,energy",
             "--out",
@@ -394,7 +398,7 @@ def test_the_other_bundled_benchmarks(tmp_path, capsys, model, data, extra) -> N
     report = json.loads((out / "results.json").read_text())
     assert report["info"]["images"] == 6
     assert report["info"]["model"] == model
-    assert set(report["rows"]) == {"gradcam", "scorecam"}
+    assert set(report["rows"]) == set(methods)
     low, high = report["intervals"]["scorecam"]["Pointing %"]
     assert 0 <= low <= report["rows"]["scorecam"]["Pointing %"] <= high <= 100
 

@@ -1,5 +1,6 @@
-"""LeGrad, attention rollout and GAE: hand-worked values, a planted token, torchcam's LeGrad,
-and every ViT family with each attention implementation."""
+"""LeGrad, attention rollout, GAE and AttnLRP: hand-worked values, a planted token, torchcam's
+LeGrad, and every ViT family with each attention implementation (AttnLRP's own hand-worked
+values and references: tests/methods/test_relevance.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import nn
 import camkit
 from camkit.attention import recording_attention
 from camkit.maps import normalise
+from camkit.methods.relevance import AttnLRP
 from camkit.methods.transformer import (
     GAE,
     AttentionRollout,
@@ -26,7 +28,7 @@ from camkit.methods.transformer import (
 timm = pytest.importorskip("timm")
 transformers = pytest.importorskip("transformers")
 
-METHODS = (AttentionRollout, GAE, LeGrad)
+METHODS = (AttentionRollout, GAE, LeGrad, AttnLRP)
 
 # Two blocks, one head, two tokens; worked by hand in the comments.
 A1 = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
@@ -236,9 +238,19 @@ def _random_heads(model: nn.Module) -> nn.Module:
 
 
 def _explain_all(model: nn.Module, x: torch.Tensor) -> list[camkit.Explanation]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", camkit.CamkitWarning)  # no constant maps
-        return [method(model)(x, targets=camkit.TopK(2)) for method in METHODS]
+    results = []
+    for method in METHODS:
+        with warnings.catch_warnings():
+            # No constant maps; but AttnLRP's map is the evidence for the score, and a random
+            # model's second class may score below 0, all its relevance negative: checked below.
+            signed = method is AttnLRP
+            warnings.simplefilter("ignore" if signed else "error", camkit.CamkitWarning)
+            results.append(method(model)(x, targets=camkit.TopK(2)))
+        if signed:
+            flat = results[-1].maps.flatten(2)
+            varies = flat.amax(dim=2) > flat.amin(dim=2)
+            assert bool(varies[results[-1].scores > 0].all())
+    return results
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -280,20 +280,20 @@ class Explainer:
 
     The seam a method plugs into, in the order a call runs (every other step is shared):
 
-    - `weigh(evidence)`: the rule; 24 of the 31 methods have one (the other seven override
+    - `weigh(evidence)`: the rule; 24 of the 33 methods have one (the other nine override
       `_explain`, below).
     - `layer_means` and `fits(model, x)`: what `layer` names, and whether the method can
       explain a model at all (with the reason); the command, the evaluation and the app ask it.
     - `_layers_for(inputs)`: the layers to capture when the method chooses its own (FullGrad:
       every bias layer).
     - `_recording(from_input)`: how the forward pass records gradients (guided backprop guides
-      the ReLUs; ShapleyCAM keeps the graph for second derivatives).
+      the ReLUs; ShapleyCAM keeps the graph for second derivatives; AttnLRP runs its rules).
     - `_differentiate(scores, activations)`: the gradients the rule sees (ShapleyCAM adds the
       Hessian-vector term).
     - `_combine(raw, size)`: one map from the per-layer maps (FullGrad sums them).
     - `_explain(inputs, targets, score)`: the whole call, for a method over a method (Finer-CAM,
       RefineCAM, SESS, Guided Grad-CAM call a base method; the attention methods run their own
-      pipeline, `AttentionExplainer`).
+      pipeline, `AttentionExplainer`; LRP reads relevance at the first convolution's input).
 
     Examples:
         A new method is only its rule; here HiResCAM, ``sum_k g * A``:
