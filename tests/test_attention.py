@@ -224,7 +224,7 @@ def test_probabilities_are_a_softmax_of_scaled_dot_products() -> None:
         "timm-levit",
     ],
 )
-@pytest.mark.parametrize("method", ["legrad", "gae", "rollout"])
+@pytest.mark.parametrize("method", ["legrad", "gae", "rollout", "attnlrp"])
 def test_windowed_pooled_and_pyramid_attention_is_refused_with_what_is_needed(family, method):
     """Swin attends within windows, PVT to spatially reduced keys, LeViT over fewer tokens at
     each stage: none attends globally over one sequence, which the attention methods need. They

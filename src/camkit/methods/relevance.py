@@ -48,6 +48,8 @@ _PRODUCTS = {torch.matmul, Tensor.matmul, Tensor.__matmul__, torch.bmm, Tensor.b
 _ATTENTION = {F.scaled_dot_product_attention, F.multi_head_attention_forward}
 _SOFTMAXES = {F.softmax, torch.softmax, Tensor.softmax}
 _CONVOLUTIONS = {F.conv1d, F.conv2d, F.conv3d}
+# Calls that look at a tensor without computing from it (a batch norm checks its input's dim()).
+_INSPECTIONS = {"dim", "size", "numel", "__len__", "__get__", "stride", "is_contiguous"}
 
 
 def with_gradient_of(value: Tensor, proxy: Tensor) -> Tensor:
@@ -133,6 +135,7 @@ class _Rules(TorchFunctionMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:  # noqa: ANN401
         kwargs = kwargs or {}
+        args, kwargs = self._resolved(func, args, kwargs)
         if func in _ATTENTION or (func in _SOFTMAXES and _is_attention(args[0])):
             self.attention += 1
         self._see(func, args)
@@ -155,6 +158,15 @@ class _Rules(TorchFunctionMode):
             return func(_scaled(q, 4), _scaled(k, 4), halved(v), *rest, **kwargs)
         return self._more(func, args, kwargs)
 
+    def _resolved(
+        self,
+        func: Any,  # noqa: ANN401
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+    ) -> tuple[Sequence[Any], dict[str, Any]]:
+        """The call's arguments with any tensor whose rule was deferred made ruled (`lrp`)."""
+        return args, kwargs
+
     def _see(self, func: Any, args: Sequence[Any]) -> None:  # noqa: ANN401
         """Every call, with or without gradients (what `lrp` counts)."""
 
@@ -175,8 +187,38 @@ class _LayerRules(_Rules):
         self.gamma, self.epsilon = gamma, epsilon
         self.first: Tensor | None = None
         self.layers = 0
-        # A convolution's output by id, with how it was computed: a batch norm may follow.
-        self._convolved: dict[int, tuple[Tensor, _Convolution]] = {}
+        # A convolution's output by id, its rule not applied yet: a batch norm that follows it
+        # takes the rule of the two folded together; any other use applies the convolution's.
+        self._pending: dict[int, tuple[Tensor, _Convolution]] = {}
+        self._ruled: dict[int, Tensor] = {}
+
+    @override
+    def _resolved(
+        self,
+        func: Any,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+    ) -> tuple[Sequence[Any], dict[str, Any]]:
+        if not self._pending:
+            return args, kwargs
+        if func is F.batch_norm and args and id(args[0]) in self._pending:
+            return args, kwargs  # folded in `_more`
+        if getattr(func, "__name__", "") in _INSPECTIONS:  # reads the tensor, computes nothing
+            return args, kwargs
+        return [self._ruled_if_pending(a) for a in args], {
+            k: self._ruled_if_pending(v) for k, v in kwargs.items()
+        }
+
+    def _ruled_if_pending(self, value: Any) -> Any:  # noqa: ANN401
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._ruled_if_pending(v) for v in value)
+        if not isinstance(value, Tensor) or id(value) not in self._pending:
+            return value
+        key = id(value)
+        if key not in self._ruled:
+            z, layer = self._pending[key]
+            self._ruled[key] = layer.gamma_rule(z, self.gamma)
+        return self._ruled[key]
 
     @override
     def _see(self, func: Any, args: Sequence[Any]) -> None:
@@ -193,11 +235,10 @@ class _LayerRules(_Rules):
             if func is F.linear:
                 share = (z / stabilised(z, self.epsilon)).detach()
                 return with_gradient_of(z, share * F.linear(layer.x, layer.weight))
-            out = layer.gamma_rule(z, self.gamma)
-            self._convolved[id(out)] = (out, layer)
-            return out
-        if func is F.batch_norm and id(args[0]) in self._convolved:
-            _, layer = self._convolved.pop(id(args[0]))
+            self._pending[id(z)] = (z, layer)  # the rule waits for what uses z
+            return z
+        if func is F.batch_norm and id(args[0]) in self._pending:
+            _, layer = self._pending[id(args[0])]
             return layer.folded(args, kwargs).gamma_rule(func(*args, **kwargs), self.gamma)
         return func(*args, **kwargs)
 
@@ -214,6 +255,7 @@ class _Convolution:
         options: tuple[Sequence[Any], dict[str, Any]],
     ) -> None:
         self.func, self.x, self.weight, self.bias, self.options = func, x, weight, bias, options
+        self.batch_statistics = False  # folded with a batch norm in training mode
 
     @classmethod
     def of(cls, func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> _Convolution:  # noqa: ANN401
@@ -241,7 +283,9 @@ class _Convolution:
         if bound.get("bias") is not None:
             shift = shift + bound["bias"]
         weight = self.weight * scale.view(-1, *([1] * (self.weight.dim() - 1)))
-        return _Convolution(self.func, self.x, weight, shift, self.options)
+        folded = _Convolution(self.func, self.x, weight, shift, self.options)
+        folded.batch_statistics = bool(bound.get("training")) or bound["running_mean"] is None
+        return folded
 
     def _apply(self, x: Tensor, weight: Tensor) -> Tensor:
         rest, options = self.options
@@ -251,23 +295,28 @@ class _Convolution:
         """`z` (this layer's output) differentiated by the generalised gamma rule (Andéol et
         al. 2021, as zennit's `Gamma`): a positive output shares its relevance in proportion
         to x+ (w + gamma w+) + x- (w + gamma w-), a negative one to x+ (w + gamma w-) +
-        x- (w + gamma w+)."""
+        x- (w + gamma w+).
+
+        Both are z's own linear part plus gamma times S = conv(x+, w+) + conv(x-, w-), or
+        minus it, so one extra convolution (two for signed inputs) gives both, where zennit
+        runs four."""
         x, w = self.x, self.weight
-        positive, negative = (x > 0).detach(), (x < 0).detach()
-        up, down = w + gamma * w.clamp_min(0), w + gamma * w.clamp_max(0)
-        a, c = self._apply(x * positive, up), self._apply(x * positive, down)
-        if bool(negative.any()):  # after a ReLU there are none: two convolutions saved
-            a = a + self._apply(x * negative, down)
-            c = c + self._apply(x * negative, up)
+        # z differentiates as conv(x, w) but after a batch norm normalised by its batch's
+        # statistics (training mode), whose gradient also runs through those statistics.
+        linear = self._apply(x, w) if self.batch_statistics else z
+        s = self._apply(x * (x > 0), w.clamp_min(0))
+        if bool((x < 0).any()):  # after a ReLU there are none: one convolution saved
+            s = s + self._apply(x * (x < 0), w.clamp_max(0))
         with torch.no_grad():
-            a_total, c_total = a, c
+            bias_up: Tensor | float = 0.0
             if self.bias is not None:
-                shape = (1, -1, *([1] * (z.dim() - 2)))
-                a_total = a + (self.bias + gamma * self.bias.clamp_min(0)).view(shape)
-                c_total = c + (self.bias + gamma * self.bias.clamp_max(0)).view(shape)
-            to_a = torch.where(z > 0, z / stabilised(a_total, 1e-6), 0.0)
-            to_c = torch.where(z < 0, z / stabilised(c_total, 1e-6), 0.0)
-        return with_gradient_of(z, to_a * a + to_c * c)
+                bias_up = self.bias.clamp_min(0).view(1, -1, *([1] * (z.dim() - 2)))
+            up = z + gamma * (s + bias_up)  # x+ (w + g w+) + x- (w + g w-) + b + g b+
+            down = z + gamma * (z - s - bias_up)  # x+ (w + g w-) + x- (w + g w+) + b + g b-
+            to_up = torch.where(z > 0, z / stabilised(up, 1e-6), 0.0)
+            to_down = torch.where(z < 0, z / stabilised(down, 1e-6), 0.0)
+        proxy = (to_up + (1 + gamma) * to_down) * linear + gamma * (to_up - to_down) * s
+        return with_gradient_of(z, proxy)
 
 
 @contextlib.contextmanager
