@@ -15,6 +15,7 @@ RESULTS = {
     "shortcut": ROOT / "docs/evaluation/shortcut/results.md",
     "deep": ROOT / "docs/evaluation/deep/results.md",
     "vit": ROOT / "docs/evaluation/vit/results.md",
+    "vit-shortcut": ROOT / "docs/evaluation/vit-shortcut/results.md",
 }
 
 
@@ -68,7 +69,7 @@ def test_every_results_table_in_the_readme_is_its_results_files() -> None:
             continue
         assert table == files[name], f"the README's {name} table differs from {RESULTS[name]}"
         matched.append(name)
-    assert sorted(matched) == sorted(RESULTS)  # all four benchmarks are in the README
+    assert sorted(matched) == sorted(RESULTS)  # all five benchmarks are in the README
 
 
 def test_the_readmes_catalogue_table_is_the_default_runs_results_file() -> None:
@@ -98,7 +99,8 @@ CLAIMS = [
     ("Grad-CAM's in {}%", "shortcut", "gradcam", "Pointing % ↑"),
     ("tag in {}% of the conflict images", "shortcut", "guided-gradcam", "Pointing % ↑"),
     ("mass in its box", "shortcut", "guided-gradcam", "Energy % ↑"),
-    ("put {}%, 37%", "shortcut", "guided-gradcam", "Energy % ↑"),
+    ("put {}%, 46%", "shortcut", "lrp", "Energy % ↑"),
+    ("85%, {}%, 37%", "shortcut", "guided-gradcam", "Energy % ↑"),
     ("46%, {}% and", "shortcut", "guided-backprop", "Energy % ↑"),
     ("and {}% of their mass", "shortcut", "refinecam", "Energy % ↑"),
     ("(Grad-CAM: {}%)", "shortcut", "gradcam", "Energy % ↑"),
@@ -108,6 +110,11 @@ CLAIMS = [
     ("rollout {}%", "vit", "rollout", "Pointing % ↑"),
     ("LeGrad {}%", "vit", "legrad", "Pointing % ↑"),
     ("last block's tokens {}%", "vit", "gradcam", "Pointing % ↑"),
+    ("AttnLRP peaks on the tag in {}%", "vit-shortcut", "attnlrp", "Pointing % ↑"),
+    ("GAE in {}%;", "vit-shortcut", "gae", "Pointing % ↑"),
+    ("last block's tokens in {}%", "vit-shortcut", "gradcam", "Pointing % ↑"),
+    ("LeGrad in {}%", "vit-shortcut", "legrad", "Pointing % ↑"),
+    ("Sobel edges in {}%", "vit-shortcut", "sobel", "Pointing % ↑"),
 ]
 
 
