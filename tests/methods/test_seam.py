@@ -18,12 +18,17 @@ from camkit.methods.base import Explainer
 from camkit.methods.building import build, options_of
 from helpers.nets import ATTENTION_METHODS, gap_net, tiny_vit
 
-OWN_LAYERS = {"guided-backprop": "input", "sobel": "input", "fullgrad": "own"}
+OWN_LAYERS = {"guided-backprop": "input", "sobel": "input", "fullgrad": "own", "lrp": "own"}
 
 
 def test_every_method_says_what_its_layer_names() -> None:
     meanings = {name: cls.layer_means for name, cls in METHODS.items()}
-    assert {n for n, m in meanings.items() if m == "blocks"} == {"legrad", "gae", "rollout"}
+    assert {n for n, m in meanings.items() if m == "blocks"} == {
+        "legrad",
+        "gae",
+        "rollout",
+        "attnlrp",
+    }
     assert {n: m for n, m in meanings.items() if m in ("input", "own")} == OWN_LAYERS
     assert set(meanings.values()) == {"feature maps", "blocks", "input", "own"}
 
@@ -60,7 +65,12 @@ def test_fits_answers_for_every_method_with_the_reason() -> None:
         assert (on_cnn is not None) == (name in ATTENTION_METHODS), name
         if on_cnn is not None:
             assert on_cnn.startswith(f"{name} explains transformers")
-        assert cls.fits(vit, x_vit) is None, name
+        on_vit = cls.fits(vit, x_vit)
+        if name == "lrp":  # its rules are for CNNs; a transformer is AttnLRP's
+            assert on_vit is not None
+            assert on_vit.endswith("use attnlrp"), on_vit
+        else:
+            assert on_vit is None, name
 
 
 def test_the_command_explains_a_vit_at_a_layer_inside_a_block(tmp_path) -> None:

@@ -304,19 +304,47 @@ class _Convolution:
         # z differentiates as conv(x, w) but after a batch norm normalised by its batch's
         # statistics (training mode), whose gradient also runs through those statistics.
         linear = self._apply(x, w) if self.batch_statistics else z
-        s = self._apply(x * (x > 0), w.clamp_min(0))
-        if bool((x < 0).any()):  # after a ReLU there are none: one convolution saved
-            s = s + self._apply(x * (x < 0), w.clamp_max(0))
+        if bool((x < 0).any()):
+            s = self._apply(x * (x > 0), w.clamp_min(0)) + self._apply(x * (x < 0), w.clamp_max(0))
+        else:  # after a ReLU: x+ is x, one convolution in all
+            s = self._apply(x, w.clamp_min(0))
         with torch.no_grad():
-            bias_up: Tensor | float = 0.0
-            if self.bias is not None:
-                bias_up = self.bias.clamp_min(0).view(1, -1, *([1] * (z.dim() - 2)))
-            up = z + gamma * (s + bias_up)  # x+ (w + g w+) + x- (w + g w-) + b + g b+
-            down = z + gamma * (z - s - bias_up)  # x+ (w + g w-) + x- (w + g w+) + b + g b-
-            to_up = torch.where(z > 0, z / stabilised(up, 1e-6), 0.0)
-            to_down = torch.where(z < 0, z / stabilised(down, 1e-6), 0.0)
-        proxy = (to_up + (1 + gamma) * to_down) * linear + gamma * (to_up - to_down) * s
-        return with_gradient_of(z, proxy)
+            extra = (
+                s
+                if self.bias is None
+                else s + self.bias.clamp_min(0).view(-1, *[1] * (z.dim() - 2))
+            )
+            # up: x+ (w + g w+) + x- (w + g w-) + b + g b+; down: the other pairing, + b + g b-
+            share = torch.where(
+                z > 0,
+                z / stabilised(z + gamma * extra, 1e-6),
+                z / stabilised(z + gamma * (z - extra), 1e-6),
+            )
+            negative = z < 0
+            to_linear = torch.where(negative, (1 + gamma) * share, share)
+            to_s = torch.where(negative, -gamma * share, gamma * share)
+        out: Tensor = _Redistributed.apply(z, linear, s, to_linear, to_s)
+        return out
+
+
+class _Redistributed(torch.autograd.Function):
+    """z as it is, differentiated as ``to_linear * linear + to_s * s`` (the proxy is never
+    computed forward)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(z: Tensor, linear: Tensor, s: Tensor, to_linear: Tensor, to_s: Tensor) -> Tensor:
+        return z.detach().clone()  # not a view: the model may apply an in-place ReLU to it
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, ...], output: Tensor) -> None:  # noqa: ANN401
+        ctx.save_for_backward(inputs[3], inputs[4])
+
+    @staticmethod
+    def backward(ctx: Any, gradient: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN401
+        to_linear, to_s = ctx.saved_tensors
+        return None, gradient * to_linear, gradient * to_s, None, None
 
 
 @contextlib.contextmanager
