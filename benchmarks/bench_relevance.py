@@ -18,22 +18,12 @@ import warnings
 
 import torch
 import torchvision
+from bench_family_more import input_limit
 from bench_transformer import Run, backward_limit, ours
 from common import goal, interleaved
 from torch import Tensor, nn
 
 import camkit
-
-
-def input_limit(model: nn.Module, x: Tensor) -> Run:
-    """Forward, then the gradient of the top score down to the input."""
-
-    def run() -> object:
-        leaf = x.detach().requires_grad_()
-        out = model(leaf)
-        return torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), leaf)
-
-    return run
 
 
 def zennit_lrp(model: nn.Module, x: Tensor) -> Run:

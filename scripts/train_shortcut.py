@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from training import accuracy, arguments, fit, save_half
+from training import accuracy, arguments, evidence_said, fit, save_half
 
 from camkit.data import ShortcutShapes
 from camkit.models.shapes import ShapesNet
@@ -46,14 +46,7 @@ def main() -> None:
 
     fit(model, images, labels, epochs=args.epochs, batch=args.batch, g=g, after_epoch=report)
     shipped = save_half(model, args.out, ShapesNet())
-    check = evidence_check(shipped, conflict)
-    size = args.out.stat().st_size / 2**20
-    print(
-        f"shipped weights on the conflict split: follows the tag {check['follows_tag']:.4f}, "
-        f"the shape {check['follows_shape']:.4f}; removing the tag changes the prediction "
-        f"{check['tag_removed_changes']:.4f}, removing the shape "
-        f"{check['shape_removed_changes']:.4f}; saved {args.out} ({size:.2f} MiB)"
-    )
+    print(evidence_said(evidence_check(shipped, conflict), args.out))
 
 
 if __name__ == "__main__":

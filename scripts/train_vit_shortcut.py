@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from training import TokenReadout, accuracy, arguments, fit, save_half
+from training import TokenReadout, accuracy, arguments, evidence_said, fit, save_half
 
 from camkit.data import ShortcutShapes
 from camkit.data.shortcut import TAG_COLOURS, TAG_SIDE
@@ -206,14 +206,7 @@ def main() -> None:
         weight_decay=0.05,
     )
     shipped = save_half(model, args.out, ShapesViT())
-    check = evidence_check(shipped, conflict96)
-    size = args.out.stat().st_size / 2**20
-    print(
-        f"shipped weights on the conflict split: follows the tag {check['follows_tag']:.4f}, "
-        f"the shape {check['follows_shape']:.4f}; removing the tag changes the prediction "
-        f"{check['tag_removed_changes']:.4f}, removing the shape "
-        f"{check['shape_removed_changes']:.4f}; saved {args.out.name} ({size:.2f} MiB)"
-    )
+    print(evidence_said(evidence_check(shipped, conflict96), args.out))
 
 
 if __name__ == "__main__":

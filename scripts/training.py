@@ -71,6 +71,17 @@ def fit(
         print(f"{said} ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
+def evidence_said(check: dict[str, float], out: Path) -> str:
+    """The shipped shortcut model's evidence (`camkit.models.shortcut.evidence_check`), said."""
+    size = out.stat().st_size / 2**20
+    return (
+        f"shipped weights on the conflict split: follows the tag {check['follows_tag']:.4f}, "
+        f"the shape {check['follows_shape']:.4f}; removing the tag changes the prediction "
+        f"{check['tag_removed_changes']:.4f}, removing the shape "
+        f"{check['shape_removed_changes']:.4f}; saved {out.name} ({size:.2f} MiB)"
+    )
+
+
 def save_half(model: nn.Module, out: Path, fresh: nn.Module) -> nn.Module:
     """Save the weights as float16 to `out`; return `fresh` with them loaded back as float32,
     the weights exactly as shipped."""
