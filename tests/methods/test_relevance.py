@@ -215,6 +215,8 @@ RULES = {
     "layer norm (no bias)": lambda a, b: F.layer_norm(a, (5,), weight=b.detach()[0, 0].abs()),
     "gelu": lambda a, b: F.gelu(a),
     "silu": lambda a, b: F.silu(a),
+    "relu6 in place": lambda a, b: F.relu6(a * 3.0, inplace=True),
+    "leaky relu in place": lambda a, b: F.leaky_relu(a * 1.0, 0.1, inplace=True),
     "product of two activations": lambda a, b: a @ b.transpose(-1, -2),
     "einsum of two activations": lambda a, b: torch.einsum("bij,bkj->bik", a, b),
 }

@@ -211,3 +211,22 @@ def test_wrong_preprocessing_gets_a_flat_prediction_warning_and_right_gets_none(
     assert "resizes the shorter side to 1600, keeps the centre 0.875" in said
     _, unnormalised = dataclasses.replace(loaded, mean=None, std=None).prepare(photo.picture)
     assert flat_prediction(loaded, unnormalised, Path("cat.png")) == ""
+
+
+def test_lrp_on_real_weights_peaks_in_every_box_with_more_of_its_map_there(real, headline):
+    """LRP (gamma rule, batch norms folded, EfficientNet-Lite0's ReLU6 by the identity rule) on
+    the trained model: its peak is in the hand-drawn box on all five photos, the rocket included
+    (where the headline methods look at the launch towers), and a larger share of its map lies
+    in the box than of Grad-CAM's on each (measured: 0.85 to 0.99; the rocket 0.50 against
+    0.15)."""
+    loaded, x, _ = _batch(real)
+    _, ready = real
+    result = camkit.explain(loaded.model, x, "lrp")
+    for n, (photo, _, image, box) in enumerate(ready):
+        shares = {}
+        for name, maps in (("lrp", result.maps), ("gradcam", headline["gradcam"].maps)):
+            shares[name] = float((maps[n, 0] * box).sum() / maps[n, 0].sum())
+        peak = divmod(int(result.maps[n, 0].argmax()), image.shape[-1])
+        print(f"{photo.name}: lrp peak {peak}, share of the map in the box {shares}")
+        assert bool(box[peak]), (photo.name, peak)
+        assert shares["lrp"] > shares["gradcam"], photo.name

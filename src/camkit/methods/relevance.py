@@ -20,6 +20,7 @@ torch function mode for the call only (nothing on the model changes):
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,22 @@ from camkit.targets import Score, Targets, score_targets
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-_SMOOTH = {F.gelu, F.silu, F.mish, F.elu, F.celu, F.selu, torch.tanh, Tensor.tanh, F.tanh}
+# Element-wise activations with f(0) = 0, whose gradient is not already f(x) / x (ReLU's is).
+_ACTIVATIONS = {
+    F.gelu,
+    F.silu,
+    F.mish,
+    F.elu,
+    F.celu,
+    F.selu,
+    F.relu6,
+    F.hardtanh,
+    F.hardswish,
+    F.leaky_relu,
+    torch.tanh,
+    Tensor.tanh,
+    F.tanh,
+}
 _PRODUCTS = {torch.matmul, Tensor.matmul, Tensor.__matmul__, torch.bmm, Tensor.bmm}
 _ATTENTION = {F.scaled_dot_product_attention, F.multi_head_attention_forward}
 _SOFTMAXES = {F.softmax, torch.softmax, Tensor.softmax}
@@ -70,8 +86,15 @@ def stabilised(z: Tensor, epsilon: float) -> Tensor:
 
 
 def _activation(func: Callable[..., Tensor], args: Sequence[Any], kwargs: dict[str, Any]) -> Tensor:
-    """Identity rule: f(x), differentiated as x * (f(x) / x), so relevance passes unchanged."""
-    x, out = args[0], func(*args, **kwargs)
+    """Identity rule: f(x), differentiated as x * (f(x) / x), so relevance passes unchanged.
+    An in-place activation runs out of place (its result is what the model uses)."""
+    x = args[0]
+    with contextlib.suppress(TypeError, ValueError):  # a builtin (torch.tanh) has no inplace
+        bound = inspect.signature(func).bind(*args, **kwargs)
+        if "inplace" in inspect.signature(func).parameters:
+            bound.arguments["inplace"] = False
+            args, kwargs = bound.args, bound.kwargs
+    out = func(*args, **kwargs)
     ratio = torch.where(x != 0, out / torch.where(x != 0, x, 1.0), 0.0).detach()
     return with_gradient_of(out, x * ratio)
 
@@ -141,7 +164,7 @@ class _Rules(TorchFunctionMode):
         self._see(func, args)
         if not torch.is_grad_enabled():
             return func(*args, **kwargs)
-        if func in _SMOOTH and isinstance(args[0], Tensor) and args[0].requires_grad:
+        if func in _ACTIVATIONS and isinstance(args[0], Tensor) and args[0].requires_grad:
             return _activation(func, args, kwargs)
         if func is F.layer_norm:
             return _layer_norm(args, kwargs)
