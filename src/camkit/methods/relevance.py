@@ -9,8 +9,9 @@ torch function mode for the call only (nothing on the model changes):
 - an element-wise non-linearity f (GELU, SiLU, ...) passes relevance unchanged (identity
   rule): its gradient is f(x) / x;
 - a layer norm is linear with its standard deviation held constant (Ali et al., ICML 2022);
-- a product of two activations (the attention's Q K^T and A V, a gated unit) gives each
-  factor half (uniform rule): each gradient is halved;
+- a matrix product of two activations (the attention's Q K^T and A V, as matmul, bmm or
+  einsum) gives each factor half (uniform rule): each gradient is halved; an element-wise
+  product (a gated unit) keeps its gradient, as a custom norm's ``x * rsqrt(var)`` must;
 - the softmax keeps its gradient: times its input, that is AttnLRP's softmax rule,
   R_in = x (R_out - s sum R_out) (Proposition 3.1);
 - (`lrp` only) a convolution takes the gamma rule, a linear layer the epsilon rule, each batch
@@ -89,9 +90,10 @@ def _activation(func: Callable[..., Tensor], args: Sequence[Any], kwargs: dict[s
     """Identity rule: f(x), differentiated as x * (f(x) / x), so relevance passes unchanged.
     An in-place activation runs out of place (its result is what the model uses)."""
     x = args[0]
-    with contextlib.suppress(TypeError, ValueError):  # a builtin (torch.tanh) has no inplace
-        bound = inspect.signature(func).bind(*args, **kwargs)
-        if "inplace" in inspect.signature(func).parameters:
+    with contextlib.suppress(TypeError, ValueError):  # a builtin (torch.tanh) has no signature
+        signature = inspect.signature(func)
+        if "inplace" in signature.parameters:
+            bound = signature.bind(*args, **kwargs)
             bound.arguments["inplace"] = False
             args, kwargs = bound.args, bound.kwargs
     out = func(*args, **kwargs)
