@@ -166,6 +166,10 @@ class _Rules(TorchFunctionMode):
         self._see(func, args)
         if not torch.is_grad_enabled():
             return func(*args, **kwargs)
+        return self._by_rule(func, args, kwargs)
+
+    def _by_rule(self, func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:  # noqa: ANN401
+        """The call, differentiated by its rule (gradients are being recorded)."""
         if func in _ACTIVATIONS and isinstance(args[0], Tensor) and args[0].requires_grad:
             return _activation(func, args, kwargs)
         if func is F.layer_norm:
