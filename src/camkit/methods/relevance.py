@@ -343,15 +343,12 @@ class _Convolution:
                 if self.bias is None
                 else s + self.bias.clamp_min(0).view(-1, *[1] * (z.dim() - 2))
             )
-            # up: x+ (w + g w+) + x- (w + g w-) + b + g b+; down: the other pairing, + b + g b-
-            share = torch.where(
-                z > 0,
-                z / stabilised(z + gamma * extra, 1e-6),
-                z / stabilised(z + gamma * (z - extra), 1e-6),
-            )
+            # A positive output shares by up = x+ (w + g w+) + x- (w + g w-) + b + g b+ = z + g
+            # extra, a negative one by down, the other pairing, = z + g (z - extra).
+            share = z / stabilised(z + gamma * torch.where(z > 0, extra, z - extra), 1e-6)
             negative = z < 0
-            to_linear = torch.where(negative, (1 + gamma) * share, share)
-            to_s = torch.where(negative, -gamma * share, gamma * share)
+            to_linear = share * torch.where(negative, 1 + gamma, 1.0)
+            to_s = share * torch.where(negative, -gamma, gamma)
         out: Tensor = _Redistributed.apply(z, linear, s, to_linear, to_s)
         return out
 
