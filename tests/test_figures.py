@@ -113,6 +113,8 @@ CLAIMS = [
     ("LeGrad {}%", "vit", "legrad", "Pointing % ↑"),
     ("last block's tokens {}%", "vit", "gradcam", "Pointing % ↑"),
     ("AttnLRP peaks on the tag in {}%", "vit-shortcut", "attnlrp", "Pointing % ↑"),
+    ("AttnLRP {}% on the first 100", "relevance-vit", "attnlrp", "Pointing % ↑"),
+    ("best deletion AUC ({})", "relevance-vit", "attnlrp", "Deletion AUC ↓"),
     ("GAE in {}%;", "vit-shortcut", "gae", "Pointing % ↑"),
     ("last block's tokens in {}%", "vit-shortcut", "gradcam", "Pointing % ↑"),
     ("LeGrad in {}%", "vit-shortcut", "legrad", "Pointing % ↑"),
