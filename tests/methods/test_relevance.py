@@ -274,7 +274,32 @@ def test_k_targets_from_one_pass_equal_one_target_at_a_time(shapes) -> None:
 
 def test_lrp_options_are_checked() -> None:
     net = load_shapes_model()
-    with pytest.raises(ValueError, match="gamma and epsilon must be >= 0"):
+    with pytest.raises(ValueError, match="gamma must be a finite number >= 0, got -1"):
         camkit.LRP(net, gamma=-1)
+    for hostile in (float("nan"), float("inf"), "0.25", True, None):
+        with pytest.raises(ValueError, match="epsilon must be a finite number >= 0"):
+            camkit.LRP(net, epsilon=hostile)
     with pytest.raises(ValueError, match="neither smooth= nor reshape="):
         camkit.LRP(net, smooth=camkit.Noise(2, 0.1))
+
+
+def test_the_commands_lrp_options_are_checked_in_one_line() -> None:
+    from camkit.errors import UsageError
+    from camkit.jobs.options import check_method_options
+
+    for text in ("lrp.gamma=nan", "lrp.gamma=abc", "lrp.epsilon=-1"):
+        with pytest.raises(UsageError, match="must be a finite number >= 0"):
+            check_method_options([text])
+
+
+def test_lrp_on_an_mlp_over_flattened_pixels_reads_the_input() -> None:
+    """A first linear layer on flattened pixels: the relevance is read at the input (flattening
+    passes it unchanged); without biases it sums to the score."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(
+        nn.Flatten(), nn.Linear(48, 16, bias=False), nn.ReLU(), nn.Linear(16, 4, bias=False)
+    ).eval()
+    x = torch.rand(2, 3, 4, 4)
+    result = camkit.LRP(mlp, epsilon=0.0)(x)
+    assert result.raw[0].shape == (2, 1, 4, 4)
+    torch.testing.assert_close(result.raw[0].flatten(1).sum(1), result.scores[:, 0])

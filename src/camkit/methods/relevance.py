@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +162,7 @@ class _Rules(TorchFunctionMode):
     ) -> Any:  # noqa: ANN401
         kwargs = kwargs or {}
         args, kwargs = self._resolved(func, args, kwargs)
-        if func in _ATTENTION or (func in _SOFTMAXES and _is_attention(args[0])):
+        if func in _ATTENTION or (func in _SOFTMAXES and args and _is_attention(args[0])):
             self.attention += 1
         self._see(func, args)
         if not torch.is_grad_enabled():
@@ -170,7 +171,7 @@ class _Rules(TorchFunctionMode):
 
     def _by_rule(self, func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:  # noqa: ANN401
         """The call, differentiated by its rule (gradients are being recorded)."""
-        if func in _ACTIVATIONS and isinstance(args[0], Tensor) and args[0].requires_grad:
+        if func in _ACTIVATIONS and args and isinstance(args[0], Tensor) and args[0].requires_grad:
             return _activation(func, args, kwargs)
         if func is F.layer_norm:
             return _layer_norm(args, kwargs)
@@ -457,7 +458,8 @@ class LRP(Explainer):
     of Montavon et al. 2019): the gamma rule on every convolution, each batch norm folded into
     the convolution before it, the epsilon rule on linear layers, ReLU and pooling as they
     differentiate; the relevance is read at the input of the first convolution (the pixels
-    after the model's own normalisation), summed over channels. The map is the positive
+    after the model's own normalisation; the input itself where the first layer is a linear
+    layer on flattened pixels), summed over channels. The map is the positive
     relevance; one forward and one backward pass. The rules are zennit's composite of the same
     rules (``EpsilonGammaBox`` without its box rule on the first layer: camkit does not know
     the bounds of an arbitrary model's input).
@@ -489,8 +491,10 @@ class LRP(Explainer):
         **options: Unpack[MethodOptions],
     ) -> None:
         super().__init__(model, layer, **options)
-        if gamma < 0 or epsilon < 0:
-            raise ValueError(f"gamma and epsilon must be >= 0, got {gamma} and {epsilon}")
+        for name, value in (("gamma", gamma), ("epsilon", epsilon)):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         _no_smoothing(self)
         self.gamma, self.epsilon = gamma, epsilon
 
@@ -522,8 +526,7 @@ class LRP(Explainer):
                 batch_size=len(x),
                 size=x.shape[2:],
             )
-            first = rules.first
-            assert first is not None  # _refusal says when no layer ran
+            first = _read_at(rules.first, rows.spatial)
             (gradients,) = differentiate(scores, [first])
         with torch.no_grad():
             raw = (gradients * first.unsqueeze(1)).sum(dim=2)  # (B, K, *S)
@@ -538,6 +541,15 @@ class LRP(Explainer):
             layers=("input",),
             method=self.name,
         )
+
+
+def _read_at(first: Tensor | None, x: Tensor) -> Tensor:
+    """Where the relevance is read: the first layer's input when it is laid out as the input
+    is (the pixels after the model's own normalisation), else the input itself (a first
+    linear layer on flattened pixels: flattening passes relevance unchanged)."""
+    if first is not None and first.dim() == x.dim() and len(first) == len(x):
+        return first
+    return x
 
 
 def _refusal(rules: _LayerRules) -> str | None:
